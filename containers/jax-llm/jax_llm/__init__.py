@@ -1,0 +1,1 @@
+"""A JAX/Flax GPT that trains, prepares data and serves on SageMaker's container contracts."""

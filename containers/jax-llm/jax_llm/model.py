@@ -1,0 +1,171 @@
+"""A GPT-style decoder in Flax NNX: pre-norm blocks, rotary positions, tied embeddings, optional KV cache.
+
+One forward pass serves both uses. Training calls `model(tokens)` and gets causal self-attention
+(cuDNN flash attention on GPU). Serving passes a `KVCache` and per-row `positions`: each row writes
+its new keys and values at its own positions and attends to everything at or before them, so rows
+of one batch can be at different points of different requests (continuous batching).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jax_llm.model_config import ModelConfig
+
+
+class LayerCache(NamedTuple):
+    """Keys and values of one layer: [batch, max_len, n_heads, head_dim] each."""
+
+    k: jax.Array
+    v: jax.Array
+
+
+KVCache = tuple[LayerCache, ...]  # one entry per layer
+
+
+def init_cache(config: ModelConfig, batch: int, max_len: int | None = None) -> KVCache:
+    """An all-zero cache for `batch` rows of up to `max_len` (default: the model's context) tokens."""
+    shape = (batch, max_len or config.max_seq_len, config.n_heads, config.head_dim)
+    dtype = jnp.dtype(config.compute_dtype)
+    return tuple(LayerCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(config.n_layers))
+
+
+def apply_rotary(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
+    """Rotates pairs of channels by position-dependent angles. x: [B, T, N, H]; positions: [B, T]."""
+    half = x.shape[-1] // 2
+    inv_freq = 1.0 / (theta ** (jnp.arange(half, dtype=jnp.float32) / half))  # [H/2]
+    angles = positions[..., None].astype(jnp.float32) * inv_freq  # [B, T, H/2]
+    sin, cos = jnp.sin(angles)[:, :, None, :], jnp.cos(angles)[:, :, None, :]  # [B, T, 1, H/2]
+    x1, x2 = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
+    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
+
+
+def _linear(d_in: int, d_out: int, config: ModelConfig, std: float, rngs: nnx.Rngs) -> nnx.Linear:
+    return nnx.Linear(
+        d_in,
+        d_out,
+        use_bias=False,
+        dtype=jnp.dtype(config.compute_dtype),
+        param_dtype=jnp.dtype(config.param_dtype),
+        kernel_init=nnx.initializers.normal(std),
+        rngs=rngs,
+    )
+
+
+def _rms_norm(config: ModelConfig, rngs: nnx.Rngs) -> nnx.RMSNorm:
+    return nnx.RMSNorm(
+        config.d_model,
+        epsilon=1e-6,
+        dtype=jnp.dtype(config.compute_dtype),
+        param_dtype=jnp.dtype(config.param_dtype),
+        rngs=rngs,
+    )
+
+
+class Attention(nnx.Module):
+    """Multi-head causal self-attention with rotary positions."""
+
+    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+        self.config = config
+        d = config.d_model
+        self.qkv = _linear(d, 3 * d, config, 0.02, rngs)
+        # GPT-2's scaled init: residual branches sum over 2 * n_layers contributions.
+        self.out = _linear(d, d, config, 0.02 / math.sqrt(2 * config.n_layers), rngs)
+
+    def __call__(
+        self, x: jax.Array, positions: jax.Array, cache: LayerCache | None
+    ) -> tuple[jax.Array, LayerCache | None]:
+        cfg = self.config
+        batch, seq, _ = x.shape
+        qkv = self.qkv(x).reshape(batch, seq, 3, cfg.n_heads, cfg.head_dim)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, T, N, H]
+        q = apply_rotary(q, positions, cfg.rope_theta)
+        k = apply_rotary(k, positions, cfg.rope_theta)
+
+        if cache is None:
+            y = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=cfg.attention_implementation())
+        else:
+            # Write this step's keys/values at each row's own positions, then attend over the whole
+            # cache up to each query's position. Slots past a row's position may hold stale values
+            # from an earlier request; the mask never lets a query see them.
+            rows = jnp.arange(batch)[:, None]  # [B, 1]
+            k_all = cache.k.at[rows, positions].set(k.astype(cache.k.dtype), mode="drop")
+            v_all = cache.v.at[rows, positions].set(v.astype(cache.v.dtype), mode="drop")
+            key_pos = jnp.arange(k_all.shape[1])
+            mask = key_pos[None, None, :] <= positions[:, :, None]  # [B, T, max_len]
+            y = jax.nn.dot_product_attention(q, k_all, v_all, mask=mask[:, None], implementation="xla")
+            cache = LayerCache(k_all, v_all)
+        return self.out(y.reshape(batch, seq, cfg.d_model)), cache
+
+
+class Block(nnx.Module):
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+        d, f = config.d_model, config.d_ff
+        self.attn_norm = _rms_norm(config, rngs)
+        self.attn = Attention(config, rngs=rngs)
+        self.mlp_norm = _rms_norm(config, rngs)
+        self.mlp_in = _linear(d, f, config, 0.02, rngs)
+        self.mlp_out = _linear(f, d, config, 0.02 / math.sqrt(2 * config.n_layers), rngs)
+
+    def __call__(
+        self, x: jax.Array, positions: jax.Array, cache: LayerCache | None
+    ) -> tuple[jax.Array, LayerCache | None]:
+        h, cache = self.attn(self.attn_norm(x), positions, cache)
+        x = x + h
+        x = x + self.mlp_out(jax.nn.gelu(self.mlp_in(self.mlp_norm(x))))
+        return x, cache
+
+
+def _block_forward(block: Block, x: jax.Array, positions: jax.Array) -> jax.Array:
+    return block(x, positions, None)[0]
+
+
+# Training-only: recompute the block's activations during the backward pass instead of storing them.
+_remat_block_forward = nnx.remat(_block_forward)
+
+
+class GPT(nnx.Module):
+    """Decoder-only language model. Logits come back in float32 whatever the compute dtype."""
+
+    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+        self.config = config
+        self.embed = nnx.Embed(
+            config.vocab_size,
+            config.d_model,
+            dtype=jnp.dtype(config.compute_dtype),
+            param_dtype=jnp.dtype(config.param_dtype),
+            embedding_init=nnx.initializers.normal(0.02),
+            rngs=rngs,
+        )
+        self.blocks = nnx.List([Block(config, rngs=rngs) for _ in range(config.n_layers)])
+        self.final_norm = _rms_norm(config, rngs)
+
+    def __call__(
+        self,
+        tokens: jax.Array,
+        positions: jax.Array | None = None,
+        cache: KVCache | None = None,
+    ) -> tuple[jax.Array, KVCache | None]:
+        """tokens: [B, T] int32; positions: [B, T] (default 0..T-1). Returns ([B, T, vocab] f32, cache)."""
+        if positions is None:
+            positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
+        x = self.embed(tokens)  # [B, T, D]
+        new_cache = []
+        for i, block in enumerate(self.blocks):
+            if cache is not None:
+                x, layer_cache = block(x, positions, cache[i])
+                new_cache.append(layer_cache)
+            elif self.config.remat:
+                x = _remat_block_forward(block, x, positions)
+            else:
+                x = _block_forward(block, x, positions)
+        x = self.final_norm(x)
+        logits = self.embed.attend(x).astype(jnp.float32)  # tied output projection
+        return logits, (tuple(new_cache) if cache is not None else None)
