@@ -1,0 +1,1 @@
+"""Local mode: SageMaker's /opt/ml contract on one machine, with no AWS account and no Docker engine."""

@@ -1,0 +1,60 @@
+"""`model.tar.gz` as SageMaker makes it from `/opt/ml/model` after training, and unpacks it before `serve`."""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from jax_llm.paths import SageMakerPaths
+
+from local_mode.tree import fresh_root
+
+MODEL_ARCHIVE = "model.tar.gz"
+OUTPUT_ARCHIVE = "output.tar.gz"  # /opt/ml/output/data, uploaded beside the model
+
+
+class PackagingError(ValueError):
+    """No model to package, or an archive that cannot be served."""
+
+
+def _files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.is_file())
+
+
+def pack_directories(directories: Sequence[Path], archive: Path) -> list[str]:
+    """Tars the contents of `directories` (members relative to each, as SageMaker's upload does) into `archive`.
+
+    With several hosts each host's directory is added in host order; a path written by two hosts is kept once,
+    from the first, which is why the contract says to write the model from one host only. Returns the members.
+    """
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    members: list[str] = []
+    with tarfile.open(archive, "w:gz") as tar:
+        for directory in directories:
+            for path in _files(directory):
+                name = path.relative_to(directory).as_posix()
+                if name not in members:
+                    tar.add(path, arcname=name, recursive=False)
+                    members.append(name)
+    return members
+
+
+def package_model(model_dirs: Sequence[Path], archive: Path) -> list[str]:
+    """`model.tar.gz` from the hosts' `model/` directories; refuses an empty model (a job that exported nothing)."""
+    if not any(_files(Path(d)) for d in model_dirs if Path(d).is_dir()):
+        raise PackagingError(f"no files in {', '.join(map(str, model_dirs))}: the training job exported no model")
+    return pack_directories([Path(d) for d in model_dirs if Path(d).is_dir()], archive)
+
+
+def unpack_model(archive: Path, root: Path) -> SageMakerPaths:
+    """A fresh serving tree at `root` with `archive` unpacked into `model/`, as an endpoint's instance gets it."""
+    archive = Path(archive)
+    if not archive.is_file():
+        raise PackagingError(f"model archive {archive} does not exist")
+    paths = SageMakerPaths(fresh_root(root))
+    paths.model.mkdir(parents=True)
+    with tarfile.open(archive, "r:gz") as tar:
+        # The "data" filter refuses absolute paths, `..`, links out of the tree and device files.
+        tar.extractall(paths.model, filter="data")
+    return paths
