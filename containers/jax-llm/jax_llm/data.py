@@ -138,7 +138,7 @@ def _dataset(channel: Channel, tokenizer, work_dir: Path, seed: int) -> TokenDat
                              shard_size=WORK_SHARD_TOKENS)
         try:
             with writer:
-                encode_pieces(tokenizer, iter_pieces(channel.texts), writer)
+                encode_pieces(tokenizer, iter_pieces(channel.texts), lambda _: writer)
         except CorpusError as error:
             raise channel.error(str(error)) from error
         shard_files = writer.paths

@@ -13,7 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -107,17 +107,25 @@ def _batched(pieces: Iterator[tuple[str, bool]], size: int) -> Iterator[list[tup
         yield batch
 
 
-def encode_pieces(tokenizer: Tokenizer, pieces: Iterable[tuple[str, bool]], writer: ShardWriter) -> int:
-    """Encodes pieces into `writer`, an EOS after each document's last piece; returns the documents written."""
+def encode_pieces(tokenizer: Tokenizer, pieces: Iterable[tuple[str, bool]],
+                  writer_for: Callable[[int], ShardWriter]) -> int:
+    """Encodes pieces, an EOS after each document's last piece, into `writer_for(document_index)`.
+
+    Returns the number of documents. Every piece of a document goes to the same writer.
+    """
     eos = eos_id(tokenizer)
     documents = 0
     for batch in _batched(iter(pieces), ENCODE_BATCH):
         encodings = tokenizer.encode_batch_fast([text for text, _ in batch], add_special_tokens=False)
-        parts = []
+        parts: dict[int, list[np.ndarray]] = {}  # id(writer) -> token arrays, kept in stream order
+        writers: dict[int, ShardWriter] = {}
         for (_, ends_document), encoding in zip(batch, encodings):
-            parts.append(np.asarray(encoding.ids, np.int64))
+            writer = writer_for(documents)
+            writers[id(writer)] = writer
+            parts.setdefault(id(writer), []).append(np.asarray(encoding.ids, np.int64))
             if ends_document:
-                parts.append(np.array([eos], np.int64))
+                parts[id(writer)].append(np.array([eos], np.int64))
                 documents += 1
-        writer.write(np.concatenate(parts))
+        for key, arrays in parts.items():
+            writers[key].write(np.concatenate(arrays))
     return documents
