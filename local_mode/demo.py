@@ -1,0 +1,149 @@
+"""`make demo`: the whole lifecycle on this machine, synth -> prepare -> train -> package -> serve -> invoke.
+
+The corpus is the Python standard library's own source, which exists offline wherever Python does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import subprocess
+import sysconfig
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from local_mode.endpoint import LocalEndpoint
+from local_mode.packaging import MODEL_ARCHIVE, package_model
+from local_mode.runner import REPO, JobResult, run_processing, run_training, say
+
+PROMPTS = ("def __init__(self", "import os\n", "class ", "    for i in range(")
+SAMPLE_PARAMETERS = {"max_new_tokens": 48, "temperature": 0.8, "top_k": 40, "do_sample": True, "seed": 0}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The demo's knobs; the defaults finish in under 10 minutes on a 2-core CPU (README)."""
+    parser.add_argument("--steps", type=int, default=1200, help="training steps (default %(default)s)")
+    parser.add_argument("--corpus-mb", type=float, default=4.0, help="MB of stdlib source to train on")
+    parser.add_argument("--vocab-size", type=int, default=2048, help="BPE vocabulary trained by prepare")
+    parser.add_argument("--skip-synth", action="store_true", help="do not run `cdk synth`")
+
+
+class Stages:
+    """Numbered progress lines with the wall time of each stage."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.start = total, 0, time.monotonic()
+        self.timings: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(self, title: str) -> Iterator[None]:
+        self.done += 1
+        say(f"[{self.done}/{self.total}] {title} ...")
+        began = time.monotonic()
+        yield
+        self.timings[title] = time.monotonic() - began
+        say(f"[{self.done}/{self.total}] {title}: done in {self.timings[title]:.1f} s")
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+
+def synth(out_dir: Path) -> list[Path]:
+    """`cdk synth --quiet` (cdk-nag runs inside it; any unacknowledged finding fails it); returns the templates."""
+    done = subprocess.run([str(REPO / "node_modules" / ".bin" / "cdk"), "synth", "--quiet", "--output", str(out_dir)],
+                          cwd=REPO, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"cdk synth failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return sorted(out_dir.glob("*.template.json"))
+
+
+def build_corpus(destination: Path, max_bytes: int) -> tuple[int, int]:
+    """Copies stdlib modules (as .txt, one document each) until `max_bytes`; returns (files, bytes)."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    destination.mkdir(parents=True, exist_ok=True)
+    files = total = 0
+    for source in sorted(stdlib.rglob("*.py")):
+        relative = source.relative_to(stdlib)
+        if any(part in ("test", "tests", "idlelib", "site-packages", "lib2to3") for part in relative.parts):
+            continue  # tests are repetitive asserts; site-packages is not the standard library
+        try:
+            text = source.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        if total + len(text) > max_bytes:
+            continue  # too big for what is left; a smaller module may still fit
+        (destination / (relative.as_posix().replace("/", "__") + ".txt")).write_text(text, encoding="utf-8")
+        files, total = files + 1, total + len(text)
+    return files, total
+
+
+def sample(endpoint: LocalEndpoint, label: str) -> None:
+    """Prints each prompt's completion from the endpoint."""
+    say(f"samples {label}:")
+    for prompt in PROMPTS:
+        (answer,) = endpoint.invoke(prompt, **SAMPLE_PARAMETERS)
+        print(f"----- prompt {prompt!r}\n{prompt}{answer['generated_text']}\n", flush=True)
+
+
+def untrained_archive(trained: JobResult) -> Path:
+    """The trained model's architecture at initialization, exported and packaged exactly as the trained one."""
+    from flax import nnx
+
+    from jax_llm.export import TOKENIZER_FILE, read_model_config, save_model
+    from jax_llm.model import GPT
+
+    model_dir = trained.trees["algo-1"].model
+    untrained = trained.output_dir.parent / "untrained"
+    save_model(untrained / "model", GPT(read_model_config(model_dir), rngs=nnx.Rngs(0)), model_dir / TOKENIZER_FILE)
+    package_model([untrained / "model"], untrained / MODEL_ARCHIVE)
+    return untrained / MODEL_ARCHIVE
+
+
+def run(args: argparse.Namespace) -> int:
+    """The demo; exit code 0 when every stage succeeded."""
+    work = Path(args.workdir).resolve() / "demo"
+    stages = Stages(total=4 if args.skip_synth else 5)
+    templates: list[Path] = []
+    if not args.skip_synth:
+        with stages.stage("cdk synth (TrainingStack, EndpointStack; cdk-nag checks)"):
+            templates = synth(REPO / "cdk.out")
+            say(f"templates: {', '.join(str(t) for t in templates)}")
+
+    data = work / "data"
+    with stages.stage("processing job `prepare`: BPE tokenizer and token shards from the stdlib's source"):
+        files, size = build_corpus(work / "raw", int(args.corpus_mb * 1e6))
+        say(f"corpus: {files} modules of the Python standard library, {size / 1e6:.1f} MB, in {work / 'raw'}")
+        prepared = run_processing(args.workdir, "demo-prepare", inputs={"raw": work / "raw"},
+                                  outputs={n: data / n for n in ("tokenizer", "train", "validation")},
+                                  arguments=["prepare", "--vocab-size", str(args.vocab_size)], use_docker=args.docker)
+        if not prepared.ok:
+            return 1
+
+    hyperparameters = {"preset": "tiny", "max_steps": args.steps, "batch_size": 32, "seq_len": 128,
+                       "learning_rate": 3e-3, "warmup_steps": 50, "log_every": 50, "eval_every": 300,
+                       "checkpoint_every": 0}
+    with stages.stage(f"training job `train`: tiny GPT, {args.steps} steps"):
+        trained = run_training(args.workdir, "demo-train", hyperparameters=hyperparameters,
+                               channels={n: data / n for n in ("train", "validation", "tokenizer")},
+                               use_docker=args.docker)
+        if not trained.ok:
+            return 1
+        from jax_llm.loss_curves import PNG_FILE  # the trainer writes the plot into output/data/
+
+        plot = trained.trees["algo-1"].output_data / PNG_FILE
+
+    with stages.stage("endpoint `serve`: an untrained model, then the trained one, same prompts"):
+        for label, archive in (("before training (random initialization, same architecture)", untrained_archive(trained)),
+                               (f"after {args.steps} steps", trained.model_archive)):
+            with LocalEndpoint(archive, work / "endpoint", use_docker=args.docker, log=lambda line: None) as endpoint:
+                endpoint.wait_until_healthy()
+                sample(endpoint, label)
+
+    say(f"finished in {stages.elapsed:.0f} s; where things are:")
+    say(f"  model archive (what SageMaker uploads to S3): {trained.model_archive}")
+    say(f"  training trees (/opt/ml per host):            {trained.trees['algo-1'].root}")
+    say(f"  loss plot:                                    {plot}")
+    say(f"  CloudFormation templates:                     {', '.join(map(str, templates)) or '(synth skipped)'}")
+    return 0

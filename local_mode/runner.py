@@ -1,0 +1,225 @@
+"""Runs SageMaker jobs on this machine: the image's entry points against /opt/ml trees, as host processes or containers.
+
+    <workdir>/<job>/algo-1/ ... algo-N/   one /opt/ml tree per host (training), or <job>/processing-tree/
+    <workdir>/<job>/output/               what SageMaker uploads to S3: model.tar.gz, output.tar.gz
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from jax_llm.paths import SageMakerPaths
+
+from local_mode import docker
+from local_mode.packaging import MODEL_ARCHIVE, OUTPUT_ARCHIVE, pack_directories, package_model
+from local_mode.tree import host_names, lay_out_processing_tree, lay_out_training_tree
+
+REPO = Path(__file__).resolve().parent.parent
+CONTAINER_SOURCE = REPO / "containers" / "jax-llm"
+FAILURE_CHARS = 1024  # SageMaker keeps this much of /opt/ml/output/failure as the FailureReason
+STOP_GRACE_S = 30.0  # SIGTERM, then SIGKILL this much later (SageMaker waits 120 s; a laptop user less)
+
+Log = Callable[[str], None]
+
+
+def say(line: str) -> None:
+    """A progress line from the runner itself, told apart from the container's own output."""
+    print(f"[local_mode] {line}", flush=True)
+
+
+@dataclasses.dataclass
+class JobResult:
+    """Exit code and failure text per host; the job succeeded only if every host exited 0."""
+
+    name: str
+    trees: dict[str, SageMakerPaths]
+    exit_codes: dict[str, int]
+    failures: dict[str, str]
+    log: str
+    output_dir: Path
+
+    @property
+    def ok(self) -> bool:
+        return all(code == 0 for code in self.exit_codes.values())
+
+    @property
+    def failure_reason(self) -> str:
+        """What DescribeTrainingJob's FailureReason would say: the first failing host's failure file."""
+        for host, code in self.exit_codes.items():
+            if code != 0:
+                text = self.failures.get(host) or f"exited with code {code} and wrote no failure file"
+                return f"{host}: {text[:FAILURE_CHARS]}"
+        return ""
+
+    @property
+    def model_archive(self) -> Path:
+        return self.output_dir / MODEL_ARCHIVE
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (the coordinator's, or the server's)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def host_environment(paths: SageMakerPaths, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of an entry point run on the host: the container's sources importable, the tree as root."""
+    pythonpath = os.pathsep.join([str(REPO), str(CONTAINER_SOURCE), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return {**os.environ, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1", "SAGEMAKER_BASE_DIR": str(paths.root),
+            **(extra or {})}
+
+
+def _stream(process: subprocess.Popen, prefix: str, sink: list[str], log: Log) -> threading.Thread:
+    def pump() -> None:
+        for line in process.stdout:
+            line = line.rstrip("\n")
+            sink.append(f"{prefix}{line}")
+            log(f"{prefix}{line}")
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return thread
+
+
+def stop(process: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> int:
+    """SIGTERM, then SIGKILL after `grace_s`: how SageMaker stops a container."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.wait()
+
+
+def _run_hosts(commands: Mapping[str, tuple[list[str], dict[str, str]]], log: Log) -> tuple[dict[str, int], str]:
+    """Starts one process per host and waits; when one fails the others are stopped, as SageMaker stops the job."""
+    lines: list[str] = []
+    prefix = len(commands) > 1
+    processes, pumps = {}, []
+    for host, (argv, env) in commands.items():
+        processes[host] = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                           errors="replace")
+        pumps.append(_stream(processes[host], f"[{host}] " if prefix else "", lines, log))
+    codes: dict[str, int] = {}
+    try:
+        while len(codes) < len(processes):
+            for host, process in processes.items():
+                if host not in codes and process.poll() is not None:
+                    codes[host] = process.returncode
+                    if process.returncode != 0:
+                        for other, rest in processes.items():
+                            if other not in codes:
+                                codes[other] = stop(rest)
+            time.sleep(0.2)
+    finally:  # Ctrl-C: the containers get SIGTERM and their chance to checkpoint
+        for host, process in processes.items():
+            codes.setdefault(host, stop(process))
+        for pump in pumps:
+            pump.join(timeout=5)
+    return codes, "\n".join(lines)
+
+
+def _read_failure(path: Path) -> str:
+    return path.read_text(errors="replace").strip() if path.is_file() else ""
+
+
+def run_training(
+    workdir: Path,
+    job_name: str,
+    *,
+    hyperparameters: Mapping[str, Any],
+    channels: Mapping[str, Path],
+    hosts: int = 1,
+    instance_type: str = "local",
+    checkpoints: Path | None = None,
+    use_docker: bool = False,
+    log: Log = print,
+) -> JobResult:
+    """A training job: one tree and one `train` process per host; packages model.tar.gz when all succeed."""
+    names = host_names(hosts)
+    job_dir = Path(workdir).resolve() / job_name
+    trees = {
+        host: lay_out_training_tree(job_dir / host, hyperparameters=hyperparameters, channels=channels,
+                                    current_host=host, hosts=names, instance_type=instance_type,
+                                    checkpoints=Path(checkpoints) / host if checkpoints else None)
+        for host in names
+    }
+    engine = docker.engine(use_docker, log=say)
+    port = free_port()
+    commands = {}
+    for host, paths in trees.items():
+        env = {"TRAINING_JOB_NAME": job_name, "TRAINING_JOB_ARN": f"arn:aws:sagemaker:local:000000000000:training-job/{job_name}"}
+        if engine is not None:
+            commands[host] = (engine.run_argv(paths, ["train"], hostname=host, env=env, network=f"{job_name}-net"
+                                              if hosts > 1 else None, coordinator=f"{names[0]}:{port}" if hosts > 1 else None),
+                              dict(os.environ))
+        else:
+            if hosts > 1:  # hosts[0] does not resolve on the host; every process meets on the loopback instead
+                env["JAX_COORDINATOR_ADDRESS"] = f"127.0.0.1:{port}"
+            commands[host] = ([sys.executable, "-m", "jax_llm", "train"], host_environment(paths, env))
+    say(f"training job {job_name}: {hosts} host(s) {', '.join(names)}, trees under {job_dir}")
+    if engine is not None and hosts > 1:
+        engine.create_network(f"{job_name}-net")
+    codes, text = _run_hosts(commands, log)
+    result = JobResult(job_name, trees, codes, {h: _read_failure(p.failure) for h, p in trees.items()}, text,
+                       job_dir / "output")
+    if result.ok:
+        package_model([p.model for p in trees.values()], result.model_archive)
+        pack_directories([p.output_data for p in trees.values()], result.output_dir / OUTPUT_ARCHIVE)
+        if checkpoints:  # the end of SageMaker's continuous checkpoint upload
+            for host, paths in trees.items():
+                pack_checkpoints(paths, Path(checkpoints) / host)
+        say(f"training job {job_name} completed; model: {result.model_archive}")
+    else:
+        say(f"training job {job_name} failed: {result.failure_reason}")
+    return result
+
+
+def pack_checkpoints(paths: SageMakerPaths, destination: Path) -> None:
+    """Copies a host's checkpoints/ out, as SageMaker syncs CheckpointConfig.LocalPath to S3."""
+    shutil.copytree(paths.checkpoints, destination, dirs_exist_ok=True)
+
+
+def run_processing(
+    workdir: Path,
+    job_name: str,
+    *,
+    inputs: Mapping[str, Path],
+    outputs: Mapping[str, Path],
+    arguments: Sequence[str],
+    use_docker: bool = False,
+    log: Log = print,
+) -> JobResult:
+    """A processing job: inputs copied in, the container run, outputs copied to their destinations on success."""
+    engine = docker.engine(use_docker, log=say)
+    paths = lay_out_processing_tree(Path(workdir).resolve() / job_name / "processing-tree", job_name=job_name,
+                                    inputs=inputs, outputs=outputs, arguments=arguments,
+                                    container_root=docker.CONTAINER_ROOT if engine else None)
+    if engine is not None:
+        command = (engine.run_argv(paths, list(arguments), hostname="algo-1", env={}), dict(os.environ))
+    else:
+        command = ([sys.executable, "-m", "jax_llm", *arguments], host_environment(paths))
+    say(f"processing job {job_name}: {' '.join(arguments)}; tree at {paths.root}")
+    codes, text = _run_hosts({"algo-1": command}, log)
+    result = JobResult(job_name, {"algo-1": paths}, codes, {"algo-1": _read_failure(paths.message) or _read_failure(paths.failure)}, text,
+                       Path(workdir).resolve() / job_name / "output")
+    if result.ok:
+        for name, destination in outputs.items():  # S3UploadMode EndOfJob
+            shutil.copytree(paths.processing / "output" / name, destination, dirs_exist_ok=True)
+        say(f"processing job {job_name} completed; outputs: {', '.join(str(d) for d in outputs.values())}")
+    else:
+        say(f"processing job {job_name} failed: {result.failure_reason}")
+    return result
