@@ -1,0 +1,1 @@
+"""`python -m jax_llm serve`: SageMaker's inference contract in front of one continuous-batching engine."""

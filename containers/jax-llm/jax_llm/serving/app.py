@@ -1,0 +1,186 @@
+"""The HTTP API SageMaker calls: GET /ping, POST /invocations, GET /execution-parameters (Starlette).
+
+The app never blocks its event loop on the model: loading runs in a background thread (so /ping
+answers 503 at once, then 200), tokenization in the threadpool, generation in the engine thread.
+Every refusal is a JSON `{"error", "error_type"}` with a 4xx/5xx status, and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from jax_llm.serving.schema import (
+    Generation,
+    GenerateRequest,
+    RequestError,
+    Token,
+    error_event,
+    generation_json,
+    parse_request,
+    stream_event,
+)
+from jax_llm.serving.settings import ServingSettings
+
+log = logging.getLogger(__name__)
+
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+JSON_TYPES = ("application/json", "")  # SageMaker passes the client's ContentType; none means JSON here
+
+
+def _error(error: RequestError, headers: dict[str, str]) -> JSONResponse:
+    if error.status >= 500:
+        log.warning("%s: %s", error.error_type, error.message)
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, or 413 if it exceeds `limit` bytes (read to the end so the client gets the answer)."""
+    declared = request.headers.get("content-length", "")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+    if size > limit or (declared.isdigit() and int(declared) > limit):
+        raise RequestError(413, "payload_too_large", f"request body is {size} bytes; the limit is {limit} bytes")
+    return b"".join(chunks)
+
+
+def _engine_or_503(request: Request):
+    engine = request.app.state.engine
+    if engine is None:
+        raise RequestError(503, "not_ready", "the model is still loading; retry when /ping answers 200")
+    return engine
+
+
+async def ping(request: Request) -> Response:
+    """200 once the model can serve, 503 while it loads, 500 if loading failed (the message says why)."""
+    state = request.app.state
+    if state.engine is not None:
+        return JSONResponse({"status": "ready", **state.engine.load()})
+    if state.load_error is not None:
+        return JSONResponse({"error": state.load_error, "error_type": "load_failed"}, status_code=500)
+    return JSONResponse({"error": "the model is loading", "error_type": "not_ready"}, status_code=503)
+
+
+async def execution_parameters(request: Request) -> Response:
+    """What a batch transform job should send: concurrency that fills the slots, strategy, payload size."""
+    settings: ServingSettings = request.app.state.settings
+    return JSONResponse(
+        {
+            "MaxConcurrentTransforms": settings.max_concurrent_transforms,
+            "BatchStrategy": settings.batch_strategy,
+            "MaxPayloadInMB": settings.max_payload_bytes // (1024 * 1024),
+        }
+    )
+
+
+async def invocations(request: Request) -> Response:
+    """TGI-style generation: a JSON list of results, or server-sent events when `stream` is true."""
+    arrived = time.monotonic()
+    settings: ServingSettings = request.app.state.settings
+    headers = {CUSTOM_ATTRIBUTES: request.headers[CUSTOM_ATTRIBUTES]} if CUSTOM_ATTRIBUTES in request.headers else {}
+    try:
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type not in JSON_TYPES:
+            raise RequestError(415, "unsupported_media_type", f"Content-Type {media_type!r} is not supported; send application/json")
+        body = await _read_body(request, settings.max_payload_bytes)
+        parsed = parse_request(body)
+        engine = _engine_or_503(request)
+        prompts = await run_in_threadpool(engine.prepare, parsed)  # tokenizing a 6 MB prompt takes a while
+        deadline = arrived + settings.request_timeout_s
+        loop = asyncio.get_running_loop()
+        if parsed.stream:
+            events: asyncio.Queue = asyncio.Queue()
+            sink = lambda token, final: loop.call_soon_threadsafe(events.put_nowait, (token, final))  # noqa: E731
+            sequences = engine.submit(prompts, deadline, [sink], stream=True)
+            return StreamingResponse(
+                _sse(events, sequences, parsed), media_type="text/event-stream", headers=headers
+            )
+        futures = [loop.create_future() for _ in prompts]
+        sinks = [_resolver(loop, future) for future in futures]
+        sequences = engine.submit(prompts, deadline, sinks, stream=False)
+        try:
+            generations: list[Generation] = await asyncio.gather(*futures)
+        finally:  # the client went away or the server is being killed: free the slots
+            for sequence in sequences:
+                sequence.cancel()
+        if any(g.finish_reason == "error" for g in generations):
+            raise RequestError(500, "generation", "the generation engine failed; see the server log")
+        body = [generation_json(g, text, parsed.params) for g, text in zip(generations, parsed.inputs)]
+        return JSONResponse(body, headers=headers)
+    except RequestError as error:
+        return _error(error, headers)
+
+
+def _resolver(loop: asyncio.AbstractEventLoop, future: asyncio.Future):
+    def sink(token: Token | None, final: Generation | None) -> None:
+        if final is not None:
+            loop.call_soon_threadsafe(lambda: future.done() or future.set_result(final))
+
+    return sink
+
+
+async def _sse(events: asyncio.Queue, sequences: list, parsed: GenerateRequest) -> AsyncIterator[bytes]:
+    """One `data:{...}` event per token; the last carries the full text. Dropping the client frees the slot."""
+    try:
+        while True:
+            token, final = await events.get()
+            if final is None:
+                yield stream_event(token)
+                continue
+            if final.finish_reason == "error":
+                yield error_event("the generation engine failed; see the server log", "generation")
+            else:
+                full_text = parsed.inputs[0] + final.text if parsed.params.return_full_text else final.text
+                yield stream_event(token, final, full_text)
+            return
+    finally:
+        for sequence in sequences:
+            sequence.cancel()
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error in %s", request.url.path, exc_info=exc)
+    return JSONResponse({"error": f"internal error: {type(exc).__name__}", "error_type": "internal"}, status_code=500)
+
+
+def create_app(settings: ServingSettings, load_engine) -> Starlette:
+    """The ASGI app. `load_engine(settings) -> Engine` runs in a background thread at startup."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        app.state.settings = settings
+        app.state.engine = None
+        app.state.load_error = None
+
+        def load() -> None:
+            try:
+                app.state.engine = load_engine(settings)
+            except Exception as error:  # noqa: BLE001 - reported on /ping and in the log
+                log.exception("loading the model from %s failed", settings.model_dir)
+                app.state.load_error = f"loading the model from {settings.model_dir} failed: {error}"
+
+        threading.Thread(target=load, name="model-loader", daemon=True).start()
+        yield
+        # uvicorn has stopped accepting and drained in-flight requests by now.
+        if app.state.engine is not None:
+            app.state.engine.stop(timeout=settings.shutdown_grace_s)
+
+    routes = [
+        Route("/ping", ping, methods=["GET"]),
+        Route("/invocations", invocations, methods=["POST"]),
+        Route("/execution-parameters", execution_parameters, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={Exception: _internal_error})

@@ -1,0 +1,121 @@
+"""The model on the accelerator: a KV cache of fixed slots, a compiled prefill per prompt bucket, one decode step.
+
+Shapes never depend on traffic: prefill runs one prompt padded to a bucket length ([1, L]) into one
+slot's cache row; decode runs every slot at once ([S, 1]), idle slots included. So the set of XLA
+programs is known up front and `warm_up` compiles all of them before the server reports ready.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import logging
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jax_llm.model import GPT, KVCache, init_cache
+from jax_llm.serving.sampling import choose_tokens
+
+log = logging.getLogger(__name__)
+
+
+class SlotParams:
+    """Per-slot sampling settings as host arrays, sent with every step. S = number of slots."""
+
+    def __init__(self, slots: int):
+        self.key_data = np.zeros((slots, 2), np.uint32)  # [S, 2] raw PRNG key of the request's seed
+        self.temperature = np.ones(slots, np.float32)  # [S]
+        self.top_k = np.zeros(slots, np.int32)  # [S], 0 = off
+        self.top_p = np.ones(slots, np.float32)  # [S], 1.0 = off
+        self.greedy = np.ones(slots, bool)  # [S]
+
+    def set(self, slot: int, key_data: np.ndarray, temperature: float, top_k: int, top_p: float, greedy: bool) -> None:
+        """Installs one request's settings in its slot."""
+        self.key_data[slot] = key_data
+        self.temperature[slot], self.top_k[slot], self.top_p[slot] = temperature, top_k, top_p
+        self.greedy[slot] = greedy
+
+    def row(self, slot: int) -> tuple[np.ndarray, ...]:
+        """One slot's settings as [1]-shaped arrays (for prefill)."""
+        s = slice(slot, slot + 1)
+        return self.key_data[s], self.temperature[s], self.top_k[s], self.top_p[s], self.greedy[s]
+
+    def all(self) -> tuple[np.ndarray, ...]:
+        """Every slot's settings (for decode)."""
+        return self.key_data, self.temperature, self.top_k, self.top_p, self.greedy
+
+
+def _prefill(graphdef, params, cache: KVCache, slot, tokens, length, key_data, temperature, top_k, top_p, greedy):
+    """tokens: [1, L] (padded); length: the real prompt length. Returns (token, logprob, cache)."""
+    model = nnx.merge(graphdef, params)
+    row = jax.tree.map(lambda c: jax.lax.dynamic_slice_in_dim(c, slot, 1, axis=0), cache)  # [1, max_len, N, H]
+    positions = jnp.arange(tokens.shape[1])[None, :]  # [1, L]
+    # Padding positions >= length write junk keys into the row; decode overwrites each position before
+    # any query can attend to it (the mask stops at the query's own position), so the junk is never read.
+    logits, row = model(tokens, positions, row)  # [1, L, V]
+    cache = jax.tree.map(lambda c, r: jax.lax.dynamic_update_slice_in_dim(c, r, slot, axis=0), cache, row)
+    last = jax.lax.dynamic_index_in_dim(logits[0], length - 1, axis=0, keepdims=True)  # [1, V]
+    step = jnp.zeros((1,), jnp.int32)  # the first generated token
+    token, logprob = choose_tokens(last, key_data, step, temperature, top_k, top_p, greedy)
+    return token[0], logprob[0], cache
+
+
+def _decode(graphdef, params, cache: KVCache, tokens, positions, step, key_data, temperature, top_k, top_p, greedy):
+    """tokens, positions, step: [S]. Feeds each slot's last token at its position; returns ([S], [S], cache)."""
+    model = nnx.merge(graphdef, params)
+    logits, cache = model(tokens[:, None], positions[:, None], cache)  # [S, 1, V]
+    token, logprob = choose_tokens(logits[:, 0], key_data, step, temperature, top_k, top_p, greedy)
+    return token, logprob, cache
+
+
+class ModelRunner:
+    """Owns the parameters and the KV cache on the device; the engine drives it one step at a time."""
+
+    def __init__(self, model: GPT, slots: int, buckets: list[int]):
+        self.config = model.config
+        self.slots = slots
+        self.buckets = sorted(buckets)
+        graphdef, self._params = nnx.split(model)
+        self._cache = init_cache(self.config, slots)  # per layer: [S, max_seq_len, N, H]
+        # The cache is donated: XLA updates it in place instead of copying it every step.
+        self._prefill = jax.jit(functools.partial(_prefill, graphdef), donate_argnums=(1,))
+        self._decode = jax.jit(functools.partial(_decode, graphdef), donate_argnums=(1,))
+        self.idle_position = self.config.max_seq_len  # out of range: an idle slot's cache write is dropped
+
+    def bucket(self, length: int) -> int:
+        """The padded length a prompt of `length` tokens is prefilled at."""
+        return self.buckets[bisect.bisect_left(self.buckets, length)]
+
+    def prefill(self, slot: int, prompt: list[int], sampling: tuple[np.ndarray, ...]) -> tuple[int, float]:
+        """Writes `prompt` into `slot`'s cache row; returns the first generated token and its logprob."""
+        padded = np.zeros((1, self.bucket(len(prompt))), np.int32)
+        padded[0, : len(prompt)] = prompt
+        token, logprob, self._cache = self._prefill(
+            self._params, self._cache, np.int32(slot), padded, np.int32(len(prompt)), *sampling
+        )
+        token, logprob = jax.device_get((token, logprob))
+        return int(token), float(logprob)
+
+    def decode(
+        self, tokens: np.ndarray, positions: np.ndarray, step: np.ndarray, sampling: tuple[np.ndarray, ...]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One decode step over all slots; returns (tokens [S], logprobs [S]) on the host."""
+        token, logprob, self._cache = self._decode(self._params, self._cache, tokens, positions, step, *sampling)
+        return jax.device_get((token, logprob))
+
+    def warm_up(self) -> float:
+        """Compiles (or loads from the persistent cache) every program serving will run; returns seconds."""
+        start = time.perf_counter()
+        sampling = SlotParams(self.slots)
+        for bucket in self.buckets:
+            self.prefill(0, [0] * bucket, sampling.row(0))
+        idle = np.full(self.slots, self.idle_position, np.int32)
+        zeros = np.zeros(self.slots, np.int32)
+        self.decode(zeros, idle, zeros, sampling.all())
+        elapsed = time.perf_counter() - start
+        log.info("compiled prefill for buckets %s and decode for %d slots in %.1f s", self.buckets, self.slots, elapsed)
+        return elapsed

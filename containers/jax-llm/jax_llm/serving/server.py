@@ -1,0 +1,43 @@
+"""`python -m jax_llm serve`: wires settings, the app and uvicorn. Listens at once; the model loads behind /ping."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from jax_llm.serving.app import create_app
+from jax_llm.serving.settings import ServingSettings, SettingsError
+
+
+def _load_engine(settings: ServingSettings):
+    # Imported here so that the socket is open before JAX is imported (a second or more).
+    from jax_llm.serving.loader import load_engine
+
+    return load_engine(settings)
+
+
+def main(argv: list[str]) -> int:
+    """Serves until SIGTERM, then drains in-flight requests. Returns the exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if argv:
+        print(f"serve takes no arguments (configuration is environment variables), got {argv}", file=sys.stderr)
+        return 2
+    try:
+        settings = ServingSettings.from_env()
+    except SettingsError as error:
+        print(f"serve: {error}", file=sys.stderr)
+        return 2
+    config = uvicorn.Config(
+        create_app(settings, _load_engine),
+        host=settings.host,
+        port=settings.port,
+        lifespan="on",
+        access_log=False,
+        # Longer than the front end's idle timeout, so it never reuses a connection we just closed.
+        timeout_keep_alive=75,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
+    )
+    uvicorn.Server(config).run()
+    return 0

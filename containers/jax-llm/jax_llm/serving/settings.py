@@ -1,0 +1,108 @@
+"""Every setting of the server, read once from the environment (SageMaker's variables and ours)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from jax_llm.paths import SageMakerPaths
+
+ONLINE_PAYLOAD_MB = 6  # InvokeEndpoint's fixed request limit
+ONLINE_TIMEOUT_S = 55.0  # InvokeEndpoint's client gives up at 60 s; answer before, with what we have
+BATCH_TIMEOUT_S = 590.0  # batch transform's default InvocationsTimeoutInSeconds is 600 s
+# SageMaker spells the strategy SingleRecord in the API and SINGLE_RECORD in the toolkits.
+_STRATEGIES = {"SINGLERECORD": "SINGLE_RECORD", "MULTIRECORD": "MULTI_RECORD"}
+
+
+class SettingsError(ValueError):
+    """An environment variable with a value the server cannot use; the message names it."""
+
+
+def _int(env: Mapping[str, str], key: str, default: int, minimum: int) -> int:
+    raw = env.get(key, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{key}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise SettingsError(f"{key}={value} must be at least {minimum}")
+    return value
+
+
+def _float(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key, "")
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{key}={raw!r} is not a number") from None
+    if value <= 0:
+        raise SettingsError(f"{key}={value} must be positive")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingSettings:
+    """What the server listens on, how much it batches and queues, and how long a request may run."""
+
+    model_dir: Path  # /opt/ml/model (SAGEMAKER_BASE_DIR/model)
+    host: str = "0.0.0.0"
+    port: int = 8080  # SAGEMAKER_BIND_TO_PORT (multi-container endpoints) overrides
+    max_batch: int = 32  # decode slots: requests generating at once (the compiled decode batch)
+    max_queue: int = 256  # requests waiting for a slot before /invocations answers 429
+    min_prompt_bucket: int = 16  # prompts are padded to 16, 32, 64, ... up to the context length
+    default_max_new_tokens: int = 64  # when a request gives no max_new_tokens
+    request_timeout_s: float = ONLINE_TIMEOUT_S  # generation stops here and returns what it has
+    max_payload_bytes: int = ONLINE_PAYLOAD_MB * 1024 * 1024
+    compute_dtype: str | None = None  # overrides the exported config ("bfloat16" on GPU)
+    compile_cache_dir: Path = Path(tempfile.gettempdir()) / "jax_llm_compile_cache"
+    shutdown_grace_s: float = 25.0  # SIGTERM -> SIGKILL is 30 s on an endpoint: drain within it
+    batch_transform: bool = False  # SAGEMAKER_BATCH=true inside a batch transform job
+    # What /execution-parameters advertises: one JSON request per record (a record may hold a list of
+    # inputs); concurrent records fill the decode slots.
+    batch_strategy: str = "SINGLE_RECORD"
+    max_concurrent_transforms: int = 32
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "ServingSettings":
+        """Reads SageMaker's variables (SAGEMAKER_*) and the server's own (JAX_LLM_*)."""
+        env = os.environ if environ is None else environ
+        batch = env.get("SAGEMAKER_BATCH", "").lower() == "true"
+        max_batch = _int(env, "JAX_LLM_MAX_BATCH", cls.max_batch, 1)
+        payload_mb = _int(env, "SAGEMAKER_MAX_PAYLOAD_IN_MB", ONLINE_PAYLOAD_MB if not batch else 100, 1)
+        raw_strategy = env.get("SAGEMAKER_BATCH_STRATEGY", "") or cls.batch_strategy
+        strategy = _STRATEGIES.get(raw_strategy.upper().replace("_", ""))
+        if strategy is None:
+            raise SettingsError(f"SAGEMAKER_BATCH_STRATEGY={raw_strategy!r} must be SINGLE_RECORD or MULTI_RECORD")
+        return cls(
+            model_dir=SageMakerPaths.from_env(env).model,
+            port=_int(env, "SAGEMAKER_BIND_TO_PORT", cls.port, 1),
+            max_batch=max_batch,
+            max_queue=_int(env, "JAX_LLM_MAX_QUEUE", cls.max_queue, 0),
+            min_prompt_bucket=_int(env, "JAX_LLM_MIN_PROMPT_BUCKET", cls.min_prompt_bucket, 1),
+            default_max_new_tokens=_int(env, "JAX_LLM_DEFAULT_MAX_NEW_TOKENS", cls.default_max_new_tokens, 1),
+            request_timeout_s=_float(
+                env, "JAX_LLM_REQUEST_TIMEOUT_S", BATCH_TIMEOUT_S if batch else ONLINE_TIMEOUT_S
+            ),
+            max_payload_bytes=payload_mb * 1024 * 1024,
+            compute_dtype=env.get("JAX_LLM_COMPUTE_DTYPE") or None,
+            compile_cache_dir=Path(env.get("JAX_LLM_COMPILE_CACHE_DIR") or cls.compile_cache_dir),
+            shutdown_grace_s=_float(env, "JAX_LLM_SHUTDOWN_GRACE_S", cls.shutdown_grace_s),
+            batch_transform=batch,
+            batch_strategy=strategy,
+            max_concurrent_transforms=_int(env, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", max_batch, 1),
+        )
+
+    def prompt_buckets(self, max_seq_len: int) -> list[int]:
+        """Padded prompt lengths to compile: powers of two from `min_prompt_bucket`, then the context."""
+        buckets, size = [], min(self.min_prompt_bucket, max_seq_len)
+        while size < max_seq_len:
+            buckets.append(size)
+            size *= 2
+        return buckets + [max_seq_len]
