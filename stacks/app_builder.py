@@ -1,0 +1,21 @@
+"""Composes the CDK app from CDK context: settings, stacks and cdk-nag. app.py and the tests share it."""
+
+from __future__ import annotations
+
+from aws_cdk import App, Environment
+
+from stacks.nag import add_nag_checks
+from stacks.settings import Settings
+from stacks.training_stack import TrainingStack
+
+
+def build_app(app: App) -> App:
+    """Add the project's stacks and cdk-nag checks to ``app``, reading settings from its context."""
+    settings = Settings.from_context(app)
+    # Environment-agnostic stacks: account and region come from the deploying credentials, so synth
+    # needs none and makes no AWS call.
+    env = Environment()
+    TrainingStack(app, "TrainingStack", settings=settings, env=env,
+                  description="JAX LLM on SageMaker: image, buckets, KMS key, execution role, Model Registry")
+    add_nag_checks(app)
+    return app

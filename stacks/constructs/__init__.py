@@ -1,0 +1,1 @@
+"""Small constructs that TrainingStack (and later stacks) compose, one concept per file."""

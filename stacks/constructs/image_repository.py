@@ -1,0 +1,56 @@
+"""The ECR repository for the jax-llm image, and the image built from containers/jax-llm copied into it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+from stacks.constructs.image_copy import ImageCopy
+
+CONTAINER_DIR = Path(__file__).resolve().parents[2] / "containers" / "jax-llm"
+
+
+class ImageRepository(Construct):
+    """A scanned, immutable-tag ECR repository holding the image under a content-derived tag.
+
+    The image is a Docker image asset (built and pushed to the CDK asset repository by ``cdk deploy``;
+    ``cdk synth`` only stages the build context) that an ECRDeployment copies into our repository
+    under its asset hash, so the tag changes exactly when the build context or build arguments do.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, repository_name: str, key: kms.IKey,
+                 max_image_count: int, cpu_only: bool, log_retention_days: int,
+                 removal_policy: RemovalPolicy) -> None:
+        super().__init__(scope, construct_id)
+        self.repository = ecr.Repository(
+            self, "Repository",
+            repository_name=repository_name,
+            image_scan_on_push=True,
+            image_tag_mutability=ecr.TagMutability.IMMUTABLE,
+            encryption=ecr.RepositoryEncryption.KMS,
+            encryption_key=key,
+            lifecycle_rules=[ecr.LifecycleRule(
+                description=f"Keep the {max_image_count} newest images",
+                max_image_count=max_image_count,
+            )],
+            removal_policy=removal_policy,
+        )
+        self.asset = ecr_assets.DockerImageAsset(
+            self, "Asset",
+            directory=str(CONTAINER_DIR),
+            platform=ecr_assets.Platform.LINUX_AMD64,
+            build_args={"CPU_ONLY": "1"} if cpu_only else None,
+        )
+        # The asset hash covers the build context and build arguments: a content tag, stable across synths.
+        self.image_tag: str = self.asset.asset_hash
+        self.image_uri: str = self.repository.repository_uri_for_tag(self.image_tag)
+        self.copy = ImageCopy(
+            self, "Copy", source_repository=self.asset.repository, source_uri=self.asset.image_uri,
+            repository=self.repository, destination_uri=self.image_uri, key=key, log_retention_days=log_retention_days)
+        # Whatever starts containers from image_uri depends on this: the copy has finished by then.
+        self.deployment: Construct = self.copy.deployment

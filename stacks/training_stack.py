@@ -1,0 +1,94 @@
+"""TrainingStack: the image, storage, encryption, execution role and Model Registry for JAX LLM training."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.constructs.buckets import ProjectBuckets
+from stacks.constructs.encryption import EncryptionKey
+from stacks.constructs.execution_role import SageMakerExecutionRole
+from stacks.constructs.image_repository import ImageRepository
+from stacks.constructs.model_registry import ModelRegistry
+from stacks.constructs.training_pipeline import TrainingPipelines
+from stacks.constructs.training_trigger import TrainingTrigger
+from stacks.pipeline.resources import PipelineResources
+from stacks.settings import Settings
+
+
+class TrainingStack(Stack):
+    """Everything SageMaker training needs; later stacks read the public attributes set here."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.settings = settings
+        removal = RemovalPolicy.DESTROY if settings.project.removal_policy == "destroy" else RemovalPolicy.RETAIN
+
+        self.key: kms.Key = EncryptionKey(
+            self, "Encryption", alias=f"alias/{settings.project.name}",
+            pending_window_days=settings.storage.kms_pending_window_days, removal_policy=removal).key
+
+        buckets = ProjectBuckets(
+            self, "Buckets", key=self.key, data_bucket_name=settings.storage.data_bucket_name,
+            noncurrent_version_days=settings.storage.noncurrent_version_days,
+            access_log_retention_days=settings.storage.access_log_retention_days, removal_policy=removal)
+        self.artifacts_bucket: s3.IBucket = buckets.artifacts_bucket
+        self.data_bucket: s3.IBucket = buckets.data_bucket
+        self.access_logs_bucket: s3.IBucket = buckets.access_logs_bucket
+
+        image = ImageRepository(
+            self, "Image", repository_name=settings.project.name, key=self.key,
+            max_image_count=settings.image.max_image_count, cpu_only=settings.image.cpu_only,
+            log_retention_days=settings.storage.log_retention_days, removal_policy=removal)
+        self.repository: ecr.Repository = image.repository
+        self.image_tag: str = image.image_tag
+        self.image_uri: str = image.image_uri
+        # Resources that start containers from image_uri depend on this: the copy must have finished.
+        self.image_deployment: Construct = image.deployment
+
+        role = SageMakerExecutionRole(
+            self, "ExecutionRole", repository=self.repository, key=self.key,
+            read_write_buckets=[self.artifacts_bucket], read_only_buckets=[self.data_bucket])
+        self.execution_role: iam.Role = role.role
+        self.execution_role_policy: iam.Policy = role.policy
+
+        registry = ModelRegistry(
+            self, "ModelRegistry", group_name=settings.registry.model_package_group_name,
+            removal_policy=removal)
+        self.model_package_group_name: str = registry.group_name
+        self.model_package_group_arn: str = registry.group_arn
+
+        pipelines = TrainingPipelines(
+            self, "Pipelines", project_name=settings.project.name, pipeline=settings.pipeline,
+            tuning=settings.tuning, resources=PipelineResources(
+                image_uri=self.image_uri, execution_role_arn=self.execution_role.role_arn,
+                artifacts_bucket_name=self.artifacts_bucket.bucket_name,
+                data_bucket_name=self.data_bucket.bucket_name, kms_key_arn=self.key.key_arn,
+                model_package_group_name=self.model_package_group_name))
+        self.pipelines = pipelines
+        if settings.pipeline.start_training:
+            trigger = TrainingTrigger(
+                self, "StartTraining", pipeline_name=pipelines.training_pipeline_name,
+                pipeline_arn=pipelines.training_pipeline_arn, definition=pipelines.training_definition,
+                key=self.key, log_retention_days=settings.storage.log_retention_days,
+                depends_on=[pipelines.training, pipelines.pipeline_role.policy, self.execution_role_policy,
+                            self.image_deployment])
+            CfnOutput(self, "TrainingExecutionArn", value=trigger.execution_arn,
+                      description="The pipeline execution the latest change of the training definition started")
+
+        for output_id, value, description in [
+            ("ImageUri", self.image_uri, "The jax-llm image at its content tag"),
+            ("ExecutionRoleArn", self.execution_role.role_arn, "SageMaker execution role"),
+            ("ArtifactsBucketName", self.artifacts_bucket.bucket_name, "Models, checkpoints, pipeline files"),
+            ("DataBucketName", self.data_bucket.bucket_name, "Training data"),
+            ("KmsKeyArn", self.key.key_arn, "KMS key for S3 objects and SageMaker volumes"),
+            ("ModelPackageGroupName", self.model_package_group_name, "Model Registry group"),
+            ("TrainingPipelineName", pipelines.training_pipeline_name, "Prepare, train, gate, register"),
+            ("TuningPipelineName", pipelines.tuning_pipeline_name, "Tune, gate, register the best model"),
+            ("PipelineRoleArn", pipelines.pipeline_role.role.role_arn, "The role the pipelines run as"),
+        ]:
+            CfnOutput(self, output_id, value=value, description=description)
