@@ -1,0 +1,305 @@
+"""`python -m jax_llm serve` over real HTTP, as SageMaker calls it: one server process for the module.
+
+The server serves the model the tiny training run exported. The last test sends it SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from jax_llm.export import read_model_config
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[3]
+SLOTS, QUEUE = 4, 28  # capacity 32: the concurrency test fills it, the 429 test overflows it
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclasses.dataclass
+class Server:
+    process: subprocess.Popen
+    url: str
+    first_ping: httpx.Response  # the first answer after the socket opened
+    seconds_to_listen: float
+    log_file: Path
+
+    def log(self) -> str:
+        return self.log_file.read_text()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_training_run, tmp_path_factory):
+    """Starts the server on the tiny run's /opt/ml tree; yields once /ping says 200."""
+    port = _free_port()
+    log_file = tmp_path_factory.mktemp("serve") / "serve.log"
+    env = {
+        **os.environ,
+        "SAGEMAKER_BASE_DIR": str(tiny_training_run.root),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "JAX_PLATFORMS": "cpu",
+        "JAX_LLM_MAX_BATCH": str(SLOTS),
+        "JAX_LLM_MAX_QUEUE": str(QUEUE),
+        "JAX_LLM_COMPILE_CACHE_DIR": str(tmp_path_factory.mktemp("compile-cache")),
+        "PYTHONPATH": str(REPO / "containers" / "jax-llm"),
+    }
+    env["SAGEMAKER_BIND_TO_PORT"] = str(port)
+    started = time.monotonic()
+    with open(log_file, "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "jax_llm", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        first_ping, listened = None, None
+        while time.monotonic() - started < 120:
+            assert process.poll() is None, f"server exited {process.returncode}:\n{log_file.read_text()}"
+            try:
+                response = httpx.get(f"{url}/ping", timeout=2)
+            except httpx.TransportError:
+                time.sleep(0.02)
+                continue
+            if first_ping is None:
+                first_ping, listened = response, time.monotonic() - started
+            if response.status_code == 200:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"server not ready in 120 s:\n{log_file.read_text()}")
+        yield Server(process, url, first_ping, listened, log_file)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def invoke(server: Server, payload, **kwargs) -> httpx.Response:
+    return httpx.post(f"{server.url}/invocations", json=payload, timeout=60, **kwargs)
+
+
+def assert_healthy(server: Server) -> None:
+    assert httpx.get(f"{server.url}/ping", timeout=2).status_code == 200
+
+
+def test_ping_answers_503_while_loading_then_200(server):
+    assert server.first_ping.status_code == 503
+    assert server.first_ping.json()["error_type"] == "not_ready"
+    response = httpx.get(f"{server.url}/ping", timeout=2)
+    assert response.status_code == 200
+
+
+def test_greedy_generation_is_deterministic_and_has_details(server):
+    payload = {"inputs": "def main(", "parameters": {"max_new_tokens": 12, "details": True}}
+    first, second = invoke(server, payload), invoke(server, payload)
+    assert first.status_code == 200, first.text
+    assert first.json() == second.json()
+    [entry] = first.json()
+    details = entry["details"]
+    assert details["generated_tokens"] == len(details["tokens"]) <= 12
+    assert details["finish_reason"] in ("length", "eos_token")
+    assert details["seed"] is None  # greedy
+    text = "".join(t["text"] for t in details["tokens"] if not t["special"])
+    assert text == entry["generated_text"] and text
+    assert all(t["logprob"] <= 0 for t in details["tokens"])
+
+
+def test_seeded_sampling_is_reproducible_and_seed_matters(server):
+    params = {"max_new_tokens": 16, "do_sample": True, "temperature": 1.5, "top_k": 50, "top_p": 0.95}
+    texts = {
+        seed: [invoke(server, {"inputs": "import os\n", "parameters": {**params, "seed": seed}}).json()[0]["generated_text"]
+               for _ in range(2)]
+        for seed in (1, 2, 3)
+    }
+    assert all(a == b for a, b in texts.values())
+    assert len({a for a, _ in texts.values()}) > 1
+
+
+def test_batch_of_inputs_answers_each_in_order(server):
+    prompts = ["class ", "def parse(", "return "]
+    response = invoke(server, {"inputs": prompts, "parameters": {"max_new_tokens": 6}})
+    assert response.status_code == 200
+    assert len(response.json()) == 3
+    alone = [invoke(server, {"inputs": p, "parameters": {"max_new_tokens": 6}}).json()[0] for p in prompts]
+    assert response.json() == alone
+
+
+def test_return_full_text_prepends_the_prompt(server):
+    response = invoke(server, {"inputs": "x = ", "parameters": {"max_new_tokens": 4, "return_full_text": True}})
+    plain = invoke(server, {"inputs": "x = ", "parameters": {"max_new_tokens": 4}})
+    assert response.json()[0]["generated_text"] == "x = " + plain.json()[0]["generated_text"]
+
+
+def test_stop_sequence_ends_generation(server):
+    free = invoke(server, {"inputs": "def f(", "parameters": {"max_new_tokens": 40}}).json()[0]["generated_text"]
+    stop = free[len(free) // 2 : len(free) // 2 + 2]  # a string the model produces midway
+    assert stop.strip(), f"cannot pick a stop sequence from {free!r}"
+    cut = invoke(server, {"inputs": "def f(", "parameters": {"max_new_tokens": 40, "stop": [stop], "details": True}})
+    [entry] = cut.json()
+    assert entry["details"]["finish_reason"] == "stop_sequence"
+    assert stop in entry["generated_text"] and len(entry["generated_text"]) < len(free)
+
+
+def _sse_events(response: httpx.Response) -> list[dict]:
+    return [json.loads(line[len("data:"):]) for line in response.iter_lines() if line.startswith("data:")]
+
+
+def test_stream_events_concatenate_to_the_non_streamed_text(server):
+    payload = {"inputs": "for i in range(", "parameters": {"max_new_tokens": 20}}
+    expected = invoke(server, payload).json()[0]["generated_text"]
+    headers = {"X-Amzn-SageMaker-Custom-Attributes": "trace=abc"}
+    with httpx.stream("POST", f"{server.url}/invocations", json={**payload, "stream": True}, headers=headers,
+                      timeout=60) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["transfer-encoding"] == "chunked"
+        assert response.headers["x-amzn-sagemaker-custom-attributes"] == "trace=abc"
+        events = _sse_events(response)
+    assert all(set(e["token"]) == {"id", "text", "logprob", "special"} for e in events)
+    assert all(e["generated_text"] is None for e in events[:-1])
+    assert events[-1]["generated_text"] == expected
+    assert "".join(e["token"]["text"] for e in events if not e["token"]["special"]) == expected
+
+
+def test_custom_attributes_are_echoed(server):
+    response = invoke(server, {"inputs": "a"}, headers={"X-Amzn-SageMaker-Custom-Attributes": "k=v"})
+    assert response.headers["X-Amzn-SageMaker-Custom-Attributes"] == "k=v"
+
+
+def test_prompt_longer_than_the_context_needs_truncate(server):
+    long_prompt = "word " * 400  # well over the tiny model's context (at most 128 tokens)
+    refused = invoke(server, {"inputs": long_prompt})
+    assert refused.status_code == 422
+    assert "context" in refused.json()["error"] and "truncate" in refused.json()["error"]
+    kept = invoke(server, {"inputs": long_prompt, "parameters": {"truncate": 32, "max_new_tokens": 4}})
+    assert kept.status_code == 200 and kept.json()[0]["generated_text"]
+
+
+BAD_REQUESTS = [
+    # (content, content type, status, words the error must contain)
+    (b'{"inputs": "unterminated', "application/json", 400, "JSON"),
+    (b"inputs=hello", "application/x-www-form-urlencoded", 415, "Content-Type"),
+    (b'{"parameters": {}}', "application/json", 422, "inputs"),
+    (b'{"inputs": ""}', "application/json", 422, "inputs"),
+    (b'{"inputs": []}', "application/json", 422, "inputs"),
+    (b'{"inputs": ["ok", 3]}', "application/json", 422, "inputs[1]"),
+    (b'[1, 2]', "application/json", 422, "inputs"),
+    (b'{"inputs": "a", "parameters": {"temperature": 0}}', "application/json", 422, "temperature"),
+    (b'{"inputs": "a", "parameters": {"top_p": 1.5}}', "application/json", 422, "top_p"),
+    (b'{"inputs": "a", "parameters": {"top_k": -1}}', "application/json", 422, "top_k"),
+    (b'{"inputs": "a", "parameters": {"max_new_tokens": 0}}', "application/json", 422, "max_new_tokens"),
+    (b'{"inputs": "a", "parameters": {"max_new_tokens": 100000}}', "application/json", 422, "max_new_tokens"),
+    (b'{"inputs": "a", "parameters": {"max_new_tokens": "5"}}', "application/json", 422, "max_new_tokens"),
+    (b'{"inputs": "a", "parameters": {"seed": -1}}', "application/json", 422, "seed"),
+    (b'{"inputs": "a", "parameters": {"stop": [""]}}', "application/json", 422, "stop"),
+    (b'{"inputs": "a", "parameters": {"repetition_penalty": 1.2}}', "application/json", 422, "repetition_penalty"),
+    (b'{"inputs": "a", "parameters": {"max_tokens": 5}}', "application/json", 422, "max_tokens"),
+    (b'{"inputs": ["a", "b"], "stream": true}', "application/json", 422, "stream"),
+]
+
+
+@pytest.mark.parametrize("content, content_type, status, words", BAD_REQUESTS)
+def test_bad_request_is_refused_with_json_and_the_server_stays_healthy(server, content, content_type, status, words):
+    response = httpx.post(f"{server.url}/invocations", content=content, headers={"Content-Type": content_type},
+                          timeout=30)
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error", "error_type"} and words in body["error"]
+    assert_healthy(server)
+
+
+def test_body_over_6_mb_is_413(server):
+    payload = json.dumps({"inputs": "x" * (6 * 1024 * 1024)}).encode()
+    response = httpx.post(f"{server.url}/invocations", content=payload, headers={"Content-Type": "application/json"},
+                          timeout=60)
+    assert response.status_code == 413 and response.json()["error_type"] == "payload_too_large"
+    assert_healthy(server)
+
+
+def test_more_prompts_than_slots_and_queue_is_429(server):
+    response = invoke(server, {"inputs": ["a"] * (SLOTS + QUEUE + 1), "parameters": {"max_new_tokens": 2}})
+    assert response.status_code == 429 and response.json()["error_type"] == "overloaded"
+    assert_healthy(server)
+    assert invoke(server, {"inputs": "a", "parameters": {"max_new_tokens": 2}}).status_code == 200
+
+
+def test_many_concurrent_clients_are_all_answered_while_ping_stays_up(server):
+    """32 clients at once (all slots and the whole queue), mixed prompts and lengths; /ping answers throughout."""
+
+    async def run() -> tuple[list[httpx.Response], list[int]]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            calls = [
+                client.post("/invocations", json={"inputs": "def f%d(" % i + "x, " * (i % 7),
+                                                  "parameters": {"max_new_tokens": 8 + i % 9}})
+                for i in range(SLOTS + QUEUE)
+            ]
+            answers = asyncio.gather(*calls)
+            pings = []
+            while not answers.done():
+                pings.append((await client.get("/ping", timeout=2)).status_code)
+                await asyncio.sleep(0.01)
+            return await answers, pings
+
+    responses, pings = asyncio.run(run())
+    assert [r.status_code for r in responses] == [200] * len(responses)
+    assert all(r.json()[0]["generated_text"] for r in responses)
+    assert pings and set(pings) == {200}
+    # Continuous batching must not change what a request generates.
+    alone = invoke(server, {"inputs": "def f5(" + "x, " * 5, "parameters": {"max_new_tokens": 8 + 5}})
+    assert responses[5].json() == alone.json()
+
+
+def test_execution_parameters_for_batch_transform(server):
+    response = httpx.get(f"{server.url}/execution-parameters", timeout=2)
+    assert response.json() == {"MaxConcurrentTransforms": SLOTS, "BatchStrategy": "SINGLE_RECORD", "MaxPayloadInMB": 6}
+
+
+def test_sigterm_stops_listening_and_finishes_requests_in_flight(server, tiny_training_run):
+    """Runs last: SIGTERM while streams are mid-generation; each still ends with its final event."""
+    context = read_model_config(tiny_training_run.model_dir).max_seq_len
+    results: dict[int, list[dict]] = {}
+    first_events = threading.Barrier(4)
+
+    def stream(i: int) -> None:
+        payload = {"inputs": f"def g{i}(", "parameters": {"max_new_tokens": context - 8}, "stream": True}
+        with httpx.stream("POST", f"{server.url}/invocations", json=payload, timeout=60) as response:
+            lines = response.iter_lines()
+            events = []
+            for line in lines:
+                if line.startswith("data:"):
+                    events.append(json.loads(line[5:]))
+                    break
+            first_events.wait(timeout=30)
+            events += [json.loads(line[5:]) for line in lines if line.startswith("data:")]
+            results[i] = events
+
+    threads = [threading.Thread(target=stream, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    first_events.wait(timeout=30)
+    server.process.send_signal(signal.SIGTERM)
+    for thread in threads:
+        thread.join(timeout=60)
+    assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
+    assert sorted(results) == [0, 1, 2]
+    for events in results.values():
+        assert events[-1]["generated_text"] is not None, "a stream was cut off"
+        assert events[-1]["details"]["generated_tokens"] == len(events)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{server.url}/ping", timeout=2)
+    assert "Shutting down" in server.log()
