@@ -39,7 +39,7 @@ def test_vocabulary_has_the_requested_size_with_eos_as_one_special_token(tokeniz
     assert len(tokenizer.encode(CORPUS[0]).ids) < 0.5 * len(CORPUS[0].encode())
 
 
-def test_training_is_deterministic_across_processes(tokenizer, tmp_path):
+def test_training_is_deterministic_across_processes(tokenizer):
     # Every host trains its own tokenizer on the same files: they must agree bit for bit.
     script = (
         "import json, sys; from jax_llm.tokenizer import train_tokenizer; "

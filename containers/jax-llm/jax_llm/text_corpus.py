@@ -82,7 +82,7 @@ def _jsonl_pieces(path: Path) -> Iterator[tuple[str, bool]]:
 def iter_pieces(files: Iterable[Path]) -> Iterator[tuple[str, bool]]:
     """(text, ends_document) pieces of every document in `files`, in order."""
     for path in files:
-        reader = _jsonl_pieces if ".jsonl" in path.name else _txt_pieces
+        reader = _jsonl_pieces if path.name.endswith((".jsonl", ".jsonl.gz")) else _txt_pieces
         try:
             yield from reader(path)
         except UnicodeDecodeError as error:
