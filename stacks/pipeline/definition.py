@@ -1,0 +1,62 @@
+"""The two pipeline definitions: training (prepare -> train -> gate -> register) and tuning (tune instead).
+
+Both share the parameters, the Prepare step and the spot/on-demand switch; only the job step and
+where the model and its val_loss come from differ. The result is a plain dict that may hold
+CloudFormation tokens; the construct serialises it with ``Stack.to_json_string``.
+"""
+
+from __future__ import annotations
+
+from jax_llm.metrics import OBJECTIVE_METRIC
+from stacks.pipeline import parameters as p
+from stacks.pipeline.expressions import step_property
+from stacks.pipeline.resources import PipelineResources
+from stacks.pipeline.steps import prepare_step, registration_gate, spot_switch, suffix, training_step
+from stacks.pipeline.tuning import best_model_data_url, best_val_loss, tuning_step
+from stacks.settings import PipelineSettings, TuningSettings
+
+DEFINITION_VERSION = "2020-12-01"  # the only pipeline definition schema version SageMaker accepts
+
+
+def _definition(parameters: list[p.Parameter], steps: list[dict]) -> dict:
+    return {"Version": DEFINITION_VERSION, "Metadata": {},
+            "Parameters": [x.to_definition() for x in parameters], "Steps": steps}
+
+
+def _leading_steps(res: PipelineResources, pipeline: PipelineSettings) -> list[dict]:
+    return [prepare_step(res, pipeline)] if pipeline.prepare_data else []
+
+
+def training_definition(res: PipelineResources, pipeline: PipelineSettings) -> dict:
+    """Prepare (optional) -> Train (spot or on-demand) -> register when val_loss <= MaxValLoss, else fail."""
+    hyperparameters = p.hyperparameter_parameters(pipeline)
+    parameters = (p.data_parameters(pipeline, res.data_bucket_name) + p.training_parameters(pipeline)
+                  + hyperparameters)
+
+    def branch(spot: bool) -> list[dict]:
+        train = f"Train{suffix(spot)}"
+        val_loss = step_property(train, f"FinalMetricDataList['{OBJECTIVE_METRIC}'].Value")
+        model = step_property(train, "ModelArtifacts.S3ModelArtifacts")
+        return [training_step(train, res, pipeline, spot=spot,
+                              hyperparameters=p.hyperparameter_refs(hyperparameters)),
+                registration_gate(suffix(spot), res, pipeline, source="a training pipeline run",
+                                  val_loss=val_loss, model_data_url=model)]
+
+    return _definition(parameters, _leading_steps(res, pipeline) + [spot_switch(branch)])
+
+
+def tuning_definition(res: PipelineResources, pipeline: PipelineSettings, tuning: TuningSettings) -> dict:
+    """Prepare (optional) -> Tune (Bayesian over learning rate, warmup, weight decay) -> register the best."""
+    static = p.hyperparameter_parameters(pipeline, exclude=p.TUNED_HYPERPARAMETERS)
+    parameters = (p.data_parameters(pipeline, res.data_bucket_name) + p.training_parameters(pipeline)
+                  + p.tuning_parameters(tuning) + static)
+
+    def branch(spot: bool) -> list[dict]:
+        tune = f"Tune{suffix(spot)}"
+        return [tuning_step(tune, res, pipeline, tuning, spot=spot,
+                            static_hyperparameters=p.hyperparameter_refs(static)),
+                registration_gate(suffix(spot), res, pipeline, source="the best job of a tuning run",
+                                  val_loss=best_val_loss(tune),
+                                  model_data_url=best_model_data_url(tune, res))]
+
+    return _definition(parameters, _leading_steps(res, pipeline) + [spot_switch(branch)])

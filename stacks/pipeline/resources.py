@@ -1,0 +1,17 @@
+"""The deployed resources a pipeline definition names (CloudFormation tokens at synth, values at deploy)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PipelineResources:
+    """ARNs, names and the image URI that the steps' arguments refer to."""
+
+    image_uri: str  # our image at its content tag
+    execution_role_arn: str  # the role the jobs run as (never the pipeline role)
+    artifacts_bucket_name: str  # model outputs, checkpoints, prepared data
+    data_bucket_name: str  # raw and tokenized training data
+    kms_key_arn: str  # encrypts job volumes and outputs
+    model_package_group_name: str  # the Model Registry group models are registered in

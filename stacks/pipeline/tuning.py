@@ -1,0 +1,61 @@
+"""The Tuning step: SageMaker's Bayesian hyperparameter tuner over the same training job definition."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jax_llm.metrics import OBJECTIVE_METRIC
+from stacks.pipeline import parameters as p
+from stacks.pipeline.expressions import Expression, join, parameter, step_property
+from stacks.pipeline.resources import PipelineResources
+from stacks.pipeline.steps import CAPACITY_RETRY, SERVICE_RETRY, training_job_definition
+from stacks.settings import PipelineSettings, TuningSettings
+
+TUNING_OUTPUT_PREFIX = "tuning"
+
+
+def parameter_ranges(tuning: TuningSettings) -> dict[str, list[dict[str, str]]]:
+    """The search space: learning rate on a log scale, weight decay and warmup steps linearly."""
+    return {
+        "ContinuousParameterRanges": [
+            {"Name": "learning_rate", "MinValue": repr(tuning.learning_rate[0]),
+             "MaxValue": repr(tuning.learning_rate[1]), "ScalingType": "Logarithmic"},
+            {"Name": "weight_decay", "MinValue": repr(tuning.weight_decay[0]),
+             "MaxValue": repr(tuning.weight_decay[1]), "ScalingType": "Linear"},
+        ],
+        "IntegerParameterRanges": [
+            {"Name": "warmup_steps", "MinValue": str(tuning.warmup_steps[0]),
+             "MaxValue": str(tuning.warmup_steps[1]), "ScalingType": "Linear"},
+        ],
+    }
+
+
+def tuning_step(name: str, res: PipelineResources, pipeline: PipelineSettings, tuning: TuningSettings, *,
+                spot: bool, static_hyperparameters: dict[str, Expression]) -> dict:
+    """CreateHyperParameterTuningJob: minimise val_loss, automatic early stopping, limits from parameters."""
+    definition = training_job_definition(res, pipeline, spot=spot, output_prefix=TUNING_OUTPUT_PREFIX)
+    definition["StaticHyperParameters"] = static_hyperparameters
+    arguments = {
+        "HyperParameterTuningJobConfig": {
+            "Strategy": "Bayesian",
+            "HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName": OBJECTIVE_METRIC},
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": parameter(p.TUNING_MAX_JOBS),
+                               "MaxParallelTrainingJobs": parameter(p.TUNING_MAX_PARALLEL_JOBS)},
+            "ParameterRanges": parameter_ranges(tuning),
+            "TrainingJobEarlyStoppingType": "Auto",
+        },
+        "TrainingJobDefinition": definition,
+    }
+    return {"Name": name, "Type": "Tuning", "Arguments": arguments,
+            "RetryPolicies": [CAPACITY_RETRY, SERVICE_RETRY]}
+
+
+def best_val_loss(step_name: str) -> Expression:
+    """The objective value of the tuner's best training job."""
+    return step_property(step_name, "BestTrainingJob.FinalHyperParameterTuningJobObjectiveMetric.Value")
+
+
+def best_model_data_url(step_name: str, res: PipelineResources) -> Any:
+    """The best training job's model.tar.gz: <S3OutputPath>/<training job name>/output/model.tar.gz."""
+    return join([f"s3://{res.artifacts_bucket_name}/{TUNING_OUTPUT_PREFIX}",
+                 step_property(step_name, "BestTrainingJob.TrainingJobName"), "output/model.tar.gz"], on="/")
