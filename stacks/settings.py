@@ -50,6 +50,8 @@ class Context:
     @classmethod
     def of(cls, source: Any) -> Context:
         """Wrap a construct (its node's context), a construct node, or a plain mapping of context values."""
+        if isinstance(source, Context):
+            return source
         if isinstance(source, Mapping):
             return cls(source.get)
         node = getattr(source, "node", source)

@@ -10,6 +10,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from stacks.checkov import skip_checkov
 from stacks.nag import acknowledge
 
 # cdk-ecr-deployment names its singleton handler function after this purpose (one per stack).
@@ -61,15 +62,17 @@ class ImageCopy(Construct):
         """Acknowledge the findings that do not apply to a deploy-time-only custom resource handler."""
         acknowledge(self.policy, "AwsSolutions-IAM5[Resource::*]",
                     "Only ecr:GetAuthorizationToken uses Resource '*': the API has no resource-level permissions.")
-        acknowledge(handler, "NIST.800.53.R5-LambdaConcurrency",
-                    "Invoked only by CloudFormation during deployments of this stack, one copy at a time.")
-        acknowledge(handler, "NIST.800.53.R5-LambdaDLQ",
-                    "CloudFormation custom-resource handler: a failed invocation fails and rolls back the "
-                    "deployment, which is the failure record; there is no asynchronous event to keep.")
-        acknowledge(handler, "NIST.800.53.R5-LambdaInsideVPC",
-                    "The project has no VPC; the handler talks only to the ECR API and registry endpoints "
-                    "over TLS with IAM-signed credentials.")
-
+        concurrency = "Invoked only by CloudFormation during deployments of this stack, one copy at a time."
+        dlq = ("CloudFormation custom-resource handler: a failed invocation fails and rolls back the deployment, "
+               "which is the failure record; there is no asynchronous event to keep.")
+        vpc = ("The project has no VPC; the handler talks only to the ECR API and registry endpoints over TLS "
+               "with IAM-signed credentials.")
+        acknowledge(handler, "NIST.800.53.R5-LambdaConcurrency", concurrency)
+        acknowledge(handler, "NIST.800.53.R5-LambdaDLQ", dlq)
+        acknowledge(handler, "NIST.800.53.R5-LambdaInsideVPC", vpc)
+        skip_checkov(handler, "CKV_AWS_115", concurrency)
+        skip_checkov(handler, "CKV_AWS_116", dlq)
+        skip_checkov(handler, "CKV_AWS_117", vpc)
 
 def _handler_function(stack: Stack) -> lambda_.Function:
     """The singleton function cdk-ecr-deployment adds at stack level (the library does not expose it)."""
