@@ -1,0 +1,1 @@
+"""The SageMaker Pipelines definitions that TrainingStack deploys, written as plain JSON-ready dicts."""
