@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 import subprocess
 import sysconfig
 import time
@@ -18,12 +19,19 @@ from local_mode.packaging import MODEL_ARCHIVE, package_model
 from local_mode.runner import REPO, JobResult, run_processing, run_training, say
 
 PROMPTS = ("def __init__(self", "import os\n", "class ", "    for i in range(")
+# Not code a person writes: codec tables and doc dumps (encodings, pydoc_data), repetitive test asserts, and
+# site-packages, which is not the standard library.
+SKIPPED_PACKAGES = frozenset({"encodings", "pydoc_data", "test", "tests", "idlelib", "lib2to3", "site-packages",
+                              "turtledemo", "ensurepip"})
+# The tiny preset (0.2M parameters at a 2048 vocabulary) at a high learning rate: it learns Python's shape in minutes.
+DEMO_HYPERPARAMETERS = {"preset": "tiny", "batch_size": 32, "seq_len": 128, "learning_rate": 3e-3, "warmup_steps": 50,
+                        "log_every": 25, "eval_every": 200, "eval_batches": 10, "checkpoint_every": 0, "seed": 0}
 SAMPLE_PARAMETERS = {"max_new_tokens": 48, "temperature": 0.8, "top_k": 40, "do_sample": True, "seed": 0}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The demo's knobs; the defaults finish in under 10 minutes on a 2-core CPU (README)."""
-    parser.add_argument("--steps", type=int, default=1200, help="training steps (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=600, help="training steps (default %(default)s)")
     parser.add_argument("--corpus-mb", type=float, default=4.0, help="MB of stdlib source to train on")
     parser.add_argument("--vocab-size", type=int, default=2048, help="BPE vocabulary trained by prepare")
     parser.add_argument("--skip-synth", action="store_true", help="do not run `cdk synth`")
@@ -66,8 +74,8 @@ def build_corpus(destination: Path, max_bytes: int) -> tuple[int, int]:
     files = total = 0
     for source in sorted(stdlib.rglob("*.py")):
         relative = source.relative_to(stdlib)
-        if any(part in ("test", "tests", "idlelib", "site-packages", "lib2to3") for part in relative.parts):
-            continue  # tests are repetitive asserts; site-packages is not the standard library
+        if SKIPPED_PACKAGES.intersection(relative.parts):
+            continue
         try:
             text = source.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError):
@@ -96,7 +104,9 @@ def untrained_archive(trained: JobResult) -> Path:
 
     model_dir = trained.trees["algo-1"].model
     untrained = trained.output_dir.parent / "untrained"
-    save_model(untrained / "model", GPT(read_model_config(model_dir), rngs=nnx.Rngs(0)), model_dir / TOKENIZER_FILE)
+    # The trainer initializes GPT(config, rngs=nnx.Rngs(params=seed)): the same call gives its step-0 weights.
+    model = GPT(read_model_config(model_dir), rngs=nnx.Rngs(params=DEMO_HYPERPARAMETERS["seed"]))
+    save_model(untrained / "model", model, model_dir / TOKENIZER_FILE)
     package_model([untrained / "model"], untrained / MODEL_ARCHIVE)
     return untrained / MODEL_ARCHIVE
 
@@ -104,11 +114,17 @@ def untrained_archive(trained: JobResult) -> Path:
 def run(args: argparse.Namespace) -> int:
     """The demo; exit code 0 when every stage succeeded."""
     work = Path(args.workdir).resolve() / "demo"
-    stages = Stages(total=4 if args.skip_synth else 5)
+    for previous in (work / "raw", work / "data"):  # the demo's own scratch: a rerun starts from nothing
+        shutil.rmtree(previous, ignore_errors=True)
+    stages = Stages(total=3 if args.skip_synth else 4)
     templates: list[Path] = []
     if not args.skip_synth:
-        with stages.stage("cdk synth (TrainingStack, EndpointStack; cdk-nag checks)"):
-            templates = synth(REPO / "cdk.out")
+        with stages.stage("cdk synth: every stack in app.py, cdk-nag checks included"):
+            try:
+                templates = synth(REPO / "cdk.out")
+            except RuntimeError as error:
+                say(str(error))
+                return 1
             say(f"templates: {', '.join(str(t) for t in templates)}")
 
     data = work / "data"
@@ -117,13 +133,12 @@ def run(args: argparse.Namespace) -> int:
         say(f"corpus: {files} modules of the Python standard library, {size / 1e6:.1f} MB, in {work / 'raw'}")
         prepared = run_processing(args.workdir, "demo-prepare", inputs={"raw": work / "raw"},
                                   outputs={n: data / n for n in ("tokenizer", "train", "validation")},
-                                  arguments=["prepare", "--vocab-size", str(args.vocab_size)], use_docker=args.docker)
+                                  arguments=["prepare", "--vocab-size", str(args.vocab_size), "--validation-fraction",
+                                             "0.05"], use_docker=args.docker)
         if not prepared.ok:
             return 1
 
-    hyperparameters = {"preset": "tiny", "max_steps": args.steps, "batch_size": 32, "seq_len": 128,
-                       "learning_rate": 3e-3, "warmup_steps": 50, "log_every": 50, "eval_every": 300,
-                       "checkpoint_every": 0}
+    hyperparameters = {**DEMO_HYPERPARAMETERS, "max_steps": args.steps}
     with stages.stage(f"training job `train`: tiny GPT, {args.steps} steps"):
         trained = run_training(args.workdir, "demo-train", hyperparameters=hyperparameters,
                                channels={n: data / n for n in ("train", "validation", "tokenizer")},
@@ -135,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         plot = trained.trees["algo-1"].output_data / PNG_FILE
 
     with stages.stage("endpoint `serve`: an untrained model, then the trained one, same prompts"):
-        for label, archive in (("before training (random initialization, same architecture)", untrained_archive(trained)),
+        for label, archive in (("before training (the step-0 initialization)", untrained_archive(trained)),
                                (f"after {args.steps} steps", trained.model_archive)):
             with LocalEndpoint(archive, work / "endpoint", use_docker=args.docker, log=lambda line: None) as endpoint:
                 endpoint.wait_until_healthy()
