@@ -10,11 +10,15 @@ SageMaker copies `/opt/ml/checkpoints` to S3 as files appear and back at the sta
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 STEPS_DIR = "steps"
 
@@ -47,24 +51,49 @@ class Restored:
 
 
 class Checkpointer:
-    """Saves and restores the training state; one instance per run, used by every process."""
+    """Saves and restores the training state; one instance per run, created on every process.
+
+    One process: Orbax saves the (possibly sharded) arrays directly. Several hosts: on SageMaker each
+    host's `/opt/ml/checkpoints` is its own local disk, synced to S3, not a shared file system, so a
+    multi-host Orbax save (which assumes one) cannot be used. Instead the state is gathered
+    (replicated over the mesh, on device) and the first host alone writes the whole checkpoint; on
+    restore the first host reads it and broadcasts it to the others. Costs a full copy of the state
+    per device while saving, which the FSDP sizes here afford.
+    """
 
     def __init__(self, directory: Path, *, keep: int):
         self.directory = Path(directory) / STEPS_DIR
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=True)
-        self._manager = ocp.CheckpointManager(self.directory.absolute(), options=options)
+        self._multi = jax.process_count() > 1
+        self._primary = jax.process_index() == 0
+        self._manager = None
+        if self._primary:
+            multiprocessing = ocp.options.MultiprocessingOptions(
+                primary_host=0, active_processes={0} if self._multi else None)
+            self.directory.mkdir(parents=True, exist_ok=True)  # Orbax's create=True refuses active_processes
+            options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=False, enable_async_checkpointing=True,
+                                                   multiprocessing_options=multiprocessing)
+            self._manager = ocp.CheckpointManager(self.directory.absolute(), options=options)
 
     def latest_step(self) -> int | None:
-        return self._manager.latest_step()
+        step = self._manager.latest_step() if self._primary else None
+        if self._multi:
+            step = int(multihost_utils.broadcast_one_to_all(np.int64(-1 if step is None else step)))
+            step = None if step < 0 else step
+        return step
 
     def save(self, step: int, state, meta: dict[str, Any]) -> None:
-        """Starts an asynchronous save; device arrays are copied to host before this returns."""
-        if self._manager.latest_step() == step:
-            return  # already saved at this step (e.g. SIGTERM right after a periodic save)
+        """Starts an asynchronous save (every process must call it); arrays reach host memory before it returns."""
+        flat = flatten(state)
+        if self._multi:
+            mesh = next(iter(flat.values())).sharding.mesh
+            flat = jax.jit(lambda t: t, out_shardings=NamedSharding(mesh, P()))(flat)  # all-gather FSDP shards
+            flat = {k: np.asarray(v.addressable_data(0)) for k, v in flat.items()}  # this host's full copy
+        if not self._primary or self._manager.latest_step() == step:
+            return  # not the writer, or already saved at this step (SIGTERM right after a periodic save)
         self._manager.save(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(flatten(state)),
+                state=ocp.args.StandardSave(flat),
                 meta=ocp.args.JsonSave({**meta, "step": step}),
             ),
             force=True,
@@ -72,21 +101,41 @@ class Checkpointer:
 
     def restore_latest(self, abstract_state) -> Restored | None:
         """The newest checkpoint, placed with the shardings of `abstract_state` (ShapeDtypeStructs); None if none."""
-        step = self._manager.latest_step()
+        step = self.latest_step()
         if step is None:
             return None
-        restored = self._manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(flatten(abstract_state)),
-                meta=ocp.args.JsonRestore(),
-            ),
-        )
-        return Restored(unflatten(abstract_state, restored["state"]), step, dict(restored["meta"]))
+        target = flatten(abstract_state)
+        if not self._multi:
+            restored = self._manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+            return Restored(unflatten(abstract_state, restored["state"]), step, dict(restored["meta"]))
+        host_target = {k: np.zeros(v.shape, v.dtype) for k, v in target.items()}
+        if self._primary:
+            restored = self._manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(host_target), meta=ocp.args.JsonRestore()))
+            host_state, meta_bytes = restored["state"], json.dumps(restored["meta"]).encode()
+        else:
+            host_state, meta_bytes = host_target, b""
+        host_state = multihost_utils.broadcast_one_to_all(host_state)
+        meta = json.loads(_broadcast_bytes(meta_bytes))
+        placed = {k: jax.make_array_from_callback(v.shape, v.sharding, lambda index, a=host_state[k]: a[index])
+                  for k, v in target.items()}
+        return Restored(unflatten(abstract_state, placed), step, meta)
 
     def wait(self) -> None:
         """Blocks until every pending save is on disk."""
-        self._manager.wait_until_finished()
+        if self._manager is not None:
+            self._manager.wait_until_finished()
 
     def close(self) -> None:
-        self._manager.close()
+        if self._manager is not None:
+            self._manager.close()
+
+
+def _broadcast_bytes(data: bytes) -> bytes:
+    """Process 0's bytes on every process (lengths differ, so the length goes first)."""
+    length = int(multihost_utils.broadcast_one_to_all(np.int64(len(data))))
+    buffer = np.zeros(length, np.uint8)
+    if jax.process_index() == 0:
+        buffer[:] = np.frombuffer(data, np.uint8)
+    return bytes(multihost_utils.broadcast_one_to_all(buffer))

@@ -88,12 +88,16 @@ def initialize(spec: ClusterSpec, environ: dict | None = None) -> None:
     )
 
 
-def agree(flag: bool) -> bool:
-    """True on every process if `flag` is true on any: a SIGTERM seen by one host stops all at the same step."""
+def should_stop(step: int, sigterm_seen: bool) -> bool:
+    """True when the run must checkpoint and stop before `step`, on every process at the same step.
+
+    One process: our own SIGTERM handler's flag. Several: jax.distributed installs its preemption
+    notifier, which catches SIGTERM on any host, tells the others through the coordinator and agrees
+    on a step for all; it must be asked at every step.
+    """
     import jax
-    import numpy as np
     from jax.experimental import multihost_utils
 
     if jax.process_count() == 1:
-        return flag
-    return bool(np.any(multihost_utils.process_allgather(np.array([flag]))))
+        return sigterm_seen
+    return multihost_utils.reached_preemption_sync_point(step)

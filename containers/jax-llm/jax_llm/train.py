@@ -163,7 +163,7 @@ class _Run:
         interval_losses, interval_start = [], self.start_step
         val_loss, train_loss = float("nan"), float("nan")
         for step in range(self.start_step, c.max_steps):
-            if distributed.agree(self.stop.requested):
+            if distributed.should_stop(step, self.stop.requested):
                 self._checkpoint(step)
                 self.checkpointer.wait()
                 raise Interrupted(step, self.checkpointer.directory)
@@ -244,6 +244,7 @@ def main(argv: list[str]) -> int:
     paths = SageMakerPaths.from_env()
     stop = _StopFlag()
     signal.signal(signal.SIGTERM, stop)
+    paths.failure.unlink(missing_ok=True)  # left by an interrupted attempt on the same tree (local mode)
     try:
         config = read_hyperparameters(paths.hyperparameters)  # fails before anything heavy is imported
         print(f"hyperparameters: {json.dumps(dataclasses.asdict(config))}", flush=True)
