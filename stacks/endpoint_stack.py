@@ -1,0 +1,63 @@
+"""EndpointStack: a registered model version behind an autoscaling, blue/green-updated SageMaker endpoint."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.constructs.autoscaling import EndpointAutoscaling
+from stacks.constructs.endpoint import VARIANT_NAME, ModelEndpoint
+from stacks.constructs.endpoint_monitoring import EndpointMonitoring
+from stacks.constructs.model_package_lookup import ModelPackageLookup
+from stacks.settings import Settings
+
+EXAMPLE_PROMPT = "Once upon a time"
+
+
+class EndpointStack(Stack):
+    """Serves ``-c modelPackageArn=...``, or the newest Approved version of the group, found at deploy time."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, key: kms.IKey,
+                 artifacts_bucket: s3.IBucket, execution_role: iam.IRole, execution_role_policy: Construct,
+                 model_package_group_name: str, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        endpoint_settings = settings.endpoint
+        # A fixed name: the rollback alarms must name the endpoint without referring to it (see monitoring).
+        endpoint_name = f"{settings.project.name}-endpoint"
+
+        if endpoint_settings.model_package_arn:
+            model_package_arn = endpoint_settings.model_package_arn
+        else:
+            model_package_arn = ModelPackageLookup(
+                self, "NewestApprovedModel", group_name=model_package_group_name,
+                refresh_token=endpoint_settings.lookup_token, key=key,
+                log_retention_days=settings.storage.log_retention_days).model_package_arn
+
+        monitoring = EndpointMonitoring(self, "Monitoring", settings=endpoint_settings,
+                                        endpoint_name=endpoint_name, variant_name=VARIANT_NAME)
+        serving = ModelEndpoint(
+            self, "Serving", settings=endpoint_settings, endpoint_name=endpoint_name,
+            model_package_arn=model_package_arn, execution_role=execution_role,
+            execution_role_policy=execution_role_policy, key=key, capture_bucket=artifacts_bucket,
+            rollback_alarms=monitoring.rollback_alarms)
+        if endpoint_settings.autoscaling:
+            EndpointAutoscaling(self, "Autoscaling", settings=endpoint_settings, endpoint_name=endpoint_name,
+                                variant_name=VARIANT_NAME, endpoint=serving.endpoint)
+
+        self.endpoint_name = endpoint_name
+        self.model_package_arn = model_package_arn
+        body = f'{{"inputs": "{EXAMPLE_PROMPT}", "parameters": {{"max_new_tokens": 32}}}}'
+        for output_id, value, description in [
+            ("EndpointName", serving.endpoint.attr_endpoint_name, "SageMaker endpoint serving the model"),
+            ("ModelPackageArn", model_package_arn, "The model package version the endpoint serves"),
+            ("ExampleInvocation",
+             f"python -m ops invoke '{EXAMPLE_PROMPT}' --max-new-tokens 32   # or: aws sagemaker-runtime "
+             f"invoke-endpoint --endpoint-name {endpoint_name} --content-type application/json "
+             f"--cli-binary-format raw-in-base64-out --body '{body}' /dev/stdout",
+             "Invoke the endpoint with TGI's request schema"),
+            ("DashboardName", monitoring.dashboard.dashboard_name, "CloudWatch dashboard of the endpoint"),
+        ]:
+            CfnOutput(self, output_id, value=value, description=description)
