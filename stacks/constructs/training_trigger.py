@@ -20,6 +20,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import custom_resources as cr
 from constructs import Construct, IDependable
 
+from stacks.checkov import skip_checkov
 from stacks.nag import acknowledge
 
 DIGEST_CHARS = 16  # 64 bits of sha256: plenty to tell definitions apart, short enough to read in the console
@@ -83,12 +84,15 @@ class TrainingTrigger(Construct):
         self._acknowledge(Stack.of(self).node.find_child(PROVIDER_FUNCTION_ID))
 
     def _acknowledge(self, function: lambda_.Function) -> None:
-        """Acknowledge the findings that do not apply to a deploy-time-only custom resource handler."""
-        acknowledge(function, "NIST.800.53.R5-LambdaConcurrency",
-                    "Invoked only by CloudFormation during deployments of this stack, one call per deploy.")
-        acknowledge(function, "NIST.800.53.R5-LambdaDLQ",
-                    "CloudFormation custom-resource handler: a failed invocation fails and rolls back the "
-                    "deployment, which is the failure record; there is no asynchronous event to keep.")
-        acknowledge(function, "NIST.800.53.R5-LambdaInsideVPC",
-                    "The project has no VPC; the handler calls only the SageMaker API over TLS with "
-                    "IAM-signed credentials.")
+        """Acknowledge (cdk-nag) and skip (checkov) the findings that do not apply to a deploy-time-only
+        custom resource handler."""
+        concurrency = "Invoked only by CloudFormation during deployments of this stack, one call per deploy."
+        dlq = ("CloudFormation custom-resource handler: a failed invocation fails and rolls back the "
+               "deployment, which is the failure record; there is no asynchronous event to keep.")
+        vpc = ("The project has no VPC; the handler calls only the SageMaker API over TLS with IAM-signed "
+               "credentials.")
+        for nag_rule, checkov_id, reason in [("NIST.800.53.R5-LambdaConcurrency", "CKV_AWS_115", concurrency),
+                                             ("NIST.800.53.R5-LambdaDLQ", "CKV_AWS_116", dlq),
+                                             ("NIST.800.53.R5-LambdaInsideVPC", "CKV_AWS_117", vpc)]:
+            acknowledge(function, nag_rule, reason)
+            skip_checkov(function, checkov_id, reason)
