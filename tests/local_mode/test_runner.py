@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from local_mode.demo import build_corpus
-from local_mode.runner import REPO, run_processing
+from local_mode.runner import REPO, _run_hosts, run_processing
 
 OUTPUTS = ("tokenizer", "train", "validation")
 
@@ -65,3 +67,16 @@ def test_a_missing_data_directory_stops_the_runner_before_anything_runs(tmp_path
 def test_a_malformed_hyperparameter_argument_is_a_usage_error(tmp_path: Path) -> None:
     run = local_mode("train", "--train", str(tmp_path), "--hp", "preset", cwd=tmp_path)
     assert run.returncode == 2 and "expected key=value" in run.stderr
+
+
+def test_when_one_host_fails_the_others_are_stopped_and_the_job_fails() -> None:
+    """As SageMaker stops a job's other instances when one exits non-zero (SIGTERM first)."""
+    env = dict(os.environ)
+    started = time.monotonic()
+    codes, log = _run_hosts({
+        "algo-1": ([sys.executable, "-c", "import time; print('waiting', flush=True); time.sleep(120)"], env),
+        "algo-2": ([sys.executable, "-c", "import time, sys; time.sleep(1); print('bad input'); sys.exit(3)"], env),
+    }, log=lambda line: None)
+    assert codes == {"algo-1": -signal.SIGTERM, "algo-2": 3}
+    assert time.monotonic() - started < 30
+    assert "[algo-1] waiting" in log and "[algo-2] bad input" in log
