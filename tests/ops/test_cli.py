@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from pathlib import Path
 
 import boto3
 import pytest
-from jax_llm.hyperparameters import FIELDS
 from jax_llm.serving.schema import Generation, Token, error_event, stream_event
 
 from ops.endpoint_invocation import ServerSentEvents, decode_event_stream, stream_tokens
 from ops.errors import OpsError
+from stacks.pipeline.definition import training_definition, tuning_definition
+from stacks.pipeline.resources import PipelineResources
+from stacks.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
 
 GROUP = "jax-llm-gpt"
 TRAINING_PIPELINE = "jax-llm-training"
@@ -24,8 +29,6 @@ TUNING_PIPELINE = "jax-llm-tuning"
 ENDPOINT = "jax-llm"
 ROLE = "arn:aws:iam::123456789012:role/sagemaker-execution"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jax-llm:abc"
-# The stand-in stacks hold one placeholder resource that moto's CloudFormation stores without emulating.
-pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::CloudFormation::WaitConditionHandle")
 
 
 def _client(moto: str, service: str):
@@ -35,20 +38,21 @@ def _client(moto: str, service: str):
 def _deploy_stack(moto: str, name: str, outputs: dict[str, str]) -> None:
     """A CloudFormation stack with the given outputs, as `cdk deploy` would leave it."""
     template = {
-        "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Resources": {"Marker": {"Type": "AWS::SSM::Parameter",
+                                 "Properties": {"Name": f"/{name}/deployed", "Type": "String", "Value": "yes"}}},
         "Outputs": {key: {"Value": value} for key, value in outputs.items()},
     }
     _client(moto, "cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
 
 
-def _pipeline_definition(extra: list[dict] | None = None) -> str:
-    """A definition whose parameters are the trainer's hyperparameters (String, named alike) and instance ones."""
-    parameters = [{"Name": name, "Type": "String", "DefaultValue": json.dumps(field.default).strip('"')}
-                  for name, field in FIELDS.items()]
-    parameters += [{"Name": "TrainingInstanceType", "Type": "String", "DefaultValue": "ml.g5.xlarge"},
-                   {"Name": "TrainingInstanceCount", "Type": "Integer", "DefaultValue": 1},
-                   {"Name": "UseSpotInstances", "Type": "Boolean", "DefaultValue": True}, *(extra or [])]
-    return json.dumps({"Version": "2020-12-01", "Parameters": parameters, "Steps": []})
+def _definitions() -> tuple[str, str]:
+    """The training and tuning pipeline definitions TrainingStack deploys, from cdk.json's settings."""
+    settings = Settings.from_context(json.loads((REPO / "cdk.json").read_text())["context"])
+    resources = PipelineResources(image_uri=IMAGE, execution_role_arn=ROLE, artifacts_bucket_name="artifacts",
+                                  data_bucket_name="data", kms_key_arn="arn:aws:kms:us-east-1:123456789012:key/k",
+                                  model_package_group_name=GROUP)
+    return (json.dumps(training_definition(resources, settings.pipeline)),
+            json.dumps(tuning_definition(resources, settings.pipeline, settings.tuning)))
 
 
 @pytest.fixture
@@ -58,9 +62,9 @@ def training_stack(moto: str) -> None:
                                           "TuningPipelineName": TUNING_PIPELINE,
                                           "ModelPackageGroupName": GROUP})
     sagemaker = _client(moto, "sagemaker")
-    sagemaker.create_pipeline(PipelineName=TRAINING_PIPELINE, RoleArn=ROLE, PipelineDefinition=_pipeline_definition())
-    sagemaker.create_pipeline(PipelineName=TUNING_PIPELINE, RoleArn=ROLE, PipelineDefinition=_pipeline_definition(
-        [{"Name": "TuningMaxJobs", "Type": "Integer", "DefaultValue": 8}]))
+    training, tuning = _definitions()
+    sagemaker.create_pipeline(PipelineName=TRAINING_PIPELINE, RoleArn=ROLE, PipelineDefinition=training)
+    sagemaker.create_pipeline(PipelineName=TUNING_PIPELINE, RoleArn=ROLE, PipelineDefinition=tuning)
     sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
 
 
@@ -104,10 +108,17 @@ def test_train_starts_the_stack_pipeline_with_the_given_parameters(cli, moto, tr
 
 
 def test_tune_starts_the_tuning_pipeline(cli, moto, training_stack):
-    result = cli("tune", "-p", "TuningMaxJobs=4")
+    result = cli("tune", "-p", "TuningMaxJobs=4", "-p", "max_steps=3000")
     assert result.code == 0, result.err
-    assert _executions(moto, TUNING_PIPELINE) == [[{"Name": "TuningMaxJobs", "Value": "4"}]]
+    assert _executions(moto, TUNING_PIPELINE) == [[{"Name": "TuningMaxJobs", "Value": "4"},
+                                                   {"Name": "max_steps", "Value": "3000"}]]
     assert _executions(moto, TRAINING_PIPELINE) == []
+
+
+def test_tune_refuses_a_hyperparameter_the_tuner_searches(cli, moto, training_stack):
+    result = cli("tune", "-p", "learning_rate=3e-4")
+    assert result.code == 1
+    assert "no parameter 'learning_rate'" in result.err
 
 
 @pytest.mark.parametrize("assignment, message", [
