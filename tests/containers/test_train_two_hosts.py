@@ -1,0 +1,46 @@
+"""Two hosts as two local processes (jax.distributed over gloo): the same losses as one process, one writer."""
+
+import json
+import socket
+
+from tests.conftest import TINY_HYPERPARAMETERS, start_training, write_training_tree
+
+HOSTS = ("algo-1", "algo-2")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_hosts_match_one_process_with_the_same_global_batch(tmp_path, tiny_training_run):
+    # Each "host" gets its own /opt/ml tree, as on SageMaker; JAX_COORDINATOR_ADDRESS replaces algo-1:7777.
+    address = f"127.0.0.1:{_free_port()}"
+    roots, processes = [], []
+    for host in HOSTS:
+        root = write_training_tree(tmp_path / host, TINY_HYPERPARAMETERS, hosts=HOSTS, current_host=host)
+        roots.append(root)
+        processes.append(start_training(root, tmp_path / f"{host}.log", JAX_COORDINATOR_ADDRESS=address))
+    try:
+        codes = [p.wait(timeout=300) for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+    logs = [(tmp_path / f"{host}.log").read_text() for host in HOSTS]
+    assert codes == [0, 0], "\n".join(log[-2000:] for log in logs)
+    assert "2 process(es), 2 device(s)" in logs[0]
+
+    single = json.loads((tiny_training_run.root / "output" / "data" / "loss_curves.json").read_text())
+    multi = json.loads((roots[0] / "output" / "data" / "loss_curves.json").read_text())
+    for name in ("train_loss", "val_loss"):
+        assert [s for s, _ in multi[name]] == [s for s, _ in single[name]]
+        for (_, a), (_, b) in zip(multi[name], single[name]):
+            assert abs(a - b) <= 1e-5 * abs(b), (name, multi[name], single[name])
+
+    # Only the first host writes the model, the curves and the checkpoints.
+    assert (roots[0] / "model" / "params.npz").is_file()
+    assert not (roots[1] / "model").exists() or not any((roots[1] / "model").iterdir())
+    assert not (roots[1] / "output" / "data").exists()
+    assert (roots[0] / "checkpoints" / "steps" / "24").is_dir()
