@@ -72,16 +72,17 @@ def channel_uris(prepare_data: bool) -> dict[str, Expression]:
 
 
 def training_job_definition(res: PipelineResources, pipeline: PipelineSettings, *, spot: bool,
-                            output_prefix: str) -> dict[str, Any]:
+                            output_prefix: str, checkpoints: bool = True) -> dict[str, Any]:
     """What a training job and a tuner's training jobs share: image, data, compute, limits, security.
 
     Managed spot needs ``MaxWaitTimeInSeconds``, and SageMaker rejects that field when spot is off, so
-    the spot and on-demand variants differ in exactly these two fields.
+    the spot and on-demand variants differ in exactly these two fields. ``checkpoints``: sync
+    /opt/ml/checkpoints with a per-execution S3 prefix (restored when a job restarts).
     """
     stopping: dict[str, Any] = {"MaxRuntimeInSeconds": parameter(p.MAX_RUNTIME)}
     if spot:
         stopping["MaxWaitTimeInSeconds"] = parameter(p.MAX_WAIT)
-    return {
+    definition = {
         "AlgorithmSpecification": {
             "TrainingImage": res.image_uri,
             "TrainingInputMode": "FastFile",
@@ -103,15 +104,18 @@ def training_job_definition(res: PipelineResources, pipeline: PipelineSettings, 
         },
         "StoppingCondition": stopping,
         "EnableManagedSpotTraining": spot,
-        # A restarted spot job and a capacity retry of the same execution resume from these checkpoints.
-        "CheckpointConfig": {
-            "S3Uri": join([f"s3://{res.artifacts_bucket_name}/checkpoints", execution_id()], on="/"),
-            "LocalPath": CHECKPOINT_LOCAL_PATH,
-        },
         "EnableNetworkIsolation": True,
         "EnableInterContainerTrafficEncryption": True,
         "Environment": dict(pipeline.environment),
     }
+    if checkpoints:
+        # A restarted spot job and a capacity retry of the same execution resume from these checkpoints.
+        # The trailing "/" matters: SageMaker restores every key that starts with the URI.
+        definition["CheckpointConfig"] = {
+            "S3Uri": join([f"s3://{res.artifacts_bucket_name}/checkpoints", execution_id(), ""], on="/"),
+            "LocalPath": CHECKPOINT_LOCAL_PATH,
+        }
+    return definition
 
 
 def training_step(name: str, res: PipelineResources, pipeline: PipelineSettings, *, spot: bool,

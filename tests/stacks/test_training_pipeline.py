@@ -123,7 +123,8 @@ def test_the_training_job_is_our_image_on_gpus_encrypted_isolated_and_checkpoint
     assert {c["ChannelName"] for c in args["InputDataConfig"]} == {"train", "validation", "tokenizer"}
     checkpoint = args["CheckpointConfig"]
     assert checkpoint["LocalPath"] == "/opt/ml/checkpoints"
-    assert checkpoint["S3Uri"]["Std:Join"]["Values"][0] == f"s3://{outputs['ArtifactsBucketName']}/checkpoints"
+    assert checkpoint["S3Uri"]["Std:Join"] == {"On": "/", "Values": [
+        f"s3://{outputs['ArtifactsBucketName']}/checkpoints", {"Get": "Execution.PipelineExecutionId"}, ""]}
     assert {"XLA_PYTHON_CLIENT_MEM_FRACTION", "NCCL_DEBUG"} <= args["Environment"].keys()
     assert args["Environment"]["FI_PROVIDER"] == "efa"
     capacity = [r for r in steps_by_name(training)["TrainSpot"]["RetryPolicies"]
@@ -178,6 +179,8 @@ def test_tuning_searches_lr_warmup_and_weight_decay_and_registers_the_best_job(t
     static = args["TrainingJobDefinition"]["StaticHyperParameters"]
     assert set(static) == set(FIELDS) - set(scaling)  # tuned ones are the tuner's to set
     assert args["TrainingJobDefinition"]["AlgorithmSpecification"]["TrainingImage"] == outputs["ImageUri"]
+    # Trials must not share one checkpoint prefix: a trial would resume another trial's weights.
+    assert "CheckpointConfig" not in args["TrainingJobDefinition"]
     register = steps["RegisterModelSpot"]["Arguments"]["InferenceSpecification"]["Containers"][0]
     url = register["ModelDataUrl"]["Std:Join"]["Values"]
     assert url == [f"s3://{outputs['ArtifactsBucketName']}/tuning",
