@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -25,7 +26,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m ops",
         description="Operate the deployed stacks: pipeline runs, model versions, endpoint invocations.")
     parser.add_argument("--profile", help="AWS profile (default: the SDK's credential chain)")
-    parser.add_argument("--region", help="AWS region (default: AWS_REGION / the profile's region)")
+    # boto3 reads AWS_DEFAULT_REGION but not AWS_REGION (which the CDK CLI and other SDKs use): take both.
+    parser.add_argument("--region", default=os.environ.get("AWS_REGION"),
+                        help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION or the profile's region)")
     parser.add_argument("--endpoint-url", help="AWS endpoint URL override, for emulators such as moto")
     parser.add_argument("--training-stack", default="TrainingStack", help="CloudFormation name of TrainingStack")
     parser.add_argument("--endpoint-stack", default="EndpointStack", help="CloudFormation name of EndpointStack")

@@ -47,7 +47,7 @@ def translate(exc: Exception) -> OpsError | None:
     if isinstance(exc, ProfileNotFound):
         return OpsError(f"{exc}: pick a profile from ~/.aws/config or unset AWS_PROFILE.", exit_code=2)
     if isinstance(exc, NoRegionError):
-        return OpsError("No AWS region: pass --region or set AWS_REGION.", exit_code=2)
+        return OpsError("No AWS region: pass --region or set AWS_REGION (or AWS_DEFAULT_REGION, or a region in the profile).", exit_code=2)
     if isinstance(exc, EndpointConnectionError):
         return OpsError(f"Cannot reach AWS: {exc}", exit_code=3)
     if isinstance(exc, ClientError):

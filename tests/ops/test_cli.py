@@ -255,6 +255,12 @@ def test_missing_credentials_are_reported_with_how_to_fix(cli, monkeypatch):
     assert "No usable AWS credentials" in result.err and "aws configure" in result.err
 
 
+def test_aws_region_alone_is_enough(cli, monkeypatch, registered):
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    result = cli("versions")
+    assert result.code == 0, result.err
+
+
 def test_missing_region_is_reported(cli, monkeypatch):
     monkeypatch.delenv("AWS_REGION")
     monkeypatch.delenv("AWS_DEFAULT_REGION")
