@@ -67,8 +67,16 @@ class Sequence:
 class Engine:
     """Continuous batching over `runner.slots` slots, fed by a queue of at most `max_queue` waiting sequences."""
 
-    def __init__(self, runner: ModelRunner, tokenizer: Tokenizer, max_queue: int, default_max_new_tokens: int):
+    def __init__(
+        self,
+        runner: ModelRunner,
+        tokenizer: Tokenizer,
+        max_queue: int,
+        default_max_new_tokens: int,
+        clock: Callable[[], float] = time.monotonic,  # what deadlines are measured against
+    ):
         self.runner = runner
+        self.clock = clock
         self.tokenizer = tokenizer
         self.context = runner.config.max_seq_len
         self.max_queue = max_queue
@@ -155,7 +163,8 @@ class Engine:
         with self._wake:
             self._stopping = True
             self._wake.notify()
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     # ---- The engine thread ---------------------------------------------------------------------
 
@@ -184,7 +193,7 @@ class Engine:
         if any(self._slots):
             step = np.array([len(s.tokens) if s else 0 for s in self._slots], np.int32)
             tokens, logprobs = self.runner.decode(self._tokens, self._positions, step, self._sampling.all())
-            now = time.monotonic()
+            now = self.clock()
             for slot, seq in enumerate(self._slots):
                 if seq is not None:
                     self._accept(slot, seq, int(tokens[slot]), float(logprobs[slot]), now)
@@ -192,7 +201,7 @@ class Engine:
 
     def _prefill(self, slot: int) -> None:
         seq = self._slots[slot]
-        now = time.monotonic()
+        now = self.clock()
         if seq.cancelled or now >= seq.deadline:  # gave up or timed out while waiting
             self._finish(slot, seq, None, "cancelled" if seq.cancelled else "time_limit")
             return
@@ -200,7 +209,7 @@ class Engine:
         key = seed_key_data(p.seed or 0)
         self._sampling.set(slot, key, p.temperature, p.top_k, p.top_p, p.greedy)
         token, logprob = self.runner.prefill(slot, p.ids, self._sampling.row(slot))
-        self._accept(slot, seq, token, logprob, time.monotonic())
+        self._accept(slot, seq, token, logprob, self.clock())
 
     def _accept(self, slot: int, seq: Sequence, token_id: int, logprob: float, now: float) -> None:
         """Records a generated token and decides whether the sequence ends with it."""
