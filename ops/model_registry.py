@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ops.aws import Aws
 from botocore.exceptions import ClientError
 
+from ops.aws import Aws
 from ops.errors import OpsError, is_not_found
 
 APPROVAL_STATUSES = ("Approved", "Rejected", "PendingManualApproval")
-_S3_URI = re.compile(r"^s3://([^/]+)/(.+)$")
 
 
 @dataclass
@@ -24,52 +21,25 @@ class ModelVersion:
     arn: str
     approval_status: str
     created: datetime
-    metrics: dict[str, float | str] = field(default_factory=dict)
-
-
-def _flatten(document: object, prefix: str = "") -> dict[str, float | str]:
-    """Flattens nested metric JSON to dotted keys; SageMaker's {"value": x, "standard_deviation": ...} leaves become x."""
-    if isinstance(document, dict):
-        if "value" in document and not isinstance(document["value"], (dict, list)):
-            return {prefix.rstrip("."): document["value"]}
-        out: dict[str, float | str] = {}
-        for key, value in document.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    if isinstance(document, (int, float, str)) and prefix:
-        return {prefix.rstrip("."): document}
-    return {}
-
-
-def _statistics_metrics(aws: Aws, package: dict) -> dict[str, float | str]:
-    """Metrics from the package's ModelMetrics statistics JSON in S3 (what the pipeline's register step points at)."""
-    out: dict[str, float | str] = {}
-    for section in package.get("ModelMetrics", {}).values():
-        for report in section.values():
-            match = _S3_URI.match(report.get("S3Uri", ""))
-            if not match:
-                continue
-            body = aws.client("s3").get_object(Bucket=match.group(1), Key=match.group(2))["Body"].read()
-            try:
-                out.update(_flatten(json.loads(body)))
-            except json.JSONDecodeError as exc:
-                raise OpsError(f"{report['S3Uri']} is not JSON: {exc}") from exc
-    return out
+    metrics: dict[str, str] = field(default_factory=dict)  # the package's CustomerMetadataProperties
 
 
 def list_versions(aws: Aws, group: str, with_metrics: bool = True) -> list[ModelVersion]:
-    """All versions in `group`, newest first, with metrics from customer metadata and the statistics report."""
+    """All versions in `group`, newest first, with the metrics the pipeline's register step records.
+
+    The RegisterModel step writes val_loss (and the pipeline execution id) as CustomerMetadataProperties,
+    so one DescribeModelPackage per version shows them without opening the training job.
+    """
     sagemaker = aws.client("sagemaker")
     pages = sagemaker.get_paginator("list_model_packages").paginate(
         ModelPackageGroupName=group, SortBy="CreationTime", SortOrder="Descending"
     )
     versions = []
     for summary in (s for page in pages for s in page["ModelPackageSummaryList"]):
-        metrics: dict[str, float | str] = {}
+        metrics: dict[str, str] = {}
         if with_metrics:
             package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
-            metrics.update(package.get("CustomerMetadataProperties") or {})
-            metrics.update(_statistics_metrics(aws, package))
+            metrics = package.get("CustomerMetadataProperties") or {}
         versions.append(
             ModelVersion(
                 version=summary["ModelPackageVersion"],

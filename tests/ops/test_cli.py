@@ -1,6 +1,8 @@
 """The ops CLI against moto's server: pipeline runs, model versions, approval, invocation and clear errors.
 
-moto emulates CloudFormation, S3 and most of SageMaker over real HTTP. It does not implement
+moto emulates CloudFormation and most of SageMaker over real HTTP. (Its UpdateModelPackage drops a
+package's CustomerMetadataProperties, which SageMaker keeps; no test reads metrics after approving.)
+It does not implement
 InvokeEndpointWithResponseStream (it answers 404), so the streaming path is tested on the decoding of
 real server-sent events from the serving container's own encoder (test_stream_* below), not via moto.
 """
@@ -68,27 +70,21 @@ def training_stack(moto: str) -> None:
     sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
 
 
-def _register(moto: str, val_loss: float) -> str:
-    """Registers a version the way the pipeline does: metrics JSON in S3, referenced by ModelMetrics."""
-    s3 = _client(moto, "s3")
-    key = f"metrics/{val_loss}.json"
-    s3.put_object(Bucket="artifacts", Key=key, Body=json.dumps(
-        {"val_loss": {"value": val_loss}, "train_loss": {"value": val_loss + 0.1}}).encode())
+def _register(moto: str, val_loss: float, execution: str) -> str:
+    """Registers a version the way the pipeline's RegisterModel step does (val_loss as customer metadata)."""
     return _client(moto, "sagemaker").create_model_package(
         ModelPackageGroupName=GROUP, ModelApprovalStatus="PendingManualApproval",
         InferenceSpecification={"Containers": [{"Image": IMAGE, "ModelDataUrl": "s3://artifacts/model.tar.gz"}],
                                 "SupportedContentTypes": ["application/json"],
-                                "SupportedResponseMIMETypes": ["application/json"]},
-        ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json",
-                                                      "S3Uri": f"s3://artifacts/{key}"}}},
+                                "SupportedResponseMIMETypes": ["application/json", "text/event-stream"]},
+        CustomerMetadataProperties={"val_loss": str(val_loss), "PipelineExecutionId": execution},
     )["ModelPackageArn"]
 
 
 @pytest.fixture
 def registered(moto: str, training_stack: None) -> list[str]:
     """Three versions, oldest first, with validation losses 3.0, 2.5 and 2.8."""
-    _client(moto, "s3").create_bucket(Bucket="artifacts")
-    return [_register(moto, loss) for loss in (3.0, 2.5, 2.8)]
+    return [_register(moto, loss, f"exec{i}") for i, loss in enumerate((3.0, 2.5, 2.8))]
 
 
 def _executions(moto: str, pipeline: str) -> list[dict]:
@@ -153,7 +149,7 @@ def test_versions_lists_newest_first_with_metrics_from_the_registered_report(cli
     lines = result.out.strip().splitlines()
     assert [line.split()[0] for line in lines] == ["3", "2", "1"]
     assert "PendingManualApproval" in lines[0]
-    assert "val_loss=2.8" in lines[0] and "train_loss=2.9" in lines[0]
+    assert "val_loss=2.8" in lines[0] and "PipelineExecutionId=exec2" in lines[0]
     assert "val_loss=2.5" in lines[1]
 
 
@@ -161,7 +157,7 @@ def test_versions_json(cli, registered):
     result = cli("versions", "--json")
     rows = json.loads(result.out)
     assert [(r["version"], r["arn"], r["metrics"]["val_loss"]) for r in rows] == [
-        (3, registered[2], 2.8), (2, registered[1], 2.5), (1, registered[0], 3.0)]
+        (3, registered[2], "2.8"), (2, registered[1], "2.5"), (1, registered[0], "3.0")]
 
 
 def test_versions_of_a_missing_group_is_a_clear_error(cli, training_stack):
