@@ -38,6 +38,8 @@ class ImageCopy(Construct):
             src=ecr_deployment.DockerImageName(source_uri),
             dest=ecr_deployment.DockerImageName(destination_uri),
             role=self.role.without_policy_updates(),
+            # Lambda's network and CPU share grow with memory: the GPU image is several GB of layers.
+            memory_limit=2048,
         )
         handler = _handler_function(Stack.of(self))
         log_group = handler.node.find_child("LogGroup").node.default_child

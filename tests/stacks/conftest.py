@@ -26,6 +26,10 @@ from stacks.app_builder import build_app
 
 REPO = Path(__file__).resolve().parents[2]
 CDK_CLI = REPO / "node_modules" / ".bin" / "cdk"
+# What the CLI adds to the context when it runs app.py (`cdk synth --no-version-reporting`), so that the
+# in-process synth writes the templates the CLI writes.
+CLI_CONTEXT = {"aws:cdk:enable-path-metadata": True, "aws:cdk:enable-asset-metadata": True,
+               "aws:cdk:version-reporting": False}
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ def synthesize(context: dict[str, Any], outdir: Path) -> SynthesizedApp:
     cdk-nag violations make ``App.synth`` raise after writing the templates and the validation report;
     they are returned as findings so that one test reports them all and the others still run.
     """
-    app = build_app(App(context=context, outdir=str(outdir)))
+    app = build_app(App(context={**context, **CLI_CONTEXT}, outdir=str(outdir)))
     try:
         app.synth()
     except RuntimeError as error:
