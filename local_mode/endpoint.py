@@ -45,7 +45,7 @@ class LocalEndpoint:
             env = host_environment(self.paths, {"SAGEMAKER_BIND_TO_PORT": str(self.port)})
         say(f"serving {model_archive} at {self.url} (model unpacked into {self.paths.model})")
         self.process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        errors="replace")
+                                        errors="replace", start_new_session=True)  # stopped by SIGTERM, not Ctrl-C
         self._pump = threading.Thread(target=self._forward, args=(log,), daemon=True)
         self._pump.start()
 

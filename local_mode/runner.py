@@ -110,8 +110,9 @@ def _run_hosts(commands: Mapping[str, tuple[list[str], dict[str, str]]], log: Lo
     prefix = len(commands) > 1
     processes, pumps = {}, []
     for host, (argv, env) in commands.items():
+        # A session of its own: Ctrl-C reaches only the runner, which sends SIGTERM as SageMaker would.
         processes[host] = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                           errors="replace")
+                                           errors="replace", start_new_session=True)
         pumps.append(_stream(processes[host], f"[{host}] " if prefix else "", lines, log))
     codes: dict[str, int] = {}
     try:
@@ -154,7 +155,7 @@ def run_training(
     trees = {
         host: lay_out_training_tree(job_dir / host, hyperparameters=hyperparameters, channels=channels,
                                     current_host=host, hosts=names, instance_type=instance_type,
-                                    checkpoints=Path(checkpoints) / host if checkpoints else None)
+                                    checkpoints=checkpoints)
         for host in names
     }
     engine = docker.engine(use_docker, log=say)
@@ -176,21 +177,18 @@ def run_training(
     codes, text = _run_hosts(commands, log)
     result = JobResult(job_name, trees, codes, {h: _read_failure(p.failure) for h, p in trees.items()}, text,
                        job_dir / "output")
+    if checkpoints:
+        # Every host syncs its checkpoints/ to the one S3 prefix, continuously, so a failed or stopped job keeps
+        # them too; the next job restores the union into each host (which is why hosts namespace their files).
+        for paths in trees.values():
+            shutil.copytree(paths.checkpoints, checkpoints, dirs_exist_ok=True)
     if result.ok:
         package_model([p.model for p in trees.values()], result.model_archive)
         pack_directories([p.output_data for p in trees.values()], result.output_dir / OUTPUT_ARCHIVE)
-        if checkpoints:  # the end of SageMaker's continuous checkpoint upload
-            for host, paths in trees.items():
-                pack_checkpoints(paths, Path(checkpoints) / host)
         say(f"training job {job_name} completed; model: {result.model_archive}")
     else:
         say(f"training job {job_name} failed: {result.failure_reason}")
     return result
-
-
-def pack_checkpoints(paths: SageMakerPaths, destination: Path) -> None:
-    """Copies a host's checkpoints/ out, as SageMaker syncs CheckpointConfig.LocalPath to S3."""
-    shutil.copytree(paths.checkpoints, destination, dirs_exist_ok=True)
 
 
 def run_processing(

@@ -72,3 +72,17 @@ def test_serving_a_missing_archive_is_a_clear_error(tmp_path: Path) -> None:
     run = local_mode("serve", "--workdir", str(tmp_path / "work"), "--model", str(tmp_path / "none.tar.gz"),
                      cwd=tmp_path)
     assert run.returncode == 2 and "does not exist" in run.stdout
+
+
+def test_a_second_job_with_the_same_checkpoint_store_resumes(tmp_path: Path, prepared: dict[str, Path]) -> None:
+    """CheckpointConfig: checkpoints/ is synced out to the store, and restored into the next job's tree."""
+    store = tmp_path / "s3-checkpoints"
+    first = run_training(tmp_path / "work", "first", hyperparameters={**FEW_STEPS, "checkpoint_every": 2},
+                         channels=prepared, checkpoints=store, log=lambda line: None)
+    assert first.ok, first.log[-3000:]
+    assert any(store.iterdir())
+    second = run_training(tmp_path / "work", "second", hyperparameters={**FEW_STEPS, "max_steps": 6},
+                          channels=prepared, checkpoints=store, log=lambda line: None)
+    assert second.ok, second.log[-3000:]
+    assert "restored checkpoint 4" in second.log
+    assert "step 2/6" not in second.log and "step 6/6" in second.log  # continued, not restarted
