@@ -4,6 +4,7 @@ alarms, dashboard and outputs, from the session synth (cdk.json defaults) and on
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ from stacks.constructs.endpoint import VARIANT_NAME, has_instance_storage
 from stacks.constructs.model_package_lookup import HANDLER_SOURCE, LOOKUP_ACTION, RESOURCE_TYPE
 from stacks.settings import Settings, SettingsError
 
-CDK_CONTEXT = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())["context"]
+REPO = Path(__file__).resolve().parents[2]
+CDK_CONTEXT = json.loads((REPO / "cdk.json").read_text())["context"]
 PINNED_ARN = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/jax-llm-gpt/7"
 # A GPU type without instance storage, so the endpoint config may carry a volume KMS key.
 EBS_ONLY_TYPE = "ml.p3.2xlarge"
@@ -307,6 +309,16 @@ def test_no_unacknowledged_nag_finding_in_either_variant(synthesized_app, pinned
     findings = [f for app in (synthesized_app, pinned) for f in app.nag_findings
                 if f.path.startswith("EndpointStack/")]
     assert findings == []
+
+
+def test_cfn_lint_passes_the_pinned_variant(pinned):
+    """The default variant is linted with every template (test_templates_lint.py); this one differs in
+    shape (literal ARN, volume key, linear steps, no capture, no autoscaling)."""
+    template = pinned.outdir / pinned.stacks["EndpointStack"].template_file
+    result = subprocess.run([str(REPO / ".venv" / "bin" / "cfn-lint"), "--format", "parseable",
+                             "--ignore-checks", "W3005", "--", str(template)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("key, value, allowed", [
