@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -74,15 +76,17 @@ def test_serving_a_missing_archive_is_a_clear_error(tmp_path: Path) -> None:
     assert run.returncode == 2 and "does not exist" in run.stdout
 
 
-def test_a_second_job_with_the_same_checkpoint_store_resumes(tmp_path: Path, prepared: dict[str, Path]) -> None:
-    """CheckpointConfig: checkpoints/ is synced out to the store, and restored into the next job's tree."""
+def test_a_job_given_the_checkpoint_store_of_a_finished_run_resumes_from_it(tmp_path: Path, tiny_training_run) -> None:
+    """CheckpointConfig: the store is restored into checkpoints/ at start and synced back out (the shared tiny run's)."""
+    run_root = tiny_training_run.root
     store = tmp_path / "s3-checkpoints"
-    first = run_training(tmp_path / "work", "first", hyperparameters={**FEW_STEPS, "checkpoint_every": 2},
-                         channels=prepared, checkpoints=store, log=lambda line: None)
-    assert first.ok, first.log[-3000:]
-    assert any(store.iterdir())
-    second = run_training(tmp_path / "work", "second", hyperparameters={**FEW_STEPS, "max_steps": 6},
-                          channels=prepared, checkpoints=store, log=lambda line: None)
-    assert second.ok, second.log[-3000:]
-    assert "restored checkpoint 4" in second.log
-    assert "step 2/6" not in second.log and "step 6/6" in second.log  # continued, not restarted
+    shutil.copytree(run_root / "checkpoints", store)
+    stored = json.loads((run_root / "input" / "config" / "hyperparameters.json").read_text())
+    hyperparameters = {key: json.loads(value) for key, value in stored.items()}
+    finished = hyperparameters["max_steps"]
+    resumed = run_training(tmp_path / "work", "resumed", hyperparameters={**hyperparameters, "max_steps": finished + 2},
+                           channels={"train": run_root / "input" / "data" / "train"}, checkpoints=store,
+                           log=lambda line: None)
+    assert resumed.ok, resumed.log[-3000:]
+    assert f"restored checkpoint {finished}" in resumed.log
+    assert f"step {finished + 2}/{finished + 2}" in resumed.log and "step 2/" not in resumed.log  # continued
