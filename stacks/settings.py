@@ -259,12 +259,16 @@ def _canonical_hyperparameters(key: str, overrides: dict[str, str]) -> dict[str,
     return {f.name: text(getattr(config, f.name)) for f in dataclass_fields(TrainConfig)}
 
 
+# Environment variable names SageMaker accepts in a training job's Environment.
+ENVIRONMENT_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,1023}$")
+
+
 @dataclass(frozen=True)
 class PipelineSettings:
-    """The training pipeline: data, instances, spot, limits, hyperparameters, registration, deploy-time runs."""
+    """The training pipeline: data, instances, spot, limits, hyperparameters, registration, deploy runs."""
 
     start_training: bool  # startTraining: a deploy whose training definition changed starts an execution
-    prepare_data: bool  # pipelinePrepareData: tokenize raw text in a Processing step; false: data is tokenized
+    prepare_data: bool  # pipelinePrepareData: tokenize raw text in a Processing step (false: tokenized)
     raw_data_prefix: str  # pipelineRawDataPrefix: raw text under s3://<data bucket>/<prefix>/
     tokenized_data_prefix: str  # pipelineTokenizedDataPrefix: <prefix>/{train,validation,tokenizer}/
     processing_instance_type: str  # processingInstanceType: the prepare job's (CPU) instance
@@ -279,7 +283,7 @@ class PipelineSettings:
     environment: dict[str, str]  # trainingEnvironment: XLA/NCCL/EFA settings of the training containers
     max_val_loss: float  # registerMaxValLoss: register the model only when val_loss <= this
     model_approval_status: str  # modelApprovalStatus: status of a newly registered model package
-    inference_instance_types: tuple[str, ...]  # inferenceInstanceTypes: real-time instances the package supports
+    inference_instance_types: tuple[str, ...]  # inferenceInstanceTypes: real-time instances of the package
 
     @classmethod
     def from_context(cls, ctx: Context) -> PipelineSettings:
@@ -306,7 +310,7 @@ class PipelineSettings:
             hyperparameters=_canonical_hyperparameters("trainingHyperparameters", _string_map(
                 ctx, "trainingHyperparameters", re.compile(r"^[a-z_][a-z0-9_]*$"),
                 "a JSON object of trainer hyperparameters (see jax_llm/hyperparameters.py)")),
-            environment=_string_map(ctx, "trainingEnvironment", re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,1023}$"),
+            environment=_string_map(ctx, "trainingEnvironment", ENVIRONMENT_NAME,
                                     "a JSON object of environment variable names to string values"),
             max_val_loss=ctx.number("registerMaxValLoss", minimum=0.0),
             model_approval_status=ctx.choice("modelApprovalStatus", ("PendingManualApproval", "Approved")),
@@ -315,8 +319,8 @@ class PipelineSettings:
         # SageMaker rejects a spot job whose wait limit does not exceed its runtime limit.
         ctx.require(not settings.use_spot or settings.max_wait_seconds > settings.max_runtime_seconds,
                     "trainingMaxWaitSeconds", settings.max_wait_seconds,
-                    f"more than trainingMaxRuntimeSeconds ({settings.max_runtime_seconds}) when trainingUseSpot "
-                    "is true")
+                    f"more than trainingMaxRuntimeSeconds ({settings.max_runtime_seconds}) when "
+                    "trainingUseSpot is true")
         return settings
 
 
@@ -325,7 +329,7 @@ class TuningSettings:
     """The tuning pipeline: job limits and the search ranges of learning rate, warmup and weight decay."""
 
     max_jobs: int  # tuningMaxJobs: training jobs in all
-    max_parallel_jobs: int  # tuningMaxParallelJobs: training jobs at once (each uses trainingInstanceCount hosts)
+    max_parallel_jobs: int  # tuningMaxParallelJobs: jobs at once (each on trainingInstanceCount hosts)
     learning_rate: tuple[float, float]  # tuningLearningRateRange: searched on a log scale
     warmup_steps: tuple[int, int]  # tuningWarmupStepsRange
     weight_decay: tuple[float, float]  # tuningWeightDecayRange
@@ -347,7 +351,8 @@ class TuningSettings:
         ctx.require(settings.weight_decay[1] <= 1.0, "tuningWeightDecayRange", list(settings.weight_decay),
                     "a range within [0, 1]")
         max_steps = int(pipeline.hyperparameters["max_steps"])
-        ctx.require(settings.warmup_steps[1] <= max_steps, "tuningWarmupStepsRange", list(settings.warmup_steps),
+        ctx.require(settings.warmup_steps[1] <= max_steps, "tuningWarmupStepsRange",
+                    list(settings.warmup_steps),
                     f"a range within [0, max_steps={max_steps}] (the trainer rejects warmup above max_steps)")
         return settings
 

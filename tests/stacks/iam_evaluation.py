@@ -52,9 +52,10 @@ class RolePolicies:
 
     def allows(self, action: str, resource: str, context: dict[str, str] | None = None) -> bool:
         """Whether the call is allowed: some Allow matches and no Deny does."""
-        assert not self.managed_policy_arns, f"managed policies cannot be evaluated here: {self.managed_policy_arns}"
+        assert not self.managed_policy_arns, f"cannot evaluate managed policies {self.managed_policy_arns}"
         matching = [s for s in self.statements if _matches(s, action, resource, context or {})]
-        return any(s["Effect"] == "Allow" for s in matching) and not any(s["Effect"] == "Deny" for s in matching)
+        effects = {s["Effect"] for s in matching}
+        return "Allow" in effects and "Deny" not in effects
 
 
 def _matches(statement: dict, action: str, resource: str, context: dict[str, str]) -> bool:

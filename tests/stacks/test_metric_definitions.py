@@ -26,7 +26,8 @@ def metric_definitions(synthesized_app) -> list[dict]:
             if step["Type"] == "Training":
                 found.append(step["Arguments"]["AlgorithmSpecification"]["MetricDefinitions"])
             if step["Type"] == "Tuning":
-                found.append(step["Arguments"]["TrainingJobDefinition"]["AlgorithmSpecification"]["MetricDefinitions"])
+                job = step["Arguments"]["TrainingJobDefinition"]
+                found.append(job["AlgorithmSpecification"]["MetricDefinitions"])
     assert len(found) == 4 and all(f == found[0] for f in found)
     return found[0]
 
@@ -56,7 +57,8 @@ def test_the_final_val_loss_the_gate_reads_is_the_runs_final_val_loss(metric_def
 
 def test_the_tuning_objective_is_one_of_the_metrics(metric_definitions, synthesized_app):
     definitions = pipeline_definitions(synthesized_app.template_json["TrainingStack"])
-    objectives = {s["Arguments"]["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]["MetricName"]
-                  for d in definitions.values() for s in walk_steps(d["Steps"]) if s["Type"] == "Tuning"}
+    tunings = [s for d in definitions.values() for s in walk_steps(d["Steps"]) if s["Type"] == "Tuning"]
+    objectives = {s["Arguments"]["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]
+                  ["MetricName"] for s in tunings}
     assert objectives == {OBJECTIVE_METRIC}
     assert OBJECTIVE_METRIC in {d["Name"] for d in metric_definitions}

@@ -11,7 +11,8 @@ import json
 
 import pytest
 
-from tests.stacks.cfn_values import ACCOUNT, REGION, TemplateValues, pipeline_definitions, resources_of_type, walk_steps
+from tests.stacks.cfn_values import (ACCOUNT, REGION, TemplateValues, pipeline_definitions, resources_of_type,
+                                     walk_steps)
 from tests.stacks.iam_evaluation import RolePolicies
 
 SAGEMAKER = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}"
@@ -21,9 +22,11 @@ PROCESSING_JOB = f"{SAGEMAKER}:processing-job/pipelines-7k2m9x0q1w3e-prepare-a1b
 TRAINING_JOB = f"{SAGEMAKER}:training-job/pipelines-7k2m9x0q1w3e-trainspot-a1b2c3d4e5"
 TUNING_JOB = f"{SAGEMAKER}:hyper-parameter-tuning-job/7k2m9x0q1w3e-tunespot-a1b2c3d4"
 STEP_CALLS = {
-    "Processing": [("sagemaker:CreateProcessingJob", PROCESSING_JOB), ("sagemaker:DescribeProcessingJob", PROCESSING_JOB),
+    "Processing": [("sagemaker:CreateProcessingJob", PROCESSING_JOB),
+                   ("sagemaker:DescribeProcessingJob", PROCESSING_JOB),
                    ("sagemaker:StopProcessingJob", PROCESSING_JOB), ("sagemaker:AddTags", PROCESSING_JOB)],
-    "Training": [("sagemaker:CreateTrainingJob", TRAINING_JOB), ("sagemaker:DescribeTrainingJob", TRAINING_JOB),
+    "Training": [("sagemaker:CreateTrainingJob", TRAINING_JOB),
+                 ("sagemaker:DescribeTrainingJob", TRAINING_JOB),
                  ("sagemaker:StopTrainingJob", TRAINING_JOB), ("sagemaker:AddTags", TRAINING_JOB)],
     "Tuning": [("sagemaker:CreateHyperParameterTuningJob", TUNING_JOB),
                ("sagemaker:DescribeHyperParameterTuningJob", TUNING_JOB),
@@ -46,7 +49,8 @@ def definitions(template):
 @pytest.fixture(scope="module")
 def pipeline_role(template):
     """The role both pipelines run as (the same role for both)."""
-    roles = {json.dumps(p["Properties"]["RoleArn"]) for p in resources_of_type(template, "AWS::SageMaker::Pipeline").values()}
+    pipelines = resources_of_type(template, "AWS::SageMaker::Pipeline").values()
+    roles = {json.dumps(p["Properties"]["RoleArn"]) for p in pipelines}
     assert len(roles) == 1
     logical_id = json.loads(roles.pop())["Fn::GetAtt"][0]
     return logical_id, RolePolicies.of(template, logical_id)
@@ -86,8 +90,8 @@ def test_the_pipeline_role_may_make_every_call_of_both_pipelines(definitions, pi
     _, policies = pipeline_role
     calls = pipeline_calls(definitions)
     assert {c[0] for c in calls} >= {"sagemaker:CreateProcessingJob", "sagemaker:CreateTrainingJob",
-                                     "sagemaker:CreateHyperParameterTuningJob", "sagemaker:CreateModelPackage",
-                                     "iam:PassRole"}
+                                     "sagemaker:CreateHyperParameterTuningJob",
+                                     "sagemaker:CreateModelPackage", "iam:PassRole"}
     denied = [c for c in calls if not policies.allows(*c)]
     assert not denied
 
@@ -122,13 +126,14 @@ def test_the_trigger_starts_the_training_pipeline_and_may_do_nothing_else(trigge
     call, policies = trigger
     assert call["action"] == "startPipelineExecution"
     pipeline_arn = f"{SAGEMAKER}:pipeline/{call['parameters']['PipelineName'].lower()}"
-    log_group = next(TemplateValues(template).arn(lid) for lid in resources_of_type(template, "AWS::Logs::LogGroup")
-                     if lid.startswith("StartTraining"))
+    log_groups = resources_of_type(template, "AWS::Logs::LogGroup")
+    (log_group,) = [TemplateValues(template).arn(lid) for lid in log_groups if lid.startswith("StartTraining")]
     log_stream = log_group.removesuffix("*") + "log-stream:2026/11/22/[$LATEST]abc"
     for needed in [("sagemaker:StartPipelineExecution", pipeline_arn), ("logs:CreateLogStream", log_stream),
                    ("logs:PutLogEvents", log_stream)]:
         assert policies.allows(*needed), needed
-    assert policies.actions() == {"sagemaker:StartPipelineExecution", "logs:CreateLogStream", "logs:PutLogEvents"}
+    assert policies.actions() == {"sagemaker:StartPipelineExecution", "logs:CreateLogStream",
+                                  "logs:PutLogEvents"}
     for denied in [("sagemaker:StartPipelineExecution", f"{SAGEMAKER}:pipeline/jax-llm-tuning"),
                    ("sagemaker:StartPipelineExecution", f"{SAGEMAKER}:pipeline/someone-elses"),
                    ("sagemaker:StopPipelineExecution", pipeline_arn),

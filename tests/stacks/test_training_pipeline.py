@@ -103,7 +103,8 @@ def test_spot_and_on_demand_jobs_differ_only_in_spot_and_wait(training, template
     # SageMaker rejects MaxWaitTimeInSeconds without managed spot.
     assert on_demand["StoppingCondition"] == {"MaxRuntimeInSeconds": {"Get": "Parameters.MaxRuntimeSeconds"}}
     strip = {"EnableManagedSpotTraining", "StoppingCondition"}
-    assert {k: v for k, v in spot.items() if k not in strip} == {k: v for k, v in on_demand.items() if k not in strip}
+    assert {k: v for k, v in spot.items() if k not in strip} == \
+        {k: v for k, v in on_demand.items() if k not in strip}
     defaults = {p["Name"]: p["DefaultValue"] for p in training["Parameters"]}
     assert defaults["MaxWaitSeconds"] > defaults["MaxRuntimeSeconds"]
 
@@ -111,14 +112,18 @@ def test_spot_and_on_demand_jobs_differ_only_in_spot_and_wait(training, template
 def test_the_training_job_is_our_image_on_gpus_encrypted_isolated_and_checkpointed(training, outputs):
     args = steps_by_name(training)["TrainSpot"]["Arguments"]
     defaults = {p["Name"]: p["DefaultValue"] for p in training["Parameters"]}
-    assert args["AlgorithmSpecification"] == {"TrainingImage": outputs["ImageUri"], "TrainingInputMode": "FastFile",
+    assert args["AlgorithmSpecification"] == {"TrainingImage": outputs["ImageUri"],
+                                              "TrainingInputMode": "FastFile",
                                               "MetricDefinitions": METRIC_DEFINITIONS}
-    assert re.fullmatch(r"\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/jax-llm:[0-9a-f]{64}", outputs["ImageUri"])
+    # Our repository at the content tag (the image asset's hash).
+    image = re.compile(r"\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/jax-llm:[0-9a-f]{64}")
+    assert image.fullmatch(outputs["ImageUri"])
     assert args["RoleArn"] == outputs["ExecutionRoleArn"]
     assert (defaults["TrainingInstanceType"], defaults["TrainingInstanceCount"]) == ("ml.p4de.24xlarge", 4)
     assert args["ResourceConfig"]["InstanceType"] == {"Get": "Parameters.TrainingInstanceType"}
     assert args["ResourceConfig"]["InstanceCount"] == {"Get": "Parameters.TrainingInstanceCount"}
-    assert args["ResourceConfig"]["VolumeKmsKeyId"] == args["OutputDataConfig"]["KmsKeyId"] == outputs["KmsKeyArn"]
+    key = outputs["KmsKeyArn"]
+    assert args["ResourceConfig"]["VolumeKmsKeyId"] == args["OutputDataConfig"]["KmsKeyId"] == key
     assert args["EnableNetworkIsolation"] is True and args["EnableInterContainerTrafficEncryption"] is True
     assert {c["ChannelName"] for c in args["InputDataConfig"]} == {"train", "validation", "tokenizer"}
     checkpoint = args["CheckpointConfig"]
@@ -147,9 +152,11 @@ def test_prepare_runs_our_image_with_the_prepare_command(training, outputs):
     assert args["AppSpecification"]["ImageUri"] == outputs["ImageUri"]
     assert args["AppSpecification"]["ContainerArguments"][0] == "prepare"
     assert args["ProcessingInputs"][0]["S3Input"]["LocalPath"] == "/opt/ml/processing/input/raw"
-    assert {o["OutputName"]: o["S3Output"]["LocalPath"] for o in args["ProcessingOutputConfig"]["Outputs"]} == {
-        c: f"/opt/ml/processing/output/{c}" for c in ("train", "validation", "tokenizer")}
-    assert args["NetworkConfig"] == {"EnableNetworkIsolation": True, "EnableInterContainerTrafficEncryption": True}
+    outputs_config = args["ProcessingOutputConfig"]["Outputs"]
+    local_paths = {o["OutputName"]: o["S3Output"]["LocalPath"] for o in outputs_config}
+    assert local_paths == {c: f"/opt/ml/processing/output/{c}" for c in ("train", "validation", "tokenizer")}
+    assert args["NetworkConfig"] == {"EnableNetworkIsolation": True,
+                                     "EnableInterContainerTrafficEncryption": True}
 
 
 def test_registration_names_our_image_json_and_real_time_instances_pending_approval(training, outputs):
@@ -159,8 +166,8 @@ def test_registration_names_our_image_json_and_real_time_instances_pending_appro
     assert register["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
     assert defaults["ModelApprovalStatus"] == "PendingManualApproval"
     spec = register["InferenceSpecification"]
-    assert spec["Containers"] == [{"Image": outputs["ImageUri"],
-                                   "ModelDataUrl": {"Get": "Steps.TrainSpot.ModelArtifacts.S3ModelArtifacts"}}]
+    model_data = {"Get": "Steps.TrainSpot.ModelArtifacts.S3ModelArtifacts"}
+    assert spec["Containers"] == [{"Image": outputs["ImageUri"], "ModelDataUrl": model_data}]
     assert spec["SupportedContentTypes"] == ["application/json"]
     assert "ml.g5.2xlarge" in spec["SupportedRealtimeInferenceInstanceTypes"]
 
@@ -171,8 +178,9 @@ def test_tuning_searches_lr_warmup_and_weight_decay_and_registers_the_best_job(t
     config = args["HyperParameterTuningJobConfig"]
     assert config["Strategy"] == "Bayesian" and config["TrainingJobEarlyStoppingType"] == "Auto"
     assert config["HyperParameterTuningJobObjective"] == {"Type": "Minimize", "MetricName": OBJECTIVE_METRIC}
-    assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": {"Get": "Parameters.TuningMaxJobs"},
-                                        "MaxParallelTrainingJobs": {"Get": "Parameters.TuningMaxParallelJobs"}}
+    assert config["ResourceLimits"] == {
+        "MaxNumberOfTrainingJobs": {"Get": "Parameters.TuningMaxJobs"},
+        "MaxParallelTrainingJobs": {"Get": "Parameters.TuningMaxParallelJobs"}}
     ranges = config["ParameterRanges"]
     scaling = {r["Name"]: r["ScalingType"] for kind in ranges.values() for r in kind}
     assert scaling == {"learning_rate": "Logarithmic", "weight_decay": "Linear", "warmup_steps": "Linear"}
@@ -187,7 +195,8 @@ def test_tuning_searches_lr_warmup_and_weight_decay_and_registers_the_best_job(t
                    {"Get": "Steps.TuneSpot.BestTrainingJob.TrainingJobName"}, "output/model.tar.gz"]
     assert args["TrainingJobDefinition"]["OutputDataConfig"]["S3OutputPath"] == url[0]
     gate = steps["CheckValLossSpot"]["Arguments"]["Conditions"][0]
-    assert gate["LeftValue"] == {"Get": "Steps.TuneSpot.BestTrainingJob.FinalHyperParameterTuningJobObjectiveMetric.Value"}
+    best = "Steps.TuneSpot.BestTrainingJob.FinalHyperParameterTuningJobObjectiveMetric.Value"
+    assert gate["LeftValue"] == {"Get": best}
 
 
 def test_deploying_starts_the_training_pipeline_once_per_definition(template, outputs, synthesized_app):
