@@ -1,1 +1,1 @@
-"""Ops CLI for the deployed stacks: training runs, the model registry and endpoint invocation (`python -m ops`)."""
+"""`python -m ops`: training runs, the model registry and endpoint invocations for the deployed stacks ."""

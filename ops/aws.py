@@ -28,5 +28,6 @@ class Aws:
             if self._session is None:
                 self._session = boto3.Session(profile_name=self.profile, region_name=self.region)
             self._clients[service] = self._session.client(
-                service, endpoint_url=self.endpoint_url, config=_CLIENT_CONFIG)
+                service, endpoint_url=self.endpoint_url, config=_CLIENT_CONFIG
+            )
         return self._clients[service]

@@ -24,20 +24,34 @@ def _parser() -> argparse.ArgumentParser:
     """The argument parser: global AWS options and one subcommand per task."""
     parser = argparse.ArgumentParser(
         prog="python -m ops",
-        description="Operate the deployed stacks: pipeline runs, model versions, endpoint invocations.")
+        description="Operate the deployed stacks: pipeline runs, model versions, endpoint invocations.",
+    )
     parser.add_argument("--profile", help="AWS profile (default: the SDK's credential chain)")
     # boto3 reads AWS_DEFAULT_REGION but not AWS_REGION (which the CDK CLI and other SDKs use): take both.
-    parser.add_argument("--region", default=os.environ.get("AWS_REGION"),
-                        help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION or the profile's region)")
+    parser.add_argument(
+        "--region",
+        default=os.environ.get("AWS_REGION"),
+        help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION or the profile's region)",
+    )
     parser.add_argument("--endpoint-url", help="AWS endpoint URL override, for emulators such as moto")
-    parser.add_argument("--training-stack", default="TrainingStack", help="CloudFormation name of TrainingStack")
-    parser.add_argument("--endpoint-stack", default="EndpointStack", help="CloudFormation name of EndpointStack")
+    parser.add_argument(
+        "--training-stack", default="TrainingStack", help="CloudFormation name of TrainingStack"
+    )
+    parser.add_argument(
+        "--endpoint-stack", default="EndpointStack", help="CloudFormation name of EndpointStack"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     for name, what in (("train", "the training pipeline"), ("tune", "the tuning pipeline")):
         run = commands.add_parser(name, help=f"start a run of {what} with other parameters")
-        run.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
-                         help="pipeline parameter, e.g. learning_rate=3e-4 or TrainingInstanceType=ml.g5.12xlarge")
+        run.add_argument(
+            "-p",
+            "--parameter",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="pipeline parameter, e.g. learning_rate=3e-4 or TrainingInstanceType=ml.g5.12xlarge",
+        )
         run.add_argument("--pipeline-name", help="pipeline to run (default: from TrainingStack's outputs)")
         run.add_argument("--display-name", help="execution display name")
 
@@ -108,8 +122,14 @@ def _invoke(args: argparse.Namespace, aws: Aws) -> None:
     """invoke: one prompt, printed whole or token by token."""
     endpoint = args.endpoint_name or _output(aws, args.endpoint_stack, ENDPOINT_OUTPUT)
     endpoint_invocation.require_in_service(aws, endpoint)
-    parameters = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
-                  "top_k": args.top_k, "seed": args.seed, "stop": args.stop}
+    parameters = {
+        "max_new_tokens": args.max_new_tokens,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "top_k": args.top_k,
+        "seed": args.seed,
+        "stop": args.stop,
+    }
     body = endpoint_invocation.tgi_request(args.prompt, parameters, stream=args.stream)
     if not args.stream:
         for generation in endpoint_invocation.invoke(aws, endpoint, body):
@@ -122,8 +142,14 @@ def _invoke(args: argparse.Namespace, aws: Aws) -> None:
     print()
 
 
-_COMMANDS = {"train": _run, "tune": _run, "versions": _versions, "approve": _decide, "reject": _decide,
-             "invoke": _invoke}
+_COMMANDS = {
+    "train": _run,
+    "tune": _run,
+    "versions": _versions,
+    "approve": _decide,
+    "reject": _decide,
+    "invoke": _invoke,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,13 +28,17 @@ def require_in_service(aws: Aws, endpoint_name: str) -> None:
     except ClientError as exc:
         if not is_not_found(exc):
             raise
-        raise OpsError(f"Endpoint {endpoint_name!r} does not exist: deploy it with `cdk deploy EndpointStack`.") from exc
+        raise OpsError(
+            f"Endpoint {endpoint_name!r} does not exist: deploy it with `cdk deploy EndpointStack`."
+        ) from exc
     if status not in ("InService", "Updating", "SystemUpdating"):
-        raise OpsError(f"Endpoint {endpoint_name!r} is {status}, not InService; check the stack events and its logs.")
+        raise OpsError(
+            f"Endpoint {endpoint_name!r} is {status}, not InService; check the stack events and its logs."
+        )
 
 
 def _runtime_error(exc: ClientError) -> OpsError:
-    """The container's own JSON error ({"error", "error_type"}, ModelError's OriginalMessage) when it sent one."""
+    """The container's JSON error ({"error", "error_type"} in ModelError's OriginalMessage) if it sent one."""
     error = exc.response.get("Error", {})
     try:
         body = json.loads(exc.response.get("OriginalMessage") or "null")
@@ -62,12 +66,14 @@ def invoke(aws: Aws, endpoint_name: str, body: bytes) -> list[dict[str, Any]]:
     except json.JSONDecodeError as exc:
         raise OpsError(f"The endpoint answered with non-JSON: {payload[:200]!r}") from exc
     if not isinstance(generations, list) or not all(isinstance(g, dict) for g in generations):
-        raise OpsError(f"The endpoint answered outside TGI's schema (expected a list of objects): {payload[:200]!r}")
+        raise OpsError(
+            f"The endpoint answered outside TGI's schema (expected a list of objects): {payload[:200]!r}"
+        )
     return generations
 
 
 class ServerSentEvents:
-    """Reassembles `data:` events from byte chunks that may split anywhere (PayloadPart boundaries are arbitrary)."""
+    """Reassembles `data:` events from byte chunks split anywhere (PayloadPart boundaries are arbitrary)."""
 
     def __init__(self) -> None:
         self._buffer = b""
@@ -79,7 +85,7 @@ class ServerSentEvents:
             line, self._buffer = self._buffer.split(b"\n", 1)
             line = line.rstrip(b"\r")
             if line.startswith(b"data:"):
-                yield json.loads(line[len(b"data:"):])
+                yield json.loads(line[len(b"data:") :])
 
     def close(self) -> None:
         """Raises an OpsError if the stream ended in the middle of an event."""
@@ -91,12 +97,14 @@ def stream_tokens(events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """Turns TGI stream events into token events; a final event's full text ends it; an error event raises."""
     for event in events:
         if "error" in event:
-            raise OpsError(f"The model failed mid-stream ({event.get('error_type', 'error')}): {event['error']}")
+            raise OpsError(
+                f"The model failed mid-stream ({event.get('error_type', 'error')}): {event['error']}"
+            )
         yield event
 
 
 def invoke_stream(aws: Aws, endpoint_name: str, body: bytes) -> Iterator[dict[str, Any]]:
-    """InvokeEndpointWithResponseStream; yields TGI events ({"token", "generated_text", ...}) as they arrive."""
+    """InvokeEndpointWithResponseStream: yields TGI events ({"token", "generated_text", ...}) as they come."""
     runtime = aws.client("sagemaker-runtime")
     try:
         response = runtime.invoke_endpoint_with_response_stream(
@@ -118,5 +126,7 @@ def decode_event_stream(event_stream: Iterable[dict[str, Any]]) -> Iterator[dict
             continue
         for kind in ("ModelStreamError", "InternalStreamFailure"):
             if kind in message:
-                raise OpsError(f"The endpoint's stream failed ({kind}): {message[kind].get('Message', message[kind])}")
+                raise OpsError(
+                    f"The endpoint's stream failed ({kind}): {message[kind].get('Message', message[kind])}"
+                )
     events.close()

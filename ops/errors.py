@@ -13,8 +13,15 @@ from botocore.exceptions import (
 
 # ClientError codes that mean "your credentials are wrong or stale", not "the resource is wrong".
 _CREDENTIAL_CODES = frozenset(
-    {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException",
-     "SignatureDoesNotMatch", "InvalidSignatureException", "AuthFailure"}
+    {
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "InvalidSignatureException",
+        "AuthFailure",
+    }
 )
 
 CREDENTIALS_HELP = (
@@ -32,7 +39,7 @@ class OpsError(Exception):
 
 
 def is_not_found(exc: ClientError) -> bool:
-    """True when a ClientError says the named resource does not exist (SageMaker and CloudFormation phrasings)."""
+    """True when a ClientError says the resource does not exist (SageMaker and CloudFormation phrasings)."""
     error = exc.response.get("Error", {})
     message = error.get("Message", "").lower()
     return error.get("Code") in ("ResourceNotFound", "ValidationException", "ValidationError") and any(
@@ -47,14 +54,19 @@ def translate(exc: Exception) -> OpsError | None:
     if isinstance(exc, ProfileNotFound):
         return OpsError(f"{exc}: pick a profile from ~/.aws/config or unset AWS_PROFILE.", exit_code=2)
     if isinstance(exc, NoRegionError):
-        return OpsError("No AWS region: pass --region or set AWS_REGION (or AWS_DEFAULT_REGION, or a region in the profile).", exit_code=2)
+        return OpsError(
+            "No AWS region: pass --region or set AWS_REGION (or AWS_DEFAULT_REGION, or a profile region).",
+            exit_code=2,
+        )
     if isinstance(exc, EndpointConnectionError):
         return OpsError(f"Cannot reach AWS: {exc}", exit_code=3)
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code, message = error.get("Code", "Unknown"), error.get("Message", str(exc))
         if code in _CREDENTIAL_CODES:
-            return OpsError(f"AWS rejected the credentials ({code}: {message}): {CREDENTIALS_HELP}.", exit_code=2)
+            return OpsError(
+                f"AWS rejected the credentials ({code}: {message}): {CREDENTIALS_HELP}.", exit_code=2
+            )
         if code in ("AccessDenied", "AccessDeniedException"):
             return OpsError(f"Access denied ({exc.operation_name}): {message}", exit_code=2)
         return OpsError(f"{exc.operation_name} failed ({code}): {message}")

@@ -67,7 +67,7 @@ def _require_group(sagemaker, group: str) -> None:
 
 
 def resolve_version(aws: Aws, group: str, version: str) -> str:
-    """The ARN of `version` in `group`: a version number, or a model package ARN passed through after a check."""
+    """The ARN of `version` in `group`: a version number, or a model package ARN (returned as it is)."""
     if version.startswith("arn:"):
         return version
     if not version.isdigit():
@@ -88,7 +88,9 @@ def set_approval(aws: Aws, arn: str, status: str, description: str | None = None
     except ClientError as exc:
         if not is_not_found(exc):
             raise
-        raise OpsError(f"Model package {arn} not found: list versions with `python -m ops versions`.") from exc
+        raise OpsError(
+            f"Model package {arn} not found: list versions with `python -m ops versions`."
+        ) from exc
     request = {"ModelPackageArn": arn, "ModelApprovalStatus": status}
     if description:
         request["ApprovalDescription"] = description

@@ -56,7 +56,9 @@ def check_overrides(parameters: dict[str, dict], overrides: dict[str, str]) -> N
         if name not in parameters:
             close = difflib.get_close_matches(name, parameters, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise OpsError(f"The pipeline has no parameter {name!r}.{hint} It has: {', '.join(sorted(parameters))}.")
+            raise OpsError(
+                f"The pipeline has no parameter {name!r}.{hint} It has: {', '.join(sorted(parameters))}."
+            )
         _check_type(parameters[name], value)
     # Hyperparameters are String parameters named like the hyperparameter; the trainer would reject a bad
     # one only after the instances started, so run its parser on the run's full map now.
@@ -68,7 +70,9 @@ def check_overrides(parameters: dict[str, dict], overrides: dict[str, str]) -> N
         raise OpsError(f"Invalid hyperparameter: {exc}") from exc
 
 
-def start_run(aws: Aws, pipeline_name: str, overrides: dict[str, str], display_name: str | None = None) -> str:
+def start_run(
+    aws: Aws, pipeline_name: str, overrides: dict[str, str], display_name: str | None = None
+) -> str:
     """Checks `overrides` against the pipeline, starts an execution with them and returns its ARN."""
     check_overrides(pipeline_parameters(aws, pipeline_name), overrides)
     request: dict = {

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ops.aws import Aws
 from botocore.exceptions import ClientError
 
+from ops.aws import Aws
 from ops.errors import OpsError, is_not_found
 
 
@@ -27,5 +27,7 @@ def require_output(outputs: dict[str, str], key: str, stack_name: str) -> str:
     """The value of output `key`, or an OpsError naming the stack and the outputs it does have."""
     if key not in outputs:
         have = ", ".join(sorted(outputs)) or "none"
-        raise OpsError(f"Stack {stack_name!r} has no output {key!r} (it has: {have}); redeploy it with this app.")
+        raise OpsError(
+            f"Stack {stack_name!r} has no output {key!r} (it has: {have}); redeploy it with this app."
+        )
     return outputs[key]

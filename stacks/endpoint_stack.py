@@ -18,11 +18,21 @@ EXAMPLE_PROMPT = "Once upon a time"
 
 
 class EndpointStack(Stack):
-    """Serves ``-c modelPackageArn=...``, or the newest Approved version of the group, found at deploy time."""
+    """Serves ``-c modelPackageArn=...``, or the group's newest Approved version, found at deploy time."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, key: kms.IKey,
-                 artifacts_bucket: s3.IBucket, execution_role: iam.IRole, execution_role_policy: Construct,
-                 model_package_group_name: str, **kwargs) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        key: kms.IKey,
+        artifacts_bucket: s3.IBucket,
+        execution_role: iam.IRole,
+        execution_role_policy: Construct,
+        model_package_group_name: str,
+        **kwargs,
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         endpoint_settings = settings.endpoint
         # A fixed name: the rollback alarms must name the endpoint without referring to it (see monitoring).
@@ -32,20 +42,42 @@ class EndpointStack(Stack):
             model_package_arn = endpoint_settings.model_package_arn
         else:
             model_package_arn = ModelPackageLookup(
-                self, "NewestApprovedModel", group_name=model_package_group_name,
-                refresh_token=endpoint_settings.lookup_token, key=key,
-                log_retention_days=settings.storage.log_retention_days).model_package_arn
+                self,
+                "NewestApprovedModel",
+                group_name=model_package_group_name,
+                refresh_token=endpoint_settings.lookup_token,
+                key=key,
+                log_retention_days=settings.storage.log_retention_days,
+            ).model_package_arn
 
-        monitoring = EndpointMonitoring(self, "Monitoring", settings=endpoint_settings,
-                                        endpoint_name=endpoint_name, variant_name=VARIANT_NAME)
+        monitoring = EndpointMonitoring(
+            self,
+            "Monitoring",
+            settings=endpoint_settings,
+            endpoint_name=endpoint_name,
+            variant_name=VARIANT_NAME,
+        )
         serving = ModelEndpoint(
-            self, "Serving", settings=endpoint_settings, endpoint_name=endpoint_name,
-            model_package_arn=model_package_arn, execution_role=execution_role,
-            execution_role_policy=execution_role_policy, key=key, capture_bucket=artifacts_bucket,
-            rollback_alarms=monitoring.rollback_alarms)
+            self,
+            "Serving",
+            settings=endpoint_settings,
+            endpoint_name=endpoint_name,
+            model_package_arn=model_package_arn,
+            execution_role=execution_role,
+            execution_role_policy=execution_role_policy,
+            key=key,
+            capture_bucket=artifacts_bucket,
+            rollback_alarms=monitoring.rollback_alarms,
+        )
         if endpoint_settings.autoscaling:
-            EndpointAutoscaling(self, "Autoscaling", settings=endpoint_settings, endpoint_name=endpoint_name,
-                                variant_name=VARIANT_NAME, endpoint=serving.endpoint)
+            EndpointAutoscaling(
+                self,
+                "Autoscaling",
+                settings=endpoint_settings,
+                endpoint_name=endpoint_name,
+                variant_name=VARIANT_NAME,
+                endpoint=serving.endpoint,
+            )
 
         self.endpoint_name = endpoint_name
         self.model_package_arn = model_package_arn
@@ -53,11 +85,13 @@ class EndpointStack(Stack):
         for output_id, value, description in [
             ("EndpointName", serving.endpoint.attr_endpoint_name, "SageMaker endpoint serving the model"),
             ("ModelPackageArn", model_package_arn, "The model package version the endpoint serves"),
-            ("ExampleInvocation",
-             f"python -m ops invoke '{EXAMPLE_PROMPT}' --max-new-tokens 32   # or: aws sagemaker-runtime "
-             f"invoke-endpoint --endpoint-name {endpoint_name} --content-type application/json "
-             f"--cli-binary-format raw-in-base64-out --body '{body}' /dev/stdout",
-             "Invoke the endpoint with TGI's request schema"),
+            (
+                "ExampleInvocation",
+                f"python -m ops invoke '{EXAMPLE_PROMPT}' --max-new-tokens 32   # or: aws sagemaker-runtime "
+                f"invoke-endpoint --endpoint-name {endpoint_name} --content-type application/json "
+                f"--cli-binary-format raw-in-base64-out --body '{body}' /dev/stdout",
+                "Invoke the endpoint with TGI's request schema",
+            ),
             ("DashboardName", monitoring.dashboard.dashboard_name, "CloudWatch dashboard of the endpoint"),
         ]:
             CfnOutput(self, output_id, value=value, description=description)

@@ -16,22 +16,38 @@ from constructs import Construct
 from stacks.settings import EndpointSettings
 
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
-SERVICE_LINKED_ROLE = ("aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
-                       "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint")
+SERVICE_LINKED_ROLE = (
+    "aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
+    "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+)
 
 
 class EndpointAutoscaling(Construct):
     """A scalable target on the variant's DesiredInstanceCount and a target-tracking policy on it."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, settings: EndpointSettings, endpoint_name: str,
-                 variant_name: str, endpoint: Construct) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: EndpointSettings,
+        endpoint_name: str,
+        variant_name: str,
+        endpoint: Construct,
+    ) -> None:
         super().__init__(scope, construct_id)
         # Application Auto Scaling scales SageMaker variants with its service-linked role (created on first
         # use); naming it keeps the construct from creating an unused role of its own.
-        service_linked_role = iam.Role.from_role_arn(self, "ServiceLinkedRole", Stack.of(self).format_arn(
-            service="iam", region="", resource="role", resource_name=SERVICE_LINKED_ROLE))
+        service_linked_role = iam.Role.from_role_arn(
+            self,
+            "ServiceLinkedRole",
+            Stack.of(self).format_arn(
+                service="iam", region="", resource="role", resource_name=SERVICE_LINKED_ROLE
+            ),
+        )
         self.target = appscaling.ScalableTarget(
-            self, "Target",
+            self,
+            "Target",
             role=service_linked_role,
             service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
             resource_id=f"endpoint/{endpoint_name}/variant/{variant_name}",

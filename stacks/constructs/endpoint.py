@@ -29,7 +29,9 @@ DATA_CAPTURE_PREFIX = "data-capture"
 # and CreateEndpointConfig rejects a KmsKeyId for them ("You can't request a KmsKeyId when using an
 # instance type with local storage"). Rule: the families listed here, plus any family whose attribute
 # letters after the generation include "d" (c5d, m5d, r5d, m6id, g4dn, g4ad, p3dn, p4d, p4de).
-_NVME_FAMILIES = frozenset({"g5", "g6", "g6e", "gr6", "p5", "p5e", "p5en", "p6-b200", "trn1", "trn1n", "trn2"})
+_NVME_FAMILIES = frozenset(
+    {"g5", "g6", "g6e", "gr6", "p5", "p5e", "p5en", "p6-b200", "trn1", "trn1n", "trn2"}
+)
 _FAMILY = re.compile(r"^(?P<kind>[a-z]+)(?P<generation>\d+)(?P<attributes>[a-z-]*)$")
 
 
@@ -43,14 +45,28 @@ def has_instance_storage(instance_type: str) -> bool:
 class ModelEndpoint(Construct):
     """Model (network-isolated, from ``model_package_arn``), endpoint config and blue/green endpoint."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, settings: EndpointSettings, endpoint_name: str,
-                 model_package_arn: str, execution_role: iam.IRole, execution_role_policy: Construct,
-                 key: kms.IKey, capture_bucket: s3.IBucket, rollback_alarms: Sequence[cloudwatch.IAlarm]) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: EndpointSettings,
+        endpoint_name: str,
+        model_package_arn: str,
+        execution_role: iam.IRole,
+        execution_role_policy: Construct,
+        key: kms.IKey,
+        capture_bucket: s3.IBucket,
+        rollback_alarms: Sequence[cloudwatch.IAlarm],
+    ) -> None:
         super().__init__(scope, construct_id)
         self.model = sagemaker.CfnModel(
-            self, "Model",
+            self,
+            "Model",
             execution_role_arn=execution_role.role_arn,
-            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(model_package_name=model_package_arn),
+            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
+                model_package_name=model_package_arn
+            ),
             # The container needs nothing from the network: model.tar.gz is unpacked for it by SageMaker.
             enable_network_isolation=True,
         )
@@ -60,28 +76,34 @@ class ModelEndpoint(Construct):
 
         volume_key = None if has_instance_storage(settings.instance_type) else key.key_arn
         self.config = sagemaker.CfnEndpointConfig(
-            self, "Config",
-            production_variants=[sagemaker.CfnEndpointConfig.ProductionVariantProperty(
-                variant_name=VARIANT_NAME,
-                model_name=self.model.attr_model_name,
-                instance_type=settings.instance_type,
-                # Only the first deployment uses this count: updates keep the scaled count (see EndpointStack).
-                initial_instance_count=settings.initial_instance_count,
-                initial_variant_weight=1.0,
-                container_startup_health_check_timeout_in_seconds=settings.startup_timeout_seconds,
-                model_data_download_timeout_in_seconds=settings.download_timeout_seconds,
-            )],
+            self,
+            "Config",
+            production_variants=[
+                sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                    variant_name=VARIANT_NAME,
+                    model_name=self.model.attr_model_name,
+                    instance_type=settings.instance_type,
+                    # Only the first deployment uses this count: updates keep the scaled count (see below).
+                    initial_instance_count=settings.initial_instance_count,
+                    initial_variant_weight=1.0,
+                    container_startup_health_check_timeout_in_seconds=settings.startup_timeout_seconds,
+                    model_data_download_timeout_in_seconds=settings.download_timeout_seconds,
+                )
+            ],
             kms_key_id=volume_key,
             data_capture_config=self._data_capture(settings, capture_bucket, key),
         )
         if volume_key is None:
-            reason = (f"{settings.instance_type} has local NVMe instance storage, encrypted in hardware; "
-                      "CreateEndpointConfig rejects a KmsKeyId for such instance types.")
+            reason = (
+                f"{settings.instance_type} has local NVMe instance storage, encrypted in hardware; "
+                "CreateEndpointConfig rejects a KmsKeyId for such instance types."
+            )
             Annotations.of(self.config).add_info(f"No volume KMS key on the endpoint config: {reason}")
             acknowledge(self.config, "NIST.800.53.R5-SageMakerEndpointConfigurationKMSKeyConfigured", reason)
 
         self.endpoint = sagemaker.CfnEndpoint(
-            self, "Endpoint",
+            self,
+            "Endpoint",
             endpoint_name=endpoint_name,
             endpoint_config_name=self.config.attr_endpoint_config_name,
             deployment_config=sagemaker.CfnEndpoint.DeploymentConfigProperty(
@@ -91,7 +113,9 @@ class ModelEndpoint(Construct):
                     maximum_execution_timeout_in_seconds=settings.deployment_timeout_seconds,
                 ),
                 auto_rollback_configuration=sagemaker.CfnEndpoint.AutoRollbackConfigProperty(
-                    alarms=[sagemaker.CfnEndpoint.AlarmProperty(alarm_name=a.alarm_name) for a in rollback_alarms],
+                    alarms=[
+                        sagemaker.CfnEndpoint.AlarmProperty(alarm_name=a.alarm_name) for a in rollback_alarms
+                    ],
                 ),
             ),
             # An update creates a new endpoint config whose InitialInstanceCount would replace the count
@@ -100,14 +124,16 @@ class ModelEndpoint(Construct):
             # Without autoscaling the configured count is the one wanted, so nothing is retained.
             retain_all_variant_properties=settings.autoscaling,
             exclude_retained_variant_properties=[
-                sagemaker.CfnEndpoint.VariantPropertyProperty(variant_property_type="DataCaptureConfig")],
+                sagemaker.CfnEndpoint.VariantPropertyProperty(variant_property_type="DataCaptureConfig")
+            ],
         )
         self.endpoint_name: str = endpoint_name
         self.variant_name: str = VARIANT_NAME
 
     @staticmethod
-    def _data_capture(settings: EndpointSettings, bucket: s3.IBucket,
-                      key: kms.IKey) -> sagemaker.CfnEndpointConfig.DataCaptureConfigProperty | None:
+    def _data_capture(
+        settings: EndpointSettings, bucket: s3.IBucket, key: kms.IKey
+    ) -> sagemaker.CfnEndpointConfig.DataCaptureConfigProperty | None:
         """Requests and responses, as JSON text, to s3://<bucket>/data-capture/ (SSE-KMS); None when 0%."""
         if settings.data_capture_percent == 0:
             return None
@@ -116,17 +142,22 @@ class ModelEndpoint(Construct):
             initial_sampling_percentage=settings.data_capture_percent,
             destination_s3_uri=bucket.s3_url_for_object(DATA_CAPTURE_PREFIX),
             kms_key_id=key.key_arn,
-            capture_options=[sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode=mode)
-                             for mode in ("Input", "Output")],
+            capture_options=[
+                sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode=mode)
+                for mode in ("Input", "Output")
+            ],
             # Store TGI's JSON bodies as text, not base64.
             capture_content_type_header=sagemaker.CfnEndpointConfig.CaptureContentTypeHeaderProperty(
-                json_content_types=["application/json"]),
+                json_content_types=["application/json"]
+            ),
         )
 
     @staticmethod
     def _traffic_routing(settings: EndpointSettings) -> sagemaker.CfnEndpoint.TrafficRoutingConfigProperty:
         """Canary: step% of the new fleet first, then the rest; linear: equal steps of step% each."""
-        size = sagemaker.CfnEndpoint.CapacitySizeProperty(type="CAPACITY_PERCENT", value=settings.traffic_step_percent)
+        size = sagemaker.CfnEndpoint.CapacitySizeProperty(
+            type="CAPACITY_PERCENT", value=settings.traffic_step_percent
+        )
         canary = settings.traffic_shifting == "CANARY"
         return sagemaker.CfnEndpoint.TrafficRoutingConfigProperty(
             type=settings.traffic_shifting,

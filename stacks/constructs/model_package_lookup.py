@@ -33,21 +33,42 @@ LOOKUP_ACTION = "sagemaker:ListModelPackages"
 class ModelPackageLookup(Construct):
     """A custom resource whose ``model_package_arn`` is the newest Approved version of ``group_name``."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, group_name: str, refresh_token: str,
-                 key: kms.IKey, log_retention_days: int) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        group_name: str,
+        refresh_token: str,
+        key: kms.IKey,
+        log_retention_days: int,
+    ) -> None:
         super().__init__(scope, construct_id)
         log_group = logs.LogGroup(self, "Logs", encryption_key=key, removal_policy=RemovalPolicy.DESTROY)
         log_group.node.default_child.retention_in_days = log_retention_days  # any value CloudWatch accepts
-        role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-                        description=f"Finds the newest Approved model package in {group_name}")
-        self.policy = iam.ManagedPolicy(self, "Policy", roles=[role], statements=[
-            # ListModelPackages has no resource-level permissions: IAM only accepts '*' for it.
-            iam.PolicyStatement(sid="ListModelPackages", actions=[LOOKUP_ACTION], resources=["*"]),
-            iam.PolicyStatement(sid="HandlerLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                                resources=[log_group.log_group_arn]),
-        ])
+        role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Finds the newest Approved model package in {group_name}",
+        )
+        self.policy = iam.ManagedPolicy(
+            self,
+            "Policy",
+            roles=[role],
+            statements=[
+                # ListModelPackages has no resource-level permissions: IAM only accepts '*' for it.
+                iam.PolicyStatement(sid="ListModelPackages", actions=[LOOKUP_ACTION], resources=["*"]),
+                iam.PolicyStatement(
+                    sid="HandlerLogs",
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[log_group.log_group_arn],
+                ),
+            ],
+        )
         self.function = lambda_.Function(
-            self, "Handler",
+            self,
+            "Handler",
             runtime=lambda_.Runtime.PYTHON_3_14,
             handler="index.handler",
             code=lambda_.Code.from_inline(HANDLER_SOURCE.read_text()),
@@ -56,9 +77,13 @@ class ModelPackageLookup(Construct):
             log_group=log_group,
             description="CloudFormation custom resource: newest Approved model package of a group",
         )
-        resource = CustomResource(self, "Resource", service_token=self.function.function_arn,
-                                  resource_type=RESOURCE_TYPE,
-                                  properties={"ModelPackageGroupName": group_name, "LookupToken": refresh_token})
+        resource = CustomResource(
+            self,
+            "Resource",
+            service_token=self.function.function_arn,
+            resource_type=RESOURCE_TYPE,
+            properties={"ModelPackageGroupName": group_name, "LookupToken": refresh_token},
+        )
         # The handler runs when this resource is created: its permissions must be attached by then.
         resource.node.add_dependency(self.policy)
         self.model_package_arn: str = resource.get_att_string("ModelPackageArn")
@@ -66,14 +91,21 @@ class ModelPackageLookup(Construct):
 
     def _acknowledge(self) -> None:
         """The findings that do not apply to a deploy-time-only custom resource handler, with reasons."""
-        acknowledge(self.policy, "AwsSolutions-IAM5[Resource::*]",
-                    "sagemaker:ListModelPackages has no resource-level permissions; the policy allows only "
-                    "that read-only action on '*'.")
+        acknowledge(
+            self.policy,
+            "AwsSolutions-IAM5[Resource::*]",
+            "sagemaker:ListModelPackages has no resource-level permissions; the policy allows only "
+            "that read-only action on '*'.",
+        )
         concurrency = "Invoked only by CloudFormation while this stack deploys, one request at a time."
-        dlq = ("CloudFormation custom-resource handler: a failure fails the deployment with the reason, which is "
-               "the failure record; there is no asynchronous event to keep.")
-        vpc = ("The project has no VPC; the handler calls only the SageMaker API and the CloudFormation response "
-               "URL over TLS.")
+        dlq = (
+            "CloudFormation custom-resource handler: a failure fails the deployment with the reason, "
+            "which is the failure record; there is no asynchronous event to keep."
+        )
+        vpc = (
+            "The project has no VPC; the handler calls only the SageMaker API and the CloudFormation "
+            "response URL over TLS."
+        )
         acknowledge(self.function, "NIST.800.53.R5-LambdaConcurrency", concurrency)
         acknowledge(self.function, "NIST.800.53.R5-LambdaDLQ", dlq)
         acknowledge(self.function, "NIST.800.53.R5-LambdaInsideVPC", vpc)

@@ -40,8 +40,12 @@ def _client(moto: str, service: str):
 def _deploy_stack(moto: str, name: str, outputs: dict[str, str]) -> None:
     """A CloudFormation stack with the given outputs, as `cdk deploy` would leave it."""
     template = {
-        "Resources": {"Marker": {"Type": "AWS::SSM::Parameter",
-                                 "Properties": {"Name": f"/{name}/deployed", "Type": "String", "Value": "yes"}}},
+        "Resources": {
+            "Marker": {
+                "Type": "AWS::SSM::Parameter",
+                "Properties": {"Name": f"/{name}/deployed", "Type": "String", "Value": "yes"},
+            }
+        },
         "Outputs": {key: {"Value": value} for key, value in outputs.items()},
     }
     _client(moto, "cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
@@ -50,19 +54,32 @@ def _deploy_stack(moto: str, name: str, outputs: dict[str, str]) -> None:
 def _definitions() -> tuple[str, str]:
     """The training and tuning pipeline definitions TrainingStack deploys, from cdk.json's settings."""
     settings = Settings.from_context(json.loads((REPO / "cdk.json").read_text())["context"])
-    resources = PipelineResources(image_uri=IMAGE, execution_role_arn=ROLE, artifacts_bucket_name="artifacts",
-                                  data_bucket_name="data", kms_key_arn="arn:aws:kms:us-east-1:123456789012:key/k",
-                                  model_package_group_name=GROUP)
-    return (json.dumps(training_definition(resources, settings.pipeline)),
-            json.dumps(tuning_definition(resources, settings.pipeline, settings.tuning)))
+    resources = PipelineResources(
+        image_uri=IMAGE,
+        execution_role_arn=ROLE,
+        artifacts_bucket_name="artifacts",
+        data_bucket_name="data",
+        kms_key_arn="arn:aws:kms:us-east-1:123456789012:key/k",
+        model_package_group_name=GROUP,
+    )
+    return (
+        json.dumps(training_definition(resources, settings.pipeline)),
+        json.dumps(tuning_definition(resources, settings.pipeline, settings.tuning)),
+    )
 
 
 @pytest.fixture
 def training_stack(moto: str) -> None:
     """TrainingStack's outputs, its pipelines and its (empty) model package group in moto."""
-    _deploy_stack(moto, "TrainingStack", {"TrainingPipelineName": TRAINING_PIPELINE,
-                                          "TuningPipelineName": TUNING_PIPELINE,
-                                          "ModelPackageGroupName": GROUP})
+    _deploy_stack(
+        moto,
+        "TrainingStack",
+        {
+            "TrainingPipelineName": TRAINING_PIPELINE,
+            "TuningPipelineName": TUNING_PIPELINE,
+            "ModelPackageGroupName": GROUP,
+        },
+    )
     sagemaker = _client(moto, "sagemaker")
     training, tuning = _definitions()
     sagemaker.create_pipeline(PipelineName=TRAINING_PIPELINE, RoleArn=ROLE, PipelineDefinition=training)
@@ -73,10 +90,13 @@ def training_stack(moto: str) -> None:
 def _register(moto: str, val_loss: float, execution: str) -> str:
     """Registers a version the way the pipeline's RegisterModel step does (val_loss as customer metadata)."""
     return _client(moto, "sagemaker").create_model_package(
-        ModelPackageGroupName=GROUP, ModelApprovalStatus="PendingManualApproval",
-        InferenceSpecification={"Containers": [{"Image": IMAGE, "ModelDataUrl": "s3://artifacts/model.tar.gz"}],
-                                "SupportedContentTypes": ["application/json"],
-                                "SupportedResponseMIMETypes": ["application/json", "text/event-stream"]},
+        ModelPackageGroupName=GROUP,
+        ModelApprovalStatus="PendingManualApproval",
+        InferenceSpecification={
+            "Containers": [{"Image": IMAGE, "ModelDataUrl": "s3://artifacts/model.tar.gz"}],
+            "SupportedContentTypes": ["application/json"],
+            "SupportedResponseMIMETypes": ["application/json", "text/event-stream"],
+        },
         CustomerMetadataProperties={"val_loss": str(val_loss), "PipelineExecutionId": execution},
     )["ModelPackageArn"]
 
@@ -90,24 +110,33 @@ def registered(moto: str, training_stack: None) -> list[str]:
 def _executions(moto: str, pipeline: str) -> list[dict]:
     sagemaker = _client(moto, "sagemaker")
     summaries = sagemaker.list_pipeline_executions(PipelineName=pipeline)["PipelineExecutionSummaries"]
-    return [sagemaker.list_pipeline_parameters_for_execution(PipelineExecutionArn=s["PipelineExecutionArn"])
-            ["PipelineParameters"] for s in summaries]
+    return [
+        sagemaker.list_pipeline_parameters_for_execution(PipelineExecutionArn=s["PipelineExecutionArn"])[
+            "PipelineParameters"
+        ]
+        for s in summaries
+    ]
 
 
 def test_train_starts_the_stack_pipeline_with_the_given_parameters(cli, moto, training_stack):
     result = cli("train", "-p", "learning_rate=3e-4", "-p", "max_steps=2000", "-p", "TrainingInstanceCount=2")
     assert result.code == 0, result.err
     assert TRAINING_PIPELINE in result.out
-    assert _executions(moto, TRAINING_PIPELINE) == [[
-        {"Name": "learning_rate", "Value": "3e-4"}, {"Name": "max_steps", "Value": "2000"},
-        {"Name": "TrainingInstanceCount", "Value": "2"}]]
+    assert _executions(moto, TRAINING_PIPELINE) == [
+        [
+            {"Name": "learning_rate", "Value": "3e-4"},
+            {"Name": "max_steps", "Value": "2000"},
+            {"Name": "TrainingInstanceCount", "Value": "2"},
+        ]
+    ]
 
 
 def test_tune_starts_the_tuning_pipeline(cli, moto, training_stack):
     result = cli("tune", "-p", "TuningMaxJobs=4", "-p", "max_steps=3000")
     assert result.code == 0, result.err
-    assert _executions(moto, TUNING_PIPELINE) == [[{"Name": "TuningMaxJobs", "Value": "4"},
-                                                   {"Name": "max_steps", "Value": "3000"}]]
+    assert _executions(moto, TUNING_PIPELINE) == [
+        [{"Name": "TuningMaxJobs", "Value": "4"}, {"Name": "max_steps", "Value": "3000"}]
+    ]
     assert _executions(moto, TRAINING_PIPELINE) == []
 
 
@@ -117,13 +146,16 @@ def test_tune_refuses_a_hyperparameter_the_tuner_searches(cli, moto, training_st
     assert "no parameter 'learning_rate'" in result.err
 
 
-@pytest.mark.parametrize("assignment, message", [
-    ("learnng_rate=3e-4", "no parameter 'learnng_rate'. Did you mean 'learning_rate'?"),
-    ("max_steps=-5", "max_steps"),
-    ("TrainingInstanceCount=two", "TrainingInstanceCount is Integer"),
-    ("UseSpotInstances=maybe", "UseSpotInstances is Boolean"),
-    ("learning_rate", "-p expects NAME=VALUE"),
-])
+@pytest.mark.parametrize(
+    "assignment, message",
+    [
+        ("learnng_rate=3e-4", "no parameter 'learnng_rate'. Did you mean 'learning_rate'?"),
+        ("max_steps=-5", "max_steps"),
+        ("TrainingInstanceCount=two", "TrainingInstanceCount is Integer"),
+        ("UseSpotInstances=maybe", "UseSpotInstances is Boolean"),
+        ("learning_rate", "-p expects NAME=VALUE"),
+    ],
+)
 def test_a_bad_parameter_is_refused_before_any_run_starts(cli, moto, training_stack, assignment, message):
     result = cli("train", "-p", assignment)
     assert result.code == 1
@@ -157,7 +189,10 @@ def test_versions_json(cli, registered):
     result = cli("versions", "--json")
     rows = json.loads(result.out)
     assert [(r["version"], r["arn"], r["metrics"]["val_loss"]) for r in rows] == [
-        (3, registered[2], "2.8"), (2, registered[1], "2.5"), (1, registered[0], "3.0")]
+        (3, registered[2], "2.8"),
+        (2, registered[1], "2.5"),
+        (1, registered[0], "3.0"),
+    ]
 
 
 def test_versions_of_a_missing_group_is_a_clear_error(cli, training_stack):
@@ -172,8 +207,12 @@ def test_approve_makes_the_version_the_newest_approved_one(cli, moto, registered
     assert f"cdk deploy EndpointStack -c modelPackageArn={registered[1]}" in result.out
     sagemaker = _client(moto, "sagemaker")
     # The query EndpointStack's deploy-time lookup makes.
-    approved = sagemaker.list_model_packages(ModelPackageGroupName=GROUP, ModelApprovalStatus="Approved",
-                                             SortBy="CreationTime", SortOrder="Descending")
+    approved = sagemaker.list_model_packages(
+        ModelPackageGroupName=GROUP,
+        ModelApprovalStatus="Approved",
+        SortBy="CreationTime",
+        SortOrder="Descending",
+    )
     assert [p["ModelPackageArn"] for p in approved["ModelPackageSummaryList"]] == [registered[1]]
     package = sagemaker.describe_model_package(ModelPackageName=registered[1])
     assert package["ApprovalDescription"] == "lowest val_loss"
@@ -186,11 +225,14 @@ def test_reject_by_arn(cli, moto, registered):
     assert status["ModelApprovalStatus"] == "Rejected"
 
 
-@pytest.mark.parametrize("version, message", [
-    ("7", "has no version 7"),
-    ("latest", "--version must be a version number or a model package ARN"),
-    ("arn:aws:sagemaker:us-east-1:123456789012:model-package/jax-llm-gpt/9", "not found"),
-])
+@pytest.mark.parametrize(
+    "version, message",
+    [
+        ("7", "has no version 7"),
+        ("latest", "--version must be a version number or a model package ARN"),
+        ("arn:aws:sagemaker:us-east-1:123456789012:model-package/jax-llm-gpt/9", "not found"),
+    ],
+)
 def test_approve_a_missing_version_is_a_clear_error(cli, registered, version, message):
     result = cli("approve", version)
     assert result.code == 1
@@ -201,19 +243,35 @@ def test_approve_a_missing_version_is_a_clear_error(cli, registered, version, me
 def endpoint(moto: str, registered: list[str]) -> None:
     """An InService endpoint serving version 2, and EndpointStack's outputs."""
     sagemaker = _client(moto, "sagemaker")
-    sagemaker.create_model(ModelName="m", ExecutionRoleArn=ROLE, PrimaryContainer={"ModelPackageName": registered[1]})
-    sagemaker.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[
-        {"VariantName": "primary", "ModelName": "m", "InstanceType": "ml.g4dn.xlarge", "InitialInstanceCount": 1}])  # moto knows no g5
+    sagemaker.create_model(
+        ModelName="m", ExecutionRoleArn=ROLE, PrimaryContainer={"ModelPackageName": registered[1]}
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="c",
+        ProductionVariants=[
+            {
+                "VariantName": "primary",
+                "ModelName": "m",
+                "InstanceType": "ml.g4dn.xlarge",
+                "InitialInstanceCount": 1,
+            }
+        ],
+    )  # moto knows no g5
     sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName="c")
     _deploy_stack(moto, "EndpointStack", {"EndpointName": ENDPOINT})
 
 
 def _queue_endpoint_result(moto: str, body: str, content_type: str = "application/json") -> None:
     """moto's documented way to choose what InvokeEndpoint answers next."""
-    results = {"results": [{"Body": body, "ContentType": content_type, "InvokedProductionVariant": "primary"}]}
-    request = urllib.request.Request(f"{moto}/moto-api/static/sagemaker/endpoint-results",
-                                     data=json.dumps(results).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    results = {
+        "results": [{"Body": body, "ContentType": content_type, "InvokedProductionVariant": "primary"}]
+    }
+    request = urllib.request.Request(
+        f"{moto}/moto-api/static/sagemaker/endpoint-results",
+        data=json.dumps(results).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     urllib.request.urlopen(request).close()
 
 
@@ -267,16 +325,21 @@ def test_missing_region_is_reported(cli, monkeypatch):
 
 def _server_stream() -> bytes:
     """What the serving container writes for a three-token streamed generation (its own encoder)."""
-    tokens = [Token(id=10, text="Hel", logprob=-0.1, special=False), Token(id=11, text="lo", logprob=-0.2, special=False),
-              Token(id=0, text="<|endoftext|>", logprob=-0.3, special=True)]
+    tokens = [
+        Token(id=10, text="Hel", logprob=-0.1, special=False),
+        Token(id=11, text="lo", logprob=-0.2, special=False),
+        Token(id=0, text="<|endoftext|>", logprob=-0.3, special=True),
+    ]
     final = Generation(text="Hello", tokens=tuple(tokens), finish_reason="eos_token", seed=None)
-    return b"".join([stream_event(tokens[0]), stream_event(tokens[1]), stream_event(tokens[2], final, "Hello")])
+    return b"".join(
+        [stream_event(tokens[0]), stream_event(tokens[1]), stream_event(tokens[2], final, "Hello")]
+    )
 
 
 @pytest.mark.parametrize("chunk_size", [1, 2, 7, 64, 10_000])
 def test_stream_events_survive_any_payload_part_boundaries(chunk_size):
     raw = _server_stream()
-    parts = [{"PayloadPart": {"Bytes": raw[i:i + chunk_size]}} for i in range(0, len(raw), chunk_size)]
+    parts = [{"PayloadPart": {"Bytes": raw[i : i + chunk_size]}} for i in range(0, len(raw), chunk_size)]
     events = list(stream_tokens(decode_event_stream(parts)))
     assert [e["token"]["text"] for e in events] == ["Hel", "lo", "<|endoftext|>"]
     assert events[-1]["generated_text"] == "Hello" and events[-1]["details"]["finish_reason"] == "eos_token"
@@ -284,14 +347,18 @@ def test_stream_events_survive_any_payload_part_boundaries(chunk_size):
 
 
 def test_stream_error_event_raises_with_the_servers_message():
-    raw = stream_event(Token(id=10, text="Hel", logprob=-0.1, special=False)) + error_event("engine stopped", "overloaded")
+    raw = stream_event(Token(id=10, text="Hel", logprob=-0.1, special=False)) + error_event(
+        "engine stopped", "overloaded"
+    )
     with pytest.raises(OpsError, match=r"failed mid-stream \(overloaded\): engine stopped"):
         list(stream_tokens(decode_event_stream([{"PayloadPart": {"Bytes": raw}}])))
 
 
 def test_stream_model_error_and_truncation_are_reported():
     with pytest.raises(OpsError, match="ModelStreamError.*container crashed"):
-        list(decode_event_stream([{"ModelStreamError": {"Message": "container crashed", "ErrorCode": "500"}}]))
+        list(
+            decode_event_stream([{"ModelStreamError": {"Message": "container crashed", "ErrorCode": "500"}}])
+        )
     events = ServerSentEvents()
     assert list(events.feed(b'data:{"token": ')) == []
     with pytest.raises(OpsError, match="ended mid-event"):

@@ -35,13 +35,18 @@ def settings(synthesized_app) -> Settings:
 
 @pytest.fixture(scope="module")
 def pinned(synth_app, settings):
-    """The other variant: an explicit ARN, an EBS-only GPU type, linear shifting, no autoscaling or capture."""
-    return synth_app({
-        "modelPackageArn": PINNED_ARN, "endpointInstanceType": EBS_ONLY_TYPE,
-        "inferenceInstanceTypes": [*settings.pipeline.inference_instance_types, EBS_ONLY_TYPE],
-        "endpointTrafficShifting": "LINEAR", "endpointTrafficStepPercent": 20, "endpointAutoscaling": False,
-        "endpointDataCapturePercent": 0,
-    })
+    """The other variant: explicit ARN, EBS-only GPU type, linear shifting, no autoscaling, no capture."""
+    return synth_app(
+        {
+            "modelPackageArn": PINNED_ARN,
+            "endpointInstanceType": EBS_ONLY_TYPE,
+            "inferenceInstanceTypes": [*settings.pipeline.inference_instance_types, EBS_ONLY_TYPE],
+            "endpointTrafficShifting": "LINEAR",
+            "endpointTrafficStepPercent": 20,
+            "endpointAutoscaling": False,
+            "endpointDataCapturePercent": 0,
+        }
+    )
 
 
 def _one(template: Template, kind: str) -> tuple[str, dict[str, Any]]:
@@ -57,6 +62,7 @@ def _props(template: Template, kind: str) -> dict[str, Any]:
 
 # --- the model version: looked up at deploy time, or pinned -------------------------------------------
 
+
 def test_model_serves_the_package_the_lookup_finds(default):
     lookup_id, _ = _one(default, RESOURCE_TYPE)
     container = _props(default, "AWS::SageMaker::Model")["PrimaryContainer"]
@@ -66,9 +72,11 @@ def test_model_serves_the_package_the_lookup_finds(default):
 def test_lookup_asks_for_the_group_and_its_handler_is_the_tested_file_inlined(default, settings):
     _, lookup = _one(default, RESOURCE_TYPE)
     function_id, function = _one(default, "AWS::Lambda::Function")
-    assert lookup["Properties"] == {"ServiceToken": {"Fn::GetAtt": [function_id, "Arn"]},
-                                    "ModelPackageGroupName": settings.registry.model_package_group_name,
-                                    "LookupToken": ""}
+    assert lookup["Properties"] == {
+        "ServiceToken": {"Fn::GetAtt": [function_id, "Arn"]},
+        "ModelPackageGroupName": settings.registry.model_package_group_name,
+        "LookupToken": "",
+    }
     assert function["Properties"]["Code"] == {"ZipFile": HANDLER_SOURCE.read_text()}
     assert function["Properties"]["Handler"] == "index.handler"
     assert function["Properties"]["Runtime"].startswith("python3.")
@@ -81,8 +89,12 @@ def test_lookup_handler_may_list_model_packages_and_write_its_logs_and_nothing_e
     log_group_id, _ = _one(default, "AWS::Logs::LogGroup")
     assert policy["Properties"]["Roles"] == [{"Ref": role_id}]
     statements = {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
-    assert statements["ListModelPackages"] == {"Sid": "ListModelPackages", "Effect": "Allow",
-                                               "Action": LOOKUP_ACTION, "Resource": "*"}
+    assert statements["ListModelPackages"] == {
+        "Sid": "ListModelPackages",
+        "Effect": "Allow",
+        "Action": LOOKUP_ACTION,
+        "Resource": "*",
+    }
     assert statements["HandlerLogs"]["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"]
     assert statements["HandlerLogs"]["Resource"] == {"Fn::GetAtt": [log_group_id, "Arn"]}
     assert set(statements) == {"ListModelPackages", "HandlerLogs"}
@@ -109,6 +121,7 @@ def test_pinned_arn_is_served_without_a_lookup(pinned):
 
 # --- Model, endpoint config, endpoint -------------------------------------------------------------------
 
+
 def test_model_is_network_isolated_and_runs_as_the_training_execution_role(synthesized_app, default):
     model = _props(default, "AWS::SageMaker::Model")
     assert model["EnableNetworkIsolation"] is True
@@ -127,7 +140,7 @@ def test_model_is_created_after_the_execution_role_policy(synthesized_app):
 
 
 def test_endpoint_config_variant(default, settings):
-    variant, = _props(default, "AWS::SageMaker::EndpointConfig")["ProductionVariants"]
+    (variant,) = _props(default, "AWS::SageMaker::EndpointConfig")["ProductionVariants"]
     model_id, _ = _one(default, "AWS::SageMaker::Model")
     assert variant == {
         "VariantName": VARIANT_NAME,
@@ -156,7 +169,9 @@ def test_no_volume_key_on_an_instance_type_with_nvme_storage_and_a_synth_note(sy
     config_id, config = _one(default, "AWS::SageMaker::EndpointConfig")
     assert "KmsKeyId" not in config["Properties"]
     notes = Annotations.from_stack(synthesized_app.stacks["EndpointStack"]).find_info(
-        "/EndpointStack/Serving/Config", Match.string_like_regexp("ml.g5.xlarge has local NVMe instance storage"))
+        "/EndpointStack/Serving/Config",
+        Match.string_like_regexp("ml.g5.xlarge has local NVMe instance storage"),
+    )
     assert len(notes) == 1
 
 
@@ -167,12 +182,26 @@ def test_volume_key_on_an_ebs_only_instance_type(pinned):
     assert "DataCaptureConfig" not in config  # endpointDataCapturePercent 0 turns capture off
 
 
-@pytest.mark.parametrize("instance_type, local", [
-    ("ml.g5.xlarge", True), ("ml.g6.2xlarge", True), ("ml.g6e.2xlarge", True), ("ml.p4d.24xlarge", True),
-    ("ml.p4de.24xlarge", True), ("ml.p5.48xlarge", True), ("ml.g4dn.xlarge", True), ("ml.m5d.large", True),
-    ("ml.c6id.xlarge", True), ("ml.p3dn.24xlarge", True), ("ml.p3.2xlarge", False), ("ml.p2.xlarge", False),
-    ("ml.m5.xlarge", False), ("ml.c7i.large", False), ("ml.inf2.xlarge", False),
-])
+@pytest.mark.parametrize(
+    "instance_type, local",
+    [
+        ("ml.g5.xlarge", True),
+        ("ml.g6.2xlarge", True),
+        ("ml.g6e.2xlarge", True),
+        ("ml.p4d.24xlarge", True),
+        ("ml.p4de.24xlarge", True),
+        ("ml.p5.48xlarge", True),
+        ("ml.g4dn.xlarge", True),
+        ("ml.m5d.large", True),
+        ("ml.c6id.xlarge", True),
+        ("ml.p3dn.24xlarge", True),
+        ("ml.p3.2xlarge", False),
+        ("ml.p2.xlarge", False),
+        ("ml.m5.xlarge", False),
+        ("ml.c7i.large", False),
+        ("ml.inf2.xlarge", False),
+    ],
+)
 def test_instance_storage_rule(instance_type, local):
     assert has_instance_storage(instance_type) is local
 
@@ -180,20 +209,28 @@ def test_instance_storage_rule(instance_type, local):
 def test_endpoint_updates_blue_green_with_canary_and_rolls_back_on_both_alarms(default, settings):
     endpoint = _props(default, "AWS::SageMaker::Endpoint")
     config_id, _ = _one(default, "AWS::SageMaker::EndpointConfig")
-    alarms = {alarm["Properties"]["MetricName"]: logical_id
-              for logical_id, alarm in default.find_resources("AWS::CloudWatch::Alarm").items()}
+    alarms = {
+        alarm["Properties"]["MetricName"]: logical_id
+        for logical_id, alarm in default.find_resources("AWS::CloudWatch::Alarm").items()
+    }
     assert endpoint["EndpointName"] == f"{settings.project.name}-endpoint"
     assert endpoint["EndpointConfigName"] == {"Fn::GetAtt": [config_id, "EndpointConfigName"]}
     assert endpoint["DeploymentConfig"] == {
         "BlueGreenUpdatePolicy": {
             "TrafficRoutingConfiguration": {
-                "Type": "CANARY", "WaitIntervalInSeconds": settings.endpoint.bake_seconds,
-                "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": settings.endpoint.traffic_step_percent}},
+                "Type": "CANARY",
+                "WaitIntervalInSeconds": settings.endpoint.bake_seconds,
+                "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": settings.endpoint.traffic_step_percent},
+            },
             "TerminationWaitInSeconds": settings.endpoint.termination_wait_seconds,
             "MaximumExecutionTimeoutInSeconds": settings.endpoint.deployment_timeout_seconds,
         },
-        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": {"Ref": alarms["Invocation5XXErrors"]}},
-                                                 {"AlarmName": {"Ref": alarms["ModelLatency"]}}]},
+        "AutoRollbackConfiguration": {
+            "Alarms": [
+                {"AlarmName": {"Ref": alarms["Invocation5XXErrors"]}},
+                {"AlarmName": {"Ref": alarms["ModelLatency"]}},
+            ]
+        },
     }
 
 
@@ -211,14 +248,17 @@ def test_linear_shifting_and_no_retention_without_autoscaling(pinned):
     assert routing["Type"] == "LINEAR" and "CanarySize" not in routing
     assert routing["LinearStepSize"] == {"Type": "CAPACITY_PERCENT", "Value": 20}
     # Five 20% steps, each baked: download + startup + 5 bakes + termination wait (cdk.json's values).
-    assert endpoint["DeploymentConfig"]["BlueGreenUpdatePolicy"]["MaximumExecutionTimeoutInSeconds"] == \
-        900 + 900 + 5 * 600 + 300
+    assert (
+        endpoint["DeploymentConfig"]["BlueGreenUpdatePolicy"]["MaximumExecutionTimeoutInSeconds"]
+        == 900 + 900 + 5 * 600 + 300
+    )
     # Without autoscaling endpointInitialInstanceCount is the count, so it must not be retained.
     assert endpoint["RetainAllVariantProperties"] is False
     assert template.find_resources("AWS::ApplicationAutoScaling::ScalableTarget") == {}
 
 
 # --- autoscaling -------------------------------------------------------------------------------------
+
 
 def test_scalable_target_on_the_variant_instance_count(default, settings):
     target_id, target = _one(default, "AWS::ApplicationAutoScaling::ScalableTarget")
@@ -227,13 +267,27 @@ def test_scalable_target_on_the_variant_instance_count(default, settings):
     assert props["ServiceNamespace"] == "sagemaker"
     assert props["ScalableDimension"] == "sagemaker:variant:DesiredInstanceCount"
     assert props["ResourceId"] == f"endpoint/{settings.project.name}-endpoint/variant/{VARIANT_NAME}"
-    assert (props["MinCapacity"], props["MaxCapacity"]) == (settings.endpoint.min_instance_count,
-                                                            settings.endpoint.max_instance_count)
+    assert (props["MinCapacity"], props["MaxCapacity"]) == (
+        settings.endpoint.min_instance_count,
+        settings.endpoint.max_instance_count,
+    )
     assert json.dumps(props["RoleARN"]).endswith(
-        'AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"]]}')
+        'AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"]]}'
+    )
     assert target["DependsOn"] == [endpoint_id]
-    assert default.find_resources("AWS::IAM::Role", {"Properties": {"AssumeRolePolicyDocument": {
-        "Statement": [{"Principal": {"Service": "application-autoscaling.amazonaws.com"}}]}}}) == {}
+    assert (
+        default.find_resources(
+            "AWS::IAM::Role",
+            {
+                "Properties": {
+                    "AssumeRolePolicyDocument": {
+                        "Statement": [{"Principal": {"Service": "application-autoscaling.amazonaws.com"}}]
+                    }
+                }
+            },
+        )
+        == {}
+    )
 
 
 def test_target_tracking_on_invocations_per_instance_with_cooldowns(default, settings):
@@ -251,20 +305,41 @@ def test_target_tracking_on_invocations_per_instance_with_cooldowns(default, set
 
 # --- alarms, dashboard, outputs -------------------------------------------------------------------------
 
+
 def test_rollback_alarms(default, settings):
     name = f"{settings.project.name}-endpoint"
     dimensions = [{"Name": "EndpointName", "Value": name}, {"Name": "VariantName", "Value": VARIANT_NAME}]
-    default.has_resource_properties("AWS::CloudWatch::Alarm", {
-        "AlarmName": f"{name}-5xx-errors", "Namespace": "AWS/SageMaker", "MetricName": "Invocation5XXErrors",
-        "Dimensions": dimensions, "Statistic": "Sum", "Period": 60,
-        "Threshold": settings.endpoint.error_alarm_count,
-        "ComparisonOperator": "GreaterThanOrEqualToThreshold", "EvaluationPeriods": 2, "DatapointsToAlarm": 2,
-        "TreatMissingData": "notBreaching"})
-    default.has_resource_properties("AWS::CloudWatch::Alarm", {
-        "AlarmName": f"{name}-model-latency-p90", "Namespace": "AWS/SageMaker", "MetricName": "ModelLatency",
-        "Dimensions": dimensions, "ExtendedStatistic": "p90", "Period": 60,
-        "Threshold": settings.endpoint.latency_alarm_ms * 1000,  # ModelLatency is in microseconds
-        "ComparisonOperator": "GreaterThanThreshold", "EvaluationPeriods": 3, "TreatMissingData": "notBreaching"})
+    default.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "AlarmName": f"{name}-5xx-errors",
+            "Namespace": "AWS/SageMaker",
+            "MetricName": "Invocation5XXErrors",
+            "Dimensions": dimensions,
+            "Statistic": "Sum",
+            "Period": 60,
+            "Threshold": settings.endpoint.error_alarm_count,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "EvaluationPeriods": 2,
+            "DatapointsToAlarm": 2,
+            "TreatMissingData": "notBreaching",
+        },
+    )
+    default.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "AlarmName": f"{name}-model-latency-p90",
+            "Namespace": "AWS/SageMaker",
+            "MetricName": "ModelLatency",
+            "Dimensions": dimensions,
+            "ExtendedStatistic": "p90",
+            "Period": 60,
+            "Threshold": settings.endpoint.latency_alarm_ms * 1000,  # ModelLatency is in microseconds
+            "ComparisonOperator": "GreaterThanThreshold",
+            "EvaluationPeriods": 3,
+            "TreatMissingData": "notBreaching",
+        },
+    )
 
 
 def _dashboard_body(template: Template) -> dict:
@@ -277,17 +352,31 @@ def _dashboard_body(template: Template) -> dict:
 def test_dashboard_shows_invocations_latency_errors_instances_and_gpu(default, settings):
     widgets = _dashboard_body(default)["widgets"]
     titles = [w["properties"].get("title") for w in widgets]
-    assert titles[:6] == ["Invocations", "Instances", "Errors", "Model latency", "GPU utilization (% x GPUs)",
-                          "Host utilization"]
+    assert titles[:6] == [
+        "Invocations",
+        "Instances",
+        "Errors",
+        "Model latency",
+        "GPU utilization (% x GPUs)",
+        "Host utilization",
+    ]
     metrics = {tuple(m[:2]) for w in widgets for m in w["properties"].get("metrics", []) if len(m) > 2}
-    for namespace, name in [("AWS/SageMaker", "Invocations"), ("AWS/SageMaker", "InvocationsPerInstance"),
-                            ("AWS/SageMaker", "ModelLatency"), ("AWS/SageMaker", "Invocation5XXErrors"),
-                            ("AWS/SageMaker", "Invocation4XXErrors"),
-                            ("/aws/sagemaker/Endpoints", "GPUUtilization"),
-                            ("/aws/sagemaker/Endpoints", "GPUMemoryUtilization")]:
+    for namespace, name in [
+        ("AWS/SageMaker", "Invocations"),
+        ("AWS/SageMaker", "InvocationsPerInstance"),
+        ("AWS/SageMaker", "ModelLatency"),
+        ("AWS/SageMaker", "Invocation5XXErrors"),
+        ("AWS/SageMaker", "Invocation4XXErrors"),
+        ("/aws/sagemaker/Endpoints", "GPUUtilization"),
+        ("/aws/sagemaker/Endpoints", "GPUMemoryUtilization"),
+    ]:
         assert (namespace, name) in metrics
-    expressions = [m[0]["expression"] for w in widgets for m in w["properties"].get("metrics", [])
-                   if isinstance(m[0], dict)]
+    expressions = [
+        m[0]["expression"]
+        for w in widgets
+        for m in w["properties"].get("metrics", [])
+        if isinstance(m[0], dict)
+    ]
     assert "invocations / perInstance" in expressions
     assert sum(1 for w in widgets if "alarms" in w["properties"].get("annotations", {})) == 2
 
@@ -305,9 +394,14 @@ def test_outputs_name_the_endpoint_and_show_an_invocation(synthesized_app, setti
 
 # --- checks -------------------------------------------------------------------------------------------
 
+
 def test_no_unacknowledged_nag_finding_in_either_variant(synthesized_app, pinned):
-    findings = [f for app in (synthesized_app, pinned) for f in app.nag_findings
-                if f.path.startswith("EndpointStack/")]
+    findings = [
+        f
+        for app in (synthesized_app, pinned)
+        for f in app.nag_findings
+        if f.path.startswith("EndpointStack/")
+    ]
     assert findings == []
 
 
@@ -315,23 +409,40 @@ def test_cfn_lint_passes_the_pinned_variant(pinned):
     """The default variant is linted with every template (test_templates_lint.py); this one differs in
     shape (literal ARN, volume key, linear steps, no capture, no autoscaling)."""
     template = pinned.outdir / pinned.stacks["EndpointStack"].template_file
-    result = subprocess.run([str(REPO / ".venv" / "bin" / "cfn-lint"), "--format", "parseable",
-                             "--ignore-checks", "W3005", "--", str(template)], capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "cfn-lint"),
+            "--format",
+            "parseable",
+            "--ignore-checks",
+            "W3005",
+            "--",
+            str(template),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("key, value, allowed", [
-    ("endpointInitialInstanceCount", 9, "between endpointMinInstanceCount"),
-    ("endpointMaxInstanceCount", 0, "an integer >= 1"),
-    ("endpointInstanceType", "ml.p3.2xlarge", "one of inferenceInstanceTypes"),
-    ("modelPackageArn", "arn:aws:sagemaker:us-east-1:123456789012:model-package-group/x",
-     "a versioned model package ARN"),
-    ("endpointTrafficShifting", "ALL_AT_ONCE", "one of CANARY, LINEAR"),
-    ("endpointTrafficStepPercent", 100, "<= 99"),
-    ("endpointStartupHealthCheckTimeoutSeconds", 30, ">= 60"),
-    ("endpointDataCapturePercent", 101, "<= 100"),
-])
+@pytest.mark.parametrize(
+    "key, value, allowed",
+    [
+        ("endpointInitialInstanceCount", 9, "between endpointMinInstanceCount"),
+        ("endpointMaxInstanceCount", 0, "an integer >= 1"),
+        ("endpointInstanceType", "ml.p3.2xlarge", "one of inferenceInstanceTypes"),
+        (
+            "modelPackageArn",
+            "arn:aws:sagemaker:us-east-1:123456789012:model-package-group/x",
+            "a versioned model package ARN",
+        ),
+        ("endpointTrafficShifting", "ALL_AT_ONCE", "one of CANARY, LINEAR"),
+        ("endpointTrafficStepPercent", 100, "<= 99"),
+        ("endpointStartupHealthCheckTimeoutSeconds", 30, ">= 60"),
+        ("endpointDataCapturePercent", 101, "<= 100"),
+    ],
+)
 def test_wrong_endpoint_setting_names_the_key(key, value, allowed):
     with pytest.raises(SettingsError, match=f"context key '{key}'") as error:
         Settings.from_context({**CDK_CONTEXT, key: value})
@@ -341,5 +452,11 @@ def test_wrong_endpoint_setting_names_the_key(key, value, allowed):
 def test_a_blue_green_update_that_cannot_finish_in_time_is_refused():
     """Linear 1% steps baked for an hour each would outlast SageMaker's 4-hour update limit."""
     with pytest.raises(SettingsError, match="context key 'endpointBakeSeconds'.*fits SageMaker's 14400 s"):
-        Settings.from_context({**CDK_CONTEXT, "endpointTrafficShifting": "LINEAR",
-                               "endpointTrafficStepPercent": 1, "endpointBakeSeconds": 3600})
+        Settings.from_context(
+            {
+                **CDK_CONTEXT,
+                "endpointTrafficShifting": "LINEAR",
+                "endpointTrafficStepPercent": 1,
+                "endpointBakeSeconds": 3600,
+            }
+        )

@@ -51,8 +51,12 @@ def response_url() -> Iterator[tuple[str, list]]:
 @pytest.fixture
 def sagemaker(monkeypatch: pytest.MonkeyPatch) -> Iterator:
     """moto's SageMaker in-process, with fake credentials and a region as the Lambda runtime provides."""
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(name, value)
     with mock_aws():
         client = boto3.client("sagemaker")
@@ -62,18 +66,27 @@ def sagemaker(monkeypatch: pytest.MonkeyPatch) -> Iterator:
 
 def _register(client, status: str) -> str:
     return client.create_model_package(
-        ModelPackageGroupName=GROUP, ModelApprovalStatus=status,
-        InferenceSpecification={"Containers": [{"Image": IMAGE, "ModelDataUrl": "s3://b/model.tar.gz"}],
-                                "SupportedContentTypes": ["application/json"],
-                                "SupportedResponseMIMETypes": ["application/json"]},
+        ModelPackageGroupName=GROUP,
+        ModelApprovalStatus=status,
+        InferenceSpecification={
+            "Containers": [{"Image": IMAGE, "ModelDataUrl": "s3://b/model.tar.gz"}],
+            "SupportedContentTypes": ["application/json"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
     )["ModelPackageArn"]
 
 
 def _event(request_type: str, url: str, **extra) -> dict:
-    return {"RequestType": request_type, "ResponseURL": url, "StackId": "arn:aws:cloudformation:stack/EndpointStack",
-            "RequestId": "req-1", "LogicalResourceId": "Lookup", "ResourceType": "Custom::NewestApprovedModelPackage",
-            "ResourceProperties": {"ServiceToken": "arn:fn", "ModelPackageGroupName": GROUP, "LookupToken": ""},
-            **extra}
+    return {
+        "RequestType": request_type,
+        "ResponseURL": url,
+        "StackId": "arn:aws:cloudformation:stack/EndpointStack",
+        "RequestId": "req-1",
+        "LogicalResourceId": "Lookup",
+        "ResourceType": "Custom::NewestApprovedModelPackage",
+        "ResourceProperties": {"ServiceToken": "arn:fn", "ModelPackageGroupName": GROUP, "LookupToken": ""},
+        **extra,
+    }
 
 
 CONTEXT = SimpleNamespace(log_stream_name="2026/11/22/[$LATEST]abc")
@@ -87,11 +100,17 @@ def test_create_returns_the_newest_approved_version(sagemaker, response_url):
     _register(sagemaker, "Rejected")
     assert approved_old != approved_new
     lookup.handler(_event("Create", url), CONTEXT)
-    (content_type, response), = responses
+    ((content_type, response),) = responses
     assert content_type == ""  # the pre-signed URL is signed for an empty content type
-    assert response == {"Status": "SUCCESS", "Reason": "", "PhysicalResourceId": approved_new,
-                        "StackId": "arn:aws:cloudformation:stack/EndpointStack", "RequestId": "req-1",
-                        "LogicalResourceId": "Lookup", "Data": {"ModelPackageArn": approved_new}}
+    assert response == {
+        "Status": "SUCCESS",
+        "Reason": "",
+        "PhysicalResourceId": approved_new,
+        "StackId": "arn:aws:cloudformation:stack/EndpointStack",
+        "RequestId": "req-1",
+        "LogicalResourceId": "Lookup",
+        "Data": {"ModelPackageArn": approved_new},
+    }
 
 
 def test_update_after_a_new_approval_moves_to_it(sagemaker, response_url):
@@ -132,9 +151,11 @@ def test_an_unexpected_error_is_reported_not_left_hanging(sagemaker, response_ur
 
 
 def test_the_one_api_call_is_the_action_the_policy_grants():
-    """The handler calls list_model_packages, i.e. IAM action sagemaker:ListModelPackages, and nothing else."""
+    """The handler calls list_model_packages (IAM action sagemaker:ListModelPackages) and nothing else."""
     source = lookup.__loader__.get_source(lookup.__name__)
     calls = {line.split("client.")[1].split("(")[0] for line in source.splitlines() if "client." in line}
     assert calls == {"list_model_packages"}
-    operation = boto3.client("sagemaker", region_name="us-east-1").meta.method_to_api_mapping["list_model_packages"]
+    operation = boto3.client("sagemaker", region_name="us-east-1").meta.method_to_api_mapping[
+        "list_model_packages"
+    ]
     assert f"sagemaker:{operation}" == LOOKUP_ACTION
