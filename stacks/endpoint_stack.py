@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -81,7 +83,7 @@ class EndpointStack(Stack):
 
         self.endpoint_name = endpoint_name
         self.model_package_arn = model_package_arn
-        body = f'{{"inputs": "{EXAMPLE_PROMPT}", "parameters": {{"max_new_tokens": 32}}}}'
+        body = json.dumps({"inputs": EXAMPLE_PROMPT, "parameters": {"max_new_tokens": 32}})
         for output_id, value, description in [
             ("EndpointName", serving.endpoint.attr_endpoint_name, "SageMaker endpoint serving the model"),
             ("ModelPackageArn", model_package_arn, "The model package version the endpoint serves"),
