@@ -52,8 +52,19 @@ def test_a_seed_gives_the_same_tokens_in_any_row_and_batch():
 
 
 def test_temperature_sharpens_and_flattens():
-    x = logits(1)
+    x = (np.arange(VOCAB, dtype=np.float32) * 0.5)[None, :]  # neighbours 0.5 apart
     def spread(temperature):
         return len({int(choose(x, *rows(1, temperature=temperature, seed=s))[0][0]) for s in range(100)})
     assert spread(0.05) == 1
     assert spread(5.0) > spread(1.0) > 1
+
+
+def test_samples_follow_the_softmax_distribution():
+    n = 20000
+    x = np.repeat(logits(1, seed=3) / 3, n, axis=0)
+    key_data = np.stack([seed_key_data(s) for s in range(n)])
+    _, step, temperature, top_k, top_p, greedy = rows(n)
+    tokens = np.asarray(choose(x, key_data, step, temperature, top_k, top_p, greedy)[0])
+    frequency = np.bincount(tokens, minlength=VOCAB) / n
+    total_variation = 0.5 * np.abs(frequency - np.asarray(jax.nn.softmax(x[0]))).sum()
+    assert total_variation < 0.03
