@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from aws_cdk import App, ArnFormat, Stack
 from aws_cdk import aws_s3 as s3
 
-from stacks.nag import acknowledge, wildcard_resource
+from stacks.nag import acknowledge, add_nag_checks, wildcard_resource
 
 
 @pytest.fixture()
@@ -30,3 +32,16 @@ def test_acknowledgement_without_a_real_reason_is_refused(stack):
     bucket = s3.Bucket(stack, "Bucket")
     with pytest.raises(ValueError, match="needs a real reason"):
         acknowledge(bucket, "AwsSolutions-S1", "n/a")
+
+
+def test_both_packs_run_at_synth_and_an_acknowledged_finding_is_not_reported(tmp_path):
+    app = App(outdir=str(tmp_path))
+    bucket = s3.Bucket(Stack(app, "Bare"), "Bucket")  # no logging, no TLS rule: findings in both packs
+    acknowledge(bucket, "AwsSolutions-S1", "Exercises acknowledgement in this test only.")
+    add_nag_checks(app)
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    rules = {v["ruleName"] for plugin in report["pluginReports"] for v in plugin["violations"]}
+    assert {"AwsSolutions-S10", "NIST.800.53.R5-S3BucketLoggingEnabled"} <= rules
+    assert "AwsSolutions-S1" not in rules

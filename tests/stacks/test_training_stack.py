@@ -44,10 +44,6 @@ def statements_by_sid(resources, role_ref) -> dict[str, dict]:
     return found
 
 
-def test_cdk_nag_reports_nothing_unacknowledged(synthesized_app):
-    assert synthesized_app.nag_findings == []
-
-
 def test_stack_exposes_what_dependent_stacks_use(stack):
     for name in ("settings", "key", "artifacts_bucket", "data_bucket", "repository", "image_uri", "image_tag",
                  "execution_role", "execution_role_policy", "model_package_group_name", "image_deployment"):
@@ -267,10 +263,3 @@ def _render_arn(value):
         return [_render_arn(v) for v in value]
     parts = value["Fn::Join"][1]
     return "".join(p if isinstance(p, str) else "{" + p["Ref"].removeprefix("AWS::") + "}" for p in parts)
-
-
-def test_synth_is_reproducible_and_offline(synthesized_app, cdk_out):
-    """The CLI's synth (no credentials) and the in-process synth write the same templates: no AWS lookups,
-    clocks or randomness leak into them."""
-    for stack_id, in_process in synthesized_app.template_json.items():
-        assert json.loads((cdk_out / f"{stack_id}.template.json").read_text()) == in_process, stack_id
