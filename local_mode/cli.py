@@ -1,9 +1,8 @@
-"""`python -m local_mode {prepare,train,serve,demo}`: SageMaker's jobs and endpoint on this machine (wiring only)."""
+"""The command line of `python -m local_mode {prepare,train,serve,demo}`: arguments to runner calls."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -30,64 +29,109 @@ def _hyperparameter(text: str) -> tuple[str, object]:
 def parser() -> argparse.ArgumentParser:
     """The command line: one subcommand per SageMaker job kind, plus the demo."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--workdir", type=Path, default=WORKDIR, help="where job trees and outputs go (default %(default)s)")
-    common.add_argument("--docker", action="store_true", help="run the image with the tree at /opt/ml (needs an engine)")
+    common.add_argument(
+        "--workdir", type=Path, default=WORKDIR, help="where job trees and outputs go (default %(default)s)"
+    )
+    common.add_argument(
+        "--docker", action="store_true", help="run the image with the tree at /opt/ml (needs an engine)"
+    )
     top = argparse.ArgumentParser(prog="python -m local_mode", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
 
-    prepare = commands.add_parser("prepare", parents=[common], help="processing job: raw text -> tokenizer and token shards")
+    prepare = commands.add_parser(
+        "prepare", parents=[common], help="processing job: raw text -> tokenizer and token shards"
+    )
     prepare.add_argument("--raw", type=Path, required=True, help="directory of .txt/.jsonl files")
     prepare.add_argument("--output", type=Path, required=True, help="gets tokenizer/, train/, validation/")
     prepare.add_argument("args", nargs=argparse.REMAINDER, help="more ContainerArguments after `--`")
 
-    train = commands.add_parser("train", parents=[common], help="training job on 1..N local hosts; writes model.tar.gz")
+    train = commands.add_parser(
+        "train", parents=[common], help="training job on 1..N local hosts; writes model.tar.gz"
+    )
     for channel in ("train", "validation", "tokenizer"):
-        train.add_argument(f"--{channel}", type=Path, required=channel == "train", help=f"the {channel} channel's data")
-    train.add_argument("--hp", type=_hyperparameter, action="append", default=[], metavar="KEY=VALUE",
-                       help="a hyperparameter, typed as in the SDK (3 is a number, tiny a string); repeatable")
+        train.add_argument(
+            f"--{channel}", type=Path, required=channel == "train", help=f"the {channel} channel's data"
+        )
+    train.add_argument(
+        "--hp",
+        type=_hyperparameter,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a hyperparameter, typed as in the SDK (3 is a number, tiny a string); repeatable",
+    )
     train.add_argument("--hosts", type=int, default=1, help="training processes standing in for algo-1..N")
     train.add_argument("--instance-type", default="local")
-    train.add_argument("--checkpoints", type=Path, help="checkpoint store (the S3 prefix): restored in, copied out")
+    train.add_argument(
+        "--checkpoints", type=Path, help="checkpoint store (the S3 prefix): restored in, copied out"
+    )
     train.add_argument("--job-name")
 
-    serve = commands.add_parser("serve", parents=[common], help="endpoint: unpack model.tar.gz into a fresh tree and serve it")
+    serve = commands.add_parser(
+        "serve", parents=[common], help="endpoint: unpack model.tar.gz into a fresh tree and serve it"
+    )
     serve.add_argument("--model", type=Path, required=True, help="a model.tar.gz from `train`")
     serve.add_argument("--port", type=int, default=8080)
 
-    demo.add_arguments(commands.add_parser("demo", parents=[common], help="the whole lifecycle: synth, prepare, train, serve, invoke"))
+    demo.add_arguments(
+        commands.add_parser(
+            "demo", parents=[common], help="the whole lifecycle: synth, prepare, train, serve, invoke"
+        )
+    )
     return top
+
+
+def prepare(args: argparse.Namespace) -> int:
+    """A processing job on --raw; its outputs land in --output/{tokenizer,train,validation}."""
+    extra = args.args[1:] if args.args[:1] == ["--"] else args.args
+    result = run_processing(
+        args.workdir,
+        _job_name("prepare"),
+        inputs={"raw": args.raw},
+        outputs={n: args.output / n for n in ("tokenizer", "train", "validation")},
+        arguments=["prepare", *extra],
+        use_docker=args.docker,
+    )
+    return 0 if result.ok else 1
+
+
+def train(args: argparse.Namespace) -> int:
+    """A training job on the given channels; model.tar.gz under the job's output/."""
+    channels = {c: getattr(args, c) for c in ("train", "validation", "tokenizer") if getattr(args, c)}
+    result = run_training(
+        args.workdir,
+        args.job_name or _job_name("train"),
+        hyperparameters=dict(args.hp),
+        channels=channels,
+        hosts=args.hosts,
+        instance_type=args.instance_type,
+        checkpoints=args.checkpoints,
+        use_docker=args.docker,
+    )
+    return 0 if result.ok else 1
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Serves --model until Ctrl-C."""
+    with LocalEndpoint(
+        args.model, args.workdir / _job_name("endpoint"), port=args.port, use_docker=args.docker
+    ) as endpoint:
+        endpoint.wait_until_healthy()
+        say(f'healthy; try: curl -s {endpoint.url}/invocations -d \'{{"inputs": "def "}}\'; Ctrl-C stops it')
+        endpoint.process.wait()
+    return 0
+
+
+COMMANDS = {"prepare": prepare, "train": train, "serve": serve, "demo": demo.run}
 
 
 def main(argv: list[str]) -> int:
     """Runs one subcommand; exit code 0 on success, 1 when the job failed, 2 on bad input."""
     args = parser().parse_args(argv)
     try:
-        if args.command == "prepare":
-            extra = args.args[1:] if args.args[:1] == ["--"] else args.args
-            result = run_processing(args.workdir, _job_name("prepare"), inputs={"raw": args.raw},
-                                    outputs={n: args.output / n for n in ("tokenizer", "train", "validation")},
-                                    arguments=["prepare", *extra], use_docker=args.docker)
-            return 0 if result.ok else 1
-        if args.command == "train":
-            channels = {c: getattr(args, c) for c in ("train", "validation", "tokenizer") if getattr(args, c)}
-            result = run_training(args.workdir, args.job_name or _job_name("train"), hyperparameters=dict(args.hp),
-                                  channels=channels, hosts=args.hosts, instance_type=args.instance_type,
-                                  checkpoints=args.checkpoints, use_docker=args.docker)
-            return 0 if result.ok else 1
-        if args.command == "serve":
-            with LocalEndpoint(args.model, args.workdir / _job_name("endpoint"), port=args.port,
-                               use_docker=args.docker) as endpoint:
-                endpoint.wait_until_healthy()
-                say(f"healthy; try: curl -s {endpoint.url}/invocations -d '{{\"inputs\": \"def \"}}'; Ctrl-C stops it")
-                endpoint.process.wait()
-            return 0
-        return demo.run(args)
+        return COMMANDS[args.command](args)
     except (TreeError, PackagingError, EndpointError) as error:
         say(f"error: {error}")
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

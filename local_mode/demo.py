@@ -21,11 +21,32 @@ from local_mode.runner import REPO, JobResult, run_processing, run_training, say
 PROMPTS = ("def __init__(self", "import os\n", "class ", "    for i in range(")
 # Not code a person writes: codec tables and doc dumps (encodings, pydoc_data), repetitive test asserts, and
 # site-packages, which is not the standard library.
-SKIPPED_PACKAGES = frozenset({"encodings", "pydoc_data", "test", "tests", "idlelib", "lib2to3", "site-packages",
-                              "turtledemo", "ensurepip"})
-# The tiny preset (0.2M parameters at a 2048 vocabulary) at a high learning rate: it learns Python's shape in minutes.
-DEMO_HYPERPARAMETERS = {"preset": "tiny", "batch_size": 32, "seq_len": 128, "learning_rate": 3e-3, "warmup_steps": 50,
-                        "log_every": 25, "eval_every": 200, "eval_batches": 10, "checkpoint_every": 0, "seed": 0}
+SKIPPED_PACKAGES = frozenset(
+    {
+        "encodings",
+        "pydoc_data",
+        "test",
+        "tests",
+        "idlelib",
+        "lib2to3",
+        "site-packages",
+        "turtledemo",
+        "ensurepip",
+    }
+)
+# The tiny preset (0.2M parameters at a 2048 vocabulary) at a high learning rate learns Python's shape fast.
+DEMO_HYPERPARAMETERS = {
+    "preset": "tiny",
+    "batch_size": 32,
+    "seq_len": 128,
+    "learning_rate": 3e-3,
+    "warmup_steps": 50,
+    "log_every": 25,
+    "eval_every": 200,
+    "eval_batches": 10,
+    "checkpoint_every": 0,
+    "seed": 0,
+}
 SAMPLE_PARAMETERS = {"max_new_tokens": 48, "temperature": 0.8, "top_k": 40, "do_sample": True, "seed": 0}
 
 
@@ -59,9 +80,13 @@ class Stages:
 
 
 def synth(out_dir: Path) -> list[Path]:
-    """`cdk synth --quiet` (cdk-nag runs inside it; any unacknowledged finding fails it); returns the templates."""
-    done = subprocess.run([str(REPO / "node_modules" / ".bin" / "cdk"), "synth", "--quiet", "--output", str(out_dir)],
-                          cwd=REPO, capture_output=True, text=True)
+    """`cdk synth --quiet` (cdk-nag runs inside; an open finding fails it); returns the templates."""
+    done = subprocess.run(
+        [str(REPO / "node_modules" / ".bin" / "cdk"), "synth", "--quiet", "--output", str(out_dir)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"cdk synth failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     return sorted(out_dir.glob("*.template.json"))
@@ -96,7 +121,7 @@ def sample(endpoint: LocalEndpoint, label: str) -> None:
 
 
 def untrained_archive(trained: JobResult) -> Path:
-    """The trained model's architecture at initialization, exported and packaged exactly as the trained one."""
+    """The trained architecture at its initialization, exported and packaged exactly as the trained model."""
     from flax import nnx
 
     from jax_llm.export import TOKENIZER_FILE, read_model_config, save_model
@@ -131,18 +156,26 @@ def run(args: argparse.Namespace) -> int:
     with stages.stage("processing job `prepare`: BPE tokenizer and token shards from the stdlib's source"):
         files, size = build_corpus(work / "raw", int(args.corpus_mb * 1e6))
         say(f"corpus: {files} modules of the Python standard library, {size / 1e6:.1f} MB, in {work / 'raw'}")
-        prepared = run_processing(args.workdir, "demo-prepare", inputs={"raw": work / "raw"},
-                                  outputs={n: data / n for n in ("tokenizer", "train", "validation")},
-                                  arguments=["prepare", "--vocab-size", str(args.vocab_size), "--validation-fraction",
-                                             "0.05"], use_docker=args.docker)
+        prepared = run_processing(
+            args.workdir,
+            "demo-prepare",
+            inputs={"raw": work / "raw"},
+            outputs={n: data / n for n in ("tokenizer", "train", "validation")},
+            arguments=["prepare", "--vocab-size", str(args.vocab_size), "--validation-fraction", "0.05"],
+            use_docker=args.docker,
+        )
         if not prepared.ok:
             return 1
 
     hyperparameters = {**DEMO_HYPERPARAMETERS, "max_steps": args.steps}
     with stages.stage(f"training job `train`: tiny GPT, {args.steps} steps"):
-        trained = run_training(args.workdir, "demo-train", hyperparameters=hyperparameters,
-                               channels={n: data / n for n in ("train", "validation", "tokenizer")},
-                               use_docker=args.docker)
+        trained = run_training(
+            args.workdir,
+            "demo-train",
+            hyperparameters=hyperparameters,
+            channels={n: data / n for n in ("train", "validation", "tokenizer")},
+            use_docker=args.docker,
+        )
         if not trained.ok:
             return 1
         from jax_llm.loss_curves import PNG_FILE  # the trainer writes the plot into output/data/
@@ -150,9 +183,13 @@ def run(args: argparse.Namespace) -> int:
         plot = trained.trees["algo-1"].output_data / PNG_FILE
 
     with stages.stage("endpoint `serve`: an untrained model, then the trained one, same prompts"):
-        for label, archive in (("before training (the step-0 initialization)", untrained_archive(trained)),
-                               (f"after {args.steps} steps", trained.model_archive)):
-            with LocalEndpoint(archive, work / "endpoint", use_docker=args.docker, log=lambda line: None) as endpoint:
+        for label, archive in (
+            ("before training (the step-0 initialization)", untrained_archive(trained)),
+            (f"after {args.steps} steps", trained.model_archive),
+        ):
+            with LocalEndpoint(
+                archive, work / "endpoint", use_docker=args.docker, log=lambda line: None
+            ) as endpoint:
                 endpoint.wait_until_healthy()
                 sample(endpoint, label)
 
@@ -160,5 +197,6 @@ def run(args: argparse.Namespace) -> int:
     say(f"  model archive (what SageMaker uploads to S3): {trained.model_archive}")
     say(f"  training trees (/opt/ml per host):            {trained.trees['algo-1'].root}")
     say(f"  loss plot:                                    {plot}")
-    say(f"  CloudFormation templates:                     {', '.join(map(str, templates)) or '(synth skipped)'}")
+    listed = ", ".join(map(str, templates)) or "(synth skipped)"
+    say(f"  CloudFormation templates:                     {listed}")
     return 0

@@ -26,8 +26,12 @@ def unreachable_reason() -> str | None:
     if shutil.which("docker") is None:
         return "the docker client is not installed"
     try:
-        probe = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True,
-                               timeout=PROBE_TIMEOUT_S)
+        probe = subprocess.run(
+            ["docker", "version", "--format", "{{.Server.Version}}"],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired:
         return f"the engine did not answer within {PROBE_TIMEOUT_S} s"
     if probe.returncode != 0 or not probe.stdout.strip():
@@ -49,14 +53,23 @@ class DockerEngine:
     gpu: bool = False
 
     def build_argv(self) -> list[str]:
-        """`docker build`; on a machine without a GPU the Dockerfile's CPU build argument swaps the CUDA wheels out."""
+        """`docker build`; without a GPU, the Dockerfile's CPU build argument leaves the CUDA wheels out."""
         argv = ["docker", "build", "--tag", self.tag]
         if not self.gpu:
             argv += ["--build-arg", "CPU_ONLY=1"]
         return argv + [str(CONTEXT)]
 
-    def run_argv(self, paths: SageMakerPaths, arguments: Sequence[str], *, hostname: str, env: Mapping[str, str],
-                 network: str | None = None, coordinator: str | None = None, port: int | None = None) -> list[str]:
+    def run_argv(
+        self,
+        paths: SageMakerPaths,
+        arguments: Sequence[str],
+        *,
+        hostname: str,
+        env: Mapping[str, str],
+        network: str | None = None,
+        coordinator: str | None = None,
+        port: int | None = None,
+    ) -> list[str]:
         """`docker run IMAGE <arguments>` with the tree at /opt/ml, the way SageMaker starts the container."""
         argv = ["docker", "run", "--rm", "--hostname", hostname, "--volume", f"{paths.root}:{CONTAINER_ROOT}"]
         if network:  # several hosts: each container answers to its algo-N name on a shared network
@@ -71,7 +84,7 @@ class DockerEngine:
         return argv + [self.tag, *arguments]
 
     def build(self, log: Callable[[str], None]) -> None:
-        """Builds the image from containers/jax-llm (the dependency layer is cached, so a code change is quick)."""
+        """Builds the image from containers/jax-llm (dependency layer cached: code changes rebuild fast)."""
         log(f"building {self.tag} from {CONTEXT}")
         subprocess.run(self.build_argv(), check=True)
 
@@ -81,12 +94,12 @@ class DockerEngine:
 
 
 def engine(requested: bool, log: Callable[[str], None]) -> DockerEngine | None:
-    """The engine to run containers on, or None for host processes (said out loud when --docker was asked for)."""
+    """The engine to run containers on, or None for host processes (said out loud if --docker was given)."""
     if not requested:
         return None
     reason = unreachable_reason()
     if reason is not None:
-        log(f"--docker: no Docker engine reachable ({reason}); running the entry points as host processes instead")
+        log(f"--docker: no Docker engine reachable ({reason}); running host processes instead")
         return None
     built = DockerEngine(gpu=has_gpu())
     built.build(log)

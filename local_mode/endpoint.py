@@ -1,4 +1,4 @@
-"""A local endpoint: model.tar.gz unpacked into a fresh tree, `serve` started on it, invoked over real HTTP."""
+"""A local endpoint: model.tar.gz unpacked into a fresh tree, `serve` started on it, invoked over HTTP."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from jax_llm.paths import SageMakerPaths
-
 from local_mode import docker
 from local_mode.packaging import unpack_model
 from local_mode.runner import Log, free_port, host_environment, say, stop
 
-READY_TIMEOUT_S = 600.0  # ContainerStartupHealthCheckTimeoutInSeconds may be up to 3600; loading here takes seconds
+READY_TIMEOUT_S = (
+    600.0  # ContainerStartupHealthCheckTimeoutInSeconds may be up to 3600; loading here takes seconds
+)
 INVOKE_TIMEOUT_S = 60.0  # InvokeEndpoint's fixed client timeout
 
 
@@ -30,8 +31,15 @@ class EndpointError(RuntimeError):
 class LocalEndpoint:
     """One `serve` process on a fresh tree; a context manager that stops it (SIGTERM, as a scale-in does)."""
 
-    def __init__(self, model_archive: Path, root: Path, *, port: int | None = None, use_docker: bool = False,
-                 log: Log = print):
+    def __init__(
+        self,
+        model_archive: Path,
+        root: Path,
+        *,
+        port: int | None = None,
+        use_docker: bool = False,
+        log: Log = print,
+    ):
         self.paths: SageMakerPaths = unpack_model(model_archive, root)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -44,8 +52,15 @@ class LocalEndpoint:
             argv = [sys.executable, "-m", "jax_llm", "serve"]
             env = host_environment(self.paths, {"SAGEMAKER_BIND_TO_PORT": str(self.port)})
         say(f"serving {model_archive} at {self.url} (model unpacked into {self.paths.model})")
-        self.process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        errors="replace", start_new_session=True)  # stopped by SIGTERM, not Ctrl-C
+        self.process = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )  # stopped by SIGTERM, not Ctrl-C
         self._pump = threading.Thread(target=self._forward, args=(log,), daemon=True)
         self._pump.start()
 
@@ -55,12 +70,14 @@ class LocalEndpoint:
             log(f"[serve] {line.rstrip()}")
 
     def wait_until_healthy(self, timeout_s: float = READY_TIMEOUT_S) -> float:
-        """Polls /ping until 200 (503 means still loading), as SageMaker's health check does; returns seconds taken."""
+        """Polls /ping until 200 (503: still loading) as SageMaker's health check does; returns seconds."""
         start = time.monotonic()
         while time.monotonic() - start < timeout_s:
             if self.process.poll() is not None:
                 tail = "\n".join(self.lines[-20:])
-                raise EndpointError(f"serve exited with code {self.process.returncode} before it was healthy:\n{tail}")
+                raise EndpointError(
+                    f"serve exited with code {self.process.returncode} before it was healthy:\n{tail}"
+                )
             try:
                 with urllib.request.urlopen(f"{self.url}/ping", timeout=2) as response:
                     if response.status == 200:
@@ -71,15 +88,21 @@ class LocalEndpoint:
         raise EndpointError(f"serve did not answer /ping with 200 within {timeout_s:.0f} s")
 
     def invoke(self, prompt: str, **parameters: Any) -> Any:
-        """POST /invocations in TGI's schema; returns the decoded JSON body, raises EndpointError on 4xx/5xx."""
+        """POST /invocations in TGI's schema; returns the decoded JSON body; EndpointError on 4xx/5xx."""
         body = json.dumps({"inputs": prompt, "parameters": parameters}).encode()
-        request = urllib.request.Request(f"{self.url}/invocations", data=body, method="POST",
-                                         headers={"Content-Type": "application/json", "Accept": "application/json"})
+        request = urllib.request.Request(
+            f"{self.url}/invocations",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=INVOKE_TIMEOUT_S) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as error:
-            raise EndpointError(f"/invocations answered {error.code}: {error.read().decode(errors='replace')}") from None
+            raise EndpointError(
+                f"/invocations answered {error.code}: {error.read().decode(errors='replace')}"
+            ) from None
 
     def close(self) -> int:
         """Stops the server and returns its exit code."""
@@ -87,7 +110,7 @@ class LocalEndpoint:
         self._pump.join(timeout=5)
         return code
 
-    def __enter__(self) -> "LocalEndpoint":
+    def __enter__(self) -> LocalEndpoint:
         return self
 
     def __exit__(self, *exc: object) -> None:

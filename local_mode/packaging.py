@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from jax_llm.paths import SageMakerPaths
-
 from local_mode.tree import fresh_root
 
 MODEL_ARCHIVE = "model.tar.gz"
@@ -23,7 +22,7 @@ def _files(directory: Path) -> list[Path]:
 
 
 def pack_directories(directories: Sequence[Path], archive: Path) -> list[str]:
-    """Tars the contents of `directories` (members relative to each, as SageMaker's upload does) into `archive`.
+    """Tars the contents of `directories` into `archive`, members relative to each (as SageMaker uploads).
 
     With several hosts each host's directory is added in host order; a path written by two hosts is kept once,
     from the first, which is why the contract says to write the model from one host only. Returns the members.
@@ -41,14 +40,16 @@ def pack_directories(directories: Sequence[Path], archive: Path) -> list[str]:
 
 
 def package_model(model_dirs: Sequence[Path], archive: Path) -> list[str]:
-    """`model.tar.gz` from the hosts' `model/` directories; refuses an empty model (a job that exported nothing)."""
+    """`model.tar.gz` from the hosts' `model/` directories; refuses an empty model (nothing exported)."""
     if not any(_files(Path(d)) for d in model_dirs if Path(d).is_dir()):
-        raise PackagingError(f"no files in {', '.join(map(str, model_dirs))}: the training job exported no model")
+        raise PackagingError(
+            f"no files in {', '.join(map(str, model_dirs))}: the training job exported no model"
+        )
     return pack_directories([Path(d) for d in model_dirs if Path(d).is_dir()], archive)
 
 
 def unpack_model(archive: Path, root: Path) -> SageMakerPaths:
-    """A fresh serving tree at `root` with `archive` unpacked into `model/`, as an endpoint's instance gets it."""
+    """A fresh serving tree at `root`, `archive` unpacked into `model/`, as an endpoint instance gets it."""
     archive = Path(archive)
     if not archive.is_file():
         raise PackagingError(f"model archive {archive} does not exist")

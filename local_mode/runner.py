@@ -1,7 +1,7 @@
-"""Runs SageMaker jobs on this machine: the image's entry points against /opt/ml trees, as host processes or containers.
+"""SageMaker jobs on this machine: the image's entry points on /opt/ml trees, as processes or containers.
 
-    <workdir>/<job>/algo-1/ ... algo-N/   one /opt/ml tree per host (training), or <job>/processing-tree/
-    <workdir>/<job>/output/               what SageMaker uploads to S3: model.tar.gz, output.tar.gz
+<workdir>/<job>/algo-1/ ... algo-N/   one /opt/ml tree per host (training), or <job>/processing-tree/
+<workdir>/<job>/output/               what SageMaker uploads to S3: model.tar.gz, output.tar.gz
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from jax_llm.paths import SageMakerPaths
-
 from local_mode import docker
 from local_mode.packaging import MODEL_ARCHIVE, OUTPUT_ARCHIVE, pack_directories, package_model
 from local_mode.tree import host_names, lay_out_processing_tree, lay_out_training_tree
@@ -75,10 +74,17 @@ def free_port() -> int:
 
 
 def host_environment(paths: SageMakerPaths, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of an entry point run on the host: the container's sources importable, the tree as root."""
-    pythonpath = os.pathsep.join([str(REPO), str(CONTAINER_SOURCE), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return {**os.environ, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1", "SAGEMAKER_BASE_DIR": str(paths.root),
-            **(extra or {})}
+    """Environment of an entry point run on the host: the container's sources importable, the tree as root."""
+    pythonpath = os.pathsep.join([str(REPO), str(CONTAINER_SOURCE), os.environ.get("PYTHONPATH", "")]).rstrip(
+        os.pathsep
+    )
+    return {
+        **os.environ,
+        "PYTHONPATH": pythonpath,
+        "PYTHONUNBUFFERED": "1",
+        "SAGEMAKER_BASE_DIR": str(paths.root),
+        **(extra or {}),
+    }
 
 
 def _stream(process: subprocess.Popen, prefix: str, sink: list[str], log: Log) -> threading.Thread:
@@ -104,15 +110,24 @@ def stop(process: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> int:
     return process.wait()
 
 
-def _run_hosts(commands: Mapping[str, tuple[list[str], dict[str, str]]], log: Log) -> tuple[dict[str, int], str]:
-    """Starts one process per host and waits; when one fails the others are stopped, as SageMaker stops the job."""
+def _run_hosts(
+    commands: Mapping[str, tuple[list[str], dict[str, str]]], log: Log
+) -> tuple[dict[str, int], str]:
+    """One process per host, awaited; when one fails the others are stopped, as SageMaker stops the job."""
     lines: list[str] = []
     prefix = len(commands) > 1
     processes, pumps = {}, []
     for host, (argv, env) in commands.items():
         # A session of its own: Ctrl-C reaches only the runner, which sends SIGTERM as SageMaker would.
-        processes[host] = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                           errors="replace", start_new_session=True)
+        processes[host] = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
         pumps.append(_stream(processes[host], f"[{host}] " if prefix else "", lines, log))
     codes: dict[str, int] = {}
     try:
@@ -153,33 +168,58 @@ def run_training(
     names = host_names(hosts)
     job_dir = Path(workdir).resolve() / job_name
     trees = {
-        host: lay_out_training_tree(job_dir / host, hyperparameters=hyperparameters, channels=channels,
-                                    current_host=host, hosts=names, instance_type=instance_type,
-                                    checkpoints=checkpoints)
+        host: lay_out_training_tree(
+            job_dir / host,
+            hyperparameters=hyperparameters,
+            channels=channels,
+            current_host=host,
+            hosts=names,
+            instance_type=instance_type,
+            checkpoints=checkpoints,
+        )
         for host in names
     }
     engine = docker.engine(use_docker, log=say)
     port = free_port()
     commands = {}
     for host, paths in trees.items():
-        env = {"TRAINING_JOB_NAME": job_name, "TRAINING_JOB_ARN": f"arn:aws:sagemaker:local:000000000000:training-job/{job_name}"}
+        env = {
+            "TRAINING_JOB_NAME": job_name,
+            "TRAINING_JOB_ARN": f"arn:aws:sagemaker:local:000000000000:training-job/{job_name}",
+        }
         if engine is not None:
-            commands[host] = (engine.run_argv(paths, ["train"], hostname=host, env=env, network=f"{job_name}-net"
-                                              if hosts > 1 else None, coordinator=f"{names[0]}:{port}" if hosts > 1 else None),
-                              dict(os.environ))
+            commands[host] = (
+                engine.run_argv(
+                    paths,
+                    ["train"],
+                    hostname=host,
+                    env=env,
+                    network=f"{job_name}-net" if hosts > 1 else None,
+                    coordinator=f"{names[0]}:{port}" if hosts > 1 else None,
+                ),
+                dict(os.environ),
+            )
         else:
-            if hosts > 1:  # hosts[0] does not resolve on the host; every process meets on the loopback instead
+            if (
+                hosts > 1
+            ):  # hosts[0] does not resolve on the host; every process meets on the loopback instead
                 env["JAX_COORDINATOR_ADDRESS"] = f"127.0.0.1:{port}"
             commands[host] = ([sys.executable, "-m", "jax_llm", "train"], host_environment(paths, env))
     say(f"training job {job_name}: {hosts} host(s) {', '.join(names)}, trees under {job_dir}")
     if engine is not None and hosts > 1:
         engine.create_network(f"{job_name}-net")
     codes, text = _run_hosts(commands, log)
-    result = JobResult(job_name, trees, codes, {h: _read_failure(p.failure) for h, p in trees.items()}, text,
-                       job_dir / "output")
+    result = JobResult(
+        job_name,
+        trees,
+        codes,
+        {h: _read_failure(p.failure) for h, p in trees.items()},
+        text,
+        job_dir / "output",
+    )
     if checkpoints:
-        # Every host syncs its checkpoints/ to the one S3 prefix, continuously, so a failed or stopped job keeps
-        # them too; the next job restores the union into each host (which is why hosts namespace their files).
+        # Every host syncs its checkpoints/ to the one S3 prefix, continuously, so a failed or stopped job
+        # keeps them too; the next job restores the union into each host (so hosts namespace their files).
         for paths in trees.values():
             shutil.copytree(paths.checkpoints, checkpoints, dirs_exist_ok=True)
     if result.ok:
@@ -201,19 +241,30 @@ def run_processing(
     use_docker: bool = False,
     log: Log = print,
 ) -> JobResult:
-    """A processing job: inputs copied in, the container run, outputs copied to their destinations on success."""
+    """A processing job: inputs copied in, the container run, outputs copied out on success."""
     engine = docker.engine(use_docker, log=say)
-    paths = lay_out_processing_tree(Path(workdir).resolve() / job_name / "processing-tree", job_name=job_name,
-                                    inputs=inputs, outputs=outputs, arguments=arguments,
-                                    container_root=docker.CONTAINER_ROOT if engine else None)
+    paths = lay_out_processing_tree(
+        Path(workdir).resolve() / job_name / "processing-tree",
+        job_name=job_name,
+        inputs=inputs,
+        outputs=outputs,
+        arguments=arguments,
+        container_root=docker.CONTAINER_ROOT if engine else None,
+    )
     if engine is not None:
         command = (engine.run_argv(paths, list(arguments), hostname="algo-1", env={}), dict(os.environ))
     else:
         command = ([sys.executable, "-m", "jax_llm", *arguments], host_environment(paths))
     say(f"processing job {job_name}: {' '.join(arguments)}; tree at {paths.root}")
     codes, text = _run_hosts({"algo-1": command}, log)
-    result = JobResult(job_name, {"algo-1": paths}, codes, {"algo-1": _read_failure(paths.message) or _read_failure(paths.failure)}, text,
-                       Path(workdir).resolve() / job_name / "output")
+    result = JobResult(
+        job_name,
+        {"algo-1": paths},
+        codes,
+        {"algo-1": _read_failure(paths.message) or _read_failure(paths.failure)},
+        text,
+        Path(workdir).resolve() / job_name / "output",
+    )
     if result.ok:
         for name, destination in outputs.items():  # S3UploadMode EndOfJob
             shutil.copytree(paths.processing / "output" / name, destination, dirs_exist_ok=True)

@@ -51,14 +51,18 @@ def parse_cli_value(text: str) -> Any:
 
 
 def encode_hyperparameters(hyperparameters: Mapping[str, Any]) -> dict[str, str]:
-    """The SDK's framework estimators `json.dumps` every value: `"tiny"` arrives as `"\\"tiny\\""`, 3 as `"3"`."""
+    """As the SDK's estimators send them: `json.dumps` of every value (`"tiny"` -> `"\\"tiny\\""`)."""
     if len(hyperparameters) > MAX_HYPERPARAMETERS:
-        raise TreeError(f"{len(hyperparameters)} hyperparameters; SageMaker accepts at most {MAX_HYPERPARAMETERS}")
+        raise TreeError(
+            f"{len(hyperparameters)} hyperparameters; SageMaker accepts at most {MAX_HYPERPARAMETERS}"
+        )
     encoded = {}
     for key, value in hyperparameters.items():
         text = json.dumps(value)
         if len(key) > MAX_HYPERPARAMETER_CHARS or len(text) > MAX_HYPERPARAMETER_CHARS:
-            raise TreeError(f"hyperparameter {key!r}: keys and values are limited to {MAX_HYPERPARAMETER_CHARS} characters")
+            raise TreeError(
+                f"hyperparameter {key!r}: keys and values are at most {MAX_HYPERPARAMETER_CHARS} characters"
+            )
         encoded[str(key)] = text
     return encoded
 
@@ -82,7 +86,7 @@ def _is_tree(root: Path) -> bool:
 def fresh_root(root: Path) -> Path:
     """Creates `root` empty, replacing an earlier /opt/ml tree there (never other files)."""
     # Every SageMaker job starts on a clean volume; a leftover tree would leak one run's model into the next.
-    # Only a directory that already is an /opt/ml tree is replaced, so a mistyped root never deletes user files.
+    # Only a directory that already is an /opt/ml tree is replaced: a mistyped root never deletes user files.
     root = Path(root).resolve()
     if root.exists() and any(root.iterdir()):
         if not _is_tree(root):
@@ -99,7 +103,9 @@ def resource_config(current_host: str, hosts: Sequence[str], instance_type: str)
         "current_instance_type": instance_type,
         "current_group_name": INSTANCE_GROUP,
         "hosts": list(hosts),
-        "instance_groups": [{"instance_group_name": INSTANCE_GROUP, "instance_type": instance_type, "hosts": list(hosts)}],
+        "instance_groups": [
+            {"instance_group_name": INSTANCE_GROUP, "instance_type": instance_type, "hosts": list(hosts)}
+        ],
         "network_interface_name": NETWORK_INTERFACE,
     }
 
@@ -115,7 +121,7 @@ def lay_out_training_tree(
     input_mode: str = "File",
     checkpoints: Path | None = None,
 ) -> SageMakerPaths:
-    """A fresh training tree at `root` for one host; `checkpoints` seeds checkpoints/ as a restarted job's S3 prefix does."""
+    """A fresh training tree at `root` for one host; `checkpoints` seeds checkpoints/ (S3 prefix copy)."""
     if current_host not in hosts:
         raise TreeError(f"current_host {current_host!r} is not one of the hosts {list(hosts)}")
     if list(hosts) != sorted(hosts):
@@ -129,7 +135,11 @@ def lay_out_training_tree(
     _write_json(
         paths.input_data_config,
         {
-            name: {"TrainingInputMode": input_mode, "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}
+            name: {
+                "TrainingInputMode": input_mode,
+                "S3DistributionType": "FullyReplicated",
+                "RecordWrapperType": "None",
+            }
             for name in channels
         },
     )
@@ -201,7 +211,9 @@ def lay_out_processing_tree(
                 for name, destination in outputs.items()
             ]
         },
-        "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": instance_type, "VolumeSizeInGB": 30}},
+        "ProcessingResources": {
+            "ClusterConfig": {"InstanceCount": 1, "InstanceType": instance_type, "VolumeSizeInGB": 30}
+        },
         "StoppingCondition": {"MaxRuntimeInSeconds": 86400},
         "RoleArn": LOCAL_ROLE_ARN,
     }
@@ -213,4 +225,3 @@ def lay_out_processing_tree(
         (paths.processing / "output" / name).mkdir(parents=True)
     paths.output.mkdir(parents=True, exist_ok=True)
     return paths
-

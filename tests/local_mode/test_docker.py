@@ -1,4 +1,4 @@
-"""--docker: the `docker run` SageMaker local mode would issue, and the plain fallback where no engine answers."""
+"""--docker: the `docker run` SageMaker local mode would issue, and the fallback where no engine answers."""
 
 from __future__ import annotations
 
@@ -12,11 +12,22 @@ from local_mode.tree import lay_out_training_tree
 
 
 def test_run_mounts_the_tree_at_opt_ml_and_passes_the_sagemaker_argument(tmp_path: Path) -> None:
-    paths = lay_out_training_tree(tmp_path / "algo-2", hyperparameters={}, channels={}, current_host="algo-2",
-                                  hosts=["algo-1", "algo-2"])
+    paths = lay_out_training_tree(
+        tmp_path / "algo-2",
+        hyperparameters={},
+        channels={},
+        current_host="algo-2",
+        hosts=["algo-1", "algo-2"],
+    )
     engine = docker.DockerEngine(gpu=True)
-    argv = engine.run_argv(paths, ["train"], hostname="algo-2", env={"TRAINING_JOB_NAME": "j"}, network="j-net",
-                           coordinator="algo-1:5555")
+    argv = engine.run_argv(
+        paths,
+        ["train"],
+        hostname="algo-2",
+        env={"TRAINING_JOB_NAME": "j"},
+        network="j-net",
+        coordinator="algo-1:5555",
+    )
     assert argv[:3] == ["docker", "run", "--rm"]
     assert argv[-2:] == [docker.IMAGE_TAG, "train"]  # the image's ENTRYPOINT gets `train`, as on SageMaker
     assert f"{paths.root}:/opt/ml" in argv
@@ -38,8 +49,10 @@ def test_cpu_machines_build_the_cpu_variant_of_the_image() -> None:
     assert "--build-arg" not in docker.DockerEngine(gpu=True).build_argv()
 
 
-@pytest.mark.skipif(shutil.which("docker") is not None and docker.unreachable_reason() is None,
-                    reason="a Docker engine is reachable here")
+@pytest.mark.skipif(
+    shutil.which("docker") is not None and docker.unreachable_reason() is None,
+    reason="a Docker engine is reachable here",
+)
 def test_without_an_engine_docker_mode_says_so_and_falls_back_to_host_processes() -> None:
     said: list[str] = []
     assert docker.engine(True, log=said.append) is None

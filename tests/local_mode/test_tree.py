@@ -1,4 +1,4 @@
-"""The local /opt/ml trees, read back by SageMaker's own parsers: the training toolkit and botocore's API model."""
+"""The local /opt/ml trees read back by SageMaker's own parsers: the training toolkit and botocore."""
 
 from __future__ import annotations
 
@@ -48,7 +48,9 @@ print(json.dumps({
 def toolkit_view(root: Path) -> dict:
     """What the SageMaker training toolkit sees in the tree at `root`."""
     env = {**os.environ, "SAGEMAKER_BASE_DIR": str(root), "AWS_DEFAULT_REGION": "us-east-1"}
-    done = subprocess.run([sys.executable, "-c", TOOLKIT_PROBE], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", TOOLKIT_PROBE], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -63,20 +65,34 @@ def data(tmp_path: Path) -> dict[str, Path]:
     return channels
 
 
-HYPERPARAMETERS = {"preset": "tiny", "max_steps": 20, "learning_rate": 3e-4, "fsdp": True, "compute_dtype": "float32"}
+HYPERPARAMETERS = {
+    "preset": "tiny",
+    "max_steps": 20,
+    "learning_rate": 3e-4,
+    "fsdp": True,
+    "compute_dtype": "float32",
+}
 
 
 def test_training_tree_reads_back_through_the_training_toolkit(tmp_path: Path, data: dict[str, Path]) -> None:
     hosts = host_names(3)
     root = tmp_path / "algo-2"
-    lay_out_training_tree(root, hyperparameters=HYPERPARAMETERS, channels=data, current_host="algo-2", hosts=hosts,
-                          instance_type="ml.p4d.24xlarge")
+    lay_out_training_tree(
+        root,
+        hyperparameters=HYPERPARAMETERS,
+        channels=data,
+        current_host="algo-2",
+        hosts=hosts,
+        instance_type="ml.p4d.24xlarge",
+    )
     seen = toolkit_view(root)
 
     assert seen["hyperparameters"] == HYPERPARAMETERS  # types survive the SDK's string encoding
     assert json.loads(seen["sm_hps"]) == HYPERPARAMETERS
     assert seen["channel_input_dirs"] == {name: str(root / "input" / "data" / name) for name in data}
-    assert {c: v["TrainingInputMode"] for c, v in seen["input_data_config"].items()} == dict.fromkeys(data, "File")
+    assert {c: v["TrainingInputMode"] for c, v in seen["input_data_config"].items()} == dict.fromkeys(
+        data, "File"
+    )
     assert seen["hosts"] == ["algo-1", "algo-2", "algo-3"]
     assert seen["current_host"] == "algo-2"
     assert seen["master_hostname"] == "algo-1" and seen["is_master"] is False
@@ -87,15 +103,24 @@ def test_training_tree_reads_back_through_the_training_toolkit(tmp_path: Path, d
     assert seen["model_dir"] == str(root / "model")
     assert seen["output_data_dir"] == str(root / "output" / "data")
     for name, source in data.items():  # channel files copied byte for byte, as File mode downloads them
-        assert (root / "input" / "data" / name / "nested" / f"{name}.bin").read_bytes() == (source / "nested" / f"{name}.bin").read_bytes()
+        assert (root / "input" / "data" / name / "nested" / f"{name}.bin").read_bytes() == (
+            source / "nested" / f"{name}.bin"
+        ).read_bytes()
     assert (root / "checkpoints").is_dir() and not any((root / "model").iterdir())
 
 
-def test_hyperparameters_are_strings_json_encoded_as_the_sdk_sends_them(tmp_path: Path, data: dict[str, Path]) -> None:
+def test_hyperparameters_are_strings_json_encoded_as_the_sdk_sends_them(
+    tmp_path: Path, data: dict[str, Path]
+) -> None:
     lay_out_training_tree(tmp_path / "t", hyperparameters=HYPERPARAMETERS, channels={"train": data["train"]})
     stored = json.loads((tmp_path / "t" / "input" / "config" / "hyperparameters.json").read_text())
-    assert stored == {"preset": '"tiny"', "max_steps": "20", "learning_rate": "0.0003", "fsdp": "true",
-                      "compute_dtype": '"float32"'}
+    assert stored == {
+        "preset": '"tiny"',
+        "max_steps": "20",
+        "learning_rate": "0.0003",
+        "fsdp": "true",
+        "compute_dtype": '"float32"',
+    }
     assert all(isinstance(v, str) for v in stored.values())
 
 
@@ -117,7 +142,9 @@ def test_requests_sagemaker_refuses_are_refused(tmp_path: Path, data: dict[str, 
     with pytest.raises(TreeError, match="at most 100"):
         encode_hyperparameters({f"k{i}": i for i in range(101)})
     with pytest.raises(TreeError, match="current_host 'algo-3'"):
-        lay_out_training_tree(tmp_path / "t", hyperparameters={}, channels={}, current_host="algo-3", hosts=host_names(2))
+        lay_out_training_tree(
+            tmp_path / "t", hyperparameters={}, channels={}, current_host="algo-3", hosts=host_names(2)
+        )
 
 
 def test_a_new_tree_replaces_an_old_tree_but_never_other_files(tmp_path: Path, data: dict[str, Path]) -> None:
@@ -135,10 +162,17 @@ def test_a_new_tree_replaces_an_old_tree_but_never_other_files(tmp_path: Path, d
     assert (precious / "notes.txt").read_text() == "keep me"
 
 
-def test_processing_job_config_is_a_valid_create_processing_job_request(tmp_path: Path, data: dict[str, Path]) -> None:
+def test_processing_job_config_is_a_valid_create_processing_job_request(
+    tmp_path: Path, data: dict[str, Path]
+) -> None:
     outputs = {name: tmp_path / "out" / name for name in ("tokenizer", "train", "validation")}
-    paths = lay_out_processing_tree(tmp_path / "p", job_name="prepare-1", inputs={"raw": data["train"]},
-                                    outputs=outputs, arguments=["prepare", "--vocab-size", "512"])
+    paths = lay_out_processing_tree(
+        tmp_path / "p",
+        job_name="prepare-1",
+        inputs={"raw": data["train"]},
+        outputs=outputs,
+        arguments=["prepare", "--vocab-size", "512"],
+    )
     config = json.loads(paths.processing_job_config.read_text())
     model = botocore.session.get_session().get_service_model("sagemaker")
     request_shape = model.operation_model("CreateProcessingJob").input_shape
@@ -153,9 +187,18 @@ def test_processing_job_config_is_a_valid_create_processing_job_request(tmp_path
     for output in config["ProcessingOutputConfig"]["Outputs"]:
         assert Path(output["S3Output"]["LocalPath"]).is_dir()
         assert output["S3Output"]["LocalPath"].endswith(f"processing/output/{output['OutputName']}")
-    assert json.loads(paths.processing_resource_config.read_text()) == {"current_host": "algo-1", "hosts": ["algo-1"]}
+    assert json.loads(paths.processing_resource_config.read_text()) == {
+        "current_host": "algo-1",
+        "hosts": ["algo-1"],
+    }
 
-    seen_in_docker = lay_out_processing_tree(tmp_path / "d", job_name="prepare-2", inputs={"raw": data["train"]},
-                                             outputs=outputs, arguments=["prepare"], container_root="/opt/ml")
+    seen_in_docker = lay_out_processing_tree(
+        tmp_path / "d",
+        job_name="prepare-2",
+        inputs={"raw": data["train"]},
+        outputs=outputs,
+        arguments=["prepare"],
+        container_root="/opt/ml",
+    )
     config = json.loads(seen_in_docker.processing_job_config.read_text())
     assert config["ProcessingInputs"][0]["S3Input"]["LocalPath"] == "/opt/ml/processing/input/raw"
