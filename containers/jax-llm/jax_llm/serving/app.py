@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from jax_llm.serving.mailbox import Mailbox
 from jax_llm.serving.schema import (
     Generation,
     GenerateRequest,
@@ -100,16 +101,17 @@ async def invocations(request: Request) -> Response:
         engine = _engine_or_503(request)
         prompts = await run_in_threadpool(engine.prepare, parsed)  # tokenizing a 6 MB prompt takes a while
         deadline = arrived + settings.request_timeout_s
-        loop = asyncio.get_running_loop()
+        mailbox: Mailbox = request.app.state.mailbox
         if parsed.stream:
             events: asyncio.Queue = asyncio.Queue()
-            sink = lambda token, final: loop.call_soon_threadsafe(events.put_nowait, (token, final))  # noqa: E731
+            sink = lambda token, final: mailbox.post(events.put_nowait, (token, final))  # noqa: E731
             sequences = engine.submit(prompts, deadline, [sink], stream=True)
             return StreamingResponse(
                 _sse(events, sequences, parsed), media_type="text/event-stream", headers=headers
             )
+        loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in prompts]
-        sinks = [_resolver(loop, future) for future in futures]
+        sinks = [_resolver(mailbox, future) for future in futures]
         sequences = engine.submit(prompts, deadline, sinks, stream=False)
         try:
             generations: list[Generation] = await asyncio.gather(*futures)
@@ -124,10 +126,14 @@ async def invocations(request: Request) -> Response:
         return _error(error, headers)
 
 
-def _resolver(loop: asyncio.AbstractEventLoop, future: asyncio.Future):
+def _resolver(mailbox: Mailbox, future: asyncio.Future):
+    def resolve(final: Generation) -> None:
+        if not future.done():  # a cancelled request's future stays cancelled
+            future.set_result(final)
+
     def sink(token: Token | None, final: Generation | None) -> None:
         if final is not None:
-            loop.call_soon_threadsafe(lambda: future.done() or future.set_result(final))
+            mailbox.post(resolve, final)
 
     return sink
 
@@ -136,16 +142,21 @@ async def _sse(events: asyncio.Queue, sequences: list, parsed: GenerateRequest) 
     """One `data:{...}` event per token; the last carries the full text. Dropping the client frees the slot."""
     try:
         while True:
-            token, final = await events.get()
+            # Tokens that piled up while the loop was busy go out in one write.
+            items = [await events.get()]
+            while items[-1][1] is None and not events.empty():
+                items.append(events.get_nowait())
+            chunk = b"".join(stream_event(token) for token, _ in items[:-1])
+            token, final = items[-1]
             if final is None:
-                yield stream_event(token)
-                continue
-            if final.finish_reason == "error":
-                yield error_event("the generation engine failed; see the server log", "generation")
+                yield chunk + stream_event(token)
+            elif final.finish_reason == "error":
+                yield chunk + error_event("the generation engine failed; see the server log", "generation")
+                return
             else:
                 full_text = parsed.inputs[0] + final.text if parsed.params.return_full_text else final.text
-                yield stream_event(token, final, full_text)
-            return
+                yield chunk + stream_event(token, final, full_text)
+                return
     finally:
         for sequence in sequences:
             sequence.cancel()
@@ -162,6 +173,7 @@ def create_app(settings: ServingSettings, load_engine) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         app.state.settings = settings
+        app.state.mailbox = Mailbox(asyncio.get_running_loop())
         app.state.engine = None
         app.state.load_error = None
 

@@ -1,0 +1,252 @@
+"""Load benchmark for `python -m jax_llm serve`: continuous batching against one-request-at-a-time, in one run.
+
+Both servers are the real thing (`python -m jax_llm serve` subprocesses on 127.0.0.1) serving the same
+exported model; the baseline runs with one slot (JAX_LLM_MAX_BATCH=1), so it serves requests one at a
+time, each at full speed. Every request streams (TGI server-sent events), so time to first token is
+measured at the client. The same request list (mixed prompt lengths, greedy and seeded sampling) is
+sent at concurrency 1, 8 and 32. Also measured: time from process start to the listening socket and
+to the first /ping 200, with an empty and then a filled JAX compilation cache.
+
+    PYTHONPATH=.:containers/jax-llm .venv/bin/python bench/serve_load.py [--preset tiny] [--requests 128]
+
+The model is randomly initialised (speed does not depend on the weights) with a byte-level BPE
+trained on Python stdlib sources; --model-dir serves an exported model instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import platform
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = ("argparse.py", "textwrap.py", "difflib.py", "json/decoder.py")
+
+
+def build_model(root: Path, preset: str) -> Path:
+    """Exports a randomly initialised `preset` GPT with a BPE tokenizer into `root/model`."""
+    from flax import nnx
+
+    from jax_llm.export import save_model
+    from jax_llm.model import GPT
+    from jax_llm.model_config import ModelConfig
+    from jax_llm.tokenizer import save_tokenizer, train_tokenizer
+
+    config = ModelConfig.preset(preset)
+    tokenizer = train_tokenizer(corpus_texts(), config.vocab_size)
+    tokenizer_file = save_tokenizer(tokenizer, root / "tokenizer" / "tokenizer.json")
+    save_model(root / "model", GPT(config, rngs=nnx.Rngs(0)), tokenizer_file)
+    return root / "model"
+
+
+def corpus_texts() -> list[str]:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    return [(stdlib / name).read_text(encoding="utf-8") for name in CORPUS]
+
+
+def make_requests(model_dir: Path, count: int, max_new_tokens: int, seed: int = 0) -> list[dict]:
+    """`count` TGI requests: prompts of 4 to (context - max_new_tokens - 8) tokens cut from the corpus."""
+    from jax_llm.export import read_model_config
+    from jax_llm.tokenizer import load_tokenizer
+
+    context = read_model_config(model_dir).max_seq_len
+    tokenizer = load_tokenizer(model_dir / "tokenizer.json")
+    ids = tokenizer.encode("\n".join(corpus_texts())).ids
+    rng = random.Random(seed)
+    requests = []
+    for i in range(count):
+        length = rng.randint(4, context - max_new_tokens - 8)  # re-encoding may merge differently: keep slack
+        start = rng.randrange(len(ids) - length)
+        params = {"max_new_tokens": max_new_tokens, "details": True}
+        if i % 2:
+            params |= {"do_sample": True, "temperature": 0.8, "top_p": 0.95, "seed": i}
+        requests.append({"inputs": tokenizer.decode(ids[start : start + length]), "parameters": params, "stream": True})
+    return requests
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclasses.dataclass
+class Server:
+    process: subprocess.Popen
+    url: str
+    listen_s: float  # process start -> first answered /ping (503 or 200)
+    ready_s: float  # process start -> first /ping 200
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=60)
+
+
+def start_server(root: Path, slots: int, cache_dir: Path, log: Path) -> Server:
+    """Starts `python -m jax_llm serve` and polls /ping every 10 ms until it answers 200."""
+    port = free_port()
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(root), "SAGEMAKER_BIND_TO_PORT": str(port),
+           "JAX_LLM_MAX_BATCH": str(slots), "JAX_LLM_MAX_QUEUE": "1024", "JAX_LLM_COMPILE_CACHE_DIR": str(cache_dir),
+           "PYTHONPATH": str(REPO / "containers" / "jax-llm")}
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "jax_llm", "serve"], env=env, stdout=log.open("a"),
+                               stderr=subprocess.STDOUT)
+    url, listen_s = f"http://127.0.0.1:{port}", None
+    with httpx.Client(timeout=2) as client:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited {process.returncode}; see {log}")
+            try:
+                status = client.get(f"{url}/ping").status_code
+            except httpx.TransportError:
+                time.sleep(0.01)
+                continue
+            listen_s = listen_s or time.perf_counter() - started
+            if status == 200:
+                return Server(process, url, listen_s, time.perf_counter() - started)
+            time.sleep(0.01)
+
+
+@dataclasses.dataclass
+class Result:
+    latency_s: float
+    ttft_s: float
+    tokens: int
+
+
+async def one_request(port: int, payload: dict) -> Result:
+    """Streams one request over a raw HTTP/1.1 connection; times the first token event and the last event.
+
+    A hand-rolled client because the load generator shares the CPU with the server: parsing every
+    event with a full HTTP client would cost more than serving it. Each event is one chunk; the
+    response ends with the zero-length chunk.
+    """
+    body = json.dumps(payload).encode()
+    start = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /invocations HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    received, ttft = b"", None
+    while not received.endswith(b"\r\n0\r\n\r\n"):
+        chunk = await reader.read(1 << 16)
+        if not chunk:
+            break
+        received += chunk
+        if ttft is None and b"data:" in received:
+            ttft = time.perf_counter() - start
+    latency = time.perf_counter() - start
+    writer.close()
+    if not received.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"request failed: {received[:300]!r}")
+    last = received[received.rindex(b"data:") + 5 :]
+    event = json.loads(last[: last.index(b"\n\n")])
+    return Result(latency, ttft, event["details"]["generated_tokens"])
+
+
+async def run_level(url: str, requests: list[dict], concurrency: int) -> dict:
+    """Sends `requests` with at most `concurrency` in flight; returns throughput and latency figures."""
+    port = int(url.rsplit(":", 1)[1])
+    pending = list(reversed(requests))
+    results: list[Result] = []
+
+    async def worker() -> None:
+        while pending:
+            results.append(await one_request(port, pending.pop()))
+
+    await one_request(port, requests[0])  # first request after start-up, not timed
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+
+    def pct(values: list[float], q: int) -> float:
+        return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+    latency, ttft = [r.latency_s for r in results], [r.ttft_s for r in results]
+    return {
+        "concurrency": concurrency,
+        "requests": len(results),
+        "req_per_s": len(results) / elapsed,
+        "tokens_per_s": sum(r.tokens for r in results) / elapsed,
+        "p50_s": pct(latency, 50),
+        "p99_s": pct(latency, 99),
+        "ttft_p50_s": pct(ttft, 50),
+        "ttft_p99_s": pct(ttft, 99),
+    }
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="tiny", help="model preset to initialise randomly (default: tiny)")
+    parser.add_argument("--model-dir", type=Path, help="serve this exported model instead")
+    parser.add_argument("--requests", type=int, default=128, help="requests at concurrency 8 and 32 (a quarter at 1)")
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--slots", type=int, default=32, help="decode slots of the batching server")
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="serve-load-"))
+    root = work / "opt-ml"
+    if args.model_dir:
+        (root).mkdir(parents=True)
+        (root / "model").symlink_to(args.model_dir.resolve())
+    else:
+        build_model(root, args.preset)
+    requests = make_requests(root / "model", args.requests, args.max_new_tokens)
+    log = work / "servers.log"
+    print(f"machine: {machine()}\nmodel: {args.model_dir or 'random ' + args.preset}; logs: {log}\n", flush=True)
+
+    rows = []
+    baseline = start_server(root, 1, work / "cache-baseline", log)
+    rows.append(("one at a time (1 slot)", asyncio.run(run_level(baseline.url, requests, 32))))
+    baseline.stop()
+
+    cold = start_server(root, args.slots, work / "cache", log)
+    for concurrency in (1, 8, 32):
+        level_requests = requests[: max(8, len(requests) // 4)] if concurrency == 1 else requests
+        rows.append((f"continuous batching ({args.slots} slots)", asyncio.run(run_level(cold.url, level_requests, concurrency))))
+        print(f"  done concurrency {concurrency}", flush=True)
+    cold.stop()
+    warm = start_server(root, args.slots, work / "cache", log)  # same compilation cache, now filled
+    warm.stop()
+
+    print("| server | concurrency | requests | req/s | generated tok/s | p50 latency | p99 latency | p50 TTFT | p99 TTFT |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, r in rows:
+        print(f"| {name} | {r['concurrency']} | {r['requests']} | {r['req_per_s']:.1f} | {r['tokens_per_s']:.0f} | "
+              f"{r['p50_s'] * 1000:.0f} ms | {r['p99_s'] * 1000:.0f} ms | {r['ttft_p50_s'] * 1000:.0f} ms | "
+              f"{r['ttft_p99_s'] * 1000:.0f} ms |")
+    base, single, c32 = rows[0][1], rows[1][1], rows[3][1]
+    print(f"\ntokens/s at concurrency 32 vs one at a time: {c32['tokens_per_s'] / base['tokens_per_s']:.1f}x (goal >= 8x)")
+    print(f"p99 latency at concurrency 32 vs a single request's p50: {c32['p99_s'] / single['p50_s']:.1f}x (goal < 3x)")
+    print(f"start -> listening: {cold.listen_s:.2f} s; start -> /ping 200: {cold.ready_s:.1f} s with an empty "
+          f"compilation cache, {warm.ready_s:.1f} s with it filled (listening {warm.listen_s:.2f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
