@@ -1,17 +1,19 @@
-"""The two pipeline definitions: training (prepare -> train -> gate -> register) and tuning (tune instead).
+"""The two pipeline definitions: training (train, gate on val_loss, register) and tuning (tune instead).
 
-Both share the parameters, the Prepare step and the spot/on-demand switch; only the job step and
-where the model and its val_loss come from differ. The result is a plain dict that may hold
-CloudFormation tokens; the construct serialises it with ``Stack.to_json_string``.
+Both share the parameters, the run-time switches (prepare or not, spot or on-demand; see
+``branches``) and the registration gate; only the job step and where the model and its val_loss
+come from differ. The result is a plain dict that may hold CloudFormation tokens; the construct
+serialises it with ``Stack.to_json_string``.
 """
 
 from __future__ import annotations
 
 from jax_llm.metrics import OBJECTIVE_METRIC
 from stacks.pipeline import parameters as p
+from stacks.pipeline.branches import Variant, run_time_switches
 from stacks.pipeline.expressions import step_property
 from stacks.pipeline.resources import PipelineResources
-from stacks.pipeline.steps import prepare_step, registration_gate, spot_switch, suffix, training_step
+from stacks.pipeline.steps import registration_gate, training_step
 from stacks.pipeline.tuning import best_model_data_url, best_val_loss, tuning_step
 from stacks.settings import PipelineSettings, TuningSettings
 
@@ -23,40 +25,36 @@ def _definition(parameters: list[p.Parameter], steps: list[dict]) -> dict:
             "Parameters": [x.to_definition() for x in parameters], "Steps": steps}
 
 
-def _leading_steps(res: PipelineResources, pipeline: PipelineSettings) -> list[dict]:
-    return [prepare_step(res, pipeline)] if pipeline.prepare_data else []
-
-
 def training_definition(res: PipelineResources, pipeline: PipelineSettings) -> dict:
-    """Prepare (optional) -> Train (spot or on-demand) -> register when val_loss <= MaxValLoss, else fail."""
+    """(Prepare ->) Train (spot or on-demand) -> register when val_loss <= MaxValLoss, else fail."""
     hyperparameters = p.hyperparameter_parameters(pipeline)
     parameters = (p.data_parameters(pipeline, res.data_bucket_name) + p.training_parameters(pipeline)
                   + hyperparameters)
 
-    def branch(spot: bool) -> list[dict]:
-        train = f"Train{suffix(spot)}"
+    def chain(variant: Variant) -> list[dict]:
+        train = f"Train{variant.suffix}"
         val_loss = step_property(train, f"FinalMetricDataList['{OBJECTIVE_METRIC}'].Value")
         model = step_property(train, "ModelArtifacts.S3ModelArtifacts")
-        return [training_step(train, res, pipeline, spot=spot,
+        return [training_step(train, res, pipeline, spot=variant.spot, prepared=variant.prepared,
                               hyperparameters=p.hyperparameter_refs(hyperparameters)),
-                registration_gate(suffix(spot), res, pipeline, source="a training pipeline run",
+                registration_gate(variant.suffix, res, pipeline, source="a training pipeline run",
                                   val_loss=val_loss, model_data_url=model)]
 
-    return _definition(parameters, _leading_steps(res, pipeline) + [spot_switch(branch)])
+    return _definition(parameters, run_time_switches(res, pipeline, chain))
 
 
 def tuning_definition(res: PipelineResources, pipeline: PipelineSettings, tuning: TuningSettings) -> dict:
-    """Prepare (optional) -> Tune (Bayesian over learning rate, warmup, weight decay) -> register the best."""
+    """(Prepare ->) Tune (Bayesian over learning rate, warmup, weight decay) -> register the best model."""
     static = p.hyperparameter_parameters(pipeline, exclude=p.TUNED_HYPERPARAMETERS)
     parameters = (p.data_parameters(pipeline, res.data_bucket_name) + p.training_parameters(pipeline)
                   + p.tuning_parameters(tuning) + static)
 
-    def branch(spot: bool) -> list[dict]:
-        tune = f"Tune{suffix(spot)}"
-        return [tuning_step(tune, res, pipeline, tuning, spot=spot,
+    def chain(variant: Variant) -> list[dict]:
+        tune = f"Tune{variant.suffix}"
+        return [tuning_step(tune, res, pipeline, tuning, spot=variant.spot, prepared=variant.prepared,
                             static_hyperparameters=p.hyperparameter_refs(static)),
-                registration_gate(suffix(spot), res, pipeline, source="the best job of a tuning run",
+                registration_gate(variant.suffix, res, pipeline, source="the best job of a tuning run",
                                   val_loss=best_val_loss(tune),
                                   model_data_url=best_model_data_url(tune, res))]
 
-    return _definition(parameters, _leading_steps(res, pipeline) + [spot_switch(branch)])
+    return _definition(parameters, run_time_switches(res, pipeline, chain))

@@ -12,6 +12,7 @@ from stacks.pipeline.expressions import Expression, parameter
 from stacks.settings import PipelineSettings, TuningSettings
 
 # Names of the non-hyperparameter parameters, shared by the steps that read them.
+PREPARE_DATA = "PrepareData"
 RAW_DATA_URI = "RawDataUri"
 TRAIN_DATA_URI = "TrainDataUri"
 VALIDATION_DATA_URI = "ValidationDataUri"
@@ -49,13 +50,13 @@ class Parameter:
 
 
 def data_parameters(pipeline: PipelineSettings, data_bucket_name: str) -> list[Parameter]:
-    """Where the data is: raw text when the pipeline prepares it, otherwise the tokenized channels."""
+    """Where the data is: raw text that a run with PrepareData=true tokenizes first, or tokenized channels."""
     base = f"s3://{data_bucket_name}"
-    if pipeline.prepare_data:
-        return [Parameter(RAW_DATA_URI, "String", f"{base}/{pipeline.raw_data_prefix}/"),
-                Parameter(PROCESSING_INSTANCE_TYPE, "String", pipeline.processing_instance_type)]
     tokenized = f"{base}/{pipeline.tokenized_data_prefix}"
-    return [Parameter(TRAIN_DATA_URI, "String", f"{tokenized}/train/"),
+    return [Parameter(PREPARE_DATA, "Boolean", pipeline.prepare_data),
+            Parameter(RAW_DATA_URI, "String", f"{base}/{pipeline.raw_data_prefix}/"),
+            Parameter(PROCESSING_INSTANCE_TYPE, "String", pipeline.processing_instance_type),
+            Parameter(TRAIN_DATA_URI, "String", f"{tokenized}/train/"),
             Parameter(VALIDATION_DATA_URI, "String", f"{tokenized}/validation/"),
             Parameter(TOKENIZER_URI, "String", f"{tokenized}/tokenizer/")]
 

@@ -62,16 +62,16 @@ def prepare_step(res: PipelineResources, pipeline: PipelineSettings) -> dict:
             "RetryPolicies": [SERVICE_RETRY]}
 
 
-def channel_uris(prepare_data: bool) -> dict[str, Expression]:
-    """Each channel's S3 URI: the Prepare step's output when the pipeline prepares, else a parameter."""
-    if prepare_data:
+def channel_uris(prepared: bool) -> dict[str, Expression]:
+    """Each channel's S3 URI: the Prepare step's output when this run prepared the data, else a parameter."""
+    if prepared:
         return {c: step_property(PREPARE_STEP, f"ProcessingOutputConfig.Outputs['{c}'].S3Output.S3Uri")
                 for c in CHANNELS}
     return {"train": parameter(p.TRAIN_DATA_URI), "validation": parameter(p.VALIDATION_DATA_URI),
             "tokenizer": parameter(p.TOKENIZER_URI)}
 
 
-def training_job_definition(res: PipelineResources, pipeline: PipelineSettings, *, spot: bool,
+def training_job_definition(res: PipelineResources, pipeline: PipelineSettings, *, spot: bool, prepared: bool,
                             output_prefix: str, checkpoints: bool = True) -> dict[str, Any]:
     """What a training job and a tuner's training jobs share: image, data, compute, limits, security.
 
@@ -93,7 +93,7 @@ def training_job_definition(res: PipelineResources, pipeline: PipelineSettings, 
             "ChannelName": channel,
             "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri,
                                             "S3DataDistributionType": "FullyReplicated"}},
-        } for channel, uri in channel_uris(pipeline.prepare_data).items()],
+        } for channel, uri in channel_uris(prepared).items()],
         "OutputDataConfig": {"S3OutputPath": f"s3://{res.artifacts_bucket_name}/{output_prefix}",
                              "KmsKeyId": res.kms_key_arn},
         "ResourceConfig": {
@@ -119,9 +119,9 @@ def training_job_definition(res: PipelineResources, pipeline: PipelineSettings, 
 
 
 def training_step(name: str, res: PipelineResources, pipeline: PipelineSettings, *, spot: bool,
-                  hyperparameters: dict[str, Expression]) -> dict:
+                  prepared: bool, hyperparameters: dict[str, Expression]) -> dict:
     """A Training step: CreateTrainingJob with our hyperparameters, retried on capacity errors."""
-    arguments = training_job_definition(res, pipeline, spot=spot, output_prefix="training")
+    arguments = training_job_definition(res, pipeline, spot=spot, prepared=prepared, output_prefix="training")
     arguments["HyperParameters"] = hyperparameters
     return {"Name": name, "Type": "Training", "Arguments": arguments,
             "RetryPolicies": [CAPACITY_RETRY, SERVICE_RETRY]}
@@ -172,26 +172,3 @@ def registration_gate(suffix: str, res: PipelineResources, pipeline: PipelineSet
             f"{source}: final {OBJECTIVE_METRIC} ", val_loss, " is above MaxValLoss ",
             parameter(p.MAX_VAL_LOSS), "; the model was not registered."])],
     )
-
-
-def spot_switch(branch: Any) -> dict:
-    """Branch on UseSpotInstances: ``branch(spot)`` builds each side's steps (names differ by suffix).
-
-    With spot on, a wait limit not above the runtime limit would be rejected by SageMaker after the
-    instances were requested; this fails the execution first with a message naming both parameters.
-    """
-    spot_checked = {"Name": "CheckMaxWait", "Type": "Condition", "Arguments": {
-        "Conditions": [condition("GreaterThan", parameter(p.MAX_WAIT), parameter(p.MAX_RUNTIME))],
-        "IfSteps": branch(True),
-        "ElseSteps": [fail_step("MaxWaitNotAboveMaxRuntime", [
-            "Managed spot training needs MaxWaitSeconds (", parameter(p.MAX_WAIT),
-            ") above MaxRuntimeSeconds (", parameter(p.MAX_RUNTIME), ")."])],
-    }}
-    return {"Name": "CheckUseSpot", "Type": "Condition", "Arguments": {
-        "Conditions": [condition("Equals", parameter(p.USE_SPOT), True)],
-        "IfSteps": [spot_checked], "ElseSteps": branch(False)}}
-
-
-def suffix(spot: bool) -> str:
-    """The step-name suffix of the spot or on-demand branch (step names are unique in a pipeline)."""
-    return "Spot" if spot else "OnDemand"

@@ -31,15 +31,15 @@ def parameter_ranges(tuning: TuningSettings) -> dict[str, list[dict[str, str]]]:
 
 
 def tuning_step(name: str, res: PipelineResources, pipeline: PipelineSettings, tuning: TuningSettings, *,
-                spot: bool, static_hyperparameters: dict[str, Expression]) -> dict:
+                spot: bool, prepared: bool, static_hyperparameters: dict[str, Expression]) -> dict:
     """CreateHyperParameterTuningJob: minimise val_loss, automatic early stopping, limits from parameters.
 
     The tuner's training jobs get no CheckpointConfig: they would all share its one S3 URI, and a trial
     restoring another trial's checkpoint (other hyperparameters) would be silently wrong. A spot
     interruption therefore restarts a trial from step 0.
     """
-    definition = training_job_definition(res, pipeline, spot=spot, output_prefix=TUNING_OUTPUT_PREFIX,
-                                         checkpoints=False)
+    definition = training_job_definition(res, pipeline, spot=spot, prepared=prepared,
+                                         output_prefix=TUNING_OUTPUT_PREFIX, checkpoints=False)
     definition["StaticHyperParameters"] = static_hyperparameters
     arguments = {
         "HyperParameterTuningJobConfig": {

@@ -28,7 +28,7 @@ def metric_definitions(synthesized_app) -> list[dict]:
             if step["Type"] == "Tuning":
                 job = step["Arguments"]["TrainingJobDefinition"]
                 found.append(job["AlgorithmSpecification"]["MetricDefinitions"])
-    assert len(found) == 4 and all(f == found[0] for f in found)
+    assert len(found) == 8 and all(f == found[0] for f in found)
     return found[0]
 
 

@@ -21,7 +21,7 @@ from tests.stacks.cfn_values import pipeline_definitions, walk_steps
 # Step type -> (API operation, the job-name member the pipeline fills in itself).
 OPERATIONS = {
     "Processing": ("CreateProcessingJob", {"ProcessingJobName": "pipelines-abc123-Prepare-x1y2z3"}),
-    "Training": ("CreateTrainingJob", {"TrainingJobName": "pipelines-abc123-TrainSpot-x1y2z3"}),
+    "Training": ("CreateTrainingJob", {"TrainingJobName": "pipelines-abc123-TrainSpotFromRaw-x1y2z3"}),
     "Tuning": ("CreateHyperParameterTuningJob", {"HyperParameterTuningJobName": "abc123-TuneSpot-x1y2z3"}),
     "RegisterModel": ("CreateModelPackage", {}),
 }
@@ -116,7 +116,7 @@ def test_every_job_step_is_a_valid_request(definitions, service_model):
             assert not report.has_errors(), f"{where}:\n{report.generate_report()}"
             assert not substitution.problems, f"{where}: {substitution.problems}"
             checked += 1
-    assert checked == 10  # per pipeline: Prepare, then a job and a registration per spot/on-demand branch
+    assert checked == 18  # per pipeline: Prepare, then a job and a registration in each of the 4 variants
 
 
 def test_a_wrong_parameter_type_is_caught(definitions, service_model):

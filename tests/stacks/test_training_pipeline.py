@@ -20,6 +20,8 @@ from tests.stacks.cfn_values import TemplateValues, pipeline_definitions, resour
 from tests.stacks.conftest import cdk_json_context
 
 STEP_NAME = re.compile(r"^[A-Za-z0-9\-_]{1,64}$")
+# The step-name suffixes of the four copies of the job steps (spot or not x prepared here or not).
+VARIANTS = ("SpotFromRaw", "OnDemandFromRaw", "SpotFromTokenized", "OnDemandFromTokenized")
 
 
 @pytest.fixture(scope="module")
@@ -69,24 +71,37 @@ def test_step_names_are_unique_and_valid_and_references_resolve(definitions):
         assert {p["Type"] for p in definition["Parameters"]} <= {"String", "Integer", "Float", "Boolean"}
 
 
-def test_training_runs_prepare_then_spot_or_on_demand_training_then_the_val_loss_gate(training):
+def test_each_run_prepares_or_not_then_trains_on_spot_or_not_then_gates_on_val_loss(training):
     steps = steps_by_name(training)
-    assert [s["Name"] for s in training["Steps"]] == ["Prepare", "CheckUseSpot"]
-    switch = steps["CheckUseSpot"]["Arguments"]
-    assert switch["Conditions"] == [{"Type": "Equals", "LeftValue": {"Get": "Parameters.UseSpotInstances"},
-                                     "RightValue": True}]
-    assert [s["Name"] for s in switch["ElseSteps"]] == ["TrainOnDemand", "CheckValLossOnDemand"]
-    (wait_check,) = switch["IfSteps"]
-    assert [s["Name"] for s in wait_check["Arguments"]["IfSteps"]] == ["TrainSpot", "CheckValLossSpot"]
-    assert wait_check["Arguments"]["ElseSteps"][0]["Type"] == "Fail"
-    for branch in ("Spot", "OnDemand"):
-        train = steps[f"Train{branch}"]
-        # Training reads the shards Prepare wrote: a data dependency, so it waits for Prepare.
-        assert references(train["Arguments"]["InputDataConfig"], "Steps") == {"Prepare"}
-        gate = steps[f"CheckValLoss{branch}"]["Arguments"]
+    (top,) = training["Steps"]
+    assert top["Name"] == "CheckPrepareData"
+    assert top["Arguments"]["Conditions"] == [
+        {"Type": "Equals", "LeftValue": {"Get": "Parameters.PrepareData"}, "RightValue": True}]
+    assert [s["Name"] for s in top["Arguments"]["IfSteps"]] == ["Prepare", "CheckUseSpotFromRaw"]
+    assert [s["Name"] for s in top["Arguments"]["ElseSteps"]] == ["CheckUseSpotFromTokenized"]
+    for data in ("FromRaw", "FromTokenized"):
+        switch = steps[f"CheckUseSpot{data}"]["Arguments"]
+        assert switch["Conditions"] == [
+            {"Type": "Equals", "LeftValue": {"Get": "Parameters.UseSpotInstances"}, "RightValue": True}]
+        on_demand = [s["Name"] for s in switch["ElseSteps"]]
+        assert on_demand == [f"TrainOnDemand{data}", f"CheckValLossOnDemand{data}"]
+        (wait_check,) = switch["IfSteps"]
+        assert [s["Name"] for s in wait_check["Arguments"]["IfSteps"]] == [f"TrainSpot{data}",
+                                                                           f"CheckValLossSpot{data}"]
+        assert wait_check["Arguments"]["ElseSteps"][0]["Type"] == "Fail"
+    for variant in VARIANTS:
+        train = steps[f"Train{variant}"]
+        if variant.endswith("FromRaw"):
+            # Training reads the shards Prepare wrote: a data dependency, so it waits for Prepare.
+            assert references(train["Arguments"]["InputDataConfig"], "Steps") == {"Prepare"}
+        else:
+            assert references(train["Arguments"]["InputDataConfig"], "Steps") == set()
+            assert references(train["Arguments"]["InputDataConfig"], "Parameters") == {
+                "TrainDataUri", "ValidationDataUri", "TokenizerUri"}
+        gate = steps[f"CheckValLoss{variant}"]["Arguments"]
         assert gate["Conditions"] == [{
             "Type": "LessThanOrEqualTo",
-            "LeftValue": {"Get": f"Steps.Train{branch}.FinalMetricDataList['{OBJECTIVE_METRIC}'].Value"},
+            "LeftValue": {"Get": f"Steps.Train{variant}.FinalMetricDataList['{OBJECTIVE_METRIC}'].Value"},
             "RightValue": {"Get": "Parameters.MaxValLoss"}}]
         assert [s["Type"] for s in gate["IfSteps"]] == ["RegisterModel"]
         assert [s["Type"] for s in gate["ElseSteps"]] == ["Fail"]
@@ -94,9 +109,9 @@ def test_training_runs_prepare_then_spot_or_on_demand_training_then_the_val_loss
         assert "MaxValLoss" in message and "not registered" in message
 
 
-def test_spot_and_on_demand_jobs_differ_only_in_spot_and_wait(training, template):
+def test_the_job_copies_differ_only_in_spot_wait_and_data_source(training):
     steps = steps_by_name(training)
-    spot, on_demand = steps["TrainSpot"]["Arguments"], steps["TrainOnDemand"]["Arguments"]
+    spot, on_demand = steps["TrainSpotFromRaw"]["Arguments"], steps["TrainOnDemandFromRaw"]["Arguments"]
     assert spot["EnableManagedSpotTraining"] is True and on_demand["EnableManagedSpotTraining"] is False
     assert spot["StoppingCondition"] == {"MaxRuntimeInSeconds": {"Get": "Parameters.MaxRuntimeSeconds"},
                                          "MaxWaitTimeInSeconds": {"Get": "Parameters.MaxWaitSeconds"}}
@@ -107,10 +122,13 @@ def test_spot_and_on_demand_jobs_differ_only_in_spot_and_wait(training, template
         {k: v for k, v in on_demand.items() if k not in strip}
     defaults = {p["Name"]: p["DefaultValue"] for p in training["Parameters"]}
     assert defaults["MaxWaitSeconds"] > defaults["MaxRuntimeSeconds"]
+    tokenized = steps["TrainSpotFromTokenized"]["Arguments"]
+    assert {k: v for k, v in spot.items() if k != "InputDataConfig"} == \
+        {k: v for k, v in tokenized.items() if k != "InputDataConfig"}
 
 
 def test_the_training_job_is_our_image_on_gpus_encrypted_isolated_and_checkpointed(training, outputs):
-    args = steps_by_name(training)["TrainSpot"]["Arguments"]
+    args = steps_by_name(training)["TrainSpotFromRaw"]["Arguments"]
     defaults = {p["Name"]: p["DefaultValue"] for p in training["Parameters"]}
     assert args["AlgorithmSpecification"] == {"TrainingImage": outputs["ImageUri"],
                                               "TrainingInputMode": "FastFile",
@@ -132,13 +150,13 @@ def test_the_training_job_is_our_image_on_gpus_encrypted_isolated_and_checkpoint
         f"s3://{outputs['ArtifactsBucketName']}/checkpoints", {"Get": "Execution.PipelineExecutionId"}, ""]}
     assert {"XLA_PYTHON_CLIENT_MEM_FRACTION", "NCCL_DEBUG"} <= args["Environment"].keys()
     assert args["Environment"]["FI_PROVIDER"] == "efa"
-    capacity = [r for r in steps_by_name(training)["TrainSpot"]["RetryPolicies"]
+    capacity = [r for r in steps_by_name(training)["TrainSpotFromRaw"]["RetryPolicies"]
                 if r["ExceptionType"] == ["SageMaker.CAPACITY_ERROR"]]
     assert capacity and capacity[0]["MaxAttempts"] >= 1
 
 
 def test_every_hyperparameter_is_a_string_parameter_the_trainer_accepts(training):
-    args = steps_by_name(training)["TrainOnDemand"]["Arguments"]
+    args = steps_by_name(training)["TrainOnDemandFromTokenized"]["Arguments"]
     assert args["HyperParameters"] == {name: {"Get": f"Parameters.{name}"} for name in FIELDS}
     defaults = {p["Name"]: p for p in training["Parameters"]}
     raw = {name: defaults[name]["DefaultValue"] for name in FIELDS}
@@ -148,10 +166,13 @@ def test_every_hyperparameter_is_a_string_parameter_the_trainer_accepts(training
 
 
 def test_prepare_runs_our_image_with_the_prepare_command(training, outputs):
+    defaults = {p["Name"]: p["DefaultValue"] for p in training["Parameters"]}
+    assert defaults["PrepareData"] is True and defaults["RawDataUri"].endswith("/raw/")
     args = steps_by_name(training)["Prepare"]["Arguments"]
     assert args["AppSpecification"]["ImageUri"] == outputs["ImageUri"]
     assert args["AppSpecification"]["ContainerArguments"][0] == "prepare"
     assert args["ProcessingInputs"][0]["S3Input"]["LocalPath"] == "/opt/ml/processing/input/raw"
+    assert args["ProcessingInputs"][0]["S3Input"]["S3Uri"] == {"Get": "Parameters.RawDataUri"}
     outputs_config = args["ProcessingOutputConfig"]["Outputs"]
     local_paths = {o["OutputName"]: o["S3Output"]["LocalPath"] for o in outputs_config}
     assert local_paths == {c: f"/opt/ml/processing/output/{c}" for c in ("train", "validation", "tokenizer")}
@@ -160,13 +181,13 @@ def test_prepare_runs_our_image_with_the_prepare_command(training, outputs):
 
 
 def test_registration_names_our_image_json_and_real_time_instances_pending_approval(training, outputs):
-    register = steps_by_name(training)["RegisterModelSpot"]["Arguments"]
+    register = steps_by_name(training)["RegisterModelSpotFromRaw"]["Arguments"]
     defaults = {p["Name"]: p["DefaultValue"] for p in training["Parameters"]}
     assert register["ModelPackageGroupName"] == outputs["ModelPackageGroupName"]
     assert register["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
     assert defaults["ModelApprovalStatus"] == "PendingManualApproval"
     spec = register["InferenceSpecification"]
-    model_data = {"Get": "Steps.TrainSpot.ModelArtifacts.S3ModelArtifacts"}
+    model_data = {"Get": "Steps.TrainSpotFromRaw.ModelArtifacts.S3ModelArtifacts"}
     assert spec["Containers"] == [{"Image": outputs["ImageUri"], "ModelDataUrl": model_data}]
     assert spec["SupportedContentTypes"] == ["application/json"]
     assert "ml.g5.2xlarge" in spec["SupportedRealtimeInferenceInstanceTypes"]
@@ -174,7 +195,7 @@ def test_registration_names_our_image_json_and_real_time_instances_pending_appro
 
 def test_tuning_searches_lr_warmup_and_weight_decay_and_registers_the_best_job(tuning, outputs):
     steps = steps_by_name(tuning)
-    args = steps["TuneSpot"]["Arguments"]
+    args = steps["TuneSpotFromTokenized"]["Arguments"]
     config = args["HyperParameterTuningJobConfig"]
     assert config["Strategy"] == "Bayesian" and config["TrainingJobEarlyStoppingType"] == "Auto"
     assert config["HyperParameterTuningJobObjective"] == {"Type": "Minimize", "MetricName": OBJECTIVE_METRIC}
@@ -189,13 +210,14 @@ def test_tuning_searches_lr_warmup_and_weight_decay_and_registers_the_best_job(t
     assert args["TrainingJobDefinition"]["AlgorithmSpecification"]["TrainingImage"] == outputs["ImageUri"]
     # Trials must not share one checkpoint prefix: a trial would resume another trial's weights.
     assert "CheckpointConfig" not in args["TrainingJobDefinition"]
-    register = steps["RegisterModelSpot"]["Arguments"]["InferenceSpecification"]["Containers"][0]
+    register = steps["RegisterModelSpotFromTokenized"]["Arguments"]["InferenceSpecification"]["Containers"][0]
     url = register["ModelDataUrl"]["Std:Join"]["Values"]
     assert url == [f"s3://{outputs['ArtifactsBucketName']}/tuning",
-                   {"Get": "Steps.TuneSpot.BestTrainingJob.TrainingJobName"}, "output/model.tar.gz"]
+                   {"Get": "Steps.TuneSpotFromTokenized.BestTrainingJob.TrainingJobName"},
+                   "output/model.tar.gz"]
     assert args["TrainingJobDefinition"]["OutputDataConfig"]["S3OutputPath"] == url[0]
-    gate = steps["CheckValLossSpot"]["Arguments"]["Conditions"][0]
-    best = "Steps.TuneSpot.BestTrainingJob.FinalHyperParameterTuningJobObjectiveMetric.Value"
+    gate = steps["CheckValLossSpotFromTokenized"]["Arguments"]["Conditions"][0]
+    best = "Steps.TuneSpotFromTokenized.BestTrainingJob.FinalHyperParameterTuningJobObjectiveMetric.Value"
     assert gate["LeftValue"] == {"Get": best}
 
 
