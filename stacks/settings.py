@@ -268,7 +268,7 @@ class PipelineSettings:
     """The training pipeline: data, instances, spot, limits, hyperparameters, registration, deploy runs."""
 
     start_training: bool  # startTraining: a deploy whose training definition changed starts an execution
-    prepare_data: bool  # pipelinePrepareData: tokenize raw text in a Processing step (false: tokenized)
+    prepare_data: bool  # pipelinePrepareData: default of PrepareData (tokenize raw text in a Prepare step)
     raw_data_prefix: str  # pipelineRawDataPrefix: raw text under s3://<data bucket>/<prefix>/
     tokenized_data_prefix: str  # pipelineTokenizedDataPrefix: <prefix>/{train,validation,tokenizer}/
     processing_instance_type: str  # processingInstanceType: the prepare job's (CPU) instance
