@@ -120,7 +120,8 @@ class Context:
 
     def ml_instance_type(self, key: str) -> str:
         """A SageMaker instance type such as ml.g5.xlarge."""
-        return self.text(key, ML_INSTANCE_TYPE, "a SageMaker instance type like ml.g5.xlarge (ml.<family>.<size>)")
+        return self.text(key, ML_INSTANCE_TYPE,
+                         "a SageMaker instance type like ml.g5.xlarge (ml.<family>.<size>)")
 
     def require(self, condition: bool, key: str, value: Any, allowed: str) -> None:
         """A cross-field check: raise a SettingsError on ``key`` unless ``condition`` holds."""

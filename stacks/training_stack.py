@@ -26,7 +26,8 @@ class TrainingStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
-        removal = RemovalPolicy.DESTROY if settings.project.removal_policy == "destroy" else RemovalPolicy.RETAIN
+        removal = (RemovalPolicy.DESTROY if settings.project.removal_policy == "destroy"
+                   else RemovalPolicy.RETAIN)
 
         self.key: kms.Key = EncryptionKey(
             self, "Encryption", alias=f"alias/{settings.project.name}",
@@ -54,7 +55,7 @@ class TrainingStack(Stack):
             self, "ExecutionRole", repository=self.repository, key=self.key,
             read_write_buckets=[self.artifacts_bucket], read_only_buckets=[self.data_bucket])
         self.execution_role: iam.Role = role.role
-        self.execution_role_policy: iam.Policy = role.policy
+        self.execution_role_policy: iam.ManagedPolicy = role.policy
 
         registry = ModelRegistry(
             self, "ModelRegistry", group_name=settings.registry.model_package_group_name,

@@ -45,7 +45,8 @@ class ProjectBuckets(Construct):
             "Access logs are kept for their retention period in this region; replicating them would "
             "need a second logging pipeline for no recovery benefit to the project's data.")
 
-        self.artifacts_bucket = self._encrypted_bucket("Artifacts", key, noncurrent_version_days, removal_policy)
+        self.artifacts_bucket = self._encrypted_bucket(
+            "Artifacts", key, noncurrent_version_days, removal_policy)
         if data_bucket_name:
             self.data_bucket: s3.IBucket = s3.Bucket.from_bucket_name(self, "Data", data_bucket_name)
         else:

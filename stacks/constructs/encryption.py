@@ -7,6 +7,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
+# What CloudWatch Logs does with a log group's key (its documented key-policy actions, spelt out).
+LOGS_KEY_ACTIONS = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey",
+                    "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom", "kms:ReEncryptTo"]
+
 
 class EncryptionKey(Construct):
     """A symmetric KMS key with yearly automatic rotation."""
@@ -28,7 +32,7 @@ class EncryptionKey(Construct):
         self.key.add_to_resource_policy(iam.PolicyStatement(
             sid="CloudWatchLogsEncryptLogGroups",
             principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
-            actions=["kms:Decrypt*", "kms:Describe*", "kms:Encrypt*", "kms:GenerateDataKey*", "kms:ReEncrypt*"],
+            actions=LOGS_KEY_ACTIONS,
             resources=["*"],
             conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": stack.format_arn(
                 service="logs", resource="log-group", resource_name="*",

@@ -71,7 +71,8 @@ class SageMakerExecutionRole(Construct):
             # PutMetricData has no resource-level permissions; the namespace condition scopes it instead.
             iam.PolicyStatement(sid="CloudWatchMetrics", actions=["cloudwatch:PutMetricData"],
                                 resources=["*"],
-                                conditions={"StringLike": {"cloudwatch:namespace": SAGEMAKER_METRIC_NAMESPACES}}),
+                                conditions={"StringLike": {
+                                    "cloudwatch:namespace": SAGEMAKER_METRIC_NAMESPACES}}),
         ]
         if read_only_buckets:
             statements.insert(4, iam.PolicyStatement(
@@ -84,13 +85,15 @@ class SageMakerExecutionRole(Construct):
     def _acknowledge_wildcards(self, buckets: Sequence[s3.IBucket], log_arns: Sequence[str]) -> None:
         """Acknowledge, one by one, the wildcards cdk-nag reports on the policy, with the reason for each."""
         acknowledge(self.policy, "AwsSolutions-IAM5[Resource::*]",
-                    "Only ecr:GetAuthorizationToken and cloudwatch:PutMetricData use Resource '*': neither "
-                    "API supports resource-level permissions; PutMetricData is limited to SageMaker namespaces.")
+                    "Only ecr:GetAuthorizationToken and cloudwatch:PutMetricData use Resource '*': "
+                    "neither API supports resource-level permissions; PutMetricData is limited to "
+                    "SageMaker namespaces.")
         for bucket in buckets:
-            acknowledge(self.policy, f"AwsSolutions-IAM5[{wildcard_resource(self, bucket.arn_for_objects('*'))}]",
+            objects = wildcard_resource(self, bucket.arn_for_objects("*"))
+            acknowledge(self.policy, f"AwsSolutions-IAM5[{objects}]",
                         "Object actions within one project bucket: SageMaker writes job outputs, checkpoints "
                         "and models under keys named per job at run time.")
         for arn in log_arns:
             acknowledge(self.policy, f"AwsSolutions-IAM5[{wildcard_resource(self, arn)}]",
-                        "SageMaker creates one log group per job type under /aws/sagemaker/ and one stream per "
-                        "job host, named at run time; the role cannot write any other log group.")
+                        "SageMaker creates one log group per job type under /aws/sagemaker/ and one "
+                        "stream per job host, named at run time; the role cannot write any other log group.")

@@ -63,18 +63,20 @@ class ImageCopy(Construct):
     def _acknowledge(self, handler: lambda_.Function) -> None:
         """Acknowledge the findings that do not apply to a deploy-time-only custom resource handler."""
         acknowledge(self.policy, "AwsSolutions-IAM5[Resource::*]",
-                    "Only ecr:GetAuthorizationToken uses Resource '*': the API has no resource-level permissions.")
+                    "Only ecr:GetAuthorizationToken uses Resource '*': the API has no resource-level "
+                    "permissions.")
         concurrency = "Invoked only by CloudFormation during deployments of this stack, one copy at a time."
-        dlq = ("CloudFormation custom-resource handler: a failed invocation fails and rolls back the deployment, "
-               "which is the failure record; there is no asynchronous event to keep.")
-        vpc = ("The project has no VPC; the handler talks only to the ECR API and registry endpoints over TLS "
-               "with IAM-signed credentials.")
+        dlq = ("CloudFormation custom-resource handler: a failed invocation fails and rolls back the "
+               "deployment, which is the failure record; there is no asynchronous event to keep.")
+        vpc = ("The project has no VPC; the handler talks only to the ECR API and registry endpoints over "
+               "TLS with IAM-signed credentials.")
         acknowledge(handler, "NIST.800.53.R5-LambdaConcurrency", concurrency)
         acknowledge(handler, "NIST.800.53.R5-LambdaDLQ", dlq)
         acknowledge(handler, "NIST.800.53.R5-LambdaInsideVPC", vpc)
         skip_checkov(handler, "CKV_AWS_115", concurrency)
         skip_checkov(handler, "CKV_AWS_116", dlq)
         skip_checkov(handler, "CKV_AWS_117", vpc)
+
 
 def _handler_function(stack: Stack) -> lambda_.Function:
     """The singleton function cdk-ecr-deployment adds at stack level (the library does not expose it)."""

@@ -51,6 +51,7 @@ class ImageRepository(Construct):
         self.image_uri: str = self.repository.repository_uri_for_tag(self.image_tag)
         self.copy = ImageCopy(
             self, "Copy", source_repository=self.asset.repository, source_uri=self.asset.image_uri,
-            repository=self.repository, destination_uri=self.image_uri, key=key, log_retention_days=log_retention_days)
+            repository=self.repository, destination_uri=self.image_uri, key=key,
+            log_retention_days=log_retention_days)
         # Whatever starts containers from image_uri depends on this: the copy has finished by then.
         self.deployment: Construct = self.copy.deployment

@@ -1,4 +1,4 @@
-"""containers/jax-llm/Dockerfile: hadolint-clean, pinned to the same JAX as requirements.txt, SageMaker-shaped."""
+"""containers/jax-llm/Dockerfile: hadolint-clean, same JAX pin as requirements.txt, SageMaker-shaped."""
 
 from __future__ import annotations
 
@@ -83,6 +83,7 @@ def test_base_image_is_pinned(instructions):
 
 
 def test_dockerignore_lets_only_the_image_inputs_in():
-    patterns = [p for p in (CONTAINER / ".dockerignore").read_text().splitlines() if p and not p.startswith("#")]
+    lines = (CONTAINER / ".dockerignore").read_text().splitlines()
+    patterns = [p for p in lines if p and not p.startswith("#")]
     assert patterns[0] == "*"
     assert {"!requirements.txt", "!jax_llm/"} <= set(patterns)

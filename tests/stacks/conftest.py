@@ -99,7 +99,7 @@ def synth_app(tmp_path_factory: pytest.TempPathFactory) -> Callable[[dict[str, A
 
 
 def offline_environment() -> dict[str, str]:
-    """The environment of an offline CI machine: no AWS credentials, profile, metadata service or telemetry."""
+    """An offline CI machine's environment: no AWS credentials, profile, metadata service or telemetry."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CDK_"))}
     env.update(AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=os.devnull,
                AWS_SHARED_CREDENTIALS_FILE=os.devnull, CDK_DISABLE_CLI_TELEMETRY="true",

@@ -1,4 +1,4 @@
-"""Settings from CDK context: cdk.json's defaults parse, and a wrong value names the key, value and what is allowed."""
+"""Settings from CDK context: defaults parse; a wrong value names the key, the value and what is allowed."""
 
 from __future__ import annotations
 
@@ -37,7 +37,9 @@ def test_every_setting_read_from_context_is_defaulted_in_cdk_json():
 def test_command_line_strings_are_converted():
     # `cdk synth -c key=value` passes every value as a string.
     settings = settings_with(ecrMaxImageCount="7", imageCpuOnly="true", logRetentionDays="30")
-    assert (settings.image.max_image_count, settings.image.cpu_only, settings.storage.log_retention_days) == (7, True, 30)
+    assert settings.image.max_image_count == 7
+    assert settings.image.cpu_only is True
+    assert settings.storage.log_retention_days == 30
 
 
 def test_settings_are_immutable():
@@ -70,7 +72,8 @@ def test_wrong_value_names_key_value_and_what_is_allowed(key, value, allowed):
 def test_spot_max_wait_must_exceed_max_runtime():
     with pytest.raises(SettingsError) as raised:
         settings_with(trainingUseSpot=True, trainingMaxRuntimeSeconds=3600, trainingMaxWaitSeconds=3600)
-    assert raised.value.key == "trainingMaxWaitSeconds" and "more than trainingMaxRuntimeSeconds" in str(raised.value)
+    assert raised.value.key == "trainingMaxWaitSeconds"
+    assert "more than trainingMaxRuntimeSeconds" in str(raised.value)
 
 
 def test_missing_key_is_an_error_not_a_silent_default():

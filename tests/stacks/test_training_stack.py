@@ -38,7 +38,8 @@ def statements_by_sid(resources, role_ref) -> dict[str, dict]:
     found = {}
     for resource in resources.values():
         props = resource["Properties"]
-        if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy") and role_ref in props.get("Roles", []):
+        is_policy = resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
+        if is_policy and role_ref in props.get("Roles", []):
             for statement in props["PolicyDocument"]["Statement"]:
                 found[statement["Sid"]] = statement
     return found
@@ -60,9 +61,17 @@ def test_kms_key_rotates(template, stack):
 
 def test_kms_key_lets_cloudwatch_logs_encrypt_only_this_accounts_log_groups(resources, stack):
     key = resources[stack.get_logical_id(stack.key.node.default_child)]
-    logs = [s for s in key["Properties"]["KeyPolicy"]["Statement"] if s.get("Sid") == "CloudWatchLogsEncryptLogGroups"]
-    assert len(logs) == 1
-    assert set(logs[0]["Condition"]["ArnLike"]) == {"kms:EncryptionContext:aws:logs:arn"}
+    statements = key["Properties"]["KeyPolicy"]["Statement"]
+    (logs,) = [s for s in statements if s.get("Sid") == "CloudWatchLogsEncryptLogGroups"]
+    assert logs["Principal"] == {
+        "Service": {"Fn::Join": ["", ["logs.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]}}
+    assert logs["Condition"] == {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": {"Fn::Join": ["", [
+        "arn:", {"Ref": "AWS::Partition"}, ":logs:", {"Ref": "AWS::Region"}, ":", {"Ref": "AWS::AccountId"},
+        ":log-group:*"]]}}}
+    # The one wildcard action is the key policy's delegation to this account's IAM policies.
+    wildcards = [s for s in statements if any("*" in a for a in _as_list(s["Action"]))]
+    assert [(s["Action"], s["Principal"]) for s in wildcards] == [("kms:*", {"AWS": {"Fn::Join": ["", [
+        "arn:", {"Ref": "AWS::Partition"}, ":iam::", {"Ref": "AWS::AccountId"}, ":root"]]}})]
 
 
 def test_ecr_repository_scans_keeps_tags_immutable_and_expires_old_images(template, stack):
@@ -108,9 +117,11 @@ def test_image_copy_handler_may_only_pull_the_asset_and_push_to_this_repository(
     role_ref = {"Ref": handler["Properties"]["Role"]["Fn::GetAtt"][0]}
     assert "ManagedPolicyArns" not in resources[role_ref["Ref"]]["Properties"]
     statements = statements_by_sid(resources, role_ref)
-    assert set(statements) == {"EcrAuthorizationToken", "PullImageAsset", "PushToProjectRepository", "HandlerLogs"}
+    assert set(statements) == {"EcrAuthorizationToken", "PullImageAsset", "PushToProjectRepository",
+                               "HandlerLogs"}
     assert statements["EcrAuthorizationToken"]["Action"] == "ecr:GetAuthorizationToken"
-    assert statements["PushToProjectRepository"]["Resource"] == resolve(stack, stack.repository.repository_arn)
+    assert statements["PushToProjectRepository"]["Resource"] == resolve(
+        stack, stack.repository.repository_arn)
     assert "ecr:PutImage" not in statements["PullImageAsset"]["Action"]
     assert "cdk-hnb659fds-container-assets-" in json.dumps(statements["PullImageAsset"]["Resource"])
     log_group = statements["HandlerLogs"]["Resource"]["Fn::GetAtt"][0]
@@ -123,7 +134,8 @@ def test_buckets_are_private_tls_only_versioned_and_encrypted(template, stack):
     assert len(buckets) == 3  # artifacts, data, access logs
     for props in (b["Properties"] for b in buckets.values()):
         assert props["PublicAccessBlockConfiguration"] == {
-            "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+            "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True}
         assert props["VersioningConfiguration"] == {"Status": "Enabled"}
         assert props["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
     key_arn = resolve(stack, stack.key.key_arn)
@@ -132,12 +144,14 @@ def test_buckets_are_private_tls_only_versioned_and_encrypted(template, stack):
         assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"] == [{
             "BucketKeyEnabled": True,
             "ServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn}}]
-        assert props["LoggingConfiguration"]["DestinationBucketName"] == resolve(stack, stack.access_logs_bucket.bucket_name)
+        assert props["LoggingConfiguration"]["DestinationBucketName"] == resolve(
+            stack, stack.access_logs_bucket.bucket_name)
     logs = buckets[stack.get_logical_id(stack.access_logs_bucket.node.default_child)]["Properties"]
     # S3 server access logging delivers only to SSE-S3 buckets.
     assert logs["BucketEncryption"]["ServerSideEncryptionConfiguration"] == [
         {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
-    assert logs["LifecycleConfiguration"]["Rules"][0]["ExpirationInDays"] == stack.settings.storage.access_log_retention_days
+    retention = stack.settings.storage.access_log_retention_days
+    assert logs["LifecycleConfiguration"]["Rules"][0]["ExpirationInDays"] == retention
 
 
 def test_every_bucket_policy_denies_plain_http_and_old_tls(template):
@@ -167,8 +181,8 @@ def test_execution_role_statements_are_exactly_these(resources, stack):
     logs = "arn:{Partition}:logs:{Region}:{AccountId}:log-group:/aws/sagemaker/*"
     expected = {
         "EcrAuthorizationToken": ("ecr:GetAuthorizationToken", "*"),
-        "EcrPullProjectImage": (["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-                                repo),
+        "EcrPullProjectImage": (
+            ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], repo),
         "S3ListBuckets": (["s3:GetBucketLocation", "s3:ListBucket"], [artifacts, data]),
         "S3ReadWriteObjects": (["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
                                {"Fn::Join": ["", [artifacts, "/*"]]}),
@@ -186,8 +200,10 @@ def test_execution_role_statements_are_exactly_these(resources, stack):
         assert statement["Effect"] == "Allow" and statement["Action"] == actions, sid
         rendered = _render_arn(statement["Resource"]) if sid == "CloudWatchLogs" else statement["Resource"]
         assert rendered == resource, sid
-    assert statements["KmsGrantForSageMakerVolumes"]["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
-    assert statements["CloudWatchMetrics"]["Condition"] == {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}
+    assert statements["KmsGrantForSageMakerVolumes"]["Condition"] == {
+        "Bool": {"kms:GrantIsForAWSResource": "true"}}
+    assert statements["CloudWatchMetrics"]["Condition"] == {
+        "StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}
 
 
 def test_execution_policy_is_what_dependents_wait_for(resources, stack):
