@@ -32,6 +32,8 @@ def test_every_setting_read_from_context_is_defaulted_in_cdk_json():
     read: list[str] = []
     Settings.from_context(Context(lambda key: read.append(key) or CONTEXT.get(key)))
     assert read and [key for key in read if key not in CONTEXT] == []
+    # ...and every setting in cdk.json is read (feature flags, "@...", belong to the CDK itself).
+    assert [key for key in CONTEXT if not key.startswith("@") and key not in read] == []
 
 
 def test_command_line_strings_are_converted():
