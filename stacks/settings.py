@@ -359,7 +359,8 @@ class TuningSettings:
 
 
 # A versioned model package ARN, as -c modelPackageArn=... names the version to serve.
-MODEL_PACKAGE_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/[a-zA-Z0-9-]{1,63}/\d+$")
+MODEL_PACKAGE_ARN = re.compile(
+    r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/[a-zA-Z0-9-]{1,63}/\d+$")
 TRAFFIC_SHIFTING_MODES = ("CANARY", "LINEAR")
 # SageMaker stops a blue/green update that takes longer than this (MaximumExecutionTimeoutInSeconds).
 MAX_DEPLOYMENT_SECONDS = 14400
@@ -369,17 +370,17 @@ MAX_DEPLOYMENT_SECONDS = 14400
 class EndpointSettings:
     """The real-time endpoint: model version, instances, autoscaling, blue/green updates and alarms."""
 
-    model_package_arn: str  # modelPackageArn: the version to serve; "" = newest Approved, found at deploy time
-    lookup_token: str  # modelPackageLookupToken: a new value makes the deploy look up the newest Approved again
+    model_package_arn: str  # modelPackageArn: version to serve; "" = newest Approved, found at deploy time
+    lookup_token: str  # modelPackageLookupToken: a new value makes a deploy look up the newest Approved again
     instance_type: str  # endpointInstanceType: GPU instance of the variant
     initial_instance_count: int  # endpointInitialInstanceCount: instances when the endpoint is created
-    autoscaling: bool  # endpointAutoscaling: false removes the scalable target (needed to change instance type)
+    autoscaling: bool  # endpointAutoscaling: false removes the scalable target (to change instance type)
     min_instance_count: int  # endpointMinInstanceCount: autoscaling floor
     max_instance_count: int  # endpointMaxInstanceCount: autoscaling ceiling
-    target_invocations: int  # endpointTargetInvocationsPerInstance: per instance per minute, the scaling target
+    target_invocations: int  # endpointTargetInvocationsPerInstance: scaling target, per instance a minute
     scale_out_cooldown_seconds: int  # endpointScaleOutCooldownSeconds
     scale_in_cooldown_seconds: int  # endpointScaleInCooldownSeconds
-    startup_timeout_seconds: int  # endpointStartupHealthCheckTimeoutSeconds: load + compile before /ping is 200
+    startup_timeout_seconds: int  # endpointStartupHealthCheckTimeoutSeconds: load + compile until /ping 200
     download_timeout_seconds: int  # endpointModelDownloadTimeoutSeconds: model.tar.gz download and unpack
     data_capture_percent: int  # endpointDataCapturePercent: requests and responses captured to S3; 0 = off
     traffic_shifting: str  # endpointTrafficShifting: CANARY (one step, then the rest) or LINEAR (equal steps)
@@ -404,11 +405,13 @@ class EndpointSettings:
             min_instance_count=ctx.integer("endpointMinInstanceCount", minimum=1, maximum=100),
             max_instance_count=ctx.integer("endpointMaxInstanceCount", minimum=1, maximum=100),
             target_invocations=ctx.integer("endpointTargetInvocationsPerInstance", minimum=1, maximum=100000),
-            scale_out_cooldown_seconds=ctx.integer("endpointScaleOutCooldownSeconds", minimum=0, maximum=3600),
+            scale_out_cooldown_seconds=ctx.integer("endpointScaleOutCooldownSeconds", minimum=0,
+                                                   maximum=3600),
             scale_in_cooldown_seconds=ctx.integer("endpointScaleInCooldownSeconds", minimum=0, maximum=3600),
             startup_timeout_seconds=ctx.integer("endpointStartupHealthCheckTimeoutSeconds", minimum=60,
                                                 maximum=3600),
-            download_timeout_seconds=ctx.integer("endpointModelDownloadTimeoutSeconds", minimum=60, maximum=3600),
+            download_timeout_seconds=ctx.integer("endpointModelDownloadTimeoutSeconds", minimum=60,
+                                                 maximum=3600),
             data_capture_percent=ctx.integer("endpointDataCapturePercent", minimum=0, maximum=100),
             traffic_shifting=ctx.choice("endpointTrafficShifting", TRAFFIC_SHIFTING_MODES),
             traffic_step_percent=ctx.integer("endpointTrafficStepPercent", minimum=1, maximum=99),
@@ -417,19 +420,19 @@ class EndpointSettings:
             latency_alarm_ms=ctx.integer("endpointLatencyAlarmMs", minimum=1, maximum=60000),
             error_alarm_count=ctx.integer("endpointErrorAlarmCount", minimum=1),
         )
-        ctx.require(settings.min_instance_count <= settings.max_instance_count, "endpointMaxInstanceCount",
-                    settings.max_instance_count, f"at least endpointMinInstanceCount ({settings.min_instance_count})")
-        ctx.require(settings.min_instance_count <= settings.initial_instance_count <= settings.max_instance_count,
-                    "endpointInitialInstanceCount", settings.initial_instance_count,
-                    f"between endpointMinInstanceCount ({settings.min_instance_count}) and "
-                    f"endpointMaxInstanceCount ({settings.max_instance_count})")
+        low, high = settings.min_instance_count, settings.max_instance_count
+        ctx.require(low <= high, "endpointMaxInstanceCount", high,
+                    f"at least endpointMinInstanceCount ({low})")
+        ctx.require(low <= settings.initial_instance_count <= high, "endpointInitialInstanceCount",
+                    settings.initial_instance_count,
+                    f"between endpointMinInstanceCount ({low}) and endpointMaxInstanceCount ({high})")
         # The registered model package lists the instance types it may be deployed on.
         ctx.require(settings.instance_type in pipeline.inference_instance_types, "endpointInstanceType",
-                    settings.instance_type, "one of inferenceInstanceTypes (the types the model package supports): "
-                    + ", ".join(pipeline.inference_instance_types))
+                    settings.instance_type, "one of inferenceInstanceTypes (the types the model package "
+                    "supports): " + ", ".join(pipeline.inference_instance_types))
         ctx.require(settings.deployment_timeout_seconds <= MAX_DEPLOYMENT_SECONDS, "endpointBakeSeconds",
-                    settings.bake_seconds, f"small enough that the whole blue/green update (download, startup, "
-                    f"{settings.traffic_shifts} bake periods, termination wait) fits SageMaker's "
+                    settings.bake_seconds, "small enough that the whole blue/green update (download, "
+                    f"startup, {settings.traffic_shifts} bake periods, termination wait) fits SageMaker's "
                     f"{MAX_DEPLOYMENT_SECONDS} s; it needs {settings.deployment_timeout_seconds} s")
         return settings
 
@@ -440,7 +443,7 @@ class EndpointSettings:
 
     @property
     def deployment_timeout_seconds(self) -> int:
-        """Upper bound of one update: new fleet up (download + startup), every bake, then the termination wait."""
+        """Upper bound of one update: new fleet up (download, startup), every bake, the termination wait."""
         return max(600, self.download_timeout_seconds + self.startup_timeout_seconds
                    + self.traffic_shifts * self.bake_seconds + self.termination_wait_seconds)
 
