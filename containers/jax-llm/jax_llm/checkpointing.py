@@ -75,6 +75,7 @@ class Checkpointer:
             self._manager = ocp.CheckpointManager(self.directory.absolute(), options=options)
 
     def latest_step(self) -> int | None:
+        """The newest saved step, the same on every process; None before the first save."""
         step = self._manager.latest_step() if self._primary else None
         if self._multi:
             step = int(multihost_utils.broadcast_one_to_all(np.int64(-1 if step is None else step)))
@@ -128,6 +129,7 @@ class Checkpointer:
             self._manager.wait_until_finished()
 
     def close(self) -> None:
+        """Finishes pending saves and releases Orbax's threads."""
         if self._manager is not None:
             self._manager.close()
 

@@ -29,10 +29,12 @@ class ClusterSpec:
 
     @property
     def process_count(self) -> int:
+        """How many hosts (one JAX process each)."""
         return len(self.hosts)
 
     @property
     def process_id(self) -> int:
+        """This host's index in `hosts`: JAX's process id."""
         return self.hosts.index(self.current_host)
 
 

@@ -53,7 +53,7 @@ class TrainConfig:
     adam_b1: float = _field(0.9, "AdamW first-moment decay", minimum=0.0, maximum=0.999999)
     adam_b2: float = _field(0.95, "AdamW second-moment decay", minimum=0.0, maximum=0.999999)
     grad_clip: float = _field(1.0, "clip the global gradient norm to this; 0 turns clipping off", minimum=0.0)
-    grad_accum_steps: int = _field(1, "micro-batches per step; batch_size must divide into them", minimum=1)
+    grad_accum_steps: int = _field(1, "micro-batches per step (batch_size must be a multiple of it)", minimum=1)
     eval_every: int = _field(500, "evaluate on the validation set every N steps (and at the end); 0: only at the end",
                              minimum=0)
     eval_batches: int = _field(20, "validation batches per evaluation", minimum=1)

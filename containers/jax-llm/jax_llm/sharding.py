@@ -26,6 +26,7 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
+    """A whole copy on every device (scalars, metrics, parameters without FSDP)."""
     return NamedSharding(mesh, P())
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import signal
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,8 +43,8 @@ class _StopFlag:
         self.requested = False
 
     def __call__(self, signum, frame):
+        # Nothing else here: printing from a handler can hit a half-written stdout buffer ("reentrant call").
         self.requested = True
-        print("SIGTERM received: finishing the current step, then checkpointing", file=sys.stderr, flush=True)
 
 
 class _Run:
@@ -164,6 +163,7 @@ class _Run:
         val_loss, train_loss = float("nan"), float("nan")
         for step in range(self.start_step, c.max_steps):
             if distributed.should_stop(step, self.stop.requested):
+                self._log(f"SIGTERM: saving checkpoint {step} and stopping")
                 self._checkpoint(step)
                 self.checkpointer.wait()
                 raise Interrupted(step, self.checkpointer.directory)
@@ -217,6 +217,7 @@ class _Run:
         self._log(f"exported model to {self.paths.model}: {json.dumps(metrics)}")
 
     def close(self) -> None:
+        """Releases the checkpointer (after its pending saves)."""
         self.checkpointer.close()
 
 
