@@ -72,3 +72,11 @@ def test_every_field_is_described_for_the_readme():
     rows = describe()
     assert [r[0] for r in rows] == [f for f in TrainConfig.__dataclass_fields__]
     assert all(meaning for *_, meaning in rows)
+
+
+def test_readme_table_lists_every_hyperparameter_with_its_default():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for name, kind, default, _ in describe():
+        assert f"| `{name}` | {kind} | `{default}` |" in readme, f"README's hyperparameter table lacks {name}"
