@@ -129,7 +129,7 @@ def lay_out_training_tree(
     encoded = encode_hyperparameters(hyperparameters)
     for name, source in channels.items():
         if not Path(source).is_dir():
-            raise TreeError(f"channel {name!r}: data directory {source} does not exist")
+            raise TreeError(f"channel {name!r} ({source}): the data directory does not exist")
     paths = SageMakerPaths(fresh_root(root))
     _write_json(paths.hyperparameters, encoded)
     _write_json(
@@ -171,7 +171,7 @@ def lay_out_processing_tree(
     """
     for name, source in inputs.items():
         if not Path(source).is_dir():
-            raise TreeError(f"processing input {name!r}: data directory {source} does not exist")
+            raise TreeError(f"processing input {name!r} ({source}): the data directory does not exist")
     paths = SageMakerPaths(fresh_root(root))
     seen = Path(container_root or paths.root)
 

@@ -90,7 +90,7 @@ def test_a_missing_data_directory_stops_the_runner_before_anything_runs(tmp_path
         cwd=tmp_path,
     )
     assert run.returncode == 2
-    assert f"channel 'train': data directory {tmp_path / 'nope'} does not exist" in run.stdout
+    assert f"channel 'train' ({tmp_path / 'nope'}): the data directory does not exist" in run.stdout
     assert not (tmp_path / "work").exists()
 
 

@@ -135,7 +135,7 @@ def test_hosts_are_sorted_as_strings_like_sagemaker() -> None:
 
 
 def test_requests_sagemaker_refuses_are_refused(tmp_path: Path, data: dict[str, Path]) -> None:
-    with pytest.raises(TreeError, match="channel 'train': data directory .*missing does not exist"):
+    with pytest.raises(TreeError, match=r"channel 'train' \(.*missing\): the data directory does not exist"):
         lay_out_training_tree(tmp_path / "t", hyperparameters={}, channels={"train": tmp_path / "missing"})
     with pytest.raises(TreeError, match="'x'.*256"):
         encode_hyperparameters({"x": "a" * 300})
