@@ -1,7 +1,9 @@
 """Two hosts as two local processes (jax.distributed over gloo): the same losses as one process, one writer."""
 
 import json
+import signal
 import socket
+import time
 
 from tests.conftest import TINY_HYPERPARAMETERS, start_training, write_training_tree
 
@@ -44,3 +46,34 @@ def test_two_hosts_match_one_process_with_the_same_global_batch(tmp_path, tiny_t
     assert not (roots[1] / "model").exists() or not any((roots[1] / "model").iterdir())
     assert not (roots[1] / "output" / "data").exists()
     assert (roots[0] / "checkpoints" / "steps" / "24").is_dir()
+
+
+def test_sigterm_stops_both_hosts_at_the_same_step_with_one_checkpoint(tmp_path):
+    """SageMaker signals every host; JAX's preemption sync picks one step for all, the first host saves it."""
+    hyperparameters = {**TINY_HYPERPARAMETERS, "max_steps": "300", "log_every": "10", "eval_every": "0",
+                       "checkpoint_every": "0"}
+    address = f"127.0.0.1:{_free_port()}"
+    roots, processes = [], []
+    for host in HOSTS:
+        root = write_training_tree(tmp_path / host, hyperparameters, hosts=HOSTS, current_host=host)
+        roots.append(root)
+        processes.append(start_training(root, tmp_path / f"{host}.log", JAX_COORDINATOR_ADDRESS=address))
+    try:
+        deadline = time.monotonic() + 240
+        while "step 10/300" not in (tmp_path / "algo-1.log").read_text():
+            assert time.monotonic() < deadline and processes[0].poll() is None, (tmp_path / "algo-1.log").read_text()
+            time.sleep(0.05)
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        codes = [p.wait(timeout=180) for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+    assert codes == [143, 143], (tmp_path / "algo-1.log").read_text()[-2000:]
+    failures = [(root / "output" / "failure").read_text() for root in roots]
+    steps = {int(text.split("after step ")[1].split(";")[0]) for text in failures}
+    assert len(steps) == 1 and 10 <= (step := steps.pop()) < 300  # the same step on both hosts
+    assert "saved by the first host" in failures[1]
+    assert (roots[0] / "checkpoints" / "steps" / str(step)).is_dir()
+    assert not (roots[0] / "model" / "params.npz").exists()

@@ -28,12 +28,11 @@ EXIT_INTERRUPTED = 128 + signal.SIGTERM
 class Interrupted(Exception):
     """SIGTERM arrived; a checkpoint was saved at `step`."""
 
-    def __init__(self, step: int, checkpoint_dir: Path):
+    def __init__(self, step: int, checkpoint_dir: Path, writer: bool):
         self.step = step
-        super().__init__(
-            f"training stopped by SIGTERM after step {step}; checkpoint {step} saved in {checkpoint_dir}; "
-            f"a restarted job resumes from it"
-        )
+        where = f"saved in {checkpoint_dir}" if writer else "saved by the first host"
+        super().__init__(f"training stopped by SIGTERM after step {step}; checkpoint {step} {where}; "
+                         f"a restarted job resumes from it")
 
 
 class _StopFlag:
@@ -166,7 +165,7 @@ class _Run:
                 self._log(f"SIGTERM: saving checkpoint {step} and stopping")
                 self._checkpoint(step)
                 self.checkpointer.wait()
-                raise Interrupted(step, self.checkpointer.directory)
+                raise Interrupted(step, self.checkpointer.directory, writer=self.process_index == 0)
             # The next batch is read on the host while the device still runs the previous step.
             self.train_state.state, loss = self.train_step(self.train_state.state, self._batch(step))
             interval_losses.append(loss)
