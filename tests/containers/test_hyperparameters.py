@@ -80,3 +80,10 @@ def test_readme_table_lists_every_hyperparameter_with_its_default():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     for name, kind, default, _ in describe():
         assert f"| `{name}` | {kind} | `{default}` |" in readme, f"README's hyperparameter table lacks {name}"
+
+
+def test_preset_choices_match_the_model_presets():
+    from jax_llm.hyperparameters import PRESETS
+    from jax_llm.model_config import PRESETS as MODEL_PRESETS
+
+    assert set(PRESETS) == set(MODEL_PRESETS)

@@ -1,9 +1,10 @@
-"""Orbax checkpoints under `checkpoints/steps/`: saved asynchronously, the last few kept, the latest restored.
+"""Orbax checkpoints under `checkpoints/steps/<step>`: saved asynchronously, the last few kept, the latest restored.
 
 A checkpoint holds the whole training state (parameters and optimizer state, whose step counter
 drives the learning-rate schedule) plus JSON metadata: the completed step, which is also the data
-position (batches are a pure function of seed and step), the seed (per-step randomness is derived
-from seed and step, so no RNG stream needs saving beyond it) and the loss history for the curves.
+position (batches are a pure function of seed and step), the seed, the hyperparameters and the loss
+history for the curves. The model has no dropout, so initialisation and data order are the only
+randomness, and both are derived from the seed (and the step): no RNG stream needs saving beyond it.
 SageMaker copies `/opt/ml/checkpoints` to S3 as files appear and back at the start of a restarted job.
 """
 
