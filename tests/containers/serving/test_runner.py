@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from jax_llm.serving.runner import SlotParams
@@ -34,11 +35,17 @@ def test_bucket_is_the_smallest_that_fits(runner):
     assert runner.bucket(runner.buckets[0] + 1) == runner.buckets[1]
 
 
-def test_rows_at_different_positions_decode_as_the_full_forward_pass(runner, tiny_model, tiny_tokenizer):
-    """Two prompts of different lengths (different buckets, padding) in slots 1 and 3, decoded together."""
-    prompts = {1: tiny_tokenizer.encode("import os\n").ids,
-               3: tiny_tokenizer.encode("def parse_args(argv):\n    parser = argparse.ArgumentParser(").ids}
-    assert runner.bucket(len(prompts[1])) != runner.bucket(len(prompts[3]))
+def test_batch_buckets_double_up_to_the_slot_count(runner):
+    assert runner.batch_buckets == [1, 2, 4]
+
+
+@pytest.mark.parametrize("slots", [(0, 1), (1, 3)])  # a batch bucket of 2 (cache sliced), then all 4 slots
+def test_rows_at_different_positions_decode_as_the_full_forward_pass(runner, tiny_model, tiny_tokenizer, slots):
+    """Two prompts of different lengths (different buckets, padding) in two slots, decoded together."""
+    short, long = slots
+    prompts = {short: tiny_tokenizer.encode("import os\n").ids,
+               long: tiny_tokenizer.encode("def parse_args(argv):\n    parser = argparse.ArgumentParser(").ids}
+    assert runner.bucket(len(prompts[short])) != runner.bucket(len(prompts[long]))
     steps = 12
     sampling = SlotParams(runner.slots)  # all greedy
     tokens = np.zeros(runner.slots, np.int32)
@@ -50,7 +57,8 @@ def test_rows_at_different_positions_decode_as_the_full_forward_pass(runner, tin
         got[slot][1].append(logprob)
         tokens[slot], positions[slot] = token, len(prompt)
     for step in range(1, steps):
-        new, logprobs = runner.decode(tokens, positions, np.full(runner.slots, step, np.int32), sampling.all())
+        new, logprobs = runner.decode(tokens, positions, np.full(runner.slots, step, np.int32), sampling, long + 1)
+        assert len(new) == (2 if long == 1 else runner.slots)
         for slot in prompts:
             got[slot][0].append(int(new[slot]))
             got[slot][1].append(float(logprobs[slot]))

@@ -190,13 +190,14 @@ class Engine:
                     admitted.append(slot)
         for slot in admitted:
             self._prefill(slot)
-        if any(self._slots):
+        occupied = [slot for slot, seq in enumerate(self._slots) if seq is not None]
+        if occupied:
+            rows = occupied[-1] + 1  # slots fill lowest first, so this is usually the number in flight
             step = np.array([len(s.tokens) if s else 0 for s in self._slots], np.int32)
-            tokens, logprobs = self.runner.decode(self._tokens, self._positions, step, self._sampling.all())
+            tokens, logprobs = self.runner.decode(self._tokens, self._positions, step, self._sampling, rows)
             now = self.clock()
-            for slot, seq in enumerate(self._slots):
-                if seq is not None:
-                    self._accept(slot, seq, int(tokens[slot]), float(logprobs[slot]), now)
+            for slot in occupied:
+                self._accept(slot, self._slots[slot], int(tokens[slot]), float(logprobs[slot]), now)
         return True
 
     def _prefill(self, slot: int) -> None:

@@ -1,8 +1,9 @@
-"""The model on the accelerator: a KV cache of fixed slots, a compiled prefill per prompt bucket, one decode step.
+"""The model on the accelerator: a KV cache of fixed slots, a compiled prefill per prompt bucket, decode steps.
 
 Shapes never depend on traffic: prefill runs one prompt padded to a bucket length ([1, L]) into one
-slot's cache row; decode runs every slot at once ([S, 1]), idle slots included. So the set of XLA
-programs is known up front and `warm_up` compiles all of them before the server reports ready.
+slot's cache row; decode runs the first B slots at once ([B, 1]) for B a power of two up to the slot
+count (the engine fills low slots first, so a lightly loaded server runs a small, fast step). So the
+set of XLA programs is known up front and `warm_up` compiles all of them before the server reports ready.
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ class SlotParams:
         s = slice(slot, slot + 1)
         return self.key_data[s], self.temperature[s], self.top_k[s], self.top_p[s], self.greedy[s]
 
-    def all(self) -> tuple[np.ndarray, ...]:
-        """Every slot's settings (for decode)."""
-        return self.key_data, self.temperature, self.top_k, self.top_p, self.greedy
+    def first(self, rows: int) -> tuple[np.ndarray, ...]:
+        """The settings of slots 0..rows-1 (for decode)."""
+        return self.key_data[:rows], self.temperature[:rows], self.top_k[:rows], self.top_p[:rows], self.greedy[:rows]
 
 
 def _prefill(graphdef, params, cache: KVCache, slot, tokens, length, key_data, temperature, top_k, top_p, greedy):
@@ -65,9 +66,12 @@ def _prefill(graphdef, params, cache: KVCache, slot, tokens, length, key_data, t
 
 
 def _decode(graphdef, params, cache: KVCache, tokens, positions, step, key_data, temperature, top_k, top_p, greedy):
-    """tokens, positions, step: [S]. Feeds each slot's last token at its position; returns ([S], [S], cache)."""
+    """tokens, positions, step: [B] for slots 0..B-1. Feeds each its last token; returns ([B], [B], cache)."""
     model = nnx.merge(graphdef, params)
-    logits, cache = model(tokens[:, None], positions[:, None], cache)  # [S, 1, V]
+    rows = tokens.shape[0]
+    active = jax.tree.map(lambda c: c[:rows], cache)  # [B, max_len, N, H]; the whole cache when B == S
+    logits, active = model(tokens[:, None], positions[:, None], active)  # [B, 1, V]
+    cache = jax.tree.map(lambda c, a: jax.lax.dynamic_update_slice_in_dim(c, a, 0, axis=0), cache, active)
     token, logprob = choose_tokens(logits[:, 0], key_data, step, temperature, top_k, top_p, greedy)
     return token, logprob, cache
 
@@ -79,6 +83,7 @@ class ModelRunner:
         self.config = model.config
         self.slots = slots
         self.buckets = sorted(buckets)
+        self.batch_buckets = [1 << i for i in range(slots.bit_length()) if 1 << i < slots] + [slots]
         graphdef, self._params = nnx.split(model)
         self._cache = init_cache(self.config, slots)  # per layer: [S, max_seq_len, N, H]
         # The cache is donated: XLA updates it in place instead of copying it every step.
@@ -101,10 +106,16 @@ class ModelRunner:
         return int(token), float(logprob)
 
     def decode(
-        self, tokens: np.ndarray, positions: np.ndarray, step: np.ndarray, sampling: tuple[np.ndarray, ...]
+        self, tokens: np.ndarray, positions: np.ndarray, step: np.ndarray, sampling: SlotParams, rows: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """One decode step over all slots; returns (tokens [S], logprobs [S]) on the host."""
-        token, logprob, self._cache = self._decode(self._params, self._cache, tokens, positions, step, *sampling)
+        """One decode step over slots 0..rows-1 (padded to a batch bucket); returns ([B], [B]) on the host.
+
+        tokens, positions, step: [S] host arrays for every slot; only the first B are sent.
+        """
+        b = self.batch_buckets[bisect.bisect_left(self.batch_buckets, rows)]
+        token, logprob, self._cache = self._decode(
+            self._params, self._cache, tokens[:b], positions[:b], step[:b], *sampling.first(b)
+        )
         return jax.device_get((token, logprob))
 
     def warm_up(self) -> float:
@@ -115,7 +126,9 @@ class ModelRunner:
             self.prefill(0, [0] * bucket, sampling.row(0))
         idle = np.full(self.slots, self.idle_position, np.int32)
         zeros = np.zeros(self.slots, np.int32)
-        self.decode(zeros, idle, zeros, sampling.all())
+        for rows in self.batch_buckets:
+            self.decode(zeros, idle, zeros, sampling, rows)
         elapsed = time.perf_counter() - start
-        log.info("compiled prefill for buckets %s and decode for %d slots in %.1f s", self.buckets, self.slots, elapsed)
+        log.info("compiled prefill for prompt buckets %s and decode for batch buckets %s in %.1f s",
+                 self.buckets, self.batch_buckets, elapsed)
         return elapsed
