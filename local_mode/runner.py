@@ -75,12 +75,11 @@ def free_port() -> int:
 
 def host_environment(paths: SageMakerPaths, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment of an entry point run on the host: the container's sources importable, the tree as root."""
-    pythonpath = os.pathsep.join([str(REPO), str(CONTAINER_SOURCE), os.environ.get("PYTHONPATH", "")]).rstrip(
-        os.pathsep
-    )
     return {
         **os.environ,
-        "PYTHONPATH": pythonpath,
+        "PYTHONPATH": str(
+            CONTAINER_SOURCE
+        ),  # only what the image holds: a stray import fails here as it would there
         "PYTHONUNBUFFERED": "1",
         "SAGEMAKER_BASE_DIR": str(paths.root),
         **(extra or {}),
