@@ -151,6 +151,35 @@ def _read_failure(path: Path) -> str:
     return path.read_text(errors="replace").strip() if path.is_file() else ""
 
 
+def _training_command(
+    engine: docker.DockerEngine | None,
+    host: str,
+    paths: SageMakerPaths,
+    job_name: str,
+    hosts: list[str],
+    port: int,
+) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of one host's `train`: a container on the job's network, or a host process."""
+    env = {
+        "TRAINING_JOB_NAME": job_name,
+        "TRAINING_JOB_ARN": f"arn:aws:sagemaker:local:000000000000:training-job/{job_name}",
+    }
+    several = len(hosts) > 1
+    if engine is not None:  # containers resolve each other as algo-N, like SageMaker's hosts
+        argv = engine.run_argv(
+            paths,
+            ["train"],
+            hostname=host,
+            env=env,
+            network=f"{job_name}-net" if several else None,
+            coordinator=f"{hosts[0]}:{port}" if several else None,
+        )
+        return argv, dict(os.environ)
+    if several:  # algo-1 does not resolve on this machine: the processes meet on the loopback instead
+        env["JAX_COORDINATOR_ADDRESS"] = f"127.0.0.1:{port}"
+    return [sys.executable, "-m", "jax_llm", "train"], host_environment(paths, env)
+
+
 def run_training(
     workdir: Path,
     job_name: str,
@@ -179,31 +208,11 @@ def run_training(
         for host in names
     }
     engine = docker.engine(use_docker, log=say)
-    port = free_port()
-    commands = {}
-    for host, paths in trees.items():
-        env = {
-            "TRAINING_JOB_NAME": job_name,
-            "TRAINING_JOB_ARN": f"arn:aws:sagemaker:local:000000000000:training-job/{job_name}",
-        }
-        if engine is not None:
-            commands[host] = (
-                engine.run_argv(
-                    paths,
-                    ["train"],
-                    hostname=host,
-                    env=env,
-                    network=f"{job_name}-net" if hosts > 1 else None,
-                    coordinator=f"{names[0]}:{port}" if hosts > 1 else None,
-                ),
-                dict(os.environ),
-            )
-        else:
-            if (
-                hosts > 1
-            ):  # hosts[0] does not resolve on the host; every process meets on the loopback instead
-                env["JAX_COORDINATOR_ADDRESS"] = f"127.0.0.1:{port}"
-            commands[host] = ([sys.executable, "-m", "jax_llm", "train"], host_environment(paths, env))
+    coordinator_port = free_port()
+    commands = {
+        host: _training_command(engine, host, paths, job_name, names, coordinator_port)
+        for host, paths in trees.items()
+    }
     say(f"training job {job_name}: {hosts} host(s) {', '.join(names)}, trees under {job_dir}")
     if engine is not None and hosts > 1:
         engine.create_network(f"{job_name}-net")
