@@ -16,7 +16,7 @@ from pathlib import Path
 
 from local_mode.endpoint import LocalEndpoint
 from local_mode.packaging import MODEL_ARCHIVE, package_model
-from local_mode.runner import REPO, JobResult, run_processing, run_training, say
+from local_mode.runner import REPO, run_processing, run_training, say
 
 PROMPTS = ("def __init__(self", "import os\n", "class ", "    for i in range(")
 # Not code a person writes: codec tables and doc dumps (encodings, pydoc_data), repetitive test asserts, and
@@ -120,20 +120,18 @@ def sample(endpoint: LocalEndpoint, label: str) -> None:
         print(f"----- prompt {prompt!r}\n{prompt}{answer['generated_text']}\n", flush=True)
 
 
-def untrained_archive(trained: JobResult) -> Path:
-    """The trained architecture at its initialization, exported and packaged exactly as the trained model."""
+def untrained_archive(model_dir: Path, seed: int, destination: Path) -> Path:
+    """The exported architecture at its step-0 initialization, packaged as the trained model is."""
     from flax import nnx
 
     from jax_llm.export import TOKENIZER_FILE, read_model_config, save_model
     from jax_llm.model import GPT
 
-    model_dir = trained.trees["algo-1"].model
-    untrained = trained.output_dir.parent / "untrained"
     # The trainer initializes GPT(config, rngs=nnx.Rngs(params=seed)): the same call gives its step-0 weights.
-    model = GPT(read_model_config(model_dir), rngs=nnx.Rngs(params=DEMO_HYPERPARAMETERS["seed"]))
-    save_model(untrained / "model", model, model_dir / TOKENIZER_FILE)
-    package_model([untrained / "model"], untrained / MODEL_ARCHIVE)
-    return untrained / MODEL_ARCHIVE
+    model = GPT(read_model_config(model_dir), rngs=nnx.Rngs(params=seed))
+    save_model(destination / "model", model, model_dir / TOKENIZER_FILE)
+    package_model([destination / "model"], destination / MODEL_ARCHIVE)
+    return destination / MODEL_ARCHIVE
 
 
 def run(args: argparse.Namespace) -> int:
@@ -183,8 +181,10 @@ def run(args: argparse.Namespace) -> int:
         plot = trained.trees["algo-1"].output_data / PNG_FILE
 
     with stages.stage("endpoint `serve`: an untrained model, then the trained one, same prompts"):
+        model_dir, seed = trained.trees["algo-1"].model, DEMO_HYPERPARAMETERS["seed"]
+        untrained = untrained_archive(model_dir, seed, trained.output_dir.parent / "untrained")
         for label, archive in (
-            ("before training (the step-0 initialization)", untrained_archive(trained)),
+            ("before training (the step-0 initialization)", untrained),
             (f"after {args.steps} steps", trained.model_archive),
         ):
             with LocalEndpoint(
