@@ -93,12 +93,16 @@ class Attention(nnx.Module):
             # Write this step's keys/values at each row's own positions, then attend over the whole
             # cache up to each query's position. Slots past a row's position may hold stale values
             # from an earlier request; the mask never lets a query see them.
+            # The cache may hold more rows than the batch (a server's slots): the batch is its first
+            # B rows, updated in place; the others are left as they are.
             rows = jnp.arange(batch)[:, None]  # [B, 1]
             k_all = cache.k.at[rows, positions].set(k.astype(cache.k.dtype), mode="drop")
             v_all = cache.v.at[rows, positions].set(v.astype(cache.v.dtype), mode="drop")
             key_pos = jnp.arange(k_all.shape[1])
             mask = key_pos[None, None, :] <= positions[:, :, None]  # [B, T, max_len]
-            y = jax.nn.dot_product_attention(q, k_all, v_all, mask=mask[:, None], implementation="xla")
+            y = jax.nn.dot_product_attention(
+                q, k_all[:batch], v_all[:batch], mask=mask[:, None], implementation="xla"
+            )
             cache = LayerCache(k_all, v_all)
         return self.out(y.reshape(batch, seq, cfg.d_model)), cache
 

@@ -53,7 +53,9 @@ class SlotParams:
 def _prefill(graphdef, params, cache: KVCache, slot, tokens, length, key_data, temperature, top_k, top_p, greedy):
     """tokens: [1, L] (padded); length: the real prompt length. Returns (token, logprob, cache)."""
     model = nnx.merge(graphdef, params)
-    row = jax.tree.map(lambda c: jax.lax.dynamic_slice_in_dim(c, slot, 1, axis=0), cache)  # [1, max_len, N, H]
+    # A fresh row, computed apart and then written into the slot: reading the slot's old row out of
+    # the cache first would make XLA copy the whole cache.
+    row = jax.tree.map(lambda c: jnp.zeros((1, *c.shape[1:]), c.dtype), cache)  # [1, max_len, N, H]
     positions = jnp.arange(tokens.shape[1])[None, :]  # [1, L]
     # Padding positions >= length write junk keys into the row; decode overwrites each position before
     # any query can attend to it (the mask stops at the query's own position), so the junk is never read.
@@ -68,10 +70,8 @@ def _prefill(graphdef, params, cache: KVCache, slot, tokens, length, key_data, t
 def _decode(graphdef, params, cache: KVCache, tokens, positions, step, key_data, temperature, top_k, top_p, greedy):
     """tokens, positions, step: [B] for slots 0..B-1. Feeds each its last token; returns ([B], [B], cache)."""
     model = nnx.merge(graphdef, params)
-    rows = tokens.shape[0]
-    active = jax.tree.map(lambda c: c[:rows], cache)  # [B, max_len, N, H]; the whole cache when B == S
-    logits, active = model(tokens[:, None], positions[:, None], active)  # [B, 1, V]
-    cache = jax.tree.map(lambda c, a: jax.lax.dynamic_update_slice_in_dim(c, a, 0, axis=0), cache, active)
+    # The model updates the cache's first B rows in place and leaves the rest (no slice copied out and back).
+    logits, cache = model(tokens[:, None], positions[:, None], cache)  # [B, 1, V]
     token, logprob = choose_tokens(logits[:, 0], key_data, step, temperature, top_k, top_p, greedy)
     return token, logprob, cache
 
