@@ -58,6 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-synth", action="store_true", help="do not run `cdk synth`")
 
 
+class StageFailed(RuntimeError):
+    """A stage that cannot go on; the runner has already said why."""
+
+
 class Stages:
     """Numbered progress lines with the wall time of each stage."""
 
@@ -67,10 +71,15 @@ class Stages:
 
     @contextlib.contextmanager
     def stage(self, title: str) -> Iterator[None]:
+        """Announces the stage, then its time, or that it failed (StageFailed carries why)."""
         self.done += 1
         say(f"[{self.done}/{self.total}] {title} ...")
         began = time.monotonic()
-        yield
+        try:
+            yield
+        except StageFailed:
+            say(f"[{self.done}/{self.total}] {title}: FAILED after {time.monotonic() - began:.1f} s")
+            raise
         self.timings[title] = time.monotonic() - began
         say(f"[{self.done}/{self.total}] {title}: done in {self.timings[title]:.1f} s")
 
@@ -88,7 +97,7 @@ def synth(out_dir: Path) -> list[Path]:
         text=True,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"cdk synth failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+        raise StageFailed(f"cdk synth failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     return sorted(out_dir.glob("*.template.json"))
 
 
@@ -136,6 +145,14 @@ def untrained_archive(model_dir: Path, seed: int, destination: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """The demo; exit code 0 when every stage succeeded."""
+    try:
+        return _run(args)
+    except StageFailed as failure:
+        say(f"demo stopped: {failure}")
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     work = Path(args.workdir).resolve() / "demo"
     for previous in (work / "raw", work / "data"):  # the demo's own scratch: a rerun starts from nothing
         shutil.rmtree(previous, ignore_errors=True)
@@ -143,11 +160,7 @@ def run(args: argparse.Namespace) -> int:
     templates: list[Path] = []
     if not args.skip_synth:
         with stages.stage("cdk synth: every stack in app.py, cdk-nag checks included"):
-            try:
-                templates = synth(REPO / "cdk.out")
-            except RuntimeError as error:
-                say(str(error))
-                return 1
+            templates = synth(REPO / "cdk.out")
             say(f"templates: {', '.join(str(t) for t in templates)}")
 
     data = work / "data"
@@ -163,9 +176,11 @@ def run(args: argparse.Namespace) -> int:
             use_docker=args.docker,
         )
         if not prepared.ok:
-            return 1
+            raise StageFailed(f"prepare failed: {prepared.failure_reason.splitlines()[0]}")
 
-    hyperparameters = {**DEMO_HYPERPARAMETERS, "max_steps": args.steps}
+    # A shorter --steps keeps the warmup inside the run (the trainer refuses warmup_steps > max_steps).
+    warmup = min(DEMO_HYPERPARAMETERS["warmup_steps"], max(1, args.steps // 10))
+    hyperparameters = {**DEMO_HYPERPARAMETERS, "max_steps": args.steps, "warmup_steps": warmup}
     with stages.stage(f"training job `train`: tiny GPT, {args.steps} steps"):
         trained = run_training(
             args.workdir,
@@ -175,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
             use_docker=args.docker,
         )
         if not trained.ok:
-            return 1
+            raise StageFailed(f"training failed: {trained.failure_reason.splitlines()[0]}")
         from jax_llm.loss_curves import PNG_FILE  # the trainer writes the plot into output/data/
 
         plot = trained.trees["algo-1"].output_data / PNG_FILE

@@ -62,6 +62,16 @@ class JobResult:
         return ""
 
     @property
+    def summary(self) -> str:
+        """The failure reason's first line and where its whole text is (the console showed the rest)."""
+        for host, code in self.exit_codes.items():
+            if code != 0:
+                first = self.failure_reason.splitlines()[0]
+                written = [p for p in (self.trees[host].failure, self.trees[host].message) if p.is_file()]
+                return f"{first} (full text: {written[0]})" if written else first
+        return ""
+
+    @property
     def model_archive(self) -> Path:
         return self.output_dir / MODEL_ARCHIVE
 
@@ -235,7 +245,7 @@ def run_training(
         pack_directories([p.output_data for p in trees.values()], result.output_dir / OUTPUT_ARCHIVE)
         say(f"training job {job_name} completed; model: {result.model_archive}")
     else:
-        say(f"training job {job_name} failed: {result.failure_reason}")
+        say(f"training job {job_name} failed: {result.summary}")
     return result
 
 
@@ -278,5 +288,5 @@ def run_processing(
             shutil.copytree(paths.processing / "output" / name, destination, dirs_exist_ok=True)
         say(f"processing job {job_name} completed; outputs: {', '.join(str(d) for d in outputs.values())}")
     else:
-        say(f"processing job {job_name} failed: {result.failure_reason}")
+        say(f"processing job {job_name} failed: {result.summary}")
     return result
