@@ -264,6 +264,20 @@ def test_many_concurrent_clients_are_all_answered_while_ping_stays_up(server):
     assert responses[5].json() == alone.json()
 
 
+def test_json_lines_answer_one_line_per_request(server):
+    """Batch transform's MultiRecord strategy with SplitType Line sends several requests in one body."""
+    lines = [{"inputs": "def f(", "parameters": {"max_new_tokens": 5}}, {"inputs": ["a", "b"]}]
+    body = "\n".join(json.dumps(line) for line in lines) + "\n"
+    response = httpx.post(f"{server.url}/invocations", content=body, timeout=60,
+                          headers={"Content-Type": "application/jsonlines"})
+    assert response.status_code == 200 and response.headers["content-type"] == "application/jsonlines"
+    answers = [json.loads(line) for line in response.text.splitlines()]
+    assert answers == [invoke(server, line).json() for line in lines]
+    refused = httpx.post(f"{server.url}/invocations", content=body + "{oops\n", timeout=60,
+                         headers={"Content-Type": "application/jsonlines"})
+    assert refused.status_code == 400 and refused.json()["error"].startswith("line 3:")
+
+
 def test_execution_parameters_for_batch_transform(server):
     response = httpx.get(f"{server.url}/execution-parameters", timeout=2)
     assert response.json() == {"MaxConcurrentTransforms": SLOTS, "BatchStrategy": "SINGLE_RECORD", "MaxPayloadInMB": 6}

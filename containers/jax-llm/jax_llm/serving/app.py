@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 import time
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -30,14 +32,19 @@ from jax_llm.serving.schema import (
     generation_json,
     parse_request,
     stream_event,
+    validation_error,
 )
 from jax_llm.serving.settings import ServingSettings
+
+if TYPE_CHECKING:  # the engine imports JAX, which the server must not wait for before it listens
+    from jax_llm.serving.engine import Prompt
 
 log = logging.getLogger(__name__)
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 INLINE_TOKENIZE_BYTES = 16 * 1024
 JSON_TYPES = ("application/json", "")  # SageMaker passes the client's ContentType; none means JSON here
+JSONL_TYPES = ("application/jsonlines", "application/x-jsonlines", "application/jsonl")
 
 
 def _error(error: RequestError, headers: dict[str, str]) -> JSONResponse:
@@ -88,36 +95,59 @@ async def execution_parameters(request: Request) -> Response:
     )
 
 
+def _parse_body(body: bytes, media_type: str) -> list[GenerateRequest]:
+    """One request for JSON; one per line for JSON Lines (batch transform's MultiRecord with SplitType Line)."""
+    if media_type not in JSONL_TYPES:
+        return [parse_request(body)]
+    requests = []
+    for number, line in enumerate(body.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            requests.append(parse_request(line))
+        except RequestError as error:
+            raise RequestError(error.status, error.error_type, f"line {number}: {error.message}") from None
+        if requests[-1].stream:
+            raise validation_error(f"line {number}: stream is not available for JSON Lines")
+    if not requests:
+        raise validation_error("the JSON Lines body holds no request")
+    return requests
+
+
 async def invocations(request: Request) -> Response:
-    """TGI-style generation: a JSON list of results, or server-sent events when `stream` is true."""
+    """TGI-style generation: a JSON list of results, server-sent events when `stream` is true, or JSON Lines."""
     arrived = time.monotonic()
     settings: ServingSettings = request.app.state.settings
     headers = {CUSTOM_ATTRIBUTES: request.headers[CUSTOM_ATTRIBUTES]} if CUSTOM_ATTRIBUTES in request.headers else {}
     try:
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media_type not in JSON_TYPES:
-            raise RequestError(415, "unsupported_media_type", f"Content-Type {media_type!r} is not supported; send application/json")
+        if media_type not in JSON_TYPES + JSONL_TYPES:
+            raise RequestError(
+                415, "unsupported_media_type",
+                f"Content-Type {media_type!r} is not supported; send application/json (or application/jsonlines)",
+            )
         body = await _read_body(request, settings.max_payload_bytes)
-        parsed = parse_request(body)
+        parsed = _parse_body(body, media_type)
         engine = _engine_or_503(request)
+
+        def prepare() -> list[list[Prompt]]:
+            return [engine.prepare(r) for r in parsed]
+
         # Tokenizing a 6 MB prompt takes a while: off the event loop. A short one costs less than the hop.
-        if len(body) > INLINE_TOKENIZE_BYTES:
-            prompts = await run_in_threadpool(engine.prepare, parsed)
-        else:
-            prompts = engine.prepare(parsed)
+        prompts = await run_in_threadpool(prepare) if len(body) > INLINE_TOKENIZE_BYTES else prepare()
         deadline = arrived + settings.request_timeout_s
         mailbox: Mailbox = request.app.state.mailbox
-        if parsed.stream:
+        if parsed[0].stream:  # a single JSON request
             events: asyncio.Queue = asyncio.Queue()
             sink = lambda token, final: mailbox.post(events.put_nowait, (token, final))  # noqa: E731
-            sequences = engine.submit(prompts, deadline, [sink], stream=True)
+            sequences = engine.submit(prompts[0], deadline, [sink], stream=True)
             return StreamingResponse(
-                _sse(events, sequences, parsed), media_type="text/event-stream", headers=headers
+                _sse(events, sequences, parsed[0]), media_type="text/event-stream", headers=headers
             )
+        flat = [prompt for group in prompts for prompt in group]
         loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in prompts]
-        sinks = [_resolver(mailbox, future) for future in futures]
-        sequences = engine.submit(prompts, deadline, sinks, stream=False)
+        futures = [loop.create_future() for _ in flat]
+        sequences = engine.submit(flat, deadline, [_resolver(mailbox, f) for f in futures], stream=False)
         try:
             generations: list[Generation] = await asyncio.gather(*futures)
         finally:  # the client went away or the server is being killed: free the slots
@@ -125,8 +155,15 @@ async def invocations(request: Request) -> Response:
                 sequence.cancel()
         if any(g.finish_reason == "error" for g in generations):
             raise RequestError(500, "generation", "the generation engine failed; see the server log")
-        body = [generation_json(g, text, parsed.params) for g, text in zip(generations, parsed.inputs)]
-        return JSONResponse(body, headers=headers)
+        answers, done = [], 0
+        for req in parsed:
+            mine = generations[done : done + len(req.inputs)]
+            answers.append([generation_json(g, text, req.params) for g, text in zip(mine, req.inputs)])
+            done += len(req.inputs)
+        if media_type in JSONL_TYPES:
+            lines = "".join(json.dumps(answer) + "\n" for answer in answers)
+            return Response(lines, media_type="application/jsonlines", headers=headers)
+        return JSONResponse(answers[0], headers=headers)
     except RequestError as error:
         return _error(error, headers)
 

@@ -65,7 +65,8 @@ class ServingSettings:
     shutdown_grace_s: float = 25.0  # SIGTERM -> SIGKILL is 30 s on an endpoint: drain within it
     batch_transform: bool = False  # SAGEMAKER_BATCH=true inside a batch transform job
     # What /execution-parameters advertises: one JSON request per record (a record may hold a list of
-    # inputs); concurrent records fill the decode slots.
+    # inputs); concurrent records fill the decode slots. MULTI_RECORD works with SplitType Line and
+    # Content-Type application/jsonlines (one request per line, one answer per line).
     batch_strategy: str = "SINGLE_RECORD"
     max_concurrent_transforms: int = 32
 
