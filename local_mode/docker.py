@@ -6,10 +6,11 @@ entry points as host processes, which behave as the image does (DESIGN.md: the c
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from jax_llm.paths import SageMakerPaths
@@ -88,9 +89,17 @@ class DockerEngine:
         log(f"building {self.tag} from {CONTEXT}")
         subprocess.run(self.build_argv(), check=True)
 
-    def create_network(self, name: str) -> None:
-        """A user-defined bridge network, so that algo-1..N resolve to each other."""
+    @contextlib.contextmanager
+    def network(self, name: str | None) -> Iterator[None]:
+        """A user-defined bridge network for the job's life, so that algo-1..N resolve to each other."""
+        if name is None:
+            yield
+            return
         subprocess.run(["docker", "network", "create", name], check=False, capture_output=True)
+        try:
+            yield
+        finally:
+            subprocess.run(["docker", "network", "rm", name], check=False, capture_output=True)
 
 
 def engine(requested: bool, log: Callable[[str], None]) -> DockerEngine | None:

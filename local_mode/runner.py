@@ -161,6 +161,11 @@ def _read_failure(path: Path) -> str:
     return path.read_text(errors="replace").strip() if path.is_file() else ""
 
 
+def _network(job_name: str, hosts: list[str]) -> str | None:
+    """The Docker network a multi-host job's containers share (none for one host)."""
+    return f"{job_name}-net" if len(hosts) > 1 else None
+
+
 def _training_command(
     engine: docker.DockerEngine | None,
     host: str,
@@ -181,7 +186,7 @@ def _training_command(
             ["train"],
             hostname=host,
             env=env,
-            network=f"{job_name}-net" if several else None,
+            network=_network(job_name, hosts),
             coordinator=f"{hosts[0]}:{port}" if several else None,
         )
         return argv, dict(os.environ)
@@ -224,9 +229,11 @@ def run_training(
         for host, paths in trees.items()
     }
     say(f"training job {job_name}: {hosts} host(s) {', '.join(names)}, trees under {job_dir}")
-    if engine is not None and hosts > 1:
-        engine.create_network(f"{job_name}-net")
-    codes, text = _run_hosts(commands, log)
+    if engine is not None:
+        with engine.network(_network(job_name, names)):
+            codes, text = _run_hosts(commands, log)
+    else:
+        codes, text = _run_hosts(commands, log)
     result = JobResult(
         job_name,
         trees,
