@@ -74,7 +74,9 @@ def make_requests(model_dir: Path, count: int, max_new_tokens: int, seed: int = 
         params = {"max_new_tokens": max_new_tokens, "details": True}
         if i % 2:
             params |= {"do_sample": True, "temperature": 0.8, "top_p": 0.95, "seed": i}
-        requests.append({"inputs": tokenizer.decode(ids[start : start + length]), "parameters": params, "stream": True})
+        requests.append(
+            {"inputs": tokenizer.decode(ids[start : start + length]), "parameters": params, "stream": True}
+        )
     return requests
 
 
@@ -99,12 +101,19 @@ class Server:
 def start_server(root: Path, slots: int, cache_dir: Path, log: Path) -> Server:
     """Starts `python -m jax_llm serve` and polls /ping every 10 ms until it answers 200."""
     port = free_port()
-    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(root), "SAGEMAKER_BIND_TO_PORT": str(port),
-           "JAX_LLM_MAX_BATCH": str(slots), "JAX_LLM_MAX_QUEUE": "1024", "JAX_LLM_COMPILE_CACHE_DIR": str(cache_dir),
-           "PYTHONPATH": str(REPO / "containers" / "jax-llm")}
+    env = {
+        **os.environ,
+        "SAGEMAKER_BASE_DIR": str(root),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "JAX_LLM_MAX_BATCH": str(slots),
+        "JAX_LLM_MAX_QUEUE": "1024",
+        "JAX_LLM_COMPILE_CACHE_DIR": str(cache_dir),
+        "PYTHONPATH": str(REPO / "containers" / "jax-llm"),
+    }
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "jax_llm", "serve"], env=env, stdout=log.open("a"),
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jax_llm", "serve"], env=env, stdout=log.open("a"), stderr=subprocess.STDOUT
+    )
     url, listen_s = f"http://127.0.0.1:{port}", None
     with httpx.Client(timeout=2) as client:
         while True:
@@ -138,8 +147,10 @@ async def one_request(port: int, payload: dict) -> Result:
     body = json.dumps(payload).encode()
     start = time.perf_counter()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"POST /invocations HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n"
-                 b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    writer.write(
+        b"POST /invocations HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
     received, ttft = b"", None
     while chunk := await reader.read(1 << 16):
         received += chunk
@@ -173,7 +184,9 @@ async def run_level(url: str, requests: list[dict], concurrency: int) -> dict:
     elapsed = time.perf_counter() - start
 
     def pct(values: list[float], q: int) -> float:
-        return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+        return (
+            statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+        )
 
     latency, ttft = [r.latency_s for r in results], [r.ttft_s for r in results]
     return {
@@ -202,9 +215,13 @@ def machine() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="tiny", help="model preset to initialise randomly (default: tiny)")
+    parser.add_argument(
+        "--preset", default="tiny", help="model preset to initialise randomly (default: tiny)"
+    )
     parser.add_argument("--model-dir", type=Path, help="serve this exported model instead")
-    parser.add_argument("--requests", type=int, default=128, help="requests at concurrency 8 and 32 (a quarter at 1)")
+    parser.add_argument(
+        "--requests", type=int, default=128, help="requests at concurrency 8 and 32 (a quarter at 1)"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--slots", type=int, default=32, help="decode slots of the batching server")
     args = parser.parse_args(argv)
@@ -218,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
         build_model(root, args.preset)
     requests = make_requests(root / "model", args.requests, args.max_new_tokens)
     log = work / "servers.log"
-    print(f"machine: {machine()}\nmodel: {args.model_dir or 'random ' + args.preset}; logs: {log}\n", flush=True)
+    print(
+        f"machine: {machine()}\nmodel: {args.model_dir or 'random ' + args.preset}; logs: {log}\n", flush=True
+    )
 
     rows = []
     few = requests[: max(8, len(requests) // 4)]  # concurrency 1 takes long per request: a quarter of them
@@ -230,28 +249,48 @@ def main(argv: list[str] | None = None) -> int:
     cold = start_server(root, args.slots, work / "cache", log)
     for concurrency in (1, 8, 32):
         level_requests = few if concurrency == 1 else requests
-        rows.append((f"continuous batching ({args.slots} slots)", asyncio.run(run_level(cold.url, level_requests, concurrency))))
+        rows.append(
+            (
+                f"continuous batching ({args.slots} slots)",
+                asyncio.run(run_level(cold.url, level_requests, concurrency)),
+            )
+        )
         print(f"  done concurrency {concurrency}", flush=True)
     unstreamed = [{**r, "stream": False} for r in requests]
-    rows.append((f"continuous batching ({args.slots} slots), not streamed", asyncio.run(run_level(cold.url, unstreamed, 32))))
+    rows.append(
+        (
+            f"continuous batching ({args.slots} slots), not streamed",
+            asyncio.run(run_level(cold.url, unstreamed, 32)),
+        )
+    )
     cold.stop()
     warm = start_server(root, args.slots, work / "cache", log)  # same compilation cache, now filled
     warm.stop()
 
     print("TTFT of a request that is not streamed is its latency.\n")
-    print("| server | concurrency | requests | req/s | generated tok/s | p50 latency | p99 latency | p50 TTFT | p99 TTFT |")
+    print(
+        "| server | concurrency | requests | req/s | generated tok/s | p50 latency | p99 latency | p50 TTFT | p99 TTFT |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in rows:
-        print(f"| {name} | {r['concurrency']} | {r['requests']} | {r['req_per_s']:.1f} | {r['tokens_per_s']:.0f} | "
-              f"{r['p50_s'] * 1000:.0f} ms | {r['p99_s'] * 1000:.0f} ms | {r['ttft_p50_s'] * 1000:.0f} ms | "
-              f"{r['ttft_p99_s'] * 1000:.0f} ms |")
+        print(
+            f"| {name} | {r['concurrency']} | {r['requests']} | {r['req_per_s']:.1f} | {r['tokens_per_s']:.0f} | "
+            f"{r['p50_s'] * 1000:.0f} ms | {r['p99_s'] * 1000:.0f} ms | {r['ttft_p50_s'] * 1000:.0f} ms | "
+            f"{r['ttft_p99_s'] * 1000:.0f} ms |"
+        )
     sequential, saturated, single, c32 = rows[0][1], rows[1][1], rows[2][1], rows[4][1]
-    print(f"\ntokens/s at concurrency 32 vs one at a time: {c32['tokens_per_s'] / saturated['tokens_per_s']:.1f}x "
-          f"against the 1-slot server kept busy by 32 clients, {c32['tokens_per_s'] / sequential['tokens_per_s']:.1f}x "
-          f"against it fed one request after another (goal >= 8x)")
-    print(f"p99 latency at concurrency 32 vs a single request's p50: {c32['p99_s'] / single['p50_s']:.1f}x (goal < 3x)")
-    print(f"start -> listening: {cold.listen_s:.2f} s; start -> /ping 200: {cold.ready_s:.1f} s with an empty "
-          f"compilation cache, {warm.ready_s:.1f} s with it filled (listening {warm.listen_s:.2f} s)")
+    print(
+        f"\ntokens/s at concurrency 32 vs one at a time: {c32['tokens_per_s'] / saturated['tokens_per_s']:.1f}x "
+        f"against the 1-slot server kept busy by 32 clients, {c32['tokens_per_s'] / sequential['tokens_per_s']:.1f}x "
+        f"against it fed one request after another (goal >= 8x)"
+    )
+    print(
+        f"p99 latency at concurrency 32 vs a single request's p50: {c32['p99_s'] / single['p50_s']:.1f}x (goal < 3x)"
+    )
+    print(
+        f"start -> listening: {cold.listen_s:.2f} s; start -> /ping 200: {cold.ready_s:.1f} s with an empty "
+        f"compilation cache, {warm.ready_s:.1f} s with it filled (listening {warm.listen_s:.2f} s)"
+    )
     return 0
 
 

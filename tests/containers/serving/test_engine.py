@@ -30,7 +30,7 @@ class Collector:
 
     def final(self, timeout: float = 30):
         while True:
-            token, final = self.calls.get(timeout=timeout)
+            _token, final = self.calls.get(timeout=timeout)
             if final is not None:
                 return final
 
@@ -62,7 +62,7 @@ def test_many_prompts_at_once_generate_what_each_generates_alone(engine):
 
 
 def test_seeded_sampling_is_the_same_in_any_slot_and_batch(engine):
-    params = dict(max_new_tokens=12, do_sample=True, temperature=1.3, seed=1234)
+    params = {"max_new_tokens": 12, "do_sample": True, "temperature": 1.3, "seed": 1234}
     alone = generate(engine, request("def f(", **params))[0]
     crowded = generate(engine, request("x", "def f(", "y = ", **params))[1]
     assert [t.id for t in alone.tokens] == [t.id for t in crowded.tokens] and alone.seed == 1234
@@ -99,7 +99,9 @@ def test_end_of_text_ends_generation_and_is_left_out_of_the_text(runner, tiny_to
 def test_a_request_past_its_deadline_ends_with_what_it_has(runner, tiny_tokenizer):
     """A clock that advances one second per reading: the sequence runs out of time after a few tokens."""
     ticks = itertools.count()
-    engine = Engine(runner, tiny_tokenizer, max_queue=8, default_max_new_tokens=16, clock=lambda: float(next(ticks)))
+    engine = Engine(
+        runner, tiny_tokenizer, max_queue=8, default_max_new_tokens=16, clock=lambda: float(next(ticks))
+    )
     engine.start()
     try:
         prompts = engine.prepare(request("def main(argv):\n", max_new_tokens=40))
@@ -119,7 +121,9 @@ def test_a_request_that_waited_past_its_deadline_ends_empty(engine):
 
 
 def test_full_queue_is_429_and_takes_nothing(runner, tiny_tokenizer):
-    engine = Engine(runner, tiny_tokenizer, max_queue=2, default_max_new_tokens=4)  # not started: nothing drains
+    engine = Engine(
+        runner, tiny_tokenizer, max_queue=2, default_max_new_tokens=4
+    )  # not started: nothing drains
     prompts = engine.prepare(request("a", max_new_tokens=2))
     for _ in range(runner.slots + 2):
         engine.submit(prompts, time.monotonic() + 30, [lambda *_: None], stream=False)

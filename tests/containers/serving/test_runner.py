@@ -25,7 +25,7 @@ def _reference_greedy(model, prompt: list[int], steps: int) -> tuple[list[int], 
         last = jax.nn.log_softmax(forward(model, padded)[0, len(tokens) - 1])
         tokens.append(int(jnp.argmax(last)))
         logprobs.append(float(last[tokens[-1]]))
-    return tokens[len(prompt):], logprobs
+    return tokens[len(prompt) :], logprobs
 
 
 def test_bucket_is_the_smallest_that_fits(runner):
@@ -40,11 +40,15 @@ def test_batch_buckets_double_up_to_the_slot_count(runner):
 
 
 @pytest.mark.parametrize("slots", [(0, 1), (1, 3)])  # a batch bucket of 2 (cache sliced), then all 4 slots
-def test_rows_at_different_positions_decode_as_the_full_forward_pass(runner, tiny_model, tiny_tokenizer, slots):
+def test_rows_at_different_positions_decode_as_the_full_forward_pass(
+    runner, tiny_model, tiny_tokenizer, slots
+):
     """Two prompts of different lengths (different buckets, padding) in two slots, decoded together."""
     short, long = slots
-    prompts = {short: tiny_tokenizer.encode("import os\n").ids,
-               long: tiny_tokenizer.encode("def parse_args(argv):\n    parser = argparse.ArgumentParser(").ids}
+    prompts = {
+        short: tiny_tokenizer.encode("import os\n").ids,
+        long: tiny_tokenizer.encode("def parse_args(argv):\n    parser = argparse.ArgumentParser(").ids,
+    }
     assert runner.bucket(len(prompts[short])) != runner.bucket(len(prompts[long]))
     steps = 12
     sampling = SlotParams(runner.slots)  # all greedy
@@ -57,7 +61,9 @@ def test_rows_at_different_positions_decode_as_the_full_forward_pass(runner, tin
         got[slot][1].append(logprob)
         tokens[slot], positions[slot] = token, len(prompt)
     for step in range(1, steps):
-        new, logprobs = runner.decode(tokens, positions, np.full(runner.slots, step, np.int32), sampling, long + 1)
+        new, logprobs = runner.decode(
+            tokens, positions, np.full(runner.slots, step, np.int32), sampling, long + 1
+        )
         assert len(new) == (2 if long == 1 else runner.slots)
         for slot in prompts:
             got[slot][0].append(int(new[slot]))

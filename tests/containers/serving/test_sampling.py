@@ -12,8 +12,14 @@ choose = jax.jit(choose_tokens)
 
 
 def rows(n, temperature=1.0, top_k=0, top_p=1.0, greedy=False, seed=0, step=0):
-    return (np.stack([seed_key_data(seed)] * n), np.full(n, step, np.int32), np.full(n, temperature, np.float32),
-            np.full(n, top_k, np.int32), np.full(n, top_p, np.float32), np.full(n, greedy))
+    return (
+        np.stack([seed_key_data(seed)] * n),
+        np.full(n, step, np.int32),
+        np.full(n, temperature, np.float32),
+        np.full(n, top_k, np.int32),
+        np.full(n, top_p, np.float32),
+        np.full(n, greedy),
+    )
 
 
 def logits(n=1, seed=0):
@@ -22,7 +28,7 @@ def logits(n=1, seed=0):
 
 def test_greedy_and_one_token_filters_pick_the_argmax():
     x = logits(4)
-    for settings in (dict(greedy=True), dict(top_k=1), dict(top_p=1e-6)):
+    for settings in ({"greedy": True}, {"top_k": 1}, {"top_p": 1e-6}):
         tokens, logprobs = choose(x, *rows(4, **settings))
         np.testing.assert_array_equal(tokens, x.argmax(-1))
         np.testing.assert_allclose(logprobs, jax.nn.log_softmax(x)[np.arange(4), tokens], rtol=1e-6)
@@ -53,8 +59,10 @@ def test_a_seed_gives_the_same_tokens_in_any_row_and_batch():
 
 def test_temperature_sharpens_and_flattens():
     x = (np.arange(VOCAB, dtype=np.float32) * 0.5)[None, :]  # neighbours 0.5 apart
+
     def spread(temperature):
         return len({int(choose(x, *rows(1, temperature=temperature, seed=s))[0][0]) for s in range(100)})
+
     assert spread(0.05) == 1
     assert spread(5.0) > spread(1.0) > 1
 

@@ -64,7 +64,9 @@ def server(tiny_training_run, tmp_path_factory):
     env["SAGEMAKER_BIND_TO_PORT"] = str(port)
     started = time.monotonic()
     with open(log_file, "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "jax_llm", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jax_llm", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         first_ping, listened = None, None
@@ -122,8 +124,12 @@ def test_greedy_generation_is_deterministic_and_has_details(server):
 def test_seeded_sampling_is_reproducible_and_seed_matters(server):
     params = {"max_new_tokens": 16, "do_sample": True, "temperature": 1.5, "top_k": 50, "top_p": 0.95}
     texts = {
-        seed: [invoke(server, {"inputs": "import os\n", "parameters": {**params, "seed": seed}}).json()[0]["generated_text"]
-               for _ in range(2)]
+        seed: [
+            invoke(server, {"inputs": "import os\n", "parameters": {**params, "seed": seed}}).json()[0][
+                "generated_text"
+            ]
+            for _ in range(2)
+        ]
         for seed in (1, 2, 3)
     }
     assert all(a == b for a, b in texts.values())
@@ -140,31 +146,38 @@ def test_batch_of_inputs_answers_each_in_order(server):
 
 
 def test_return_full_text_prepends_the_prompt(server):
-    response = invoke(server, {"inputs": "x = ", "parameters": {"max_new_tokens": 4, "return_full_text": True}})
+    response = invoke(
+        server, {"inputs": "x = ", "parameters": {"max_new_tokens": 4, "return_full_text": True}}
+    )
     plain = invoke(server, {"inputs": "x = ", "parameters": {"max_new_tokens": 4}})
     assert response.json()[0]["generated_text"] == "x = " + plain.json()[0]["generated_text"]
 
 
 def test_stop_sequence_ends_generation(server):
-    free = invoke(server, {"inputs": "def f(", "parameters": {"max_new_tokens": 40}}).json()[0]["generated_text"]
+    free = invoke(server, {"inputs": "def f(", "parameters": {"max_new_tokens": 40}}).json()[0][
+        "generated_text"
+    ]
     stop = free[len(free) // 2 : len(free) // 2 + 2]  # a string the model produces midway
     assert stop.strip(), f"cannot pick a stop sequence from {free!r}"
-    cut = invoke(server, {"inputs": "def f(", "parameters": {"max_new_tokens": 40, "stop": [stop], "details": True}})
+    cut = invoke(
+        server, {"inputs": "def f(", "parameters": {"max_new_tokens": 40, "stop": [stop], "details": True}}
+    )
     [entry] = cut.json()
     assert entry["details"]["finish_reason"] == "stop_sequence"
     assert stop in entry["generated_text"] and len(entry["generated_text"]) < len(free)
 
 
 def _sse_events(response: httpx.Response) -> list[dict]:
-    return [json.loads(line[len("data:"):]) for line in response.iter_lines() if line.startswith("data:")]
+    return [json.loads(line[len("data:") :]) for line in response.iter_lines() if line.startswith("data:")]
 
 
 def test_stream_events_concatenate_to_the_non_streamed_text(server):
     payload = {"inputs": "for i in range(", "parameters": {"max_new_tokens": 20}}
     expected = invoke(server, payload).json()[0]["generated_text"]
     headers = {"X-Amzn-SageMaker-Custom-Attributes": "trace=abc"}
-    with httpx.stream("POST", f"{server.url}/invocations", json={**payload, "stream": True}, headers=headers,
-                      timeout=60) as response:
+    with httpx.stream(
+        "POST", f"{server.url}/invocations", json={**payload, "stream": True}, headers=headers, timeout=60
+    ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["transfer-encoding"] == "chunked"
@@ -198,7 +211,7 @@ BAD_REQUESTS = [
     (b'{"inputs": ""}', "application/json", 422, "inputs"),
     (b'{"inputs": []}', "application/json", 422, "inputs"),
     (b'{"inputs": ["ok", 3]}', "application/json", 422, "inputs[1]"),
-    (b'[1, 2]', "application/json", 422, "inputs"),
+    (b"[1, 2]", "application/json", 422, "inputs"),
     (b'{"inputs": "a", "parameters": {"temperature": 0}}', "application/json", 422, "temperature"),
     (b'{"inputs": "a", "parameters": {"top_p": 1.5}}', "application/json", 422, "top_p"),
     (b'{"inputs": "a", "parameters": {"top_k": -1}}', "application/json", 422, "top_k"),
@@ -207,16 +220,24 @@ BAD_REQUESTS = [
     (b'{"inputs": "a", "parameters": {"max_new_tokens": "5"}}', "application/json", 422, "max_new_tokens"),
     (b'{"inputs": "a", "parameters": {"seed": -1}}', "application/json", 422, "seed"),
     (b'{"inputs": "a", "parameters": {"stop": [""]}}', "application/json", 422, "stop"),
-    (b'{"inputs": "a", "parameters": {"repetition_penalty": 1.2}}', "application/json", 422, "repetition_penalty"),
+    (
+        b'{"inputs": "a", "parameters": {"repetition_penalty": 1.2}}',
+        "application/json",
+        422,
+        "repetition_penalty",
+    ),
     (b'{"inputs": "a", "parameters": {"max_tokens": 5}}', "application/json", 422, "max_tokens"),
     (b'{"inputs": ["a", "b"], "stream": true}', "application/json", 422, "stream"),
 ]
 
 
 @pytest.mark.parametrize("content, content_type, status, words", BAD_REQUESTS)
-def test_bad_request_is_refused_with_json_and_the_server_stays_healthy(server, content, content_type, status, words):
-    response = httpx.post(f"{server.url}/invocations", content=content, headers={"Content-Type": content_type},
-                          timeout=30)
+def test_bad_request_is_refused_with_json_and_the_server_stays_healthy(
+    server, content, content_type, status, words
+):
+    response = httpx.post(
+        f"{server.url}/invocations", content=content, headers={"Content-Type": content_type}, timeout=30
+    )
     assert response.status_code == status, response.text
     body = response.json()
     assert set(body) == {"error", "error_type"} and words in body["error"]
@@ -225,8 +246,9 @@ def test_bad_request_is_refused_with_json_and_the_server_stays_healthy(server, c
 
 def test_body_over_6_mb_is_413(server):
     payload = json.dumps({"inputs": "x" * (6 * 1024 * 1024)}).encode()
-    response = httpx.post(f"{server.url}/invocations", content=payload, headers={"Content-Type": "application/json"},
-                          timeout=60)
+    response = httpx.post(
+        f"{server.url}/invocations", content=payload, headers={"Content-Type": "application/json"}, timeout=60
+    )
     assert response.status_code == 413 and response.json()["error_type"] == "payload_too_large"
     assert_healthy(server)
 
@@ -244,8 +266,13 @@ def test_many_concurrent_clients_are_all_answered_while_ping_stays_up(server):
     async def run() -> tuple[list[httpx.Response], list[int]]:
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
             calls = [
-                client.post("/invocations", json={"inputs": "def f%d(" % i + "x, " * (i % 7),
-                                                  "parameters": {"max_new_tokens": 8 + i % 9}})
+                client.post(
+                    "/invocations",
+                    json={
+                        "inputs": f"def f{i}(" + "x, " * (i % 7),
+                        "parameters": {"max_new_tokens": 8 + i % 9},
+                    },
+                )
                 for i in range(SLOTS + QUEUE)
             ]
             answers = asyncio.gather(*calls)
@@ -268,19 +295,31 @@ def test_json_lines_answer_one_line_per_request(server):
     """Batch transform's MultiRecord strategy with SplitType Line sends several requests in one body."""
     lines = [{"inputs": "def f(", "parameters": {"max_new_tokens": 5}}, {"inputs": ["a", "b"]}]
     body = "\n".join(json.dumps(line) for line in lines) + "\n"
-    response = httpx.post(f"{server.url}/invocations", content=body, timeout=60,
-                          headers={"Content-Type": "application/jsonlines"})
+    response = httpx.post(
+        f"{server.url}/invocations",
+        content=body,
+        timeout=60,
+        headers={"Content-Type": "application/jsonlines"},
+    )
     assert response.status_code == 200 and response.headers["content-type"] == "application/jsonlines"
     answers = [json.loads(line) for line in response.text.splitlines()]
     assert answers == [invoke(server, line).json() for line in lines]
-    refused = httpx.post(f"{server.url}/invocations", content=body + "{oops\n", timeout=60,
-                         headers={"Content-Type": "application/jsonlines"})
+    refused = httpx.post(
+        f"{server.url}/invocations",
+        content=body + "{oops\n",
+        timeout=60,
+        headers={"Content-Type": "application/jsonlines"},
+    )
     assert refused.status_code == 400 and refused.json()["error"].startswith("line 3:")
 
 
 def test_execution_parameters_for_batch_transform(server):
     response = httpx.get(f"{server.url}/execution-parameters", timeout=2)
-    assert response.json() == {"MaxConcurrentTransforms": SLOTS, "BatchStrategy": "SINGLE_RECORD", "MaxPayloadInMB": 6}
+    assert response.json() == {
+        "MaxConcurrentTransforms": SLOTS,
+        "BatchStrategy": "SINGLE_RECORD",
+        "MaxPayloadInMB": 6,
+    }
 
 
 def test_sigterm_stops_listening_and_finishes_requests_in_flight(server, tiny_training_run):

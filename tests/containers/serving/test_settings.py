@@ -18,31 +18,51 @@ def test_defaults_follow_the_endpoint_contract():
 
 
 def test_sagemaker_and_server_variables_override():
-    settings = ServingSettings.from_env({
-        "SAGEMAKER_BASE_DIR": "/tmp/ml", "SAGEMAKER_BIND_TO_PORT": "9000", "JAX_LLM_MAX_BATCH": "8",
-        "JAX_LLM_MAX_QUEUE": "0", "JAX_LLM_REQUEST_TIMEOUT_S": "2.5", "JAX_LLM_COMPUTE_DTYPE": "bfloat16",
-        "JAX_LLM_COMPILE_CACHE_DIR": "/tmp/cc"})
-    assert (settings.model_dir, settings.port, settings.max_batch, settings.max_queue) == (Path("/tmp/ml/model"), 9000, 8, 0)
+    settings = ServingSettings.from_env(
+        {
+            "SAGEMAKER_BASE_DIR": "/tmp/ml",
+            "SAGEMAKER_BIND_TO_PORT": "9000",
+            "JAX_LLM_MAX_BATCH": "8",
+            "JAX_LLM_MAX_QUEUE": "0",
+            "JAX_LLM_REQUEST_TIMEOUT_S": "2.5",
+            "JAX_LLM_COMPUTE_DTYPE": "bfloat16",
+            "JAX_LLM_COMPILE_CACHE_DIR": "/tmp/cc",
+        }
+    )
+    assert (settings.model_dir, settings.port, settings.max_batch, settings.max_queue) == (
+        Path("/tmp/ml/model"),
+        9000,
+        8,
+        0,
+    )
     assert settings.request_timeout_s == 2.5 and settings.compute_dtype == "bfloat16"
     assert settings.compile_cache_dir == Path("/tmp/cc")
     assert settings.max_concurrent_transforms == 8  # fills the slots by default
 
 
 def test_batch_transform_allows_bigger_payloads_and_longer_requests():
-    settings = ServingSettings.from_env({"SAGEMAKER_BATCH": "true", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "50",
-                                         "SAGEMAKER_BATCH_STRATEGY": "MultiRecord",
-                                         "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "4"})
+    settings = ServingSettings.from_env(
+        {
+            "SAGEMAKER_BATCH": "true",
+            "SAGEMAKER_MAX_PAYLOAD_IN_MB": "50",
+            "SAGEMAKER_BATCH_STRATEGY": "MultiRecord",
+            "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "4",
+        }
+    )
     assert settings.batch_transform and settings.max_payload_bytes == 50 * 1024 * 1024
     assert settings.request_timeout_s > 60
     assert (settings.batch_strategy, settings.max_concurrent_transforms) == ("MULTI_RECORD", 4)
 
 
-@pytest.mark.parametrize("env, key", [
-    ({"SAGEMAKER_BIND_TO_PORT": "http"}, "SAGEMAKER_BIND_TO_PORT"),
-    ({"JAX_LLM_MAX_BATCH": "0"}, "JAX_LLM_MAX_BATCH"),
-    ({"JAX_LLM_REQUEST_TIMEOUT_S": "-1"}, "JAX_LLM_REQUEST_TIMEOUT_S"),
-    ({"SAGEMAKER_BATCH_STRATEGY": "ALL"}, "SAGEMAKER_BATCH_STRATEGY"),
-])
+@pytest.mark.parametrize(
+    "env, key",
+    [
+        ({"SAGEMAKER_BIND_TO_PORT": "http"}, "SAGEMAKER_BIND_TO_PORT"),
+        ({"JAX_LLM_MAX_BATCH": "0"}, "JAX_LLM_MAX_BATCH"),
+        ({"JAX_LLM_REQUEST_TIMEOUT_S": "-1"}, "JAX_LLM_REQUEST_TIMEOUT_S"),
+        ({"SAGEMAKER_BATCH_STRATEGY": "ALL"}, "SAGEMAKER_BATCH_STRATEGY"),
+    ],
+)
 def test_bad_values_name_the_variable(env, key):
     with pytest.raises(SettingsError, match=key):
         ServingSettings.from_env(env)

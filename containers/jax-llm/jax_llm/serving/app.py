@@ -24,8 +24,8 @@ from starlette.routing import Route
 
 from jax_llm.serving.mailbox import Mailbox
 from jax_llm.serving.schema import (
-    Generation,
     GenerateRequest,
+    Generation,
     RequestError,
     Token,
     error_event,
@@ -62,7 +62,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
         if size <= limit:
             chunks.append(chunk)
     if size > limit or (declared.isdigit() and int(declared) > limit):
-        raise RequestError(413, "payload_too_large", f"request body is {size} bytes; the limit is {limit} bytes")
+        raise RequestError(
+            413, "payload_too_large", f"request body is {size} bytes; the limit is {limit} bytes"
+        )
     return b"".join(chunks)
 
 
@@ -74,8 +76,13 @@ def _engine_or_503(request: Request):
 
 
 async def ping(request: Request) -> Response:
-    """200 once the model can serve, 503 while it loads, 500 if loading failed (the message says why)."""
+    """200 once the model can serve, 503 while it loads, 500 if loading or the engine failed (says why)."""
     state = request.app.state
+    if state.engine is not None and state.engine.failed:
+        return JSONResponse(
+            {"error": "the generation engine failed; see the log", "error_type": "engine_failed"},
+            status_code=500,
+        )
     if state.engine is not None:
         return JSONResponse({"status": "ready", **state.engine.load()})
     if state.load_error is not None:
@@ -118,12 +125,17 @@ async def invocations(request: Request) -> Response:
     """TGI-style generation: a JSON list of results, server-sent events when `stream` is true, or JSON Lines."""
     arrived = time.monotonic()
     settings: ServingSettings = request.app.state.settings
-    headers = {CUSTOM_ATTRIBUTES: request.headers[CUSTOM_ATTRIBUTES]} if CUSTOM_ATTRIBUTES in request.headers else {}
+    headers = (
+        {CUSTOM_ATTRIBUTES: request.headers[CUSTOM_ATTRIBUTES]}
+        if CUSTOM_ATTRIBUTES in request.headers
+        else {}
+    )
     try:
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type not in JSON_TYPES + JSONL_TYPES:
             raise RequestError(
-                415, "unsupported_media_type",
+                415,
+                "unsupported_media_type",
                 f"Content-Type {media_type!r} is not supported; send application/json (or application/jsonlines)",
             )
         body = await _read_body(request, settings.max_payload_bytes)
@@ -139,7 +151,7 @@ async def invocations(request: Request) -> Response:
         mailbox: Mailbox = request.app.state.mailbox
         if parsed[0].stream:  # a single JSON request
             events: asyncio.Queue = asyncio.Queue()
-            sink = lambda token, final: mailbox.post(events.put_nowait, (token, final))  # noqa: E731
+            sink = lambda token, final: mailbox.post(events.put_nowait, (token, final))
             sequences = engine.submit(prompts[0], deadline, [sink], stream=True)
             return StreamingResponse(
                 _sse(events, sequences, parsed[0]), media_type="text/event-stream", headers=headers
@@ -206,7 +218,9 @@ async def _sse(events: asyncio.Queue, sequences: list, parsed: GenerateRequest) 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error in %s", request.url.path, exc_info=exc)
-    return JSONResponse({"error": f"internal error: {type(exc).__name__}", "error_type": "internal"}, status_code=500)
+    return JSONResponse(
+        {"error": f"internal error: {type(exc).__name__}", "error_type": "internal"}, status_code=500
+    )
 
 
 def create_app(settings: ServingSettings, load_engine) -> Starlette:
@@ -222,7 +236,7 @@ def create_app(settings: ServingSettings, load_engine) -> Starlette:
         def load() -> None:
             try:
                 app.state.engine = load_engine(settings)
-            except Exception as error:  # noqa: BLE001 - reported on /ping and in the log
+            except Exception as error:
                 log.exception("loading the model from %s failed", settings.model_dir)
                 app.state.load_error = f"loading the model from {settings.model_dir} failed: {error}"
 

@@ -42,7 +42,9 @@ class IncrementalText:
 
     def finish(self) -> str:
         """Releases the held-back text (possibly with U+FFFD for a truncated character)."""
-        rest = self._decode(self._ids[self._prefix :])[len(self._decode(self._ids[self._prefix : self._read])) :]
+        rest = self._decode(self._ids[self._prefix :])[
+            len(self._decode(self._ids[self._prefix : self._read])) :
+        ]
         self._prefix = self._read = len(self._ids)
         self.text += rest
         return rest

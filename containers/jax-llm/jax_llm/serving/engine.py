@@ -86,6 +86,7 @@ class Engine:
         self._slots: list[Sequence | None] = [None] * runner.slots
         self._wake = threading.Condition()
         self._stopping = False
+        self.failed = False  # the engine thread died: /ping reports it so that the instance gets replaced
         self._thread = threading.Thread(target=self._run, name="generation-engine", daemon=True)
         # Host copies of what each decode step feeds in: [S] each.
         self._tokens = np.zeros(runner.slots, np.int32)
@@ -104,7 +105,11 @@ class Engine:
             if params.truncate is not None:
                 ids = ids[-params.truncate :]
             if len(ids) >= self.context:
-                hint = "" if params.truncate is not None else "; set parameters.truncate to keep only the last tokens"
+                hint = (
+                    ""
+                    if params.truncate is not None
+                    else "; set parameters.truncate to keep only the last tokens"
+                )
                 raise validation_error(
                     f"{where} has {len(ids)} tokens but the model's context is {self.context} tokens "
                     f"(at most {self.context - 1} for the prompt){hint}"
@@ -134,9 +139,14 @@ class Engine:
             )
         return prompts
 
-    def submit(self, prompts: list[Prompt], deadline: float, sinks: list[Sink], stream: bool) -> list[Sequence]:
+    def submit(
+        self, prompts: list[Prompt], deadline: float, sinks: list[Sink], stream: bool
+    ) -> list[Sequence]:
         """Queues the prompts (all or none); raises RequestError 429 when the queue is full, 503 when stopping."""
-        sequences = [Sequence(p, deadline, sink, stream, IncrementalText(self.tokenizer)) for p, sink in zip(prompts, sinks)]
+        sequences = [
+            Sequence(p, deadline, sink, stream, IncrementalText(self.tokenizer))
+            for p, sink in zip(prompts, sinks)
+        ]
         with self._wake:
             if self._stopping:
                 raise RequestError(503, "shutting_down", "the server is shutting down")
@@ -252,7 +262,7 @@ class Engine:
 
     def _fail_all(self) -> None:
         with self._wake:
-            self._stopping = True
+            self.failed = self._stopping = True
             pending = [s for s in self._slots if s] + list(self._waiting)
             self._waiting.clear()
             self._slots = [None] * len(self._slots)

@@ -34,7 +34,9 @@ class SlotParams:
         self.top_p = np.ones(slots, np.float32)  # [S], 1.0 = off
         self.greedy = np.ones(slots, bool)  # [S]
 
-    def set(self, slot: int, key_data: np.ndarray, temperature: float, top_k: int, top_p: float, greedy: bool) -> None:
+    def set(
+        self, slot: int, key_data: np.ndarray, temperature: float, top_k: int, top_p: float, greedy: bool
+    ) -> None:
         """Installs one request's settings in its slot."""
         self.key_data[slot] = key_data
         self.temperature[slot], self.top_k[slot], self.top_p[slot] = temperature, top_k, top_p
@@ -47,10 +49,18 @@ class SlotParams:
 
     def first(self, rows: int) -> tuple[np.ndarray, ...]:
         """The settings of slots 0..rows-1 (for decode)."""
-        return self.key_data[:rows], self.temperature[:rows], self.top_k[:rows], self.top_p[:rows], self.greedy[:rows]
+        return (
+            self.key_data[:rows],
+            self.temperature[:rows],
+            self.top_k[:rows],
+            self.top_p[:rows],
+            self.greedy[:rows],
+        )
 
 
-def _prefill(graphdef, params, cache: KVCache, slot, tokens, length, key_data, temperature, top_k, top_p, greedy):
+def _prefill(
+    graphdef, params, cache: KVCache, slot, tokens, length, key_data, temperature, top_k, top_p, greedy
+):
     """tokens: [1, L] (padded); length: the real prompt length. Returns (token, logprob, cache)."""
     model = nnx.merge(graphdef, params)
     # A fresh row, computed apart and then written into the slot: reading the slot's old row out of
@@ -67,7 +77,9 @@ def _prefill(graphdef, params, cache: KVCache, slot, tokens, length, key_data, t
     return token[0], logprob[0], cache
 
 
-def _decode(graphdef, params, cache: KVCache, tokens, positions, step, key_data, temperature, top_k, top_p, greedy):
+def _decode(
+    graphdef, params, cache: KVCache, tokens, positions, step, key_data, temperature, top_k, top_p, greedy
+):
     """tokens, positions, step: [B] for slots 0..B-1. Feeds each its last token; returns ([B], [B], cache)."""
     model = nnx.merge(graphdef, params)
     # The model updates the cache's first B rows in place and leaves the rest (no slice copied out and back).
@@ -129,6 +141,10 @@ class ModelRunner:
         for rows in self.batch_buckets:
             self.decode(zeros, idle, zeros, sampling, rows)
         elapsed = time.perf_counter() - start
-        log.info("compiled prefill for prompt buckets %s and decode for batch buckets %s in %.1f s",
-                 self.buckets, self.batch_buckets, elapsed)
+        log.info(
+            "compiled prefill for prompt buckets %s and decode for batch buckets %s in %.1f s",
+            self.buckets,
+            self.batch_buckets,
+            elapsed,
+        )
         return elapsed

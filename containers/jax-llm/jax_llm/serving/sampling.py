@@ -7,9 +7,9 @@ the same tokens whichever slot it lands in and whatever else is in the batch.
 
 from __future__ import annotations
 
-import numpy as np
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def seed_key_data(seed: int) -> np.ndarray:
@@ -51,7 +51,7 @@ def _filter_top_k_top_p(scaled: jax.Array, top_k: jax.Array, top_p: jax.Array) -
     probs = jax.nn.softmax(scaled, axis=-1)
     # The nucleus is every token at least as likely as the least likely token of the smallest
     # most-likely-first set whose mass reaches top_p: the largest t whose tokens (p >= t) hold top_p.
-    mass_at_least = lambda t: jnp.sum(jnp.where(probs >= t, probs, 0.0), axis=-1) >= top_p  # noqa: E731
+    mass_at_least = lambda t: jnp.sum(jnp.where(probs >= t, probs, 0.0), axis=-1) >= top_p
     smallest = _largest_passing(mass_at_least, jnp.zeros_like(top_p), probs.max(-1))
     return jnp.where(probs >= smallest[:, None], scaled, -jnp.inf)
 

@@ -20,9 +20,13 @@ def _load_engine(settings: ServingSettings):
 
 def main(argv: list[str]) -> int:
     """Serves until SIGTERM, then drains in-flight requests. Returns the exit code."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     if argv:
-        print(f"serve takes no arguments (configuration is environment variables), got {argv}", file=sys.stderr)
+        print(
+            f"serve takes no arguments (configuration is environment variables), got {argv}", file=sys.stderr
+        )
         return 2
     try:
         settings = ServingSettings.from_env()

@@ -71,7 +71,7 @@ class ServingSettings:
     max_concurrent_transforms: int = 32
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "ServingSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingSettings:
         """Reads SageMaker's variables (SAGEMAKER_*) and the server's own (JAX_LLM_*)."""
         env = os.environ if environ is None else environ
         batch = env.get("SAGEMAKER_BATCH", "").lower() == "true"
@@ -80,7 +80,9 @@ class ServingSettings:
         raw_strategy = env.get("SAGEMAKER_BATCH_STRATEGY", "") or cls.batch_strategy
         strategy = _STRATEGIES.get(raw_strategy.upper().replace("_", ""))
         if strategy is None:
-            raise SettingsError(f"SAGEMAKER_BATCH_STRATEGY={raw_strategy!r} must be SINGLE_RECORD or MULTI_RECORD")
+            raise SettingsError(
+                f"SAGEMAKER_BATCH_STRATEGY={raw_strategy!r} must be SINGLE_RECORD or MULTI_RECORD"
+            )
         return cls(
             model_dir=SageMakerPaths.from_env(env).model,
             port=_int(env, "SAGEMAKER_BIND_TO_PORT", cls.port, 1),
