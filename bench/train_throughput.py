@@ -1,15 +1,17 @@
-"""Training throughput: the full trainer against a bare jitted train step of the same model, in one run.
+"""Training throughput: the trainer's loop against a bare jitted train step of the same model, in one run.
 
     PYTHONPATH=.:containers/jax-llm .venv/bin/python bench/train_throughput.py --preset tiny --seq-len 128 \
-        --batch-size 16 --steps 60
+        --batch-size 16
 
-Prints tokens/s and MFU (ModelConfig.flops_per_token: 6N plus the attention term) of
-  bare     the train step alone, on one batch already on the device, called back to back;
-  trainer  `python -m jax_llm train` in this process on a SageMaker tree (stdlib text), steady-state
-           intervals of its own log (data reading, host-to-device copies, logging included);
-and the trainer's overhead = bare tokens/s / trainer tokens/s - 1, each the best of equally long intervals. MFU is against the peak matmul rate
-measured on the same device in the same run (f32 on CPU, bf16 on GPU), and on GPU also against the
-datasheet peak.
+Sets up the real `jax_llm.train.Trainer` on a SageMaker tree (stdlib text through the local-mode
+tree builder), then alternates, `--blocks` times, equally long blocks of
+  bare     the trainer's own compiled step on one batch already on the device, back to back;
+  trainer  the trainer's loop: `Trainer.step` (stop check, reading this step's batch on the host,
+           placing it, dispatching) for each step, then `Trainer.log_interval` (device wait, log line);
+Interleaving block by block matters on a shared machine, where neighbours swing throughput by tens
+of percent within seconds. Prints tokens/s and MFU (6N plus the attention term, over the matmul peak
+measured on the same device in the same run; on GPU also over the datasheet peak) as the median of
+the blocks, and the trainer's overhead as the median of the paired block ratios.
 """
 
 from __future__ import annotations
@@ -18,130 +20,105 @@ import argparse
 import contextlib
 import io
 import json
-import sys
+import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import jax
-import numpy as np
 
 from jax_llm import sharding, train
-from jax_llm.hyperparameters import TrainConfig
-from jax_llm.metrics import parse_metrics
-from jax_llm.model_config import ModelConfig
-from jax_llm.optimizer import make_optimizer
+from jax_llm.hyperparameters import parse_hyperparameters
+from jax_llm.paths import SageMakerPaths
 from jax_llm.peak_flops import measure_matmul_peak, table_peak
-from jax_llm.train_step import create_train_state, make_train_step
 from local_mode.demo import build_corpus
 from local_mode.tree import lay_out_training_tree
 
 
-def bare_tokens_per_sec(config: TrainConfig, model_config: ModelConfig, blocks: int, block_steps: int) -> float:
-    """The jitted step alone (no data loading, logging or checkpoints): the best of `blocks` timed blocks."""
-    mesh = sharding.make_mesh()
-    batch_sharding = sharding.batch_sharding(mesh)
-    state = create_train_state(model_config, make_optimizer(config), config.seed, mesh, config.fsdp)
-    rows = np.random.default_rng(0).integers(0, model_config.vocab_size, (config.batch_size, config.seq_len + 1))
-    batch = sharding.global_batch(rows.astype(np.int32), batch_sharding, config.batch_size)
-    step = make_train_step(state, config.grad_accum_steps, batch_sharding)
-    for _ in range(3):  # compile and warm up
-        state.state, loss = step(state.state, batch)
-    loss.block_until_ready()
-    best = 0.0
-    for _ in range(blocks):
-        start = time.perf_counter()
-        for _ in range(block_steps):
-            state.state, loss = step(state.state, batch)
-        loss.block_until_ready()
-        best = max(best, block_steps * config.batch_size * config.seq_len / (time.perf_counter() - start))
-    return best
-
-
-def trainer_tokens_per_sec(hyperparameters: dict, log_every: int) -> tuple[float, ModelConfig]:
-    """Runs the real trainer; the best of its logged intervals after the first (warm-up) one."""
+def make_trainer(hyperparameters: dict) -> train.Trainer:
+    """The real trainer on a fresh local SageMaker tree (data loaded, state initialised, step compiled)."""
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
     build_corpus(work / "corpus", max_bytes=1_000_000)  # stdlib sources as text, as the local-mode demo uses
-    root = lay_out_training_tree(work / "opt-ml", hyperparameters=hyperparameters,
-                                 channels={"train": work / "corpus"}).root
-    captured = io.StringIO()
-
-    class Tee(io.TextIOBase):
-        def write(self, text):
-            captured.write(text)
-            return sys.__stdout__.write(text)
-
-    with contextlib.redirect_stdout(Tee()):
-        with _base_dir(root):
-            code = train.main([])
-    if code != 0:
-        raise SystemExit(f"trainer failed ({code}): {(root / 'output' / 'failure').read_text()[:1000]}")
-    intervals = parse_metrics(captured.getvalue())["tokens_per_sec"][1:]
-    exported = json.loads((root / "model" / "config.json").read_text())["model"]
-    return max(intervals), ModelConfig(**exported)
+    paths = lay_out_training_tree(work / "opt-ml", hyperparameters=hyperparameters,
+                                  channels={"train": work / "corpus"})
+    os.environ["SAGEMAKER_BASE_DIR"] = str(paths.root)
+    config = parse_hyperparameters(json.loads(paths.hyperparameters.read_text()))
+    return train.Trainer(config, SageMakerPaths(paths.root), train.StopFlag())
 
 
-@contextlib.contextmanager
-def _base_dir(root: Path):
-    import os
+def time_bare(trainer: train.Trainer, batch, steps: int) -> float:
+    """Seconds for `steps` calls of the compiled step on a fixed device batch, to the last result."""
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_state.state, loss = trainer.train_step(trainer.train_state.state, batch)
+    loss.block_until_ready()
+    return time.perf_counter() - start
 
-    previous = os.environ.get("SAGEMAKER_BASE_DIR")
-    os.environ["SAGEMAKER_BASE_DIR"] = str(root)
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("SAGEMAKER_BASE_DIR")
-        else:
-            os.environ["SAGEMAKER_BASE_DIR"] = previous
+
+def time_trainer(trainer: train.Trainer, first_step: int, steps: int) -> float:
+    """Seconds for `steps` steps of the trainer's loop and its interval log line."""
+    start = time.perf_counter()
+    losses = [trainer.step(step) for step in range(first_step, first_step + steps)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        trainer.log_interval(first_step + steps, losses, start, start)
+    return time.perf_counter() - start
 
 
 def main() -> None:
-    """Parses arguments, measures peak, trainer and bare step, prints a table and one JSON line."""
+    """Parses arguments, measures the peak, alternates bare and trainer blocks, prints a table and JSON."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--grad-accum-steps", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=60, help="trainer steps (5 logged intervals); bare runs as many")
     parser.add_argument("--vocab-size", type=int, default=1024)
     parser.add_argument("--fsdp", action="store_true")
+    parser.add_argument("--block-steps", type=int, default=12, help="steps per block (= the trainer's log_every)")
+    parser.add_argument("--blocks", type=int, default=20, help="blocks of each kind, alternating")
     args = parser.parse_args()
 
-    log_every = max(1, args.steps // 5)
+    total_steps = 2 * (args.blocks + 1) * args.block_steps
     hyperparameters = {  # typed values: the local-mode tree JSON-encodes them, as the SageMaker SDK does
-        "preset": args.preset, "max_steps": args.steps, "batch_size": args.batch_size, "seq_len": args.seq_len,
+        "preset": args.preset, "max_steps": total_steps, "batch_size": args.batch_size, "seq_len": args.seq_len,
         "grad_accum_steps": args.grad_accum_steps, "warmup_steps": 1, "vocab_size": args.vocab_size,
-        "log_every": log_every, "eval_every": 0, "eval_batches": 1, "checkpoint_every": 0, "fsdp": args.fsdp,
+        "log_every": args.block_steps, "eval_every": 0, "checkpoint_every": 0, "fsdp": args.fsdp,
     }
     device = jax.devices()[0]
-    on_gpu = device.platform == "gpu"
-    peak_dtype = "bfloat16" if on_gpu else "float32"
-    peak = measure_matmul_peak(peak_dtype, n=8192 if on_gpu else 1024)
+    peak_dtype = "bfloat16" if device.platform == "gpu" else "float32"
+    peak = measure_matmul_peak(peak_dtype, n=8192 if device.platform == "gpu" else 1024)
 
-    trainer_tps, model_config = trainer_tokens_per_sec(hyperparameters, log_every)
-    config = TrainConfig(preset=args.preset, max_steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
-                         grad_accum_steps=args.grad_accum_steps, warmup_steps=1, fsdp=args.fsdp)
-    # Bare blocks as long as the trainer's log intervals, before and after it: the same statistic (the
-    # best interval) on both sides, which neighbours' load on a shared machine disturbs the least.
-    bare_tps = max(bare_tokens_per_sec(config, model_config, 3, log_every) for _ in range(2))
+    with contextlib.redirect_stdout(io.StringIO()):
+        trainer = make_trainer(hyperparameters)
+    batch = trainer._batch(0)
+    time_bare(trainer, batch, 2)  # warm-up: the first calls allocate
+    step, bare_s, trainer_s = 0, [], []
+    for _ in range(args.blocks):
+        bare_s.append(time_bare(trainer, batch, args.block_steps))
+        trainer_s.append(time_trainer(trainer, step, args.block_steps))
+        step += args.block_steps
+    trainer.close()
 
+    tokens = args.block_steps * args.batch_size * args.seq_len
+    bare_tps = statistics.median(tokens / s for s in bare_s)
+    trainer_tps = statistics.median(tokens / s for s in trainer_s)
+    overhead = statistics.median(t / b - 1 for b, t in zip(bare_s, trainer_s))
+    model_config = trainer.model_config
     flops_per_token = model_config.flops_per_token(args.seq_len)
     n = jax.device_count()
     datasheet = table_peak(device.device_kind, model_config.compute_dtype)
-    rows = [("bare jitted step", bare_tps), ("trainer", trainer_tps)]
-    print(f"\n{device.device_kind} x{n}, {args.preset} ({model_config.num_params() / 1e6:.2f}M params, "
-          f"{model_config.compute_dtype}), batch {args.batch_size} x {args.seq_len}; measured {peak_dtype} matmul peak "
-          f"{peak / 1e12:.3f} TFLOP/s per device" + (f", datasheet {datasheet / 1e12:.0f}" if datasheet else ""))
-    for name, tps in rows:
-        mfu = tps * flops_per_token / (peak * n)
+    print(f"{device.device_kind} x{n}, {args.preset} ({model_config.num_params() / 1e6:.2f}M params, "
+          f"{model_config.compute_dtype}), batch {args.batch_size} x {args.seq_len}; measured {peak_dtype} matmul "
+          f"peak {peak / 1e12:.3f} TFLOP/s per device" + (f", datasheet {datasheet / 1e12:.0f}" if datasheet else ""))
+    for name, tps in (("bare jitted step", bare_tps), ("trainer loop", trainer_tps)):
         extra = f"  MFU vs datasheet {tps * flops_per_token / (datasheet * n):.3f}" if datasheet else ""
-        print(f"  {name:<17} {tps:12.1f} tokens/s  MFU vs measured peak {mfu:.3f}{extra}")
-    overhead = bare_tps / trainer_tps - 1
-    print(f"  trainer overhead  {100 * overhead:+.1f}% (goal on CPU: under 5%)")
+        print(f"  {name:<17} {tps:12.1f} tokens/s  MFU vs measured peak {tps * flops_per_token / (peak * n):.3f}{extra}")
+    print(f"  trainer overhead  {100 * overhead:+.1f}% (median of {args.blocks} paired blocks of {args.block_steps} "
+          f"steps; goal on CPU: under 5%)")
     print(json.dumps({"device": device.device_kind, "devices": n, "preset": args.preset, "seq_len": args.seq_len,
                       "batch_size": args.batch_size, "peak_flops": peak, "bare_tokens_per_sec": bare_tps,
-                      "trainer_tokens_per_sec": trainer_tps, "overhead": overhead}))
+                      "trainer_tokens_per_sec": trainer_tps, "overhead": overhead,
+                      "bare_block_s": bare_s, "trainer_block_s": trainer_s}))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ class Interrupted(Exception):
                          f"a restarted job resumes from it")
 
 
-class _StopFlag:
+class StopFlag:
     """Set by the SIGTERM handler; read by the loop between steps (a handler must not do the work itself)."""
 
     def __init__(self):
@@ -46,10 +46,10 @@ class _StopFlag:
         self.requested = True
 
 
-class _Run:
-    """One training run: the loop and the pieces it holds between steps."""
+class Trainer:
+    """One training run: set up in the constructor, then `train()` (or `step()` by step), `export()`, `close()`."""
 
-    def __init__(self, config: TrainConfig, paths: SageMakerPaths, stop: _StopFlag):
+    def __init__(self, config: TrainConfig, paths: SageMakerPaths, stop: StopFlag):
         import jax
 
         from jax_llm import distributed, sharding
@@ -147,44 +147,55 @@ class _Run:
         self._log(format_eval_line(done, c.max_steps, val_loss=val_loss))
         return val_loss
 
-    def train(self) -> dict:
-        """Runs the remaining steps; returns the final metrics. Raises Interrupted on SIGTERM."""
+    def step(self, step: int):
+        """Step `step` of the loop: stop if SIGTERM came, else dispatch the update on this step's batch.
+
+        Returns the loss as a device array without waiting for it: the next batch is read on the host
+        while the device still computes this step.
+        """
+        from jax_llm import distributed
+
+        if distributed.should_stop(step, self.stop.requested):
+            self._log(f"SIGTERM: saving checkpoint {step} and stopping")
+            self._checkpoint(step)
+            self.checkpointer.wait()
+            raise Interrupted(step, self.checkpointer.directory, writer=self.process_index == 0)
+        self.train_state.state, loss = self.train_step(self.train_state.state, self._batch(step))
+        return loss
+
+    def log_interval(self, done: int, losses: list, interval_started: float, run_started: float) -> float:
+        """Logs the mean loss of the last `len(losses)` steps and their throughput (timed after the device wait)."""
         import jax
         import numpy as np
 
-        from jax_llm import distributed
         from jax_llm.metrics import format_train_line
 
         c = self.config
-        tokens_per_step = c.batch_size * c.seq_len
+        train_loss = float(np.mean(jax.device_get(losses)))  # waits for the device
+        now = time.perf_counter()
+        seconds_per_step = (now - interval_started) / len(losses)
+        tokens_per_sec = c.batch_size * c.seq_len / seconds_per_step
+        mfu = None if self.peak is None else tokens_per_sec * self.flops_per_token / (self.peak * self.n_devices)
+        self.history["train_loss"].append([done, train_loss])
+        self._log(format_train_line(
+            done, c.max_steps, train_loss=train_loss, learning_rate=float(self.schedule(done - 1)),
+            tokens_per_sec=tokens_per_sec, mfu=mfu, elapsed_s=now - run_started, eta_s=seconds_per_step * (c.max_steps - done)))
+        return train_loss
+
+    def train(self) -> dict:
+        """Runs the remaining steps; returns the final metrics. Raises Interrupted on SIGTERM."""
+        c = self.config
         run_started = interval_started = time.perf_counter()
-        interval_losses, interval_start = [], self.start_step
-        val_loss, train_loss = float("nan"), float("nan")
+        interval_losses = []
         for step in range(self.start_step, c.max_steps):
-            if distributed.should_stop(step, self.stop.requested):
-                self._log(f"SIGTERM: saving checkpoint {step} and stopping")
-                self._checkpoint(step)
-                self.checkpointer.wait()
-                raise Interrupted(step, self.checkpointer.directory, writer=self.process_index == 0)
-            # The next batch is read on the host while the device still runs the previous step.
-            self.train_state.state, loss = self.train_step(self.train_state.state, self._batch(step))
-            interval_losses.append(loss)
+            interval_losses.append(self.step(step))
             done = step + 1
             if done % c.log_every == 0 or done == c.max_steps:
-                train_loss = float(np.mean(jax.device_get(interval_losses)))  # waits for the device
-                now = time.perf_counter()
-                seconds_per_step = (now - interval_started) / (done - interval_start)
-                tokens_per_sec = tokens_per_step / seconds_per_step
-                mfu = None if self.peak is None else tokens_per_sec * self.flops_per_token / (self.peak * self.n_devices)
-                self.history["train_loss"].append([done, train_loss])
-                self._log(format_train_line(
-                    done, c.max_steps, train_loss=train_loss, learning_rate=float(self.schedule(step)),
-                    tokens_per_sec=tokens_per_sec, mfu=mfu, elapsed_s=now - run_started,
-                    eta_s=seconds_per_step * (c.max_steps - done)))
-                interval_losses, interval_start, interval_started = [], done, time.perf_counter()
+                self.log_interval(done, interval_losses, interval_started, run_started)
+                interval_losses, interval_started = [], time.perf_counter()
             if c.eval_every and done % c.eval_every == 0 and done != c.max_steps:
                 eval_started = time.perf_counter()
-                val_loss = self._evaluate(done)
+                self._evaluate(done)
                 interval_started += time.perf_counter() - eval_started  # tokens/s counts training only
             if c.checkpoint_every and done % c.checkpoint_every == 0:
                 self._checkpoint(done)
@@ -192,11 +203,10 @@ class _Run:
             val_loss = self._evaluate(c.max_steps)
         else:
             val_loss = self.history["val_loss"][-1][1]
-        if self.history["train_loss"]:
-            train_loss = self.history["train_loss"][-1][1]
+        train_loss = self.history["train_loss"][-1][1] if self.history["train_loss"] else float("nan")
         self.checkpointer.wait()
         return {"train_loss": train_loss, "val_loss": val_loss, "steps": c.max_steps,
-                "tokens": c.max_steps * tokens_per_step, "train_seconds": time.perf_counter() - run_started}
+                "tokens": c.max_steps * c.batch_size * c.seq_len, "train_seconds": time.perf_counter() - run_started}
 
     def export(self, metrics: dict) -> None:
         """Every process gathers the parameters (FSDP shards); process 0 writes model/ and the curves."""
@@ -228,9 +238,9 @@ def _check_batch_layout(config: TrainConfig, n_devices: int, n_processes: int) -
             f"{n_devices} devices over {n_processes} host(s)")
 
 
-def run(config: TrainConfig, paths: SageMakerPaths, stop: _StopFlag) -> dict:
+def run(config: TrainConfig, paths: SageMakerPaths, stop: StopFlag) -> dict:
     """Trains (or resumes) and exports; returns the final metrics."""
-    training = _Run(config, paths, stop)
+    training = Trainer(config, paths, stop)
     try:
         metrics = training.train()
         training.export(metrics)
@@ -242,7 +252,7 @@ def run(config: TrainConfig, paths: SageMakerPaths, stop: _StopFlag) -> dict:
 def main(argv: list[str]) -> int:
     """Entry point: 0 when trained and exported, 143 after SIGTERM (checkpoint saved), 1 on any error."""
     paths = SageMakerPaths.from_env()
-    stop = _StopFlag()
+    stop = StopFlag()
     signal.signal(signal.SIGTERM, stop)
     paths.failure.unlink(missing_ok=True)  # left by an interrupted attempt on the same tree (local mode)
     try:
