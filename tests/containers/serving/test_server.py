@@ -46,48 +46,70 @@ class Server:
         return self.log_file.read_text()
 
 
-@pytest.fixture(scope="module")
-def server(tiny_training_run, tmp_path_factory):
-    """Starts the server on the tiny run's /opt/ml tree; yields once /ping says 200."""
+def start_server(root: Path, log_file: Path, cache_dir: Path) -> tuple[subprocess.Popen, str]:
+    """`python -m jax_llm serve` on the /opt/ml tree `root`, listening on a free port of 127.0.0.1."""
     port = _free_port()
-    log_file = tmp_path_factory.mktemp("serve") / "serve.log"
     env = {
         **os.environ,
-        "SAGEMAKER_BASE_DIR": str(tiny_training_run.root),
+        "SAGEMAKER_BASE_DIR": str(root),
         "SAGEMAKER_BIND_TO_PORT": str(port),
         "JAX_PLATFORMS": "cpu",
         "JAX_LLM_MAX_BATCH": str(SLOTS),
         "JAX_LLM_MAX_QUEUE": str(QUEUE),
-        "JAX_LLM_COMPILE_CACHE_DIR": str(tmp_path_factory.mktemp("compile-cache")),
+        "JAX_LLM_COMPILE_CACHE_DIR": str(cache_dir),
         "PYTHONPATH": str(REPO / "containers" / "jax-llm"),
     }
-    env["SAGEMAKER_BIND_TO_PORT"] = str(port)
-    started = time.monotonic()
     with open(log_file, "w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "jax_llm", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
         )
-    url = f"http://127.0.0.1:{port}"
+    return process, f"http://127.0.0.1:{port}"
+
+
+def ping_until(process: subprocess.Popen, url: str, log_file: Path, done) -> tuple[httpx.Response, float]:
+    """Polls /ping until `done(response)`; returns the first answer and seconds to it from now."""
+    started, first = time.monotonic(), None
+    while time.monotonic() - started < 120:
+        assert process.poll() is None, f"server exited {process.returncode}:\n{log_file.read_text()}"
+        try:
+            response = httpx.get(f"{url}/ping", timeout=2)
+        except httpx.TransportError:
+            time.sleep(0.02)
+            continue
+        first = first or (response, time.monotonic() - started)
+        if done(response):
+            return first
+        time.sleep(0.1)
+    pytest.fail(f"/ping never reached the expected state in 120 s:\n{log_file.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_training_run, tmp_path_factory):
+    """Starts the server on the tiny run's /opt/ml tree; yields once /ping says 200."""
+    log_file = tmp_path_factory.mktemp("serve") / "serve.log"
+    process, url = start_server(tiny_training_run.root, log_file, tmp_path_factory.mktemp("compile-cache"))
     try:
-        first_ping, listened = None, None
-        while time.monotonic() - started < 120:
-            assert process.poll() is None, f"server exited {process.returncode}:\n{log_file.read_text()}"
-            try:
-                response = httpx.get(f"{url}/ping", timeout=2)
-            except httpx.TransportError:
-                time.sleep(0.02)
-                continue
-            if first_ping is None:
-                first_ping, listened = response, time.monotonic() - started
-            if response.status_code == 200:
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail(f"server not ready in 120 s:\n{log_file.read_text()}")
+        first_ping, listened = ping_until(process, url, log_file, lambda r: r.status_code == 200)
         yield Server(process, url, first_ping, listened, log_file)
     finally:
         if process.poll() is None:
             process.kill()
+        process.wait()
+
+
+def test_a_model_that_fails_to_load_is_reported_on_ping(tmp_path):
+    """An /opt/ml tree without a model: /ping and /invocations answer 500 saying why; nothing hangs."""
+    (tmp_path / "ml" / "model").mkdir(parents=True)
+    process, url = start_server(tmp_path / "ml", tmp_path / "serve.log", tmp_path / "cache")
+    try:
+        ping_until(process, url, tmp_path / "serve.log", lambda r: r.status_code != 503)
+        failed = httpx.get(f"{url}/ping", timeout=2)
+        assert failed.status_code == 500 and failed.json()["error_type"] == "load_failed"
+        assert "config.json" in failed.json()["error"]
+        refused = httpx.post(f"{url}/invocations", json={"inputs": "a"}, timeout=10)
+        assert refused.status_code == 500 and refused.json()["error_type"] == "load_failed"
+    finally:
+        process.kill()
         process.wait()
 
 

@@ -70,6 +70,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 def _engine_or_503(request: Request):
     engine = request.app.state.engine
+    if request.app.state.load_error is not None:
+        raise RequestError(500, "load_failed", request.app.state.load_error)
     if engine is None:
         raise RequestError(503, "not_ready", "the model is still loading; retry when /ping answers 200")
     return engine
