@@ -3,7 +3,7 @@
     PYTHONPATH=.:containers/jax-llm .venv/bin/python bench/train_throughput.py --preset tiny --seq-len 128 \
         --batch-size 16
 
-Sets up the real `jax_llm.train.Trainer` on a SageMaker tree (stdlib text through the local-mode
+Sets up the real `jax_llm.trainer.Trainer` on a SageMaker tree (stdlib text through the local-mode
 tree builder), then alternates, `--blocks` times, equally long blocks of
   bare     the trainer's own compiled step on one batch already on the device, back to back;
   trainer  the trainer's loop: `Trainer.step` (stop check, reading this step's batch on the host,
@@ -28,15 +28,17 @@ from pathlib import Path
 
 import jax
 
-from jax_llm import sharding, train
+from jax_llm import sharding
 from jax_llm.hyperparameters import parse_hyperparameters
+from jax_llm.interruption import StopFlag
 from jax_llm.paths import SageMakerPaths
 from jax_llm.peak_flops import measure_matmul_peak, table_peak
+from jax_llm.trainer import Trainer
 from local_mode.demo import build_corpus
 from local_mode.tree import lay_out_training_tree
 
 
-def make_trainer(hyperparameters: dict) -> train.Trainer:
+def make_trainer(hyperparameters: dict) -> Trainer:
     """The real trainer on a fresh local SageMaker tree (data loaded, state initialised, step compiled)."""
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
     build_corpus(work / "corpus", max_bytes=1_000_000)  # stdlib sources as text, as the local-mode demo uses
@@ -44,10 +46,10 @@ def make_trainer(hyperparameters: dict) -> train.Trainer:
                                   channels={"train": work / "corpus"})
     os.environ["SAGEMAKER_BASE_DIR"] = str(paths.root)
     config = parse_hyperparameters(json.loads(paths.hyperparameters.read_text()))
-    return train.Trainer(config, SageMakerPaths(paths.root), train.StopFlag())
+    return Trainer(config, SageMakerPaths(paths.root), StopFlag())
 
 
-def time_bare(trainer: train.Trainer, batch, steps: int) -> float:
+def time_bare(trainer: Trainer, batch, steps: int) -> float:
     """Seconds for `steps` calls of the compiled step on a fixed device batch, to the last result."""
     start = time.perf_counter()
     for _ in range(steps):
@@ -56,7 +58,7 @@ def time_bare(trainer: train.Trainer, batch, steps: int) -> float:
     return time.perf_counter() - start
 
 
-def time_trainer(trainer: train.Trainer, first_step: int, steps: int) -> float:
+def time_trainer(trainer: Trainer, first_step: int, steps: int) -> float:
     """Seconds for `steps` steps of the trainer's loop and its interval log line."""
     start = time.perf_counter()
     losses = [trainer.step(step) for step in range(first_step, first_step + steps)]

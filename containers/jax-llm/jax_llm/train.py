@@ -1,12 +1,7 @@
-"""`python -m jax_llm train`: the SageMaker training job, top to bottom.
+"""`python -m jax_llm train`: the SageMaker training job's entry point; wires hyperparameters, SIGTERM and failures.
 
-hyperparameters -> jax.distributed -> data -> model/optimizer state (sharded) -> restore the latest
-checkpoint -> train (log, evaluate, checkpoint) -> export `model/` and the loss curves.
-
-SIGTERM (StopTrainingJob, MaxRuntime, spot interruption: SIGKILL follows 120 s later) sets a flag; the
-loop finishes its current step, saves a checkpoint, waits for it to reach disk and exits 143
-(128 + SIGTERM) without exporting: the run did not complete, so nothing may look like a finished
-model. A restarted job finds the checkpoint and continues at the same step with the same batches.
+Exit codes: 0 when trained and exported; 143 after SIGTERM (checkpoint saved, no export, see
+jax_llm.interruption); 1 on any error, with `output/failure` starting with the error's type and message.
 """
 
 from __future__ import annotations
@@ -14,239 +9,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import signal
-import tempfile
-import time
-from pathlib import Path
 
 from jax_llm.failure import write_failure, write_message
-from jax_llm.hyperparameters import HyperparameterError, TrainConfig, read_hyperparameters
+from jax_llm.hyperparameters import read_hyperparameters
+from jax_llm.interruption import EXIT_INTERRUPTED, Interrupted, StopFlag
 from jax_llm.paths import SageMakerPaths
-
-EXIT_INTERRUPTED = 128 + signal.SIGTERM
-
-
-class Interrupted(Exception):
-    """SIGTERM arrived; a checkpoint was saved at `step`."""
-
-    def __init__(self, step: int, checkpoint_dir: Path, writer: bool):
-        self.step = step
-        where = f"saved in {checkpoint_dir}" if writer else "saved by the first host"
-        super().__init__(f"training stopped by SIGTERM after step {step}; checkpoint {step} {where}; "
-                         f"a restarted job resumes from it")
-
-
-class StopFlag:
-    """Set by the SIGTERM handler; read by the loop between steps (a handler must not do the work itself)."""
-
-    def __init__(self):
-        self.requested = False
-
-    def __call__(self, signum, frame):
-        # Nothing else here: printing from a handler can hit a half-written stdout buffer ("reentrant call").
-        self.requested = True
-
-
-class Trainer:
-    """One training run: set up in the constructor, then `train()` (or `step()` by step), `export()`, `close()`."""
-
-    def __init__(self, config: TrainConfig, paths: SageMakerPaths, stop: StopFlag):
-        import jax
-
-        from jax_llm import distributed, sharding
-        from jax_llm.checkpointing import Checkpointer
-        from jax_llm.data import load_training_data
-        from jax_llm.model_config import ModelConfig
-        from jax_llm.optimizer import learning_rate_schedule, make_optimizer
-        from jax_llm.peak_flops import device_peak
-        from jax_llm.train_step import create_train_state, make_eval_step, make_train_step
-
-        self.config, self.paths, self.stop = config, paths, stop
-        distributed.initialize(distributed.read_cluster_spec(paths.resource_config))
-        self.process_index, self.process_count = jax.process_index(), jax.process_count()
-        self.n_devices = jax.device_count()
-        _check_batch_layout(config, self.n_devices, self.process_count)
-
-        self.data = load_training_data(paths, vocab_size=config.vocab_size, seq_len=config.seq_len,
-                                       seed=config.seed, work_dir=Path(tempfile.mkdtemp(prefix="jax-llm-data-")))
-        on_gpu = jax.default_backend() == "gpu"
-        compute_dtype = config.compute_dtype if config.compute_dtype != "auto" else (
-            "bfloat16" if on_gpu else "float32")
-        self.model_config = ModelConfig.preset(
-            config.preset, vocab_size=-(-self.data.vocab_size // 128) * 128,  # round up: tensor-core friendly
-            max_seq_len=config.seq_len, compute_dtype=compute_dtype, remat=config.remat)
-
-        self.mesh = sharding.make_mesh()
-        self.batch_sharding = sharding.batch_sharding(self.mesh)
-        self.schedule = learning_rate_schedule(config)
-        self.train_state = create_train_state(self.model_config, make_optimizer(config), config.seed, self.mesh,
-                                              config.fsdp)
-        self.checkpointer = Checkpointer(paths.checkpoints, keep=config.keep_checkpoints)
-        self.history: dict[str, list[list[float]]] = {"train_loss": [], "val_loss": []}
-        self.start_step = self._restore()
-
-        self.peak, peak_source = device_peak(compute_dtype)
-        self.flops_per_token = self.model_config.flops_per_token(config.seq_len)
-        self._log(f"model {config.preset}: {self.model_config.num_params() / 1e6:.1f}M parameters, "
-                  f"vocab {self.model_config.vocab_size}, {compute_dtype}; {self.process_count} process(es), "
-                  f"{self.n_devices} device(s) ({jax.devices()[0].device_kind}); peak "
-                  f"{'n/a' if self.peak is None else f'{self.peak / 1e12:.3f} TFLOP/s'} per device ({peak_source})")
-        started = time.perf_counter()
-        example = self._batch(self.start_step)
-        self.train_step = make_train_step(self.train_state, config.grad_accum_steps, self.batch_sharding).lower(
-            self.train_state.state, example).compile()
-        self.eval_step = make_eval_step(self.train_state, self.batch_sharding)
-        self._log(f"train step compiled in {time.perf_counter() - started:.1f} s")
-
-    def _log(self, line: str) -> None:
-        if self.process_index == 0:
-            print(line, flush=True)
-
-    def _restore(self) -> int:
-        """Continues from the latest checkpoint, if any; returns the first step to run."""
-        from jax_llm.train_step import abstract_state
-
-        restored = self.checkpointer.restore_latest(abstract_state(self.train_state))
-        if restored is None:
-            return 0
-        saved = restored.meta.get("hyperparameters", {})
-        changed = {k: (saved[k], v) for k, v in dataclasses.asdict(self.config).items() if k in saved and saved[k] != v}
-        if changed:
-            self._log(f"warning: hyperparameters differ from the checkpoint's (saved, now): {changed}")
-        self.train_state.state = restored.state
-        self.history = restored.meta["history"]
-        self._log(f"restored checkpoint {restored.step} from {self.checkpointer.directory}")
-        return restored.step
-
-    def _batch(self, step: int):
-        """Step `step`'s global batch [batch_size, seq_len + 1], each process supplying its own rows."""
-        from jax_llm import sharding
-
-        c = self.config
-        rows = self.data.train.batch(step, c.batch_size, c.seq_len, self.process_index, self.process_count)
-        return sharding.global_batch(rows, self.batch_sharding, c.batch_size)
-
-    def _checkpoint(self, done: int) -> None:
-        meta = {"seed": self.config.seed, "history": self.history,
-                "hyperparameters": dataclasses.asdict(self.config)}
-        self.checkpointer.save(done, self.train_state.state, meta)
-
-    def _evaluate(self, done: int) -> float:
-        import jax
-        import numpy as np
-
-        from jax_llm import sharding
-        from jax_llm.metrics import format_eval_line
-
-        c = self.config
-        rows = c.micro_batch_size  # what fits in memory for a forward pass
-        losses = [self.eval_step(self.train_state.state, sharding.global_batch(b, self.batch_sharding, rows))
-                  for b in self.data.validation.eval_batches(rows, c.seq_len, c.eval_batches, self.process_index,
-                                                             self.process_count)]
-        val_loss = float(np.mean(jax.device_get(losses)))
-        self.history["val_loss"].append([done, val_loss])
-        self._log(format_eval_line(done, c.max_steps, val_loss=val_loss))
-        return val_loss
-
-    def step(self, step: int):
-        """Step `step` of the loop: stop if SIGTERM came, else dispatch the update on this step's batch.
-
-        Returns the loss as a device array without waiting for it: the next batch is read on the host
-        while the device still computes this step.
-        """
-        from jax_llm import distributed
-
-        if distributed.should_stop(step, self.stop.requested):
-            self._log(f"SIGTERM: saving checkpoint {step} and stopping")
-            self._checkpoint(step)
-            self.checkpointer.wait()
-            raise Interrupted(step, self.checkpointer.directory, writer=self.process_index == 0)
-        self.train_state.state, loss = self.train_step(self.train_state.state, self._batch(step))
-        return loss
-
-    def log_interval(self, done: int, losses: list, interval_started: float, run_started: float) -> float:
-        """Logs the mean loss of the last `len(losses)` steps and their throughput (timed after the device wait)."""
-        import jax
-        import numpy as np
-
-        from jax_llm.metrics import format_train_line
-
-        c = self.config
-        train_loss = float(np.mean(jax.device_get(losses)))  # waits for the device
-        now = time.perf_counter()
-        seconds_per_step = (now - interval_started) / len(losses)
-        tokens_per_sec = c.batch_size * c.seq_len / seconds_per_step
-        mfu = None if self.peak is None else tokens_per_sec * self.flops_per_token / (self.peak * self.n_devices)
-        self.history["train_loss"].append([done, train_loss])
-        self._log(format_train_line(
-            done, c.max_steps, train_loss=train_loss, learning_rate=float(self.schedule(done - 1)),
-            tokens_per_sec=tokens_per_sec, mfu=mfu, elapsed_s=now - run_started, eta_s=seconds_per_step * (c.max_steps - done)))
-        return train_loss
-
-    def train(self) -> dict:
-        """Runs the remaining steps; returns the final metrics. Raises Interrupted on SIGTERM."""
-        c = self.config
-        run_started = interval_started = time.perf_counter()
-        interval_losses = []
-        for step in range(self.start_step, c.max_steps):
-            interval_losses.append(self.step(step))
-            done = step + 1
-            if done % c.log_every == 0 or done == c.max_steps:
-                self.log_interval(done, interval_losses, interval_started, run_started)
-                interval_losses, interval_started = [], time.perf_counter()
-            if c.eval_every and done % c.eval_every == 0 and done != c.max_steps:
-                eval_started = time.perf_counter()
-                self._evaluate(done)
-                interval_started += time.perf_counter() - eval_started  # tokens/s counts training only
-            if c.checkpoint_every and done % c.checkpoint_every == 0:
-                self._checkpoint(done)
-        if self.start_step < c.max_steps or not self.history["val_loss"]:
-            val_loss = self._evaluate(c.max_steps)
-        else:
-            val_loss = self.history["val_loss"][-1][1]
-        train_loss = self.history["train_loss"][-1][1] if self.history["train_loss"] else float("nan")
-        self.checkpointer.wait()
-        return {"train_loss": train_loss, "val_loss": val_loss, "steps": c.max_steps,
-                "tokens": c.max_steps * c.batch_size * c.seq_len, "train_seconds": time.perf_counter() - run_started}
-
-    def export(self, metrics: dict) -> None:
-        """Every process gathers the parameters (FSDP shards); process 0 writes model/ and the curves."""
-        import jax
-
-        from jax_llm import sharding
-        from jax_llm.export import save_model
-        from jax_llm.loss_curves import write_loss_curves
-
-        full = jax.jit(lambda s: s, out_shardings=sharding.replicated(self.mesh))(self.train_state.state)
-        if self.process_index != 0:
-            return
-        model = dataclasses.replace(self.train_state, state=full).model()
-        save_model(self.paths.model, model, self.data.tokenizer_file, metrics,
-                   extra={"hyperparameters": dataclasses.asdict(self.config)})
-        write_loss_curves(self.paths.output_data, self.history)
-        self._log(f"exported model to {self.paths.model}: {json.dumps(metrics)}")
-
-    def close(self) -> None:
-        """Releases the checkpointer (after its pending saves)."""
-        self.checkpointer.close()
-
-
-def _check_batch_layout(config: TrainConfig, n_devices: int, n_processes: int) -> None:
-    """Each micro-batch must split evenly over the devices (and so over the hosts)."""
-    if config.micro_batch_size % n_devices:
-        raise HyperparameterError(
-            "batch_size", f"batch_size / grad_accum_steps = {config.micro_batch_size} must be a multiple of the "
-            f"{n_devices} devices over {n_processes} host(s)")
-
-
-def run(config: TrainConfig, paths: SageMakerPaths, stop: StopFlag) -> dict:
-    """Trains (or resumes) and exports; returns the final metrics."""
-    training = Trainer(config, paths, stop)
-    try:
-        metrics = training.train()
-        training.export(metrics)
-        return metrics
-    finally:
-        training.close()
 
 
 def main(argv: list[str]) -> int:
@@ -258,6 +25,8 @@ def main(argv: list[str]) -> int:
     try:
         config = read_hyperparameters(paths.hyperparameters)  # fails before anything heavy is imported
         print(f"hyperparameters: {json.dumps(dataclasses.asdict(config))}", flush=True)
+        from jax_llm.trainer import run  # JAX and the rest load only once the hyperparameters are good
+
         run(config, paths, stop)
         return 0
     except Interrupted as stopped:
