@@ -1,4 +1,4 @@
-"""Orbax checkpoints under `checkpoints/steps/<step>`: saved asynchronously, the last few kept, the latest restored.
+"""Orbax checkpoints in `checkpoints/steps/<step>`: saved asynchronously, the last few kept, latest restored.
 
 A checkpoint holds the whole training state (parameters and optimizer state, whose step counter
 drives the learning-rate schedule) plus JSON metadata: the completed step, which is also the data
@@ -71,7 +71,8 @@ class Checkpointer:
             multiprocessing = ocp.options.MultiprocessingOptions(
                 primary_host=0, active_processes={0} if self._multi else None)
             self.directory.mkdir(parents=True, exist_ok=True)  # Orbax's create=True refuses active_processes
-            options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=False, enable_async_checkpointing=True,
+            options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=False,
+                                                   enable_async_checkpointing=True,
                                                    multiprocessing_options=multiprocessing)
             self._manager = ocp.CheckpointManager(self.directory.absolute(), options=options)
 
@@ -84,11 +85,12 @@ class Checkpointer:
         return step
 
     def save(self, step: int, state, meta: dict[str, Any]) -> None:
-        """Starts an asynchronous save (every process must call it); arrays reach host memory before it returns."""
+        """Starts an asynchronous save (every process calls it); arrays reach host memory before return."""
         flat = flatten(state)
         if self._multi:
             mesh = next(iter(flat.values())).sharding.mesh
-            flat = jax.jit(lambda t: t, out_shardings=NamedSharding(mesh, P()))(flat)  # all-gather FSDP shards
+            gather = jax.jit(lambda t: t, out_shardings=NamedSharding(mesh, P()))  # all-gathers FSDP shards
+            flat = gather(flat)
             flat = {k: np.asarray(v.addressable_data(0)) for k, v in flat.items()}  # this host's full copy
         if not self._primary or self._manager.latest_step() == step:
             return  # not the writer, or already saved at this step (SIGTERM right after a periodic save)
@@ -102,7 +104,7 @@ class Checkpointer:
         )
 
     def restore_latest(self, abstract_state) -> Restored | None:
-        """The newest checkpoint, placed with the shardings of `abstract_state` (ShapeDtypeStructs); None if none."""
+        """The newest checkpoint, placed as `abstract_state` (ShapeDtypeStructs + shardings); None if none."""
         step = self.latest_step()
         if step is None:
             return None
@@ -120,7 +122,7 @@ class Checkpointer:
             host_state, meta_bytes = host_target, b""
         host_state = multihost_utils.broadcast_one_to_all(host_state)
         meta = json.loads(_broadcast_bytes(meta_bytes))
-        placed = {k: jax.make_array_from_callback(v.shape, v.sharding, lambda index, a=host_state[k]: a[index])
+        placed = {k: jax.make_array_from_callback(v.shape, v.sharding, lambda i, a=host_state[k]: a[i])
                   for k, v in target.items()}
         return Restored(unflatten(abstract_state, placed), step, meta)
 

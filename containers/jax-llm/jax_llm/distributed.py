@@ -58,7 +58,8 @@ def _wait_for_dns(host: str, timeout_s: float) -> None:
             return
         except socket.gaierror as err:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"coordinator host {host!r} did not resolve within {timeout_s:.0f} s: {err}") from err
+                raise RuntimeError(
+                    f"coordinator host {host!r} did not resolve within {timeout_s:.0f} s: {err}") from err
             print(f"waiting for {host!r} to resolve: {err}", file=sys.stderr, flush=True)
             time.sleep(2.0)
 

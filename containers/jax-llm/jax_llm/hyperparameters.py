@@ -44,24 +44,28 @@ class TrainConfig:
     preset: str = _field("125m", "model size: tiny (tests), 125m, 350m or 1.3b", choices=PRESETS)
     max_steps: int = _field(5000, "optimizer steps to train for", minimum=1)
     batch_size: int = _field(64, "global sequences per optimizer step, over all hosts and devices", minimum=1)
-    seq_len: int = _field(1024, "tokens per training sequence (the model's context length)", minimum=8, maximum=8192)
-    learning_rate: float = _field(6e-4, "peak AdamW learning rate, reached after warmup", minimum=0.0, maximum=1.0)
-    min_lr_ratio: float = _field(0.1, "the cosine decay ends at learning_rate x this", minimum=0.0, maximum=1.0)
+    seq_len: int = _field(1024, "tokens per training sequence (the model's context length)",
+                          minimum=8, maximum=8192)
+    learning_rate: float = _field(6e-4, "peak AdamW learning rate, reached after warmup",
+                                  minimum=0.0, maximum=1.0)
+    min_lr_ratio: float = _field(0.1, "the cosine decay ends at learning_rate x this",
+                                 minimum=0.0, maximum=1.0)
     warmup_steps: int = _field(200, "linear warmup from 0 to learning_rate (at most max_steps)", minimum=0)
     weight_decay: float = _field(0.1, "AdamW decoupled weight decay (matrices only, not norm scales)",
                                  minimum=0.0, maximum=1.0)
     adam_b1: float = _field(0.9, "AdamW first-moment decay", minimum=0.0, maximum=0.999999)
     adam_b2: float = _field(0.95, "AdamW second-moment decay", minimum=0.0, maximum=0.999999)
     grad_clip: float = _field(1.0, "clip the global gradient norm to this; 0 turns clipping off", minimum=0.0)
-    grad_accum_steps: int = _field(1, "micro-batches per step (batch_size must be a multiple of it)", minimum=1)
-    eval_every: int = _field(500, "evaluate on the validation set every N steps (and at the end); 0: only at the end",
+    grad_accum_steps: int = _field(1, "micro-batches per step (batch_size must be a multiple of it)",
+                                   minimum=1)
+    eval_every: int = _field(500, "evaluate on the validation set every N steps and at the end; 0: end only",
                              minimum=0)
     eval_batches: int = _field(20, "validation batches per evaluation", minimum=1)
     checkpoint_every: int = _field(500, "save a checkpoint every N steps; 0: only on SIGTERM", minimum=0)
     keep_checkpoints: int = _field(3, "how many of the latest checkpoints to keep", minimum=1)
     log_every: int = _field(10, "log train metrics every N steps", minimum=1)
     seed: int = _field(0, "seed of parameter init and of the data order", minimum=0, maximum=2**31 - 1)
-    vocab_size: int = _field(32000, "BPE vocabulary size when the tokenizer is trained here (no tokenizer channel)",
+    vocab_size: int = _field(32000, "BPE vocabulary size when the tokenizer is trained here (no channel)",
                              minimum=260, maximum=262144)
     fsdp: bool = _field(False, "shard parameters and optimizer state across all devices (FSDP)")
     remat: bool = _field(False, "recompute activations in the backward pass to save memory")
@@ -72,7 +76,8 @@ class TrainConfig:
         if self.batch_size % self.grad_accum_steps:
             raise HyperparameterError(
                 "grad_accum_steps",
-                f"batch_size={self.batch_size} must be a multiple of grad_accum_steps={self.grad_accum_steps}",
+                f"batch_size={self.batch_size} must be a multiple of "
+                f"grad_accum_steps={self.grad_accum_steps}",
             )
 
     @property

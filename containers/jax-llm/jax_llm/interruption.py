@@ -1,4 +1,4 @@
-"""Stopping on SIGTERM: the flag the signal handler sets and the exception the loop raises after checkpointing.
+"""Stopping on SIGTERM: the flag the signal handler sets, the exception the loop raises after checkpointing.
 
 SageMaker sends SIGTERM on StopTrainingJob, at MaxRuntime and before a spot interruption, and
 SIGKILL 120 s later. The trainer then exits 143 (128 + SIGTERM), never 0: the run did not complete,

@@ -1,7 +1,8 @@
 """The training log format: one module defines the metric lines and the regexes SageMaker reads them with.
 
 A train line, every `log_every` steps:
-    step 120/5000 (2.4%) train_loss=3.4521 learning_rate=5.9e-04 tokens_per_sec=51234.0 mfu=0.4312 elapsed=0:02:01 eta=1:22:10
+    step 120/5000 (2.4%) train_loss=3.4521 learning_rate=5.900e-04 tokens_per_sec=51234.0 mfu=0.4312 \
+        elapsed=0:02:01 eta=1:22:10   (one line)
 An evaluation line:
     step 500/5000 (10.0%) val_loss=3.2100
 `mfu` is `n/a` where the device's peak is unknown; the regex then does not match and SageMaker
@@ -20,7 +21,9 @@ OBJECTIVE_METRIC = "val_loss"  # what the tuner minimises and the pipeline's reg
 _NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 
 # `\b` keeps a name from matching inside a longer one (no lookbehind: keep to what every regex engine has).
-METRIC_DEFINITIONS: list[dict[str, str]] = [{"Name": name, "Regex": rf"\b{name}={_NUMBER}"} for name in METRIC_NAMES]
+METRIC_DEFINITIONS: list[dict[str, str]] = [
+    {"Name": name, "Regex": rf"\b{name}={_NUMBER}"} for name in METRIC_NAMES
+]
 
 
 def _duration(seconds: float) -> str:
@@ -49,7 +52,8 @@ def format_train_line(
     mfu_text = "n/a" if mfu is None else f"{mfu:.4f}"
     return (
         f"{_progress(step, max_steps)} train_loss={train_loss:.4f} learning_rate={learning_rate:.3e} "
-        f"tokens_per_sec={tokens_per_sec:.1f} mfu={mfu_text} elapsed={_duration(elapsed_s)} eta={_duration(eta_s)}"
+        f"tokens_per_sec={tokens_per_sec:.1f} mfu={mfu_text} elapsed={_duration(elapsed_s)} "
+        f"eta={_duration(eta_s)}"
     )
 
 

@@ -1,4 +1,4 @@
-"""The per-device peak matmul rate that MFU is measured against: a datasheet table on GPUs, measured on CPU."""
+"""The per-device peak matmul rate MFU is measured against: a datasheet table on GPUs, measured on CPU."""
 
 from __future__ import annotations
 

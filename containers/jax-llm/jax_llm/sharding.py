@@ -51,5 +51,5 @@ def state_shardings(abstract_state, mesh: Mesh, fsdp: bool):
 
 
 def global_batch(local_rows: np.ndarray, sharding: NamedSharding, global_rows: int) -> jax.Array:
-    """This process's rows [global_rows / processes, T] become its shards of one global [global_rows, T] array."""
+    """This process's rows [global_rows / processes, T] become its shards of one [global_rows, T] array."""
     return jax.make_array_from_process_local_data(sharding, local_rows, (global_rows, *local_rows.shape[1:]))

@@ -1,4 +1,4 @@
-"""`python -m jax_llm train`: the SageMaker training job's entry point; wires hyperparameters, SIGTERM and failures.
+"""`python -m jax_llm train`: the training job's entry point; wires hyperparameters, SIGTERM and failures.
 
 Exit codes: 0 when trained and exported; 143 after SIGTERM (checkpoint saved, no export, see
 jax_llm.interruption); 1 on any error, with `output/failure` starting with the error's type and message.

@@ -69,7 +69,7 @@ def _loss(model: GPT, tokens: jax.Array) -> jax.Array:
 
 
 def make_train_step(train_state: TrainState, grad_accum_steps: int, batch_sharding) -> Callable:
-    """step(state, batch [B, T+1]) -> (state, loss): one optimizer update from `grad_accum_steps` micro-batches."""
+    """step(state, batch [B, T+1]) -> (state, loss): one update from `grad_accum_steps` micro-batches."""
     graphdef = train_state.graphdef
 
     def step(state, batch):
@@ -82,7 +82,8 @@ def make_train_step(train_state: TrainState, grad_accum_steps: int, batch_shardi
         # Row r = m * accum + a goes to micro-batch a. Keeping m as the leading (sharded) axis means
         # each device's micro-batches come from its own rows: no data moves between devices.
         rows, width = batch.shape
-        micro = batch.reshape(rows // grad_accum_steps, grad_accum_steps, width).swapaxes(0, 1)  # [A, B/A, T+1]
+        micro = batch.reshape(rows // grad_accum_steps, grad_accum_steps, width)  # [B/A, A, T+1]
+        micro = micro.swapaxes(0, 1)  # [A, B/A, T+1]: scan over A
 
         def accumulate(carry, tokens):
             loss_sum, grad_sum = carry

@@ -1,4 +1,4 @@
-"""The training loop: set up data, sharded state and the compiled step, restore, train, evaluate, checkpoint, export.
+"""The training loop: data, sharded state and compiled step; restore, train, evaluate, checkpoint, export.
 
 hyperparameters -> jax.distributed -> data -> model/optimizer state (sharded) -> restore the latest
 checkpoint -> train (log, evaluate, checkpoint) -> export `model/` and the loss curves. On SIGTERM
@@ -32,7 +32,7 @@ from jax_llm.train_step import abstract_state, create_train_state, make_eval_ste
 
 
 class Trainer:
-    """One training run: set up in the constructor, then `train()` (or `step()` by step), `export()`, `close()`."""
+    """One training run: the constructor sets up; then `train()` (or `step()`), `export()`, `close()`."""
 
     def __init__(self, config: TrainConfig, paths: SageMakerPaths, stop: StopFlag):
         self.config, self.paths, self.stop = config, paths, stop
@@ -41,8 +41,9 @@ class Trainer:
         self.n_devices = jax.device_count()
         _check_batch_layout(config, self.n_devices, self.process_count)
 
+        work_dir = Path(tempfile.mkdtemp(prefix="jax-llm-data-"))  # tokenized raw text, local to this host
         self.data = load_training_data(paths, vocab_size=config.vocab_size, seq_len=config.seq_len,
-                                       seed=config.seed, work_dir=Path(tempfile.mkdtemp(prefix="jax-llm-data-")))
+                                       seed=config.seed, work_dir=work_dir)
         on_gpu = jax.default_backend() == "gpu"
         compute_dtype = config.compute_dtype if config.compute_dtype != "auto" else (
             "bfloat16" if on_gpu else "float32")
@@ -53,22 +54,23 @@ class Trainer:
         self.mesh = sharding.make_mesh()
         self.batch_sharding = sharding.batch_sharding(self.mesh)
         self.schedule = learning_rate_schedule(config)
-        self.train_state = create_train_state(self.model_config, make_optimizer(config), config.seed, self.mesh,
-                                              config.fsdp)
+        self.train_state = create_train_state(self.model_config, make_optimizer(config), config.seed,
+                                              self.mesh, config.fsdp)
         self.checkpointer = Checkpointer(paths.checkpoints, keep=config.keep_checkpoints)
         self.history: dict[str, list[list[float]]] = {"train_loss": [], "val_loss": []}
         self.start_step = self._restore()
 
         self.peak, peak_source = device_peak(compute_dtype)
         self.flops_per_token = self.model_config.flops_per_token(config.seq_len)
+        peak_text = "n/a" if self.peak is None else f"{self.peak / 1e12:.3f} TFLOP/s"
         self._log(f"model {config.preset}: {self.model_config.num_params() / 1e6:.1f}M parameters, "
                   f"vocab {self.model_config.vocab_size}, {compute_dtype}; {self.process_count} process(es), "
-                  f"{self.n_devices} device(s) ({jax.devices()[0].device_kind}); peak "
-                  f"{'n/a' if self.peak is None else f'{self.peak / 1e12:.3f} TFLOP/s'} per device ({peak_source})")
+                  f"{self.n_devices} device(s) ({jax.devices()[0].device_kind}); peak {peak_text} per device "
+                  f"({peak_source})")
         started = time.perf_counter()
         example = self._batch(self.start_step)
-        self.train_step = make_train_step(self.train_state, config.grad_accum_steps, self.batch_sharding).lower(
-            self.train_state.state, example).compile()
+        step_fn = make_train_step(self.train_state, config.grad_accum_steps, self.batch_sharding)
+        self.train_step = step_fn.lower(self.train_state.state, example).compile()  # compiled once, here
         self.eval_step = make_eval_step(self.train_state, self.batch_sharding)
         self._log(f"train step compiled in {time.perf_counter() - started:.1f} s")
 
@@ -82,7 +84,8 @@ class Trainer:
         if restored is None:
             return 0
         saved = restored.meta.get("hyperparameters", {})
-        changed = {k: (saved[k], v) for k, v in dataclasses.asdict(self.config).items() if k in saved and saved[k] != v}
+        now = dataclasses.asdict(self.config)
+        changed = {k: (saved[k], v) for k, v in now.items() if k in saved and saved[k] != v}
         if changed:
             self._log(f"warning: hyperparameters differ from the checkpoint's (saved, now): {changed}")
         self.train_state.state = restored.state
@@ -104,9 +107,10 @@ class Trainer:
     def _evaluate(self, done: int) -> float:
         c = self.config
         rows = c.micro_batch_size  # what fits in memory for a forward pass
+        batches = self.data.validation.eval_batches(rows, c.seq_len, c.eval_batches, self.process_index,
+                                                    self.process_count)
         losses = [self.eval_step(self.train_state.state, sharding.global_batch(b, self.batch_sharding, rows))
-                  for b in self.data.validation.eval_batches(rows, c.seq_len, c.eval_batches, self.process_index,
-                                                             self.process_count)]
+                  for b in batches]
         val_loss = float(np.mean(jax.device_get(losses)))
         self.history["val_loss"].append([done, val_loss])
         self._log(format_eval_line(done, c.max_steps, val_loss=val_loss))
@@ -127,13 +131,14 @@ class Trainer:
         return loss
 
     def log_interval(self, done: int, losses: list, interval_started: float, run_started: float) -> float:
-        """Logs the mean loss of the last `len(losses)` steps and their throughput (timed after the device wait)."""
+        """Logs the mean loss of the last `len(losses)` steps and their throughput (after the device wait)."""
         c = self.config
         train_loss = float(np.mean(jax.device_get(losses)))  # waits for the device
         now = time.perf_counter()
         seconds_per_step = (now - interval_started) / len(losses)
         tokens_per_sec = c.batch_size * c.seq_len / seconds_per_step
-        mfu = None if self.peak is None else tokens_per_sec * self.flops_per_token / (self.peak * self.n_devices)
+        flops_per_sec = tokens_per_sec * self.flops_per_token
+        mfu = None if self.peak is None else flops_per_sec / (self.peak * self.n_devices)
         self.history["train_loss"].append([done, train_loss])
         self._log(format_train_line(
             done, c.max_steps, train_loss=train_loss, learning_rate=float(self.schedule(done - 1)),
@@ -165,7 +170,8 @@ class Trainer:
         train_loss = self.history["train_loss"][-1][1] if self.history["train_loss"] else float("nan")
         self.checkpointer.wait()
         return {"train_loss": train_loss, "val_loss": val_loss, "steps": c.max_steps,
-                "tokens": c.max_steps * c.batch_size * c.seq_len, "train_seconds": time.perf_counter() - run_started}
+                "tokens": c.max_steps * c.batch_size * c.seq_len,
+                "train_seconds": time.perf_counter() - run_started}
 
     def export(self, metrics: dict) -> None:
         """Every process gathers the parameters (FSDP shards); process 0 writes model/ and the curves."""
@@ -187,8 +193,8 @@ def _check_batch_layout(config: TrainConfig, n_devices: int, n_processes: int) -
     """Each micro-batch must split evenly over the devices (and so over the hosts)."""
     if config.micro_batch_size % n_devices:
         raise HyperparameterError(
-            "batch_size", f"batch_size / grad_accum_steps = {config.micro_batch_size} must be a multiple of the "
-            f"{n_devices} devices over {n_processes} host(s)")
+            "batch_size", f"batch_size / grad_accum_steps = {config.micro_batch_size} must be a multiple "
+            f"of the {n_devices} devices over {n_processes} host(s)")
 
 
 def run(config: TrainConfig, paths: SageMakerPaths, stop: StopFlag) -> dict:
