@@ -69,20 +69,22 @@ def time_trainer(trainer: Trainer, first_step: int, steps: int) -> float:
 
 def main() -> None:
     """Parses arguments, measures the peak, alternates bare and trainer blocks, prints a table and JSON."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--grad-accum-steps", type=int, default=1)
     parser.add_argument("--vocab-size", type=int, default=1024)
     parser.add_argument("--fsdp", action="store_true")
-    parser.add_argument("--block-steps", type=int, default=12, help="steps per block (= the trainer's log_every)")
+    parser.add_argument("--block-steps", type=int, default=12, help="steps per block (its log_every)")
     parser.add_argument("--blocks", type=int, default=20, help="blocks of each kind, alternating")
     args = parser.parse_args()
 
     total_steps = 2 * (args.blocks + 1) * args.block_steps
     hyperparameters = {  # typed values: the local-mode tree JSON-encodes them, as the SageMaker SDK does
-        "preset": args.preset, "max_steps": total_steps, "batch_size": args.batch_size, "seq_len": args.seq_len,
+        "preset": args.preset, "max_steps": total_steps, "batch_size": args.batch_size,
+        "seq_len": args.seq_len,
         "grad_accum_steps": args.grad_accum_steps, "warmup_steps": 1, "vocab_size": args.vocab_size,
         "log_every": args.block_steps, "eval_every": 0, "checkpoint_every": 0, "fsdp": args.fsdp,
     }
@@ -110,14 +112,17 @@ def main() -> None:
     n = jax.device_count()
     datasheet = table_peak(device.device_kind, model_config.compute_dtype)
     print(f"{device.device_kind} x{n}, {args.preset} ({model_config.num_params() / 1e6:.2f}M params, "
-          f"{model_config.compute_dtype}), batch {args.batch_size} x {args.seq_len}; measured {peak_dtype} matmul "
-          f"peak {peak / 1e12:.3f} TFLOP/s per device" + (f", datasheet {datasheet / 1e12:.0f}" if datasheet else ""))
+          f"{model_config.compute_dtype}), batch {args.batch_size} x {args.seq_len}; measured {peak_dtype} "
+          f"matmul peak {peak / 1e12:.3f} TFLOP/s per device"
+          + (f", datasheet {datasheet / 1e12:.0f}" if datasheet else ""))
     for name, tps in (("bare jitted step", bare_tps), ("trainer loop", trainer_tps)):
         extra = f"  MFU vs datasheet {tps * flops_per_token / (datasheet * n):.3f}" if datasheet else ""
-        print(f"  {name:<17} {tps:12.1f} tokens/s  MFU vs measured peak {tps * flops_per_token / (peak * n):.3f}{extra}")
-    print(f"  trainer overhead  {100 * overhead:+.1f}% (median of {args.blocks} paired blocks of {args.block_steps} "
-          f"steps; goal on CPU: under 5%)")
-    print(json.dumps({"device": device.device_kind, "devices": n, "preset": args.preset, "seq_len": args.seq_len,
+        mfu = tps * flops_per_token / (peak * n)
+        print(f"  {name:<17} {tps:12.1f} tokens/s  MFU vs measured peak {mfu:.3f}{extra}")
+    print(f"  trainer overhead  {100 * overhead:+.1f}% (median of {args.blocks} paired blocks of "
+          f"{args.block_steps} steps; goal on CPU: under 5%)")
+    print(json.dumps({"device": device.device_kind, "devices": n, "preset": args.preset,
+                      "seq_len": args.seq_len,
                       "batch_size": args.batch_size, "peak_flops": peak, "bare_tokens_per_sec": bare_tps,
                       "trainer_tokens_per_sec": trainer_tps, "overhead": overhead,
                       "bare_block_s": bare_s, "trainer_block_s": trainer_s}))

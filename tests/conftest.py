@@ -21,8 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 CONTAINER_SRC = REPO / "containers" / "jax-llm"
 
 # Real, varied English-and-code text: a few stdlib modules (about 400 KB).
-CORPUS_MODULES = ("argparse.py", "dataclasses.py", "textwrap.py", "string.py", "json/decoder.py", "json/encoder.py",
-                  "difflib.py", "fractions.py")
+CORPUS_MODULES = ("argparse.py", "dataclasses.py", "textwrap.py", "string.py", "json/decoder.py",
+                  "json/encoder.py", "difflib.py", "fractions.py")
 
 # What the SageMaker SDK sends: every value JSON-encoded, plus keys the trainer must ignore.
 TINY_HYPERPARAMETERS = {
@@ -53,14 +53,15 @@ def write_stdlib_corpus(path: Path, modules: tuple[str, ...] = CORPUS_MODULES) -
     return path
 
 
-def write_training_tree(root: Path, hyperparameters: dict[str, str], *, hosts=("algo-1",), current_host="algo-1",
-                        corpus: bool = True) -> Path:
+def write_training_tree(root: Path, hyperparameters: dict[str, str], *, hosts=("algo-1",),
+                        current_host="algo-1", corpus: bool = True) -> Path:
     """An /opt/ml tree as SageMaker writes it for a training job: config files and the `train` channel."""
     config = root / "input" / "config"
     config.mkdir(parents=True, exist_ok=True)
     (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
-    (config / "inputdataconfig.json").write_text(json.dumps(
-        {"train": {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}}))
+    channel = {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
+               "RecordWrapperType": "None"}
+    (config / "inputdataconfig.json").write_text(json.dumps({"train": channel}))
     (config / "resourceconfig.json").write_text(json.dumps(
         {"current_host": current_host, "current_instance_type": "ml.m5.large", "hosts": list(hosts),
          "network_interface_name": "eth0"}))
@@ -109,7 +110,7 @@ class TrainingRun:
 
 @pytest.fixture(scope="session")
 def tiny_training_run(tmp_path_factory) -> TrainingRun:
-    """The tiny preset trained once for the whole session (24 steps of 8 x 64 tokens, about 20 s on 2 CPU cores)."""
+    """The tiny preset trained once per session (24 steps of 8 x 64 tokens, 10-20 s on 2 CPU cores)."""
     root = write_training_tree(tmp_path_factory.mktemp("tiny-run") / "opt-ml", TINY_HYPERPARAMETERS)
     code, log = run_training(root)
     if code != 0:

@@ -1,4 +1,4 @@
-"""`output/failure`: what SageMaker shows (the first 1024 characters) is the error, the traceback comes after."""
+"""`output/failure`: what SageMaker shows (the first 1024 characters) is the error; the traceback follows."""
 
 from jax_llm.failure import FAILURE_REASON_CHARS, write_failure
 
@@ -15,5 +15,6 @@ def test_message_comes_first_and_fits_the_failure_reason(tmp_path):
     except ValueError as error:
         write_failure(tmp_path / "output" / "failure", error)
     text = (tmp_path / "output" / "failure").read_text()
-    assert text[:FAILURE_REASON_CHARS].startswith("ValueError: channel 'train' (/opt/ml/input/data/train): empty\n\n")
+    expected = "ValueError: channel 'train' (/opt/ml/input/data/train): empty\n\n"
+    assert text[:FAILURE_REASON_CHARS].startswith(expected)
     assert "Traceback (most recent call last)" in text and "_raise_deep" in text

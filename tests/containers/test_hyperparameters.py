@@ -9,8 +9,10 @@ from jax_llm.hyperparameters import (HyperparameterError, TrainConfig, describe,
 
 
 def test_sdk_quoted_and_raw_values_parse_to_the_same_config():
-    sdk = {"preset": '"350m"', "max_steps": "100", "learning_rate": "0.0003", "fsdp": "true", "compute_dtype": '"bfloat16"'}
-    raw = {"preset": "350m", "max_steps": "100", "learning_rate": "3e-4", "fsdp": "True", "compute_dtype": "bfloat16"}
+    sdk = {"preset": '"350m"', "max_steps": "100", "learning_rate": "0.0003", "fsdp": "true",
+           "compute_dtype": '"bfloat16"'}
+    raw = {"preset": "350m", "max_steps": "100", "learning_rate": "3e-4", "fsdp": "True",
+           "compute_dtype": "bfloat16"}
     assert parse_hyperparameters(sdk) == parse_hyperparameters(raw)
     config = parse_hyperparameters(sdk)
     assert (config.preset, config.max_steps, config.learning_rate, config.fsdp) == ("350m", 100, 3e-4, True)
@@ -22,8 +24,9 @@ def test_string_that_looks_like_a_number_stays_a_string():
 
 def test_sagemaker_and_tuner_keys_are_ignored():
     config = parse_hyperparameters({
-        "sagemaker_program": '"train.py"', "sagemaker_submit_directory": '"s3://b/k"', "sagemaker_region": '"us-east-1"',
-        "sagemaker_container_log_level": "20", "sagemaker_job_name": '"j"', "sagemaker_enable_cloudwatch_metrics": "false",
+        "sagemaker_program": '"train.py"', "sagemaker_submit_directory": '"s3://b/k"',
+        "sagemaker_region": '"us-east-1"', "sagemaker_container_log_level": "20", "sagemaker_job_name": '"j"',
+        "sagemaker_enable_cloudwatch_metrics": "false",
         "_tuning_objective_metric": '"val_loss"', "max_steps": "7"})
     assert config == TrainConfig(max_steps=7)
 
@@ -43,7 +46,8 @@ def test_integral_float_is_accepted_for_an_integer():
     ({"seq_len": "4"}, "seq_len", "expected at least 8"),
     ({"preset": "huge"}, "preset", "expected one of ['tiny', '125m', '350m', '1.3b'], got 'huge'"),
     ({"compute_dtype": "fp16"}, "compute_dtype", "expected one of ['auto', 'float32', 'bfloat16']"),
-    ({"batch_size": "8", "grad_accum_steps": "3"}, "grad_accum_steps", "must be a multiple of grad_accum_steps=3"),
+    ({"batch_size": "8", "grad_accum_steps": "3"}, "grad_accum_steps",
+     "must be a multiple of grad_accum_steps=3"),
     ({"max_steps": "10", "warmup_steps": "11"}, "warmup_steps", "expected at most max_steps"),
 ])
 def test_bad_value_names_the_key_and_what_was_expected(raw, key, expected):

@@ -4,8 +4,8 @@ import json
 import math
 import re
 
-from jax_llm.metrics import (METRIC_DEFINITIONS, METRIC_NAMES, OBJECTIVE_METRIC, format_eval_line, format_train_line,
-                             parse_metrics)
+from jax_llm.metrics import (METRIC_DEFINITIONS, METRIC_NAMES, OBJECTIVE_METRIC, format_eval_line,
+                             format_train_line, parse_metrics)
 
 
 def test_definitions_have_sagemakers_shape_and_one_capture_group():

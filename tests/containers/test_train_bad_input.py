@@ -1,4 +1,4 @@
-"""Bad input fails fast: `output/failure` starts with the error naming the key or channel, and the exit is non-zero."""
+"""Bad input fails fast: `output/failure` starts with the error naming the key or channel; exit non-zero."""
 
 import signal
 import subprocess
@@ -12,7 +12,7 @@ from tests.conftest import TINY_HYPERPARAMETERS, train_command_env, write_traini
 
 @pytest.fixture
 def run_main(monkeypatch):
-    """Runs `train.main` in this process on a tree (as `python -m jax_llm train` would), restoring SIGTERM after."""
+    """Runs `train.main` here on a tree (as `python -m jax_llm train` would), restoring SIGTERM after."""
     previous = signal.getsignal(signal.SIGTERM)
 
     def run(root):
@@ -30,7 +30,8 @@ def _first_line(root) -> str:
 @pytest.mark.parametrize(("override", "expected"), [
     ({"learnig_rate": "0.1"}, "HyperparameterError: hyperparameter 'learnig_rate': unknown hyperparameter "
                               "(did you mean 'learning_rate'?)"),
-    ({"max_steps": '"ten"'}, "HyperparameterError: hyperparameter 'max_steps': expected an integer, got '\"ten\"'"),
+    ({"max_steps": '"ten"'},
+     "HyperparameterError: hyperparameter 'max_steps': expected an integer, got '\"ten\"'"),
     ({"batch_size": "0"}, "HyperparameterError: hyperparameter 'batch_size': expected at least 1, got 0"),
     ({"preset": '"7b"'}, "HyperparameterError: hyperparameter 'preset': expected one of"),
 ])
@@ -57,7 +58,8 @@ def test_empty_train_channel_names_the_channel_and_path(tmp_path, run_main):
 
 
 def test_the_image_entry_point_exits_non_zero_with_the_failure_file(tmp_path):
-    root = write_training_tree(tmp_path / "opt-ml", {**TINY_HYPERPARAMETERS, "warmup_steps": '"soon"'}, corpus=False)
+    hyperparameters = {**TINY_HYPERPARAMETERS, "warmup_steps": '"soon"'}
+    root = write_training_tree(tmp_path / "opt-ml", hyperparameters, corpus=False)
     result = subprocess.run([sys.executable, "-m", "jax_llm", "train"], env=train_command_env(root),
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1

@@ -1,4 +1,4 @@
-"""Kill and resume: SIGTERM after the first checkpoint, then a restart, reproduces the uninterrupted run exactly."""
+"""Kill and resume: SIGTERM after the first checkpoint, then a restart, reproduces the uninterrupted run."""
 
 import json
 import signal
@@ -8,7 +8,7 @@ import numpy as np
 
 from tests.conftest import TINY_HYPERPARAMETERS, run_training, start_training, write_training_tree
 
-# Per-step losses (log_every 1) and a checkpoint every 4 steps; 40 steps leave plenty of run after the first one.
+# Per-step losses (log_every 1), a checkpoint every 4 steps; 40 steps leave plenty of run after the first.
 HYPERPARAMETERS = {**TINY_HYPERPARAMETERS, "max_steps": "40", "log_every": "1", "eval_every": "0",
                    "checkpoint_every": "4", "eval_batches": "1"}
 
@@ -20,7 +20,7 @@ def _checkpoint_steps(root):
 def test_sigterm_checkpoints_exits_and_restart_reproduces_uninterrupted_losses(tmp_path):
     reference = write_training_tree(tmp_path / "reference", HYPERPARAMETERS)
     resumed = write_training_tree(tmp_path / "resumed", HYPERPARAMETERS)
-    reference_run = start_training(reference, tmp_path / "reference.log")  # in parallel with the interrupted one
+    reference_run = start_training(reference, tmp_path / "reference.log")  # beside the interrupted one
     first = start_training(resumed, tmp_path / "first.log")
     deadline = time.monotonic() + 240
     while not (resumed / "checkpoints" / "steps" / "4").is_dir() and first.poll() is None:
@@ -30,7 +30,7 @@ def test_sigterm_checkpoints_exits_and_restart_reproduces_uninterrupted_losses(t
     code = first.wait(timeout=120)
     log = (tmp_path / "first.log").read_text()
 
-    assert code == 143, log[-3000:]  # 128 + SIGTERM: not completed, so SageMaker must not take it for a finished job
+    assert code == 143, log[-3000:]  # 128 + SIGTERM: not completed, so nothing may take it for a finished job
     failure = (resumed / "output" / "failure").read_text()
     assert failure.startswith("training stopped by SIGTERM after step ")
     stopped_at = _checkpoint_steps(resumed)[-1]
@@ -43,7 +43,8 @@ def test_sigterm_checkpoints_exits_and_restart_reproduces_uninterrupted_losses(t
     assert not (resumed / "output" / "failure").exists()
     assert reference_run.wait(timeout=240) == 0
 
-    curves = [json.loads((root / "output" / "data" / "loss_curves.json").read_text()) for root in (reference, resumed)]
+    curves = [json.loads((root / "output" / "data" / "loss_curves.json").read_text())
+              for root in (reference, resumed)]
     assert [s for s, _ in curves[1]["train_loss"]] == list(range(1, 41))
     assert curves[1] == curves[0]  # every step's loss, bit for bit
     with np.load(reference / "model" / "params.npz") as a, np.load(resumed / "model" / "params.npz") as b:

@@ -1,4 +1,4 @@
-"""`python -m jax_llm train` on one host, as SageMaker runs it: SDK-quoted hyperparameters, ignored keys present."""
+"""`python -m jax_llm train` on one host as SageMaker runs it: SDK-quoted values, ignored keys present."""
 
 import json
 import math
@@ -11,7 +11,7 @@ from jax_llm.hyperparameters import TrainConfig
 
 def test_run_completes_with_sdk_style_hyperparameters(tiny_training_run):
     log = tiny_training_run.log
-    assert '"preset": "tiny"' in log and '"max_steps": 24' in log  # quoted strings decoded, ignored keys skipped
+    assert '"preset": "tiny"' in log and '"max_steps": 24' in log  # quoted values decoded, others ignored
     assert not (tiny_training_run.root / "output" / "failure").exists()
 
 
@@ -40,6 +40,7 @@ def test_training_learns_and_final_metrics_are_recorded(tiny_training_run):
 
 
 def test_checkpoints_are_written_under_checkpoints(tiny_training_run):
-    steps = sorted(int(p.name) for p in (tiny_training_run.root / "checkpoints" / "steps").iterdir() if p.name.isdigit())
+    directory = tiny_training_run.root / "checkpoints" / "steps"
+    steps = sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
     assert steps == [12, 24]
     assert TrainConfig().keep_checkpoints >= 2

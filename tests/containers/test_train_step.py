@@ -1,4 +1,4 @@
-"""The jitted train step on a 2-device CPU mesh: FSDP with gradient accumulation gives plain data parallel's results."""
+"""The train step on a 2-device CPU mesh: FSDP + gradient accumulation gives plain data parallel's results."""
 
 import json
 import os

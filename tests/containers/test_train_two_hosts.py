@@ -1,4 +1,4 @@
-"""Two hosts as two local processes (jax.distributed over gloo): the same losses as one process, one writer."""
+"""Two hosts as two local processes (jax.distributed, gloo): the same losses as one process, one writer."""
 
 import json
 import signal
@@ -61,7 +61,8 @@ def test_sigterm_stops_both_hosts_at_the_same_step_with_one_checkpoint(tmp_path)
     try:
         deadline = time.monotonic() + 240
         while "step 10/300" not in (tmp_path / "algo-1.log").read_text():
-            assert time.monotonic() < deadline and processes[0].poll() is None, (tmp_path / "algo-1.log").read_text()
+            running = time.monotonic() < deadline and processes[0].poll() is None
+            assert running, (tmp_path / "algo-1.log").read_text()
             time.sleep(0.05)
         for process in processes:
             process.send_signal(signal.SIGTERM)
