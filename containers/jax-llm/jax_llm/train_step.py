@@ -40,11 +40,9 @@ def create_train_state(config: ModelConfig, tx: optax.GradientTransformation, se
     """Initialises parameters and optimizer state directly in their shards (no full copy on one device)."""
 
     def init():
-        model = GPT(config, rngs=nnx.Rngs(params=seed))
-        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-        return nnx.split((model, optimizer))[1]
+        return nnx.split(_model_and_optimizer(config, tx, seed))[1]
 
-    graphdef = nnx.split(nnx.eval_shape(lambda: _model_and_optimizer(config, tx, seed)))[0]
+    graphdef = nnx.split(nnx.eval_shape(lambda: _model_and_optimizer(config, tx, seed)))[0]  # no allocation
     abstract = jax.eval_shape(init)
     shardings = sharding.state_shardings(abstract, mesh, fsdp)
     state = jax.jit(init, out_shardings=shardings)()
@@ -52,6 +50,7 @@ def create_train_state(config: ModelConfig, tx: optax.GradientTransformation, se
 
 
 def _model_and_optimizer(config: ModelConfig, tx, seed: int):
+    """A freshly initialised GPT and its AdamW state (over the parameters only)."""
     model = GPT(config, rngs=nnx.Rngs(params=seed))
     return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
 
