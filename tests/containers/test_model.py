@@ -69,6 +69,22 @@ def test_rows_of_one_batch_decode_at_different_positions(model):
     np.testing.assert_allclose(step[1, 0], forward(model, b)[0][0, 7], atol=1e-5)
 
 
+def test_decode_bounded_to_the_live_positions_matches_the_whole_cache(model):
+    """kv_len: a decode step that attends over only the first positions a row can see changes nothing."""
+    cache = init_cache(CONFIG, batch=2, max_len=64)
+    # Row 0 holds 20 positions, row 1 only 5; stale values of a longer earlier request lie past both.
+    _, cache = forward(model, _tokens(2, 40, seed=5), jnp.broadcast_to(jnp.arange(40), (2, 40)), cache)
+    _, cache = forward(model, _tokens(2, 20, seed=6), jnp.broadcast_to(jnp.arange(20), (2, 20)), cache)
+    step_tokens, positions = _tokens(2, 1, seed=7), jnp.array([[20], [5]])
+    whole, whole_cache = forward(model, step_tokens, positions, cache)
+    bounded, bounded_cache = nnx.jit(lambda m, t, p, c: m(t, p, c, kv_len=32))(
+        model, step_tokens, positions, cache
+    )
+    np.testing.assert_allclose(bounded, whole, atol=1e-6)
+    for got, want in zip(jax.tree.leaves(bounded_cache), jax.tree.leaves(whole_cache)):
+        np.testing.assert_array_equal(got, want)  # the step's keys/values are written either way
+
+
 def test_remat_changes_memory_not_gradients(model):
     remat_model = GPT(dataclasses.replace(CONFIG, remat=True), rngs=nnx.Rngs(0))
     tokens = _tokens(2, 8)

@@ -78,8 +78,9 @@ class Attention(nnx.Module):
         self.out = _linear(d, d, config, 0.02 / math.sqrt(2 * config.n_layers), rngs)
 
     def __call__(
-        self, x: jax.Array, positions: jax.Array, cache: LayerCache | None
+        self, x: jax.Array, positions: jax.Array, cache: LayerCache | None, kv_len: int | None = None
     ) -> tuple[jax.Array, LayerCache | None]:
+        """kv_len (static): attend over only the cache's first kv_len positions (default: all of them)."""
         cfg = self.config
         batch, seq, _ = x.shape
         qkv = self.qkv(x).reshape(batch, seq, 3, cfg.n_heads, cfg.head_dim)
@@ -95,14 +96,16 @@ class Attention(nnx.Module):
             # from an earlier request; the mask never lets a query see them.
             # The cache may hold more rows than the batch (a server's slots): the batch is its first
             # B rows, updated in place; the others are left as they are.
+            # A caller that knows every query position is below kv_len passes it, so that a decode step
+            # costs what the longest live row needs rather than the whole context.
             rows = jnp.arange(batch)[:, None]  # [B, 1]
             k_all = cache.k.at[rows, positions].set(k.astype(cache.k.dtype), mode="drop")
             v_all = cache.v.at[rows, positions].set(v.astype(cache.v.dtype), mode="drop")
-            key_pos = jnp.arange(k_all.shape[1])
-            mask = key_pos[None, None, :] <= positions[:, :, None]  # [B, T, max_len]
-            y = jax.nn.dot_product_attention(
-                q, k_all[:batch], v_all[:batch], mask=mask[:, None], implementation="xla"
-            )
+            kv_len = k_all.shape[1] if kv_len is None else kv_len
+            key_pos = jnp.arange(kv_len)
+            mask = key_pos[None, None, :] <= positions[:, :, None]  # [B, T, kv_len]
+            k_used, v_used = k_all[:batch, :kv_len], v_all[:batch, :kv_len]  # [B, kv_len, N, H]
+            y = jax.nn.dot_product_attention(q, k_used, v_used, mask=mask[:, None], implementation="xla")
             cache = LayerCache(k_all, v_all)
         return self.out(y.reshape(batch, seq, cfg.d_model)), cache
 
@@ -119,9 +122,9 @@ class Block(nnx.Module):
         self.mlp_out = _linear(f, d, config, 0.02 / math.sqrt(2 * config.n_layers), rngs)
 
     def __call__(
-        self, x: jax.Array, positions: jax.Array, cache: LayerCache | None
+        self, x: jax.Array, positions: jax.Array, cache: LayerCache | None, kv_len: int | None = None
     ) -> tuple[jax.Array, LayerCache | None]:
-        h, cache = self.attn(self.attn_norm(x), positions, cache)
+        h, cache = self.attn(self.attn_norm(x), positions, cache, kv_len)
         x = x + h
         x = x + self.mlp_out(jax.nn.gelu(self.mlp_in(self.mlp_norm(x))))
         return x, cache
@@ -156,15 +159,21 @@ class GPT(nnx.Module):
         tokens: jax.Array,
         positions: jax.Array | None = None,
         cache: KVCache | None = None,
+        *,
+        kv_len: int | None = None,
     ) -> tuple[jax.Array, KVCache | None]:
-        """tokens: [B, T] int32; positions: [B, T] (default 0..T-1). Returns ([B, T, vocab] f32, cache)."""
+        """tokens: [B, T] int32; positions: [B, T] (default 0..T-1). Returns ([B, T, vocab] f32, cache).
+
+        kv_len (static, with a cache): every query position is below it, so attention reads only the
+        cache's first kv_len positions; default the whole cache.
+        """
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
         x = self.embed(tokens)  # [B, T, D]
         new_cache = []
         for i, block in enumerate(self.blocks):
             if cache is not None:
-                x, layer_cache = block(x, positions, cache[i])
+                x, layer_cache = block(x, positions, cache[i], kv_len)
                 new_cache.append(layer_cache)
             elif self.config.remat:
                 x = _remat_block_forward(block, x, positions)

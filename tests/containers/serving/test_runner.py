@@ -73,3 +73,21 @@ def test_rows_at_different_positions_decode_as_the_full_forward_pass(
         expected_tokens, expected_logprobs = _reference_greedy(tiny_model, prompt, steps)
         assert got[slot][0] == expected_tokens
         np.testing.assert_allclose(got[slot][1], expected_logprobs, atol=1e-4)
+
+
+def test_decode_crosses_key_length_buckets_as_the_full_forward_pass(runner, tiny_model, tiny_tokenizer):
+    """A row whose positions grow past a key-length bucket during decode attends to everything it wrote."""
+    prompt = tiny_tokenizer.encode("class HelpFormatter(object):\n    def __init__(self, prog):").ids
+    prompt = prompt[: runner.buckets[0] - 3]
+    steps = 8
+    assert runner.bucket(len(prompt)) < runner.bucket(len(prompt) + steps)  # decode crosses a bucket
+    sampling = SlotParams(runner.slots)
+    tokens = np.zeros(runner.slots, np.int32)
+    positions = np.full(runner.slots, runner.idle_position, np.int32)
+    got = [runner.prefill(2, prompt, sampling.row(2))[0]]
+    tokens[2], positions[2] = got[0], len(prompt)
+    for step in range(1, steps):
+        new, _ = runner.decode(tokens, positions, np.full(runner.slots, step, np.int32), sampling, 3)
+        got.append(int(new[2]))
+        tokens[2], positions[2] = new[2], positions[2] + 1
+    assert got == _reference_greedy(tiny_model, prompt, steps)[0]

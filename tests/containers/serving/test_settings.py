@@ -59,6 +59,8 @@ def test_batch_transform_allows_bigger_payloads_and_longer_requests():
     [
         ({"SAGEMAKER_BIND_TO_PORT": "http"}, "SAGEMAKER_BIND_TO_PORT"),
         ({"JAX_LLM_MAX_BATCH": "0"}, "JAX_LLM_MAX_BATCH"),
+        ({"JAX_LLM_MAX_CONTEXT": "1"}, "JAX_LLM_MAX_CONTEXT"),
+        ({"JAX_LLM_MAX_CONTEXT": "long"}, "JAX_LLM_MAX_CONTEXT"),
         ({"JAX_LLM_REQUEST_TIMEOUT_S": "-1"}, "JAX_LLM_REQUEST_TIMEOUT_S"),
         ({"SAGEMAKER_BATCH_STRATEGY": "ALL"}, "SAGEMAKER_BATCH_STRATEGY"),
     ],
@@ -73,3 +75,11 @@ def test_prompt_buckets_double_up_to_the_context():
     assert settings.prompt_buckets(128) == [16, 32, 64, 128]
     assert settings.prompt_buckets(100) == [16, 32, 64, 100]
     assert settings.prompt_buckets(8) == [8]
+
+
+def test_max_context_caps_the_served_context_never_raises_it():
+    assert ServingSettings.from_env({}).context(1024) == 1024
+    capped = ServingSettings.from_env({"JAX_LLM_MAX_CONTEXT": "256"})
+    assert capped.context(1024) == 256
+    assert capped.context(128) == 128  # a model trained on less is served at what it was trained on
+    assert capped.prompt_buckets(capped.context(1024)) == [16, 32, 64, 128, 256]

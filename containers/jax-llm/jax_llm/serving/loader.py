@@ -10,7 +10,7 @@ import time
 
 import jax
 
-from jax_llm.export import TOKENIZER_FILE, load_model
+from jax_llm.export import TOKENIZER_FILE, load_model, read_model_config
 from jax_llm.serving.engine import Engine
 from jax_llm.serving.runner import ModelRunner
 from jax_llm.serving.settings import ServingSettings
@@ -33,6 +33,8 @@ def load_engine(settings: ServingSettings) -> Engine:
     start = time.perf_counter()
     enable_compilation_cache(settings)
     overrides = {"compute_dtype": settings.compute_dtype} if settings.compute_dtype else {}
+    # Rotary positions have no table to cut: a shorter context is only a shorter KV cache and fewer buckets.
+    overrides["max_seq_len"] = settings.context(read_model_config(settings.model_dir).max_seq_len)
     model = load_model(settings.model_dir, **overrides)
     tokenizer = load_tokenizer(settings.model_dir / TOKENIZER_FILE)
     buckets = settings.prompt_buckets(model.config.max_seq_len)
@@ -41,11 +43,12 @@ def load_engine(settings: ServingSettings) -> Engine:
     engine = Engine(runner, tokenizer, settings.max_queue, settings.default_max_new_tokens)
     engine.start()
     log.info(
-        "model from %s ready in %.1f s on %s: %d slots, prompt buckets %s",
+        "model from %s ready in %.1f s on %s: %d slots, context %d, prompt buckets %s",
         settings.model_dir,
         time.perf_counter() - start,
         jax.devices()[0].device_kind,
         settings.max_batch,
+        model.config.max_seq_len,
         buckets,
     )
     return engine

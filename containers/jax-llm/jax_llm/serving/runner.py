@@ -2,8 +2,11 @@
 
 Shapes never depend on traffic: prefill runs one prompt padded to a bucket length ([1, L]) into one
 slot's cache row; decode runs the first B slots at once ([B, 1]) for B a power of two up to the slot
-count (the engine fills low slots first, so a lightly loaded server runs a small, fast step). So the
-set of XLA programs is known up front and `warm_up` compiles all of them before the server reports ready.
+count (the engine fills low slots first, so a lightly loaded server runs a small, fast step), attending
+over the first K cache positions for K the smallest length bucket past the longest live row (so a step
+costs what the rows in flight need, not the whole context). So the set of XLA programs (one prefill per
+length bucket, one decode per batch bucket x length bucket) is known up front and `warm_up` compiles all
+of them before the server reports ready.
 """
 
 from __future__ import annotations
@@ -63,14 +66,15 @@ def _prefill(
 ):
     """tokens: [1, L] (padded); length: the real prompt length. Returns (token, logprob, cache)."""
     model = nnx.merge(graphdef, params)
-    # A fresh row, computed apart and then written into the slot: reading the slot's old row out of
-    # the cache first would make XLA copy the whole cache.
-    row = jax.tree.map(lambda c: jnp.zeros((1, *c.shape[1:]), c.dtype), cache)  # [1, max_len, N, H]
+    # A fresh row of the bucket's length, computed apart and then written over the slot's first L
+    # positions: reading the slot's old row out of the cache first would make XLA copy the whole cache.
+    # Positions past L keep an earlier request's values; the mask never lets a query see them.
+    row = jax.tree.map(lambda c: jnp.zeros((1, tokens.shape[1], *c.shape[2:]), c.dtype), cache)  # [1,L,N,H]
     positions = jnp.arange(tokens.shape[1])[None, :]  # [1, L]
     # Padding positions >= length write junk keys into the row; decode overwrites each position before
     # any query can attend to it (the mask stops at the query's own position), so the junk is never read.
     logits, row = model(tokens, positions, row)  # [1, L, V]
-    cache = jax.tree.map(lambda c, r: jax.lax.dynamic_update_slice_in_dim(c, r, slot, axis=0), cache, row)
+    cache = jax.tree.map(lambda c, r: jax.lax.dynamic_update_slice(c, r, (slot, 0, 0, 0)), cache, row)
     last = jax.lax.dynamic_index_in_dim(logits[0], length - 1, axis=0, keepdims=True)  # [1, V]
     step = jnp.zeros((1,), jnp.int32)  # the first generated token
     token, logprob = choose_tokens(last, key_data, step, temperature, top_k, top_p, greedy)
@@ -78,12 +82,17 @@ def _prefill(
 
 
 def _decode(
-    graphdef, params, cache: KVCache, tokens, positions, step, key_data, temperature, top_k, top_p, greedy
+    graphdef, params, cache: KVCache, tokens, positions, step, key_data, temperature, top_k, top_p, greedy,
+    *, kv_len
 ):
-    """tokens, positions, step: [B] for slots 0..B-1. Feeds each its last token; returns ([B], [B], cache)."""
+    """tokens, positions, step: [B] for slots 0..B-1, each position < kv_len (static) or idle.
+
+    Feeds each row its last token; returns ([B], [B], cache).
+    """
     model = nnx.merge(graphdef, params)
-    # The model updates the cache's first B rows in place and leaves the rest (no slice copied out and back).
-    logits, cache = model(tokens[:, None], positions[:, None], cache)  # [B, 1, V]
+    # The model updates the cache's first B rows in place and leaves the rest (no slice copied out and back);
+    # attention reads positions 0..kv_len-1 of those rows.
+    logits, cache = model(tokens[:, None], positions[:, None], cache, kv_len=kv_len)  # [B, 1, V]
     token, logprob = choose_tokens(logits[:, 0], key_data, step, temperature, top_k, top_p, greedy)
     return token, logprob, cache
 
@@ -100,11 +109,13 @@ class ModelRunner:
         self._cache = init_cache(self.config, slots)  # per layer: [S, max_seq_len, N, H]
         # The cache is donated: XLA updates it in place instead of copying it every step.
         self._prefill = jax.jit(functools.partial(_prefill, graphdef), donate_argnums=(1,))
-        self._decode = jax.jit(functools.partial(_decode, graphdef), donate_argnums=(1,))
+        self._decode = jax.jit(
+            functools.partial(_decode, graphdef), donate_argnums=(1,), static_argnames=("kv_len",)
+        )
         self.idle_position = self.config.max_seq_len  # out of range: an idle slot's cache write is dropped
 
     def bucket(self, length: int) -> int:
-        """The padded length a prompt of `length` tokens is prefilled at."""
+        """The padded length a prompt of `length` tokens is prefilled at (and the decode key-length bound)."""
         return self.buckets[bisect.bisect_left(self.buckets, length)]
 
     def prefill(self, slot: int, prompt: list[int], sampling: tuple[np.ndarray, ...]) -> tuple[int, float]:
@@ -122,11 +133,19 @@ class ModelRunner:
     ) -> tuple[np.ndarray, np.ndarray]:
         """One decode step over slots 0..rows-1 (padded to a batch bucket); returns ([B], [B]) on the host.
 
-        tokens, positions, step: [S] host arrays for every slot; only the first B are sent.
+        tokens, positions, step: [S] host arrays for every slot; only the first B are sent. Idle slots
+        hold `idle_position`; the others' positions pick the key-length bucket.
         """
         b = self.batch_buckets[bisect.bisect_left(self.batch_buckets, rows)]
+        live = positions[:b][positions[:b] < self.idle_position]
+        kv_len = self.bucket(int(live.max()) + 1 if live.size else 1)
+        return self._decode_step(tokens[:b], positions[:b], step[:b], sampling.first(b), kv_len)
+
+    def _decode_step(
+        self, tokens: np.ndarray, positions: np.ndarray, step: np.ndarray, sampling: tuple, kv_len: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         token, logprob, self._cache = self._decode(
-            self._params, self._cache, tokens[:b], positions[:b], step[:b], *sampling.first(b)
+            self._params, self._cache, tokens, positions, step, *sampling, kv_len=kv_len
         )
         return jax.device_get((token, logprob))
 
@@ -136,15 +155,19 @@ class ModelRunner:
         sampling = SlotParams(self.slots)
         for bucket in self.buckets:
             self.prefill(0, [0] * bucket, sampling.row(0))
-        idle = np.full(self.slots, self.idle_position, np.int32)
+        idle = np.full(self.slots, self.idle_position, np.int32)  # writes dropped: the cache is unchanged
         zeros = np.zeros(self.slots, np.int32)
         for rows in self.batch_buckets:
-            self.decode(zeros, idle, zeros, sampling, rows)
+            for kv_len in self.buckets:
+                self._decode_step(zeros[:rows], idle[:rows], zeros[:rows], sampling.first(rows), kv_len)
         elapsed = time.perf_counter() - start
         log.info(
-            "compiled prefill for prompt buckets %s and decode for batch buckets %s in %.1f s",
+            "compiled prefill for prompt buckets %s and decode for batch buckets %s x key-length buckets %s "
+            "(%d programs) in %.1f s",
             self.buckets,
             self.batch_buckets,
+            self.buckets,
+            len(self.buckets) * (1 + len(self.batch_buckets)),
             elapsed,
         )
         return elapsed

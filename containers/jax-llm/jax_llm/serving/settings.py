@@ -57,6 +57,7 @@ class ServingSettings:
     max_batch: int = 32  # decode slots: requests generating at once (the compiled decode batch)
     max_queue: int = 256  # requests waiting for a slot before /invocations answers 429
     min_prompt_bucket: int = 16  # prompts are padded to 16, 32, 64, ... up to the context length
+    max_context: int | None = None  # at most this many positions (prompt + generated); None: the model's
     default_max_new_tokens: int = 64  # when a request gives no max_new_tokens
     request_timeout_s: float = ONLINE_TIMEOUT_S  # generation stops here and returns what it has
     max_payload_bytes: int = ONLINE_PAYLOAD_MB * 1024 * 1024
@@ -89,6 +90,7 @@ class ServingSettings:
             max_batch=max_batch,
             max_queue=_int(env, "JAX_LLM_MAX_QUEUE", cls.max_queue, 0),
             min_prompt_bucket=_int(env, "JAX_LLM_MIN_PROMPT_BUCKET", cls.min_prompt_bucket, 1),
+            max_context=_int(env, "JAX_LLM_MAX_CONTEXT", 0, 2) or None,
             default_max_new_tokens=_int(env, "JAX_LLM_DEFAULT_MAX_NEW_TOKENS", cls.default_max_new_tokens, 1),
             request_timeout_s=_float(
                 env, "JAX_LLM_REQUEST_TIMEOUT_S", BATCH_TIMEOUT_S if batch else ONLINE_TIMEOUT_S
@@ -101,6 +103,10 @@ class ServingSettings:
             batch_strategy=strategy,
             max_concurrent_transforms=_int(env, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", max_batch, 1),
         )
+
+    def context(self, model_max_seq_len: int) -> int:
+        """The served context: the model's, or JAX_LLM_MAX_CONTEXT when shorter (a smaller KV cache)."""
+        return min(self.max_context or model_max_seq_len, model_max_seq_len)
 
     def prompt_buckets(self, max_seq_len: int) -> list[int]:
         """Padded prompt lengths to compile: powers of two from `min_prompt_bucket`, then the context."""
