@@ -8,8 +8,8 @@ import numpy as np
 
 from tests.conftest import TINY_HYPERPARAMETERS, run_training, start_training, write_training_tree
 
-# Per-step losses (log_every 1), a checkpoint every 4 steps; 40 steps leave plenty of run after the first.
-HYPERPARAMETERS = {**TINY_HYPERPARAMETERS, "max_steps": "40", "log_every": "1", "eval_every": "0",
+# Per-step losses (log_every 1), a checkpoint every 4 steps; 80 steps leave plenty of run after the first.
+HYPERPARAMETERS = {**TINY_HYPERPARAMETERS, "max_steps": "80", "log_every": "1", "eval_every": "0",
                    "checkpoint_every": "4", "eval_batches": "1"}
 
 
@@ -34,7 +34,7 @@ def test_sigterm_checkpoints_exits_and_restart_reproduces_uninterrupted_losses(t
     failure = (resumed / "output" / "failure").read_text()
     assert failure.startswith("training stopped by SIGTERM after step ")
     stopped_at = _checkpoint_steps(resumed)[-1]
-    assert 4 <= stopped_at < 40 and f"after step {stopped_at};" in failure
+    assert 4 <= stopped_at < 80 and f"after step {stopped_at};" in failure
     assert not (resumed / "model" / "params.npz").exists()  # no final export of an unfinished run
 
     code, log = run_training(resumed)
@@ -45,7 +45,7 @@ def test_sigterm_checkpoints_exits_and_restart_reproduces_uninterrupted_losses(t
 
     curves = [json.loads((root / "output" / "data" / "loss_curves.json").read_text())
               for root in (reference, resumed)]
-    assert [s for s, _ in curves[1]["train_loss"]] == list(range(1, 41))
+    assert [s for s, _ in curves[1]["train_loss"]] == list(range(1, 81))
     assert curves[1] == curves[0]  # every step's loss, bit for bit
     with np.load(reference / "model" / "params.npz") as a, np.load(resumed / "model" / "params.npz") as b:
         assert all(np.array_equal(a[k], b[k]) for k in a.files)
