@@ -2,23 +2,18 @@
 
 import json
 import signal
-import socket
 import time
 
+from local_mode.runner import free_port
 from tests.conftest import TINY_HYPERPARAMETERS, start_training, write_training_tree
 
 HOSTS = ("algo-1", "algo-2")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_two_hosts_match_one_process_with_the_same_global_batch(tmp_path, tiny_training_run):
     # Each "host" gets its own /opt/ml tree, as on SageMaker; JAX_COORDINATOR_ADDRESS replaces algo-1:7777.
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     roots, processes = [], []
     for host in HOSTS:
         root = write_training_tree(tmp_path / host, TINY_HYPERPARAMETERS, hosts=HOSTS, current_host=host)
@@ -52,7 +47,7 @@ def test_sigterm_stops_both_hosts_at_the_same_step_with_one_checkpoint(tmp_path)
     """SageMaker signals every host; JAX's preemption sync picks one step for all, the first host saves it."""
     hyperparameters = {**TINY_HYPERPARAMETERS, "max_steps": "300", "log_every": "10", "eval_every": "0",
                        "checkpoint_every": "0"}
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     roots, processes = [], []
     for host in HOSTS:
         root = write_training_tree(tmp_path / host, hyperparameters, hosts=HOSTS, current_host=host)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,21 +9,17 @@ from dataclasses import dataclass
 import pytest
 from moto.server import ThreadedMotoServer
 
+from local_mode.runner import free_port
 from ops.cli import main
 
 REGION = "us-east-1"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """moto's server (a real HTTP AWS emulator) for the whole session; yields its URL."""
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield f"http://127.0.0.1:{port}"

@@ -10,7 +10,6 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,17 +20,13 @@ import httpx
 import pytest
 
 from jax_llm.export import read_model_config
+from local_mode.runner import free_port
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[3]
 SLOTS, QUEUE = 4, 28  # capacity 32: the concurrency test fills it, the 429 test overflows it
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclasses.dataclass
@@ -48,7 +43,7 @@ class Server:
 
 def start_server(root: Path, log_file: Path, cache_dir: Path) -> tuple[subprocess.Popen, str]:
     """`python -m jax_llm serve` on the /opt/ml tree `root`, listening on a free port of 127.0.0.1."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "SAGEMAKER_BASE_DIR": str(root),
