@@ -19,7 +19,11 @@ from jax_llm.model_config import ModelConfig
 
 
 class LayerCache(NamedTuple):
-    """Keys and values of one layer: [batch, max_len, n_heads, head_dim] each."""
+    """Keys and values of one layer: [batch, n_heads, max_len, head_dim] each.
+
+    Heads before positions: a decode step's attention is then one batched matmul per head over
+    contiguous keys; [batch, max_len, n_heads, head_dim] made XLA on CPU transpose the cache every step.
+    """
 
     k: jax.Array
     v: jax.Array
@@ -30,7 +34,7 @@ KVCache = tuple[LayerCache, ...]  # one entry per layer
 
 def init_cache(config: ModelConfig, batch: int, max_len: int | None = None) -> KVCache:
     """An all-zero cache for `batch` rows of up to `max_len` (default: the model's context) tokens."""
-    shape = (batch, max_len or config.max_seq_len, config.n_heads, config.head_dim)
+    shape = (batch, config.n_heads, max_len or config.max_seq_len, config.head_dim)
     dtype = jnp.dtype(config.compute_dtype)
     return tuple(LayerCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(config.n_layers))
 
@@ -99,13 +103,17 @@ class Attention(nnx.Module):
             # A caller that knows every query position is below kv_len passes it, so that a decode step
             # costs what the longest live row needs rather than the whole context.
             rows = jnp.arange(batch)[:, None]  # [B, 1]
-            k_all = cache.k.at[rows, positions].set(k.astype(cache.k.dtype), mode="drop")
-            v_all = cache.v.at[rows, positions].set(v.astype(cache.v.dtype), mode="drop")
-            kv_len = k_all.shape[1] if kv_len is None else kv_len
-            key_pos = jnp.arange(kv_len)
-            mask = key_pos[None, None, :] <= positions[:, :, None]  # [B, T, kv_len]
-            k_used, v_used = k_all[:batch, :kv_len], v_all[:batch, :kv_len]  # [B, kv_len, N, H]
-            y = jax.nn.dot_product_attention(q, k_used, v_used, mask=mask[:, None], implementation="xla")
+            # Index (row, :, position) takes a [B, T, N, H] update: the indexed dims come first.
+            k_all = cache.k.at[rows, :, positions].set(k.astype(cache.k.dtype), mode="drop")
+            v_all = cache.v.at[rows, :, positions].set(v.astype(cache.v.dtype), mode="drop")
+            kv_len = k_all.shape[2] if kv_len is None else kv_len
+            k_used, v_used = k_all[:batch, :, :kv_len], v_all[:batch, :, :kv_len]  # [B, N, K, H]
+            scores = jnp.einsum("btnh,bnkh->bntk", q, k_used, preferred_element_type=jnp.float32)
+            scores = scores / math.sqrt(cfg.head_dim)
+            mask = jnp.arange(kv_len)[None, None, :] <= positions[:, :, None]  # [B, T, K]
+            scores = jnp.where(mask[:, None], scores, jnp.finfo(jnp.float32).min)  # [B, N, T, K]
+            probs = jax.nn.softmax(scores, axis=-1).astype(v_used.dtype)
+            y = jnp.einsum("bntk,bnkh->btnh", probs, v_used)  # [B, T, N, H]
             cache = LayerCache(k_all, v_all)
         return self.out(y.reshape(batch, seq, cfg.d_model)), cache
 

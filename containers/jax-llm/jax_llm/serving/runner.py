@@ -69,11 +69,11 @@ def _prefill(
     # A fresh row of the bucket's length, computed apart and then written over the slot's first L
     # positions: reading the slot's old row out of the cache first would make XLA copy the whole cache.
     # Positions past L keep an earlier request's values; the mask never lets a query see them.
-    row = jax.tree.map(lambda c: jnp.zeros((1, tokens.shape[1], *c.shape[2:]), c.dtype), cache)  # [1,L,N,H]
+    row = jax.tree.map(lambda c: jnp.zeros((1, c.shape[1], tokens.shape[1], c.shape[3]), c.dtype), cache)
     positions = jnp.arange(tokens.shape[1])[None, :]  # [1, L]
     # Padding positions >= length write junk keys into the row; decode overwrites each position before
     # any query can attend to it (the mask stops at the query's own position), so the junk is never read.
-    logits, row = model(tokens, positions, row)  # [1, L, V]
+    logits, row = model(tokens, positions, row)  # [1, L, V]; row per layer [1, N, L, H]
     cache = jax.tree.map(lambda c, r: jax.lax.dynamic_update_slice(c, r, (slot, 0, 0, 0)), cache, row)
     last = jax.lax.dynamic_index_in_dim(logits[0], length - 1, axis=0, keepdims=True)  # [1, V]
     step = jnp.zeros((1,), jnp.int32)  # the first generated token
@@ -106,7 +106,7 @@ class ModelRunner:
         self.buckets = sorted(buckets)
         self.batch_buckets = [1 << i for i in range(slots.bit_length()) if 1 << i < slots] + [slots]
         graphdef, self._params = nnx.split(model)
-        self._cache = init_cache(self.config, slots)  # per layer: [S, max_seq_len, N, H]
+        self._cache = init_cache(self.config, slots)  # per layer: [S, N, max_seq_len, H]
         # The cache is donated: XLA updates it in place instead of copying it every step.
         self._prefill = jax.jit(functools.partial(_prefill, graphdef), donate_argnums=(1,))
         self._decode = jax.jit(
