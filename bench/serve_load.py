@@ -8,6 +8,10 @@ sent at concurrency 1, 8 and 32. Also measured: time from process start to the l
 to the first /ping 200, with an empty and then a filled JAX compilation cache.
 
     PYTHONPATH=.:containers/jax-llm .venv/bin/python bench/serve_load.py [--preset tiny] [--requests 128]
+        [--max-new-tokens 32] [--max-context N]
+
+--max-context serves a bigger preset at a shorter context (JAX_LLM_MAX_CONTEXT, both servers alike), so
+that its prompts, cut to fit, keep the run to minutes on a CPU.
 
 The model is randomly initialised (speed does not depend on the weights) with a byte-level BPE
 trained on Python stdlib sources; --model-dir serves an exported model instead.
@@ -58,12 +62,14 @@ def corpus_texts() -> list[str]:
     return [(stdlib / name).read_text(encoding="utf-8") for name in CORPUS]
 
 
-def make_requests(model_dir: Path, count: int, max_new_tokens: int, seed: int = 0) -> list[dict]:
+def make_requests(
+    model_dir: Path, count: int, max_new_tokens: int, max_context: int | None = None, seed: int = 0
+) -> list[dict]:
     """`count` TGI requests: prompts of 4 to (context - max_new_tokens - 8) tokens cut from the corpus."""
     from jax_llm.export import read_model_config
     from jax_llm.tokenizer import load_tokenizer
 
-    context = read_model_config(model_dir).max_seq_len
+    context = min(read_model_config(model_dir).max_seq_len, max_context or 1 << 30)
     tokenizer = load_tokenizer(model_dir / "tokenizer.json")
     ids = tokenizer.encode("\n".join(corpus_texts())).ids
     rng = random.Random(seed)
@@ -98,7 +104,7 @@ class Server:
         self.process.wait(timeout=60)
 
 
-def start_server(root: Path, slots: int, cache_dir: Path, log: Path) -> Server:
+def start_server(root: Path, slots: int, cache_dir: Path, log: Path, max_context: int | None) -> Server:
     """Starts `python -m jax_llm serve` and polls /ping every 10 ms until it answers 200."""
     port = free_port()
     env = {
@@ -108,6 +114,7 @@ def start_server(root: Path, slots: int, cache_dir: Path, log: Path) -> Server:
         "JAX_LLM_MAX_BATCH": str(slots),
         "JAX_LLM_MAX_QUEUE": "1024",
         "JAX_LLM_COMPILE_CACHE_DIR": str(cache_dir),
+        "JAX_LLM_MAX_CONTEXT": str(max_context or ""),
         "PYTHONPATH": str(REPO / "containers" / "jax-llm"),
     }
     started = time.perf_counter()
@@ -224,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--slots", type=int, default=32, help="decode slots of the batching server")
+    parser.add_argument("--max-context", type=int, help="serve at most this context (default: the model's)")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="serve-load-"))
@@ -233,20 +241,22 @@ def main(argv: list[str] | None = None) -> int:
         (root / "model").symlink_to(args.model_dir.resolve())
     else:
         build_model(root, args.preset)
-    requests = make_requests(root / "model", args.requests, args.max_new_tokens)
+    requests = make_requests(root / "model", args.requests, args.max_new_tokens, args.max_context)
     log = work / "servers.log"
     print(
-        f"machine: {machine()}\nmodel: {args.model_dir or 'random ' + args.preset}; logs: {log}\n", flush=True
+        f"machine: {machine()}\nmodel: {args.model_dir or 'random ' + args.preset}, context "
+        f"{args.max_context or 'of the model'}; logs: {log}\n",
+        flush=True,
     )
 
     rows = []
     few = requests[: max(8, len(requests) // 4)]  # concurrency 1 takes long per request: a quarter of them
-    baseline = start_server(root, 1, work / "cache-baseline", log)
+    baseline = start_server(root, 1, work / "cache-baseline", log, args.max_context)
     rows.append(("one at a time (1 slot)", asyncio.run(run_level(baseline.url, few, 1))))
     rows.append(("one at a time (1 slot)", asyncio.run(run_level(baseline.url, requests, 32))))
     baseline.stop()
 
-    cold = start_server(root, args.slots, work / "cache", log)
+    cold = start_server(root, args.slots, work / "cache", log, args.max_context)
     for concurrency in (1, 8, 32):
         level_requests = few if concurrency == 1 else requests
         rows.append(
@@ -264,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     cold.stop()
-    warm = start_server(root, args.slots, work / "cache", log)  # same compilation cache, now filled
+    warm = start_server(root, args.slots, work / "cache", log, args.max_context)  # same compilation cache, now filled
     warm.stop()
 
     print("TTFT of a request that is not streamed is its latency.\n")
