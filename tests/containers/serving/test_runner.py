@@ -9,6 +9,7 @@ import pytest
 from flax import nnx
 
 from jax_llm.serving.runner import SlotParams
+from jax_llm.serving.sampling import seed_key_data
 
 
 def _reference_greedy(model, prompt: list[int], steps: int) -> tuple[list[int], list[float]]:
@@ -37,6 +38,7 @@ def test_bucket_is_the_smallest_that_fits(runner):
 
 def test_batch_buckets_double_up_to_the_slot_count(runner):
     assert runner.batch_buckets == [1, 2, 4]
+    assert runner.prefill_buckets == [1, 2, 4]  # the default cap of 8 is past the 4 slots
 
 
 @pytest.mark.parametrize("slots", [(0, 1), (1, 3)])  # a batch bucket of 2 (cache sliced), then all 4 slots
@@ -56,7 +58,7 @@ def test_rows_at_different_positions_decode_as_the_full_forward_pass(
     positions = np.full(runner.slots, runner.idle_position, np.int32)
     got = {slot: ([], []) for slot in prompts}
     for slot, prompt in prompts.items():
-        token, logprob = runner.prefill(slot, prompt, sampling.row(slot))
+        [(token, logprob)] = runner.prefill([slot], [prompt], sampling)
         got[slot][0].append(token)
         got[slot][1].append(logprob)
         tokens[slot], positions[slot] = token, len(prompt)
@@ -84,10 +86,51 @@ def test_decode_crosses_key_length_buckets_as_the_full_forward_pass(runner, tiny
     sampling = SlotParams(runner.slots)
     tokens = np.zeros(runner.slots, np.int32)
     positions = np.full(runner.slots, runner.idle_position, np.int32)
-    got = [runner.prefill(2, prompt, sampling.row(2))[0]]
+    got = [runner.prefill([2], [prompt], sampling)[0][0]]
     tokens[2], positions[2] = got[0], len(prompt)
     for step in range(1, steps):
         new, _ = runner.decode(tokens, positions, np.full(runner.slots, step, np.int32), sampling, 3)
         got.append(int(new[2]))
         tokens[2], positions[2] = new[2], positions[2] + 1
     assert got == _reference_greedy(tiny_model, prompt, steps)[0]
+
+
+def _greedy_after_prefill(runner, slots: list[int], firsts: list[int], lengths: list[int], steps: int):
+    """Greedy decode from what prefill left in `slots`; returns each slot's tokens (first included)."""
+    sampling = SlotParams(runner.slots)
+    tokens = np.zeros(runner.slots, np.int32)
+    positions = np.full(runner.slots, runner.idle_position, np.int32)
+    got = {slot: [first] for slot, first in zip(slots, firsts)}
+    for slot, first, length in zip(slots, firsts, lengths):
+        tokens[slot], positions[slot] = first, length
+    for step in range(1, steps):
+        steps_taken = np.full(runner.slots, step, np.int32)
+        new, _ = runner.decode(tokens, positions, steps_taken, sampling, runner.slots)
+        for slot in slots:
+            got[slot].append(int(new[slot]))
+            tokens[slot], positions[slot] = new[slot], positions[slot] + 1
+    return [got[slot] for slot in slots]
+
+
+def test_batched_prefill_matches_prefilling_one_by_one(runner, tiny_model, tiny_tokenizer):
+    """Three prompts of different lengths (two length buckets, a padded batch of 4) into scattered slots."""
+    texts = ["import os\n", "def main(", "class HelpFormatter(object):\n    def __init__(self, prog, width):"]
+    prompts = [tiny_tokenizer.encode(t).ids for t in texts]
+    assert runner.bucket(len(prompts[0])) < runner.bucket(len(prompts[2]))
+    slots, lengths, steps = [3, 0, 2], [len(p) for p in prompts], 10
+    sampling = SlotParams(runner.slots)  # greedy, but for one seeded sampled prompt
+    sampling.set(0, seed_key_data(7), temperature=1.5, top_k=0, top_p=0.9, greedy=False)
+
+    # Batched first, so that no one-by-one prefill has already left the right rows in these slots.
+    batched = runner.prefill(slots, prompts, sampling)  # one call: batch bucket 4, the last prompt repeated
+    together = _greedy_after_prefill(runner, slots, [t for t, _ in batched], lengths, steps)
+    one_by_one = [runner.prefill([slot], [prompt], sampling)[0] for slot, prompt in zip(slots, prompts)]
+    alone = _greedy_after_prefill(runner, slots, [t for t, _ in one_by_one], lengths, steps)
+
+    assert [t for t, _ in batched] == [t for t, _ in one_by_one]
+    np.testing.assert_allclose([lp for _, lp in batched], [lp for _, lp in one_by_one], atol=1e-5)
+    assert together == alone
+    for slot, prompt, tokens in zip(slots, prompts, together):  # both as the cache-free forward pass
+        if slot != 0:  # greedy from the first token on; slot 0 sampled its first
+            assert tokens[0] == _reference_greedy(tiny_model, prompt, 1)[0][0]
+        assert tokens[1:] == _reference_greedy(tiny_model, prompt + tokens[:1], steps - 1)[0]

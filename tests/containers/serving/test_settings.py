@@ -24,6 +24,7 @@ def test_sagemaker_and_server_variables_override():
             "SAGEMAKER_BIND_TO_PORT": "9000",
             "JAX_LLM_MAX_BATCH": "8",
             "JAX_LLM_MAX_QUEUE": "0",
+            "JAX_LLM_MAX_PREFILL_BATCH": "2",
             "JAX_LLM_REQUEST_TIMEOUT_S": "2.5",
             "JAX_LLM_COMPUTE_DTYPE": "bfloat16",
             "JAX_LLM_COMPILE_CACHE_DIR": "/tmp/cc",
@@ -36,6 +37,7 @@ def test_sagemaker_and_server_variables_override():
         0,
     )
     assert settings.request_timeout_s == 2.5 and settings.compute_dtype == "bfloat16"
+    assert settings.max_prefill_batch == 2
     assert settings.compile_cache_dir == Path("/tmp/cc")
     assert settings.max_concurrent_transforms == 8  # fills the slots by default
 

@@ -1,10 +1,11 @@
 """The generation engine: one thread owns the model and runs continuous batching over fixed slots.
 
 Requests wait in a bounded queue. Between decode steps the engine moves waiting requests into free
-slots (prefill: prompt into the slot's cache row, first token out), then runs one decode step for
-every slot at once. A sequence leaves its slot at end-of-text, a stop sequence, its token budget, its
-deadline (it ends with what it has, finish_reason "time_limit") or when its client goes away, and
-the slot takes the next request at once. Results go back through a per-sequence callback.
+slots (prefill: up to the runner's prefill batch of prompts per call, each into its slot's cache row,
+first tokens out), then runs one decode step for every slot at once. A sequence leaves its slot at
+end-of-text, a stop sequence, its token budget, its deadline (it ends with what it has, finish_reason
+"time_limit") or when its client goes away, and the slot takes the next request at once. Results go
+back through a per-sequence callback.
 """
 
 from __future__ import annotations
@@ -198,8 +199,8 @@ class Engine:
                 if occupant is None and self._waiting:
                     self._slots[slot] = self._waiting.popleft()
                     admitted.append(slot)
-        for slot in admitted:
-            self._prefill(slot)
+        if admitted:
+            self._prefill(admitted)
         occupied = [slot for slot, seq in enumerate(self._slots) if seq is not None]
         if occupied:
             rows = occupied[-1] + 1  # slots fill lowest first, so this is usually the number in flight
@@ -210,17 +211,28 @@ class Engine:
                 self._accept(slot, self._slots[slot], int(tokens[slot]), float(logprobs[slot]), now)
         return True
 
-    def _prefill(self, slot: int) -> None:
-        seq = self._slots[slot]
+    def _prefill(self, admitted: list[int]) -> None:
+        """Prefills the sequences just put in these slots, as many per runner call as it takes."""
         now = self.clock()
-        if seq.cancelled or now >= seq.deadline:  # gave up or timed out while waiting
-            self._finish(slot, seq, None, "cancelled" if seq.cancelled else "time_limit")
-            return
-        p = seq.prompt
-        key = seed_key_data(p.seed or 0)
-        self._sampling.set(slot, key, p.temperature, p.top_k, p.top_p, p.greedy)
-        token, logprob = self.runner.prefill(slot, p.ids, self._sampling.row(slot))
-        self._accept(slot, seq, token, logprob, self.clock())
+        ready = []
+        for slot in admitted:
+            seq = self._slots[slot]
+            if seq.cancelled or now >= seq.deadline:  # gave up or timed out while waiting
+                self._finish(slot, seq, None, "cancelled" if seq.cancelled else "time_limit")
+                continue
+            p = seq.prompt
+            self._sampling.set(slot, seed_key_data(p.seed or 0), p.temperature, p.top_k, p.top_p, p.greedy)
+            ready.append(slot)
+        # Shortest first, so that each call pads its prompts to a bucket close to all of them.
+        ready.sort(key=lambda slot: len(self._slots[slot].prompt.ids))
+        while ready:
+            take = self.runner.prefill_batch(len(ready))
+            group, ready = ready[:take], ready[take:]
+            prompts = [self._slots[slot].prompt.ids for slot in group]
+            firsts = self.runner.prefill(group, prompts, self._sampling)
+            now = self.clock()
+            for slot, (token, logprob) in zip(group, firsts):
+                self._accept(slot, self._slots[slot], token, logprob, now)
 
     def _accept(self, slot: int, seq: Sequence, token_id: int, logprob: float, now: float) -> None:
         """Records a generated token and decides whether the sequence ends with it."""

@@ -38,7 +38,7 @@ def load_engine(settings: ServingSettings) -> Engine:
     model = load_model(settings.model_dir, **overrides)
     tokenizer = load_tokenizer(settings.model_dir / TOKENIZER_FILE)
     buckets = settings.prompt_buckets(model.config.max_seq_len)
-    runner = ModelRunner(model, settings.max_batch, buckets)
+    runner = ModelRunner(model, settings.max_batch, buckets, settings.max_prefill_batch)
     runner.warm_up()
     engine = Engine(runner, tokenizer, settings.max_queue, settings.default_max_new_tokens)
     engine.start()

@@ -1,12 +1,14 @@
-"""The model on the accelerator: a KV cache of fixed slots, a compiled prefill per prompt bucket, decode steps.
+"""The model on the accelerator: a KV cache of fixed slots, compiled batched prefill, decode steps.
 
-Shapes never depend on traffic: prefill runs one prompt padded to a bucket length ([1, L]) into one
-slot's cache row; decode runs the first B slots at once ([B, 1]) for B a power of two up to the slot
-count (the engine fills low slots first, so a lightly loaded server runs a small, fast step), attending
-over the first K cache positions for K the smallest length bucket past the longest live row (so a step
-costs what the rows in flight need, not the whole context). So the set of XLA programs (one prefill per
-length bucket, one decode per batch bucket x length bucket) is known up front and `warm_up` compiles all
-of them before the server reports ready.
+Shapes never depend on traffic: prefill runs P prompts at once, each padded to the longest one's
+bucket length ([P, L], P a power of two up to `max_prefill_batch`), each into its own slot's cache
+row (short prefills are bound by reading the weights, so P prompts cost little more than one);
+decode runs the first B slots at once ([B, 1]) for B a power of two up to the slot count (the engine
+fills low slots first, so a lightly loaded server runs a small, fast step), attending over the first
+K cache positions for K the smallest length bucket past the longest live row (so a step costs what
+the rows in flight need, not the whole context). So the set of XLA programs (one prefill per prefill
+batch bucket x length bucket, one decode per batch bucket x length bucket) is known up front and
+`warm_up` compiles all of them before the server reports ready.
 """
 
 from __future__ import annotations
@@ -45,9 +47,9 @@ class SlotParams:
         self.temperature[slot], self.top_k[slot], self.top_p[slot] = temperature, top_k, top_p
         self.greedy[slot] = greedy
 
-    def row(self, slot: int) -> tuple[np.ndarray, ...]:
-        """One slot's settings as [1]-shaped arrays (for prefill)."""
-        s = slice(slot, slot + 1)
+    def rows(self, slots: list[int]) -> tuple[np.ndarray, ...]:
+        """The settings of the given slots as [P]-leading arrays, in that order (for prefill)."""
+        s = np.asarray(slots)
         return self.key_data[s], self.temperature[s], self.top_k[s], self.top_p[s], self.greedy[s]
 
     def first(self, rows: int) -> tuple[np.ndarray, ...]:
@@ -62,23 +64,30 @@ class SlotParams:
 
 
 def _prefill(
-    graphdef, params, cache: KVCache, slot, tokens, length, key_data, temperature, top_k, top_p, greedy
+    graphdef, params, cache: KVCache, slots, tokens, lengths, key_data, temperature, top_k, top_p, greedy
 ):
-    """tokens: [1, L] (padded); length: the real prompt length. Returns (token, logprob, cache)."""
+    """slots, lengths: [P]; tokens: [P, L] (padded). Returns (tokens [P], logprobs [P], cache).
+
+    Row p goes to cache row slots[p]; a slot may repeat only with identical inputs (batch padding).
+    """
     model = nnx.merge(graphdef, params)
-    # A fresh row of the bucket's length, computed apart and then written over the slot's first L
-    # positions: reading the slot's old row out of the cache first would make XLA copy the whole cache.
+    batch, length = tokens.shape
+    # Fresh rows of the bucket's length, computed apart and then written over each slot's first L
+    # positions: reading the slots' old rows out of the cache first would make XLA copy the whole cache.
     # Positions past L keep an earlier request's values; the mask never lets a query see them.
-    row = jax.tree.map(lambda c: jnp.zeros((1, c.shape[1], tokens.shape[1], c.shape[3]), c.dtype), cache)
-    positions = jnp.arange(tokens.shape[1])[None, :]  # [1, L]
-    # Padding positions >= length write junk keys into the row; decode overwrites each position before
+    rows = jax.tree.map(lambda c: jnp.zeros((batch, c.shape[1], length, c.shape[3]), c.dtype), cache)
+    positions = jnp.broadcast_to(jnp.arange(length)[None, :], (batch, length))  # [P, L]
+    # Padding positions >= lengths[p] write junk keys into the row; decode overwrites each position before
     # any query can attend to it (the mask stops at the query's own position), so the junk is never read.
-    logits, row = model(tokens, positions, row)  # [1, L, V]; row per layer [1, N, L, H]
-    cache = jax.tree.map(lambda c, r: jax.lax.dynamic_update_slice(c, r, (slot, 0, 0, 0)), cache, row)
-    last = jax.lax.dynamic_index_in_dim(logits[0], length - 1, axis=0, keepdims=True)  # [1, V]
-    step = jnp.zeros((1,), jnp.int32)  # the first generated token
+    logits, rows = model(tokens, positions, rows)  # [P, L, V]; rows per layer [P, N, L, H]
+    for p in range(batch):  # P in-place row writes into the donated cache (a scatter would copy it)
+        cache = jax.tree.map(
+            lambda c, r: jax.lax.dynamic_update_slice(c, r[p : p + 1], (slots[p], 0, 0, 0)), cache, rows
+        )
+    last = jnp.take_along_axis(logits, (lengths - 1)[:, None, None], axis=1)[:, 0]  # [P, V]
+    step = jnp.zeros((batch,), jnp.int32)  # the first generated token
     token, logprob = choose_tokens(last, key_data, step, temperature, top_k, top_p, greedy)
-    return token[0], logprob[0], cache
+    return token, logprob, cache
 
 
 def _decode(
@@ -97,14 +106,20 @@ def _decode(
     return token, logprob, cache
 
 
+def _doubling(top: int) -> list[int]:
+    """1, 2, 4, ... below `top`, then `top`: the batch sizes compiled for up to `top` rows."""
+    return [1 << i for i in range(top.bit_length()) if 1 << i < top] + [top]
+
+
 class ModelRunner:
     """Owns the parameters and the KV cache on the device; the engine drives it one step at a time."""
 
-    def __init__(self, model: GPT, slots: int, buckets: list[int]):
+    def __init__(self, model: GPT, slots: int, buckets: list[int], max_prefill_batch: int = 8):
         self.config = model.config
         self.slots = slots
         self.buckets = sorted(buckets)
-        self.batch_buckets = [1 << i for i in range(slots.bit_length()) if 1 << i < slots] + [slots]
+        self.batch_buckets = _doubling(slots)
+        self.prefill_buckets = _doubling(min(max_prefill_batch, slots))
         graphdef, self._params = nnx.split(model)
         self._cache = init_cache(self.config, slots)  # per layer: [S, N, max_seq_len, H]
         # The cache is donated: XLA updates it in place instead of copying it every step.
@@ -118,15 +133,34 @@ class ModelRunner:
         """The padded length a prompt of `length` tokens is prefilled at (and the decode key-length bound)."""
         return self.buckets[bisect.bisect_left(self.buckets, length)]
 
-    def prefill(self, slot: int, prompt: list[int], sampling: tuple[np.ndarray, ...]) -> tuple[int, float]:
-        """Writes `prompt` into `slot`'s cache row; returns the first generated token and its logprob."""
-        padded = np.zeros((1, self.bucket(len(prompt))), np.int32)
-        padded[0, : len(prompt)] = prompt
-        token, logprob, self._cache = self._prefill(
-            self._params, self._cache, np.int32(slot), padded, np.int32(len(prompt)), *sampling
+    def prefill_batch(self, waiting: int) -> int:
+        """How many of `waiting` prompts the next prefill call takes: all that fit in the largest bucket."""
+        return min(waiting, self.prefill_buckets[-1])
+
+    def prefill(
+        self, slots: list[int], prompts: list[list[int]], sampling: SlotParams
+    ) -> list[tuple[int, float]]:
+        """Writes prompts[i] into cache row slots[i] in one call; returns each first token and its logprob.
+
+        At most `prefill_buckets[-1]` prompts; they are padded to the bucket of the longest, and the
+        batch to a prefill bucket by repeating the last prompt (same slot, same values written twice).
+        """
+        p = self.prefill_buckets[bisect.bisect_left(self.prefill_buckets, len(prompts))]
+        order = list(range(len(prompts))) + [len(prompts) - 1] * (p - len(prompts))
+        padded = np.zeros((p, self.bucket(max(map(len, prompts)))), np.int32)  # [P, L]
+        for row, i in enumerate(order):
+            padded[row, : len(prompts[i])] = prompts[i]
+        rows = [slots[i] for i in order]
+        tokens, logprobs, self._cache = self._prefill(
+            self._params,
+            self._cache,
+            np.asarray(rows, np.int32),
+            padded,
+            np.array([len(prompts[i]) for i in order], np.int32),
+            *sampling.rows(rows),
         )
-        token, logprob = jax.device_get((token, logprob))
-        return int(token), float(logprob)
+        tokens, logprobs = jax.device_get((tokens, logprobs))
+        return [(int(tokens[i]), float(logprobs[i])) for i in range(len(prompts))]
 
     def decode(
         self, tokens: np.ndarray, positions: np.ndarray, step: np.ndarray, sampling: SlotParams, rows: int
@@ -153,8 +187,9 @@ class ModelRunner:
         """Compiles (or loads from the persistent cache) every program serving will run; returns seconds."""
         start = time.perf_counter()
         sampling = SlotParams(self.slots)
-        for bucket in self.buckets:
-            self.prefill(0, [0] * bucket, sampling.row(0))
+        for bucket in self.buckets:  # every prompt into slot 0: warm-up leaves only junk the mask hides
+            for batch in self.prefill_buckets:
+                self.prefill([0] * batch, [[0] * bucket] * batch, sampling)
         idle = np.full(self.slots, self.idle_position, np.int32)  # writes dropped: the cache is unchanged
         zeros = np.zeros(self.slots, np.int32)
         for rows in self.batch_buckets:
@@ -162,12 +197,12 @@ class ModelRunner:
                 self._decode_step(zeros[:rows], idle[:rows], zeros[:rows], sampling.first(rows), kv_len)
         elapsed = time.perf_counter() - start
         log.info(
-            "compiled prefill for prompt buckets %s and decode for batch buckets %s x key-length buckets %s "
-            "(%d programs) in %.1f s",
-            self.buckets,
+            "compiled prefill for prefill batch buckets %s and decode for batch buckets %s, each x "
+            "prompt/key-length buckets %s (%d programs) in %.1f s",
+            self.prefill_buckets,
             self.batch_buckets,
             self.buckets,
-            len(self.buckets) * (1 + len(self.batch_buckets)),
+            len(self.buckets) * (len(self.prefill_buckets) + len(self.batch_buckets)),
             elapsed,
         )
         return elapsed
