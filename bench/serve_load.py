@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from local_mode.runner import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = ("argparse.py", "textwrap.py", "difflib.py", "json/decoder.py")
@@ -84,12 +85,6 @@ def make_requests(
             {"inputs": tokenizer.decode(ids[start : start + length]), "parameters": params, "stream": True}
         )
     return requests
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclasses.dataclass
