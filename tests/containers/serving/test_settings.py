@@ -15,6 +15,7 @@ def test_defaults_follow_the_endpoint_contract():
     assert settings.max_payload_bytes == 6 * 1024 * 1024
     assert settings.request_timeout_s < 60  # the client's fixed limit
     assert settings.shutdown_grace_s < 30  # SIGKILL follows SIGTERM after 30 s
+    assert settings.max_prefill_batch is None  # chosen by the loader from the backend
 
 
 def test_sagemaker_and_server_variables_override():

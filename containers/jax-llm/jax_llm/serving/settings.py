@@ -56,7 +56,9 @@ class ServingSettings:
     port: int = 8080  # SAGEMAKER_BIND_TO_PORT (multi-container endpoints) overrides
     max_batch: int = 32  # decode slots: requests generating at once (the compiled decode batch)
     max_queue: int = 256  # requests waiting for a slot before /invocations answers 429
-    max_prefill_batch: int = 8  # waiting prompts prefilled in one call (compiled as 1, 2, 4, ... up to it)
+    # Waiting prompts prefilled in one call (compiled as 1, 2, 4, ... up to it). None: 8 on GPU, where a short
+    # prefill is far from compute-bound; 1 on CPU, where batching them was measured to cost TTFT and start-up.
+    max_prefill_batch: int | None = None
     min_prompt_bucket: int = 16  # prompts are padded to 16, 32, 64, ... up to the context length
     max_context: int | None = None  # at most this many positions (prompt + generated); None: the model's
     default_max_new_tokens: int = 64  # when a request gives no max_new_tokens
@@ -90,7 +92,7 @@ class ServingSettings:
             port=_int(env, "SAGEMAKER_BIND_TO_PORT", cls.port, 1),
             max_batch=max_batch,
             max_queue=_int(env, "JAX_LLM_MAX_QUEUE", cls.max_queue, 0),
-            max_prefill_batch=_int(env, "JAX_LLM_MAX_PREFILL_BATCH", cls.max_prefill_batch, 1),
+            max_prefill_batch=_int(env, "JAX_LLM_MAX_PREFILL_BATCH", 0, 1) or None,
             min_prompt_bucket=_int(env, "JAX_LLM_MIN_PROMPT_BUCKET", cls.min_prompt_bucket, 1),
             max_context=_int(env, "JAX_LLM_MAX_CONTEXT", 0, 2) or None,
             default_max_new_tokens=_int(env, "JAX_LLM_DEFAULT_MAX_NEW_TOKENS", cls.default_max_new_tokens, 1),
