@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -16,7 +14,7 @@ from typing import Any
 from jax_llm.paths import SageMakerPaths
 from local_mode import docker
 from local_mode.packaging import unpack_model
-from local_mode.runner import Log, free_port, host_environment, say, stop
+from local_mode.runner import Log, free_port, host_environment, say, start_process, stop
 
 READY_TIMEOUT_S = (
     600.0  # ContainerStartupHealthCheckTimeoutInSeconds may be up to 3600; loading here takes seconds
@@ -52,22 +50,8 @@ class LocalEndpoint:
             argv = [sys.executable, "-m", "jax_llm", "serve"]
             env = host_environment(self.paths, {"SAGEMAKER_BIND_TO_PORT": str(self.port)})
         say(f"serving {model_archive} at {self.url} (model unpacked into {self.paths.model})")
-        self.process = subprocess.Popen(
-            argv,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            start_new_session=True,
-        )  # stopped by SIGTERM, not Ctrl-C
-        self._pump = threading.Thread(target=self._forward, args=(log,), daemon=True)
-        self._pump.start()
-
-    def _forward(self, log: Log) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-            log(f"[serve] {line.rstrip()}")
+        # Stopped by SIGTERM, not Ctrl-C, as SageMaker stops an endpoint's container.
+        self.process, self._pump = start_process(argv, env, prefix="[serve] ", sink=self.lines, log=log)
 
     def wait_until_healthy(self, timeout_s: float = READY_TIMEOUT_S) -> float:
         """Polls /ping until 200 (503: still loading) as SageMaker's health check does; returns seconds."""

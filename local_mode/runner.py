@@ -96,7 +96,24 @@ def host_environment(paths: SageMakerPaths, extra: Mapping[str, str] | None = No
     }
 
 
-def _stream(process: subprocess.Popen, prefix: str, sink: list[str], log: Log) -> threading.Thread:
+def start_process(
+    argv: list[str], env: Mapping[str, str], *, prefix: str, sink: list[str], log: Log
+) -> tuple[subprocess.Popen, threading.Thread]:
+    """Starts a container stand-in and a thread copying its output, line by line and prefixed, to `sink` and `log`.
+
+    The process gets a session of its own: Ctrl-C reaches only the runner, which sends SIGTERM as
+    SageMaker would.
+    """
+    process = subprocess.Popen(
+        argv,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
+
     def pump() -> None:
         for line in process.stdout:
             line = line.rstrip("\n")
@@ -105,7 +122,7 @@ def _stream(process: subprocess.Popen, prefix: str, sink: list[str], log: Log) -
 
     thread = threading.Thread(target=pump, daemon=True)
     thread.start()
-    return thread
+    return process, thread
 
 
 def stop(process: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> int:
@@ -127,17 +144,10 @@ def _run_hosts(
     prefix = len(commands) > 1
     processes, pumps = {}, []
     for host, (argv, env) in commands.items():
-        # A session of its own: Ctrl-C reaches only the runner, which sends SIGTERM as SageMaker would.
-        processes[host] = subprocess.Popen(
-            argv,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            start_new_session=True,
+        processes[host], pump = start_process(
+            argv, env, prefix=f"[{host}] " if prefix else "", sink=lines, log=log
         )
-        pumps.append(_stream(processes[host], f"[{host}] " if prefix else "", lines, log))
+        pumps.append(pump)
     codes: dict[str, int] = {}
     try:
         while len(codes) < len(processes):
