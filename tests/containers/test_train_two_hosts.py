@@ -10,21 +10,28 @@ from tests.conftest import TINY_HYPERPARAMETERS, start_training, write_training_
 HOSTS = ("algo-1", "algo-2")
 
 
-
-def test_two_hosts_match_one_process_with_the_same_global_batch(tmp_path, tiny_training_run):
-    # Each "host" gets its own /opt/ml tree, as on SageMaker; JAX_COORDINATOR_ADDRESS replaces algo-1:7777.
+def _start_hosts(tmp_path, hyperparameters):
+    """One /opt/ml tree and one trainer per host, as on SageMaker; JAX_COORDINATOR_ADDRESS replaces algo-1:7777."""
     address = f"127.0.0.1:{free_port()}"
     roots, processes = [], []
     for host in HOSTS:
-        root = write_training_tree(tmp_path / host, TINY_HYPERPARAMETERS, hosts=HOSTS, current_host=host)
+        root = write_training_tree(tmp_path / host, hyperparameters, hosts=HOSTS, current_host=host)
         roots.append(root)
         processes.append(start_training(root, tmp_path / f"{host}.log", JAX_COORDINATOR_ADDRESS=address))
+    return roots, processes
+
+
+def _kill_leftovers(processes) -> None:
+    for p in processes:
+        if p.poll() is None:
+            p.kill()
+
+def test_two_hosts_match_one_process_with_the_same_global_batch(tmp_path, tiny_training_run):
+    roots, processes = _start_hosts(tmp_path, TINY_HYPERPARAMETERS)
     try:
         codes = [p.wait(timeout=300) for p in processes]
     finally:
-        for p in processes:
-            if p.poll() is None:
-                p.kill()
+        _kill_leftovers(processes)
     logs = [(tmp_path / f"{host}.log").read_text() for host in HOSTS]
     assert codes == [0, 0], "\n".join(log[-2000:] for log in logs)
     assert "2 process(es), 2 device(s)" in logs[0]
@@ -47,12 +54,7 @@ def test_sigterm_stops_both_hosts_at_the_same_step_with_one_checkpoint(tmp_path)
     """SageMaker signals every host; JAX's preemption sync picks one step for all, the first host saves it."""
     hyperparameters = {**TINY_HYPERPARAMETERS, "max_steps": "300", "log_every": "10", "eval_every": "0",
                        "checkpoint_every": "0"}
-    address = f"127.0.0.1:{free_port()}"
-    roots, processes = [], []
-    for host in HOSTS:
-        root = write_training_tree(tmp_path / host, hyperparameters, hosts=HOSTS, current_host=host)
-        roots.append(root)
-        processes.append(start_training(root, tmp_path / f"{host}.log", JAX_COORDINATOR_ADDRESS=address))
+    roots, processes = _start_hosts(tmp_path, hyperparameters)
     try:
         deadline = time.monotonic() + 240
         while "step 10/300" not in (tmp_path / "algo-1.log").read_text():
@@ -63,9 +65,7 @@ def test_sigterm_stops_both_hosts_at_the_same_step_with_one_checkpoint(tmp_path)
             process.send_signal(signal.SIGTERM)
         codes = [p.wait(timeout=180) for p in processes]
     finally:
-        for p in processes:
-            if p.poll() is None:
-                p.kill()
+        _kill_leftovers(processes)
     assert codes == [143, 143], (tmp_path / "algo-1.log").read_text()[-2000:]
     failures = [(root / "output" / "failure").read_text() for root in roots]
     steps = {int(text.split("after step ")[1].split(";")[0]) for text in failures}
