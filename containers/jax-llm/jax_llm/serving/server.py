@@ -38,6 +38,9 @@ def main(argv: list[str]) -> int:
         host=settings.host,
         port=settings.port,
         lifespan="on",
+        # Named, not "auto": a missing one should fail here rather than fall back to the slow pure-Python pair.
+        http="httptools",
+        loop="uvloop",
         access_log=False,
         # Longer than the front end's idle timeout, so it never reuses a connection we just closed.
         timeout_keep_alive=75,
