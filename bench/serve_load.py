@@ -5,7 +5,9 @@ exported model; the baseline runs with one slot (JAX_LLM_MAX_BATCH=1), so it ser
 time, each at full speed. Every request streams (TGI server-sent events), so time to first token is
 measured at the client. The same request list (mixed prompt lengths, greedy and seeded sampling) is
 sent at concurrency 1, 8 and 32. Also measured: time from process start to the listening socket and
-to the first /ping 200, with an empty and then a filled JAX compilation cache.
+to the first /ping 200, with an empty and then a filled JAX compilation cache. Last, the same requests
+go straight into the server's engine in this process (1 slot at concurrency 32; all slots at 1 and 32),
+without sockets, HTTP or SSE: the ceiling the HTTP server can approach on this machine.
 
     PYTHONPATH=.:containers/jax-llm .venv/bin/python bench/serve_load.py [--preset tiny] [--requests 128]
         [--max-new-tokens 32] [--max-context N]
@@ -31,6 +33,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -132,6 +135,21 @@ def start_server(root: Path, slots: int, cache_dir: Path, log: Path, max_context
             time.sleep(0.01)
 
 
+def start_engine(root: Path, slots: int, cache_dir: Path, max_context: int | None):
+    """The server's own engine (same loader, same settings as the subprocesses), started in this process."""
+    from jax_llm.serving.loader import load_engine
+    from jax_llm.serving.settings import ServingSettings
+
+    settings = ServingSettings(
+        model_dir=root / "model",
+        max_batch=slots,
+        max_queue=1024,
+        max_context=max_context,
+        compile_cache_dir=cache_dir,
+    )
+    return load_engine(settings)
+
+
 @dataclasses.dataclass
 class Result:
     latency_s: float
@@ -183,8 +201,54 @@ async def run_level(url: str, requests: list[dict], concurrency: int) -> dict:
     await one_request(port, requests[0])  # first request after start-up, not timed
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - start
+    return summarize(results, time.perf_counter() - start, concurrency)
 
+
+def engine_level(engine, requests: list[dict], concurrency: int) -> dict:
+    """The same requests straight into an in-process Engine from `concurrency` client threads: no HTTP.
+
+    Each client tokenizes its request as the HTTP handler does and takes every token through a
+    streaming sink; what is left out is the socket, the HTTP parser and the SSE events, on both sides.
+    """
+    from jax_llm.serving.schema import parse_request
+
+    def one(payload: dict) -> Result:
+        done, first = threading.Event(), []
+
+        def sink(token, final) -> None:
+            if not first:
+                first.append(time.perf_counter())
+            if final is not None:
+                first.append(final)
+                done.set()
+
+        start = time.perf_counter()
+        prompts = engine.prepare(parse_request(json.dumps(payload).encode()))
+        engine.submit(prompts, time.monotonic() + 60, [sink], stream=True)
+        done.wait()
+        return Result(time.perf_counter() - start, first[0] - start, len(first[-1].tokens))
+
+    one(requests[0])  # not timed, as over HTTP
+    pending, results = list(reversed(requests)), []
+
+    def client() -> None:
+        while True:
+            try:
+                payload = pending.pop()
+            except IndexError:
+                return
+            results.append(one(payload))
+
+    clients = [threading.Thread(target=client) for _ in range(concurrency)]
+    start = time.perf_counter()
+    for thread in clients:
+        thread.start()
+    for thread in clients:
+        thread.join()
+    return summarize(results, time.perf_counter() - start, concurrency)
+
+
+def summarize(results: list[Result], elapsed: float, concurrency: int) -> dict:
     def pct(values: list[float], q: int) -> float:
         return (
             statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
@@ -272,6 +336,17 @@ def main(argv: list[str] | None = None) -> int:
     warm = start_server(root, args.slots, work / "cache", log, args.max_context)  # same compilation cache, now filled
     warm.stop()
 
+    # The engine alone, in this process, on the same requests: what the HTTP layer can approach at best.
+    engine_rows = []
+    for slots, levels in ((1, (32,)), (args.slots, (1, 32))):
+        engine = start_engine(root, slots, work / "cache", args.max_context)
+        for concurrency in levels:
+            level_requests = few if concurrency == 1 else requests
+            name = f"engine alone, in-process ({slots} slot{'s' * (slots > 1)})"
+            engine_rows.append((name, engine_level(engine, level_requests, concurrency)))
+        engine.stop()
+    rows += engine_rows
+
     print("TTFT of a request that is not streamed is its latency.\n")
     print(
         "| server | concurrency | requests | req/s | generated tok/s | p50 latency | p99 latency | p50 TTFT | p99 TTFT |"
@@ -291,6 +366,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"p99 latency at concurrency 32 vs a single request's p50: {c32['p99_s'] / single['p50_s']:.1f}x (goal < 3x)"
+    )
+    alone_one, alone_single, alone_c32 = (r for _, r in engine_rows)
+    print(
+        f"the engine alone, without HTTP: {alone_c32['tokens_per_s'] / alone_one['tokens_per_s']:.1f}x tokens/s, "
+        f"p99 at 32 {alone_c32['p99_s'] / alone_single['p50_s']:.1f}x a single request's p50"
     )
     print(
         f"start -> listening: {cold.listen_s:.2f} s; start -> /ping 200: {cold.ready_s:.1f} s with an empty "
