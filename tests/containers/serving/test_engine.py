@@ -96,6 +96,27 @@ def test_end_of_text_ends_generation_and_is_left_out_of_the_text(runner, tiny_to
     assert cut.text == "".join(t.text for t in free.tokens[:first_eos])
 
 
+def test_a_sequence_that_ends_early_hands_its_slot_to_the_next_undisturbed(runner, tiny_tokenizer):
+    """The step after a sequence's end-of-text is already launched when the end comes back; it is dropped,
+    and the request that takes the slot next generates what it generates alone."""
+    engine = Engine(runner, tiny_tokenizer, max_queue=8, default_max_new_tokens=16)
+    engine.start()
+    # Sampled, so that a stray token from the dropped step would change what follows it.
+    params = {"max_new_tokens": 10, "do_sample": True, "temperature": 2.0, "seed": 3}
+    try:
+        free = generate(engine, request(PROMPTS[0], **params))[0]
+        ids = [t.id for t in free.tokens]
+        engine.eos_id = ids[2]  # the first prompt now ends at its third token, during decode
+        together = generate(engine, request(*PROMPTS, **params))  # more prompts than slots
+        alone = [generate(engine, request(p, **params))[0] for p in PROMPTS]
+    finally:
+        engine.stop(timeout=30)
+    assert len(PROMPTS) > runner.slots and ids[2] not in ids[:2]
+    assert together[0].finish_reason == "eos_token" and len(together[0].tokens) == 3
+    assert [[t.id for t in g.tokens] for g in together] == [[t.id for t in g.tokens] for g in alone]
+    assert [g.text for g in together] == [g.text for g in alone]
+
+
 def test_a_request_past_its_deadline_ends_with_what_it_has(runner, tiny_tokenizer):
     """A clock that advances one second per reading: the sequence runs out of time after a few tokens."""
     ticks = itertools.count()

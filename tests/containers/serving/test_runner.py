@@ -54,23 +54,21 @@ def test_rows_at_different_positions_decode_as_the_full_forward_pass(
     assert runner.bucket(len(prompts[short])) != runner.bucket(len(prompts[long]))
     steps = 12
     sampling = SlotParams(runner.slots)  # all greedy
-    tokens = np.zeros(runner.slots, np.int32)
     positions = np.full(runner.slots, runner.idle_position, np.int32)
     got = {slot: ([], []) for slot in prompts}
     for slot, prompt in prompts.items():
         [(token, logprob)] = runner.prefill([slot], [prompt], sampling)
         got[slot][0].append(token)
         got[slot][1].append(logprob)
-        tokens[slot], positions[slot] = token, len(prompt)
+        positions[slot] = len(prompt)
     for step in range(1, steps):
-        new, logprobs = runner.decode(
-            tokens, positions, np.full(runner.slots, step, np.int32), sampling, long + 1
-        )
+        # Each row is fed the token its slot produced last, which the device keeps.
+        new, logprobs = runner.decode(positions, np.full(runner.slots, step, np.int32), sampling, long + 1).result()
         assert len(new) == (2 if long == 1 else runner.slots)
         for slot in prompts:
             got[slot][0].append(int(new[slot]))
             got[slot][1].append(float(logprobs[slot]))
-            tokens[slot], positions[slot] = new[slot], positions[slot] + 1
+            positions[slot] += 1
     for slot, prompt in prompts.items():
         expected_tokens, expected_logprobs = _reference_greedy(tiny_model, prompt, steps)
         assert got[slot][0] == expected_tokens
@@ -84,31 +82,29 @@ def test_decode_crosses_key_length_buckets_as_the_full_forward_pass(runner, tiny
     steps = 8
     assert runner.bucket(len(prompt)) < runner.bucket(len(prompt) + steps)  # decode crosses a bucket
     sampling = SlotParams(runner.slots)
-    tokens = np.zeros(runner.slots, np.int32)
     positions = np.full(runner.slots, runner.idle_position, np.int32)
     got = [runner.prefill([2], [prompt], sampling)[0][0]]
-    tokens[2], positions[2] = got[0], len(prompt)
+    positions[2] = len(prompt)
     for step in range(1, steps):
-        new, _ = runner.decode(tokens, positions, np.full(runner.slots, step, np.int32), sampling, 3)
+        new, _ = runner.decode(positions, np.full(runner.slots, step, np.int32), sampling, 3).result()
         got.append(int(new[2]))
-        tokens[2], positions[2] = new[2], positions[2] + 1
+        positions[2] += 1
     assert got == _reference_greedy(tiny_model, prompt, steps)[0]
 
 
 def _greedy_after_prefill(runner, slots: list[int], firsts: list[int], lengths: list[int], steps: int):
     """Greedy decode from what prefill left in `slots`; returns each slot's tokens (first included)."""
     sampling = SlotParams(runner.slots)
-    tokens = np.zeros(runner.slots, np.int32)
     positions = np.full(runner.slots, runner.idle_position, np.int32)
     got = {slot: [first] for slot, first in zip(slots, firsts)}
-    for slot, first, length in zip(slots, firsts, lengths):
-        tokens[slot], positions[slot] = first, length
+    for slot, length in zip(slots, lengths):
+        positions[slot] = length
     for step in range(1, steps):
         steps_taken = np.full(runner.slots, step, np.int32)
-        new, _ = runner.decode(tokens, positions, steps_taken, sampling, runner.slots)
+        new, _ = runner.decode(positions, steps_taken, sampling, runner.slots).result()
         for slot in slots:
             got[slot].append(int(new[slot]))
-            tokens[slot], positions[slot] = new[slot], positions[slot] + 1
+            positions[slot] += 1
     return [got[slot] for slot in slots]
 
 

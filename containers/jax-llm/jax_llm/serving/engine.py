@@ -2,10 +2,13 @@
 
 Requests wait in a bounded queue. Between decode steps the engine moves waiting requests into free
 slots (prefill: up to the runner's prefill batch of prompts per call, each into its slot's cache row,
-first tokens out), then runs one decode step for every slot at once. A sequence leaves its slot at
-end-of-text, a stop sequence, its token budget, its deadline (it ends with what it has, finish_reason
-"time_limit") or when its client goes away, and the slot takes the next request at once. Results go
-back through a per-sequence callback.
+first tokens out), then launches one decode step for every slot at once. The device keeps each slot's
+latest token, so the engine launches step N+1 before it reads back step N: the host's work on step
+N's tokens (detokenizing, stop sequences, handing them out) runs while the device computes step N+1.
+A sequence leaves its slot at end-of-text, a stop sequence, its token budget, its deadline (it ends
+with what it has, finish_reason "time_limit") or when its client goes away, and the slot takes the
+next request at once; the one step already launched for it by then is dropped. Results go back
+through a per-sequence callback.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from jax_llm.serving.detokenize import IncrementalText
-from jax_llm.serving.runner import ModelRunner, SlotParams
+from jax_llm.serving.runner import DecodeStep, ModelRunner, SlotParams
 from jax_llm.serving.sampling import seed_key_data
 from jax_llm.serving.schema import GenerateRequest, Generation, RequestError, Token, validation_error
 from jax_llm.tokenizer import EOS_TOKEN, eos_id
@@ -58,6 +61,7 @@ class Sequence:
     stream: bool
     text: IncrementalText
     tokens: list[Token] = dataclasses.field(default_factory=list)
+    launched: int = 0  # tokens generated or being generated: accepted ones plus the step in flight
     cancelled: bool = False  # set by the HTTP side when the client has gone
 
     def cancel(self) -> None:
@@ -89,10 +93,9 @@ class Engine:
         self._stopping = False
         self.failed = False  # the engine thread died: /ping reports it so that the instance gets replaced
         self._thread = threading.Thread(target=self._run, name="generation-engine", daemon=True)
-        # Host copies of what each decode step feeds in: [S] each.
-        self._tokens = np.zeros(runner.slots, np.int32)
-        self._positions = np.full(runner.slots, runner.idle_position, np.int32)
         self._sampling = SlotParams(runner.slots)
+        # The decode step on the device and the (slot, sequence) rows it was launched for.
+        self._in_flight: tuple[DecodeStep, list[tuple[int, Sequence]]] | None = None
 
     # ---- Called from the HTTP side -------------------------------------------------------------
 
@@ -188,9 +191,12 @@ class Engine:
             self._fail_all()
 
     def _step(self) -> bool:
-        """Admits waiting sequences into free slots, then runs one decode step. False when stopped."""
+        """Admits waiting sequences into free slots, launches a decode step, reads back the one before.
+
+        False when stopped.
+        """
         with self._wake:
-            while not self._waiting and not any(self._slots):
+            while not self._waiting and not any(self._slots) and self._in_flight is None:
                 if self._stopping:
                     return False
                 self._wake.wait()
@@ -201,15 +207,37 @@ class Engine:
                     admitted.append(slot)
         if admitted:
             self._prefill(admitted)
-        occupied = [slot for slot, seq in enumerate(self._slots) if seq is not None]
-        if occupied:
-            rows = occupied[-1] + 1  # slots fill lowest first, so this is usually the number in flight
-            step = np.array([len(s.tokens) if s else 0 for s in self._slots], np.int32)
-            tokens, logprobs = self.runner.decode(self._tokens, self._positions, step, self._sampling, rows)
-            now = self.clock()
-            for slot in occupied:
-                self._accept(slot, self._slots[slot], int(tokens[slot]), float(logprobs[slot]), now)
+        previous, self._in_flight = self._in_flight, self._launch()
+        if previous is not None:
+            self._collect(*previous)
         return True
+
+    def _launch(self) -> tuple[DecodeStep, list[tuple[int, Sequence]]] | None:
+        """Launches a decode step for every sequence that needs another token; None if none does."""
+        rows = [
+            (slot, seq)
+            for slot, seq in enumerate(self._slots)
+            if seq is not None and seq.launched < seq.prompt.max_new_tokens
+        ]
+        if not rows:
+            return None
+        positions = np.full(self.runner.slots, self.runner.idle_position, np.int32)  # idle: writes dropped
+        step = np.zeros(self.runner.slots, np.int32)
+        for slot, seq in rows:
+            # Feed the latest token at the position after the last one written; generate token `launched`.
+            positions[slot] = len(seq.prompt.ids) + seq.launched - 1
+            step[slot] = seq.launched
+            seq.launched += 1
+        # Slots fill lowest first, so rows[-1] + 1 is usually the number in flight.
+        return self.runner.decode(positions, step, self._sampling, rows[-1][0] + 1), rows
+
+    def _collect(self, step: DecodeStep, rows: list[tuple[int, Sequence]]) -> None:
+        """Waits for a launched step and accepts its tokens, but for sequences that ended since."""
+        tokens, logprobs = step.result()
+        now = self.clock()
+        for slot, seq in rows:
+            if self._slots[slot] is seq:
+                self._accept(slot, seq, int(tokens[slot]), float(logprobs[slot]), now)
 
     def _prefill(self, admitted: list[int]) -> None:
         """Prefills the sequences just put in these slots, as many per runner call as it takes."""
@@ -222,6 +250,7 @@ class Engine:
                 continue
             p = seq.prompt
             self._sampling.set(slot, seed_key_data(p.seed or 0), p.temperature, p.top_k, p.top_p, p.greedy)
+            seq.launched = 1
             ready.append(slot)
         # Shortest first, so that each call pads its prompts to a bucket close to all of them.
         ready.sort(key=lambda slot: len(self._slots[slot].prompt.ids))
@@ -262,13 +291,9 @@ class Engine:
             return
         if seq.stream:
             seq.sink(token, None)
-        # Next step feeds this token at the position after the last one written.
-        self._tokens[slot] = token_id
-        self._positions[slot] = len(p.ids) + len(seq.tokens) - 1
 
     def _finish(self, slot: int, seq: Sequence, last: Token | None, reason: str) -> None:
         self._slots[slot] = None
-        self._positions[slot] = self.runner.idle_position
         generation = Generation(seq.text.text, tuple(seq.tokens), reason, seq.prompt.seed)
         seq.sink(last, generation)
 
@@ -278,5 +303,6 @@ class Engine:
             pending = [s for s in self._slots if s] + list(self._waiting)
             self._waiting.clear()
             self._slots = [None] * len(self._slots)
+            self._in_flight = None
         for seq in pending:
             seq.sink(None, Generation(seq.text.text, tuple(seq.tokens), "error", seq.prompt.seed))

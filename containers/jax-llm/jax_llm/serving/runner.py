@@ -9,11 +9,16 @@ K cache positions for K the smallest length bucket past the longest live row (so
 the rows in flight need, not the whole context). So the set of XLA programs (one prefill per prefill
 batch bucket x length bucket, one decode per batch bucket x length bucket) is known up front and
 `warm_up` compiles all of them before the server reports ready.
+
+Each slot's latest token stays on the device (prefill and decode write it; decode reads it), so a
+decode step needs nothing from the step before it on the host: `decode` returns at once with the
+step in flight, and the engine launches step N+1 before it reads step N's tokens back.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import functools
 import logging
 import time
@@ -53,20 +58,28 @@ class SlotParams:
         return self.key_data[s], self.temperature[s], self.top_k[s], self.top_p[s], self.greedy[s]
 
     def first(self, rows: int) -> tuple[np.ndarray, ...]:
-        """The settings of slots 0..rows-1 (for decode)."""
-        return (
-            self.key_data[:rows],
-            self.temperature[:rows],
-            self.top_k[:rows],
-            self.top_p[:rows],
-            self.greedy[:rows],
+        """Copies of the settings of slots 0..rows-1 (for decode: a step in flight keeps its own)."""
+        return tuple(
+            a[:rows].copy() for a in (self.key_data, self.temperature, self.top_k, self.top_p, self.greedy)
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class DecodeStep:
+    """A decode step launched on the device; `result` waits for it."""
+
+    tokens: jax.Array  # [B]
+    logprobs: jax.Array  # [B]
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """The step's tokens and logprobs on the host ([B] each), once the device has them."""
+        return jax.device_get((self.tokens, self.logprobs))
+
+
 def _prefill(
-    graphdef, params, cache: KVCache, slots, tokens, lengths, key_data, temperature, top_k, top_p, greedy
+    graphdef, params, cache: KVCache, last, slots, tokens, lengths, key_data, temperature, top_k, top_p, greedy
 ):
-    """slots, lengths: [P]; tokens: [P, L] (padded). Returns (tokens [P], logprobs [P], cache).
+    """slots, lengths: [P]; tokens: [P, L] (padded); last: [S]. Returns (tokens [P], logprobs [P], cache, last).
 
     Row p goes to cache row slots[p]; a slot may repeat only with identical inputs (batch padding).
     """
@@ -84,26 +97,27 @@ def _prefill(
         cache = jax.tree.map(
             lambda c, r: jax.lax.dynamic_update_slice(c, r[p : p + 1], (slots[p], 0, 0, 0)), cache, rows
         )
-    last = jnp.take_along_axis(logits, (lengths - 1)[:, None, None], axis=1)[:, 0]  # [P, V]
+    final = jnp.take_along_axis(logits, (lengths - 1)[:, None, None], axis=1)[:, 0]  # [P, V]
     step = jnp.zeros((batch,), jnp.int32)  # the first generated token
-    token, logprob = choose_tokens(last, key_data, step, temperature, top_k, top_p, greedy)
-    return token, logprob, cache
+    token, logprob = choose_tokens(final, key_data, step, temperature, top_k, top_p, greedy)
+    return token, logprob, cache, last.at[slots].set(token)  # each slot's next decode input
 
 
 def _decode(
-    graphdef, params, cache: KVCache, tokens, positions, step, key_data, temperature, top_k, top_p, greedy,
+    graphdef, params, cache: KVCache, last, positions, step, key_data, temperature, top_k, top_p, greedy,
     *, kv_len
 ):
-    """tokens, positions, step: [B] for slots 0..B-1, each position < kv_len (static) or idle.
+    """positions, step: [B] for slots 0..B-1, each position < kv_len (static) or idle; last: [S].
 
-    Feeds each row its last token; returns ([B], [B], cache).
+    Feeds each row its latest token (last[:B]); returns (tokens [B], logprobs [B], cache, last).
     """
     model = nnx.merge(graphdef, params)
+    tokens = last[: positions.shape[0]]
     # The model updates the cache's first B rows in place and leaves the rest (no slice copied out and back);
     # attention reads positions 0..kv_len-1 of those rows.
     logits, cache = model(tokens[:, None], positions[:, None], cache, kv_len=kv_len)  # [B, 1, V]
     token, logprob = choose_tokens(logits[:, 0], key_data, step, temperature, top_k, top_p, greedy)
-    return token, logprob, cache
+    return token, logprob, cache, jax.lax.dynamic_update_slice(last, token, (0,))
 
 
 def _doubling(top: int) -> list[int]:
@@ -122,10 +136,11 @@ class ModelRunner:
         self.prefill_buckets = _doubling(min(max_prefill_batch, slots))
         graphdef, self._params = nnx.split(model)
         self._cache = init_cache(self.config, slots)  # per layer: [S, N, max_seq_len, H]
-        # The cache is donated: XLA updates it in place instead of copying it every step.
-        self._prefill = jax.jit(functools.partial(_prefill, graphdef), donate_argnums=(1,))
+        self._last = jnp.zeros(slots, jnp.int32)  # [S]: each slot's latest token, the next decode input
+        # The cache and the tokens are donated: XLA updates them in place instead of copying them every step.
+        self._prefill = jax.jit(functools.partial(_prefill, graphdef), donate_argnums=(1, 2))
         self._decode = jax.jit(
-            functools.partial(_decode, graphdef), donate_argnums=(1,), static_argnames=("kv_len",)
+            functools.partial(_decode, graphdef), donate_argnums=(1, 2), static_argnames=("kv_len",)
         )
         self.idle_position = self.config.max_seq_len  # out of range: an idle slot's cache write is dropped
 
@@ -151,9 +166,10 @@ class ModelRunner:
         for row, i in enumerate(order):
             padded[row, : len(prompts[i])] = prompts[i]
         rows = [slots[i] for i in order]
-        tokens, logprobs, self._cache = self._prefill(
+        tokens, logprobs, self._cache, self._last = self._prefill(
             self._params,
             self._cache,
+            self._last,
             np.asarray(rows, np.int32),
             padded,
             np.array([len(prompts[i]) for i in order], np.int32),
@@ -162,26 +178,26 @@ class ModelRunner:
         tokens, logprobs = jax.device_get((tokens, logprobs))
         return [(int(tokens[i]), float(logprobs[i])) for i in range(len(prompts))]
 
-    def decode(
-        self, tokens: np.ndarray, positions: np.ndarray, step: np.ndarray, sampling: SlotParams, rows: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """One decode step over slots 0..rows-1 (padded to a batch bucket); returns ([B], [B]) on the host.
+    def decode(self, positions: np.ndarray, step: np.ndarray, sampling: SlotParams, rows: int) -> DecodeStep:
+        """Launches one decode step over slots 0..rows-1 (padded to a batch bucket) and returns at once.
 
-        tokens, positions, step: [S] host arrays for every slot; only the first B are sent. Idle slots
-        hold `idle_position`; the others' positions pick the key-length bucket.
+        Each row is fed its slot's latest token (from its prefill or the step before) at its position.
+        positions, step: [S] host arrays for every slot (step: the index of the token being generated,
+        for the sampling key); only the first B are sent. Idle slots hold `idle_position`; the others'
+        positions pick the key-length bucket. `result()` gives ([B], [B]) on the host.
         """
         b = self.batch_buckets[bisect.bisect_left(self.batch_buckets, rows)]
         live = positions[:b][positions[:b] < self.idle_position]
         kv_len = self.bucket(int(live.max()) + 1 if live.size else 1)
-        return self._decode_step(tokens[:b], positions[:b], step[:b], sampling.first(b), kv_len)
+        return self._decode_step(positions[:b].copy(), step[:b].copy(), sampling.first(b), kv_len)
 
-    def _decode_step(
-        self, tokens: np.ndarray, positions: np.ndarray, step: np.ndarray, sampling: tuple, kv_len: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        token, logprob, self._cache = self._decode(
-            self._params, self._cache, tokens, positions, step, *sampling, kv_len=kv_len
+    def _decode_step(self, positions: np.ndarray, step: np.ndarray, sampling: tuple, kv_len: int) -> DecodeStep:
+        token, logprob, self._cache, self._last = self._decode(
+            self._params, self._cache, self._last, positions, step, *sampling, kv_len=kv_len
         )
-        return jax.device_get((token, logprob))
+        for array in (token, logprob):
+            array.copy_to_host_async()  # the copy starts when the step ends, not when the engine asks
+        return DecodeStep(token, logprob)
 
     def warm_up(self) -> float:
         """Compiles (or loads from the persistent cache) every program serving will run; returns seconds."""
@@ -194,7 +210,7 @@ class ModelRunner:
         zeros = np.zeros(self.slots, np.int32)
         for rows in self.batch_buckets:
             for kv_len in self.buckets:
-                self._decode_step(zeros[:rows], idle[:rows], zeros[:rows], sampling.first(rows), kv_len)
+                self._decode_step(idle[:rows], zeros[:rows], sampling.first(rows), kv_len).result()
         elapsed = time.perf_counter() - start
         log.info(
             "compiled prefill for prefill batch buckets %s and decode for batch buckets %s, each x "
