@@ -102,17 +102,24 @@ class Server:
         self.process.wait(timeout=60)
 
 
-def start_server(root: Path, slots: int, cache_dir: Path, log: Path, max_context: int | None) -> Server:
-    """Starts `python -m jax_llm serve` and polls /ping every 10 ms until it answers 200."""
-    port = free_port()
-    env = {
+def server_env(root: Path, slots: int, cache_dir: Path, max_context: int | None) -> dict[str, str]:
+    """The serving environment: this one's (JAX_LLM_COMPUTE_DTYPE and the like pass through) plus the bench's."""
+    return {
         **os.environ,
         "SAGEMAKER_BASE_DIR": str(root),
-        "SAGEMAKER_BIND_TO_PORT": str(port),
         "JAX_LLM_MAX_BATCH": str(slots),
         "JAX_LLM_MAX_QUEUE": "1024",
         "JAX_LLM_COMPILE_CACHE_DIR": str(cache_dir),
         "JAX_LLM_MAX_CONTEXT": str(max_context or ""),
+    }
+
+
+def start_server(root: Path, slots: int, cache_dir: Path, log: Path, max_context: int | None) -> Server:
+    """Starts `python -m jax_llm serve` and polls /ping every 10 ms until it answers 200."""
+    port = free_port()
+    env = {
+        **server_env(root, slots, cache_dir, max_context),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
         "PYTHONPATH": str(REPO / "containers" / "jax-llm"),
     }
     started = time.perf_counter()
@@ -140,14 +147,7 @@ def start_engine(root: Path, slots: int, cache_dir: Path, max_context: int | Non
     from jax_llm.serving.loader import load_engine
     from jax_llm.serving.settings import ServingSettings
 
-    settings = ServingSettings(
-        model_dir=root / "model",
-        max_batch=slots,
-        max_queue=1024,
-        max_context=max_context,
-        compile_cache_dir=cache_dir,
-    )
-    return load_engine(settings)
+    return load_engine(ServingSettings.from_env(server_env(root, slots, cache_dir, max_context)))
 
 
 @dataclasses.dataclass
