@@ -153,13 +153,19 @@ def test_seeded_sampling_is_reproducible_and_seed_matters(server):
     assert len({a for a, _ in texts.values()}) > 1
 
 
+# Seeded sampling where outputs are compared: the tiny test model's greedy output repeats one token.
+VARIED = {"do_sample": True, "temperature": 2.0, "seed": 5}
+
+
 def test_batch_of_inputs_answers_each_in_order(server):
     prompts = ["class ", "def parse(", "return "]
-    response = invoke(server, {"inputs": prompts, "parameters": {"max_new_tokens": 6}})
+    params = {"max_new_tokens": 6, **VARIED}
+    response = invoke(server, {"inputs": prompts, "parameters": params})
     assert response.status_code == 200
     assert len(response.json()) == 3
-    alone = [invoke(server, {"inputs": p, "parameters": {"max_new_tokens": 6}}).json()[0] for p in prompts]
+    alone = [invoke(server, {"inputs": p, "parameters": params}).json()[0] for p in prompts]
     assert response.json() == alone
+    assert len({entry["generated_text"] for entry in alone}) > 1  # rows that could be told apart
 
 
 def test_return_full_text_prepends_the_prompt(server):
@@ -189,7 +195,7 @@ def _sse_events(response: httpx.Response) -> list[dict]:
 
 
 def test_stream_events_concatenate_to_the_non_streamed_text(server):
-    payload = {"inputs": "for i in range(", "parameters": {"max_new_tokens": 20}}
+    payload = {"inputs": "for i in range(", "parameters": {"max_new_tokens": 20, **VARIED}}
     expected = invoke(server, payload).json()[0]["generated_text"]
     headers = {"X-Amzn-SageMaker-Custom-Attributes": "trace=abc"}
     with httpx.stream(
