@@ -6,6 +6,7 @@
 * ``cdk_out``: the cloud assembly written by the pinned CDK CLI (``cdk synth``), offline, with no AWS
   credentials and no Docker engine; the template linters (cfn-lint, checkov) read it.
 * ``synth_app``: a factory for the rare test that needs another context (each call costs a synth).
+* ``definitions``: pipeline name -> definition, parsed once from ``synthesized_app``'s TrainingStack.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from aws_cdk import App, Stack
 from aws_cdk.assertions import Template
 
 from stacks.app_builder import build_app
+from tests.stacks.cfn_values import pipeline_definitions
 
 REPO = Path(__file__).resolve().parents[2]
 CDK_CLI = REPO / "node_modules" / ".bin" / "cdk"
@@ -88,6 +90,12 @@ def synthesize(context: dict[str, Any], outdir: Path) -> SynthesizedApp:
 def synthesized_app(tmp_path_factory: pytest.TempPathFactory) -> SynthesizedApp:
     """The app with cdk.json's defaults, synthesized once per session."""
     return synthesize(cdk_json_context(), tmp_path_factory.mktemp("synth") / "cdk.out")
+
+
+@pytest.fixture(scope="session")
+def definitions(synthesized_app: SynthesizedApp) -> dict[str, dict]:
+    """Pipeline name -> definition, from the session's TrainingStack template (shared: do not mutate)."""
+    return pipeline_definitions(synthesized_app.template_json["TrainingStack"])
 
 
 @pytest.fixture(scope="session")

@@ -13,13 +13,12 @@ import re
 import pytest
 
 from jax_llm.metrics import OBJECTIVE_METRIC
-from tests.stacks.cfn_values import pipeline_definitions, walk_steps
+from tests.stacks.cfn_values import walk_steps
 
 
 @pytest.fixture(scope="module")
-def metric_definitions(synthesized_app) -> list[dict]:
+def metric_definitions(definitions) -> list[dict]:
     """The MetricDefinitions of the training steps and the tuner's training jobs (all of them equal)."""
-    definitions = pipeline_definitions(synthesized_app.template_json["TrainingStack"])
     found = []
     for definition in definitions.values():
         for step in walk_steps(definition["Steps"]):
@@ -55,8 +54,7 @@ def test_the_final_val_loss_the_gate_reads_is_the_runs_final_val_loss(metric_def
     assert final == pytest.approx(exported, abs=5e-5)  # the log prints 4 decimals
 
 
-def test_the_tuning_objective_is_one_of_the_metrics(metric_definitions, synthesized_app):
-    definitions = pipeline_definitions(synthesized_app.template_json["TrainingStack"])
+def test_the_tuning_objective_is_one_of_the_metrics(metric_definitions, definitions):
     tunings = [s for d in definitions.values() for s in walk_steps(d["Steps"]) if s["Type"] == "Tuning"]
     objectives = {s["Arguments"]["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]
                   ["MetricName"] for s in tunings}

@@ -16,7 +16,7 @@ import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
-from tests.stacks.cfn_values import pipeline_definitions, walk_steps
+from tests.stacks.cfn_values import walk_steps
 
 # Step type -> (API operation, the job-name member the pipeline fills in itself).
 OPERATIONS = {
@@ -33,12 +33,6 @@ SAMPLE_BY_TYPE = {"string": "pipeline-value", "integer": 3, "long": 3, "float": 
 def service_model():
     """botocore's SageMaker service model (shipped with botocore, no network)."""
     return botocore.session.get_session().get_service_model("sagemaker")
-
-
-@pytest.fixture(scope="module")
-def definitions(synthesized_app):
-    """Pipeline name -> definition, from the session's TrainingStack template."""
-    return pipeline_definitions(synthesized_app.template_json["TrainingStack"])
 
 
 def _python_pattern(pattern: str | None) -> re.Pattern | None:

@@ -11,8 +11,7 @@ import json
 
 import pytest
 
-from tests.stacks.cfn_values import (ACCOUNT, REGION, TemplateValues, pipeline_definitions, resources_of_type,
-                                     walk_steps)
+from tests.stacks.cfn_values import ACCOUNT, REGION, TemplateValues, resources_of_type, walk_steps
 from tests.stacks.iam_evaluation import RolePolicies
 
 SAGEMAKER = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}"
@@ -39,11 +38,6 @@ STEP_CALLS = {
 @pytest.fixture(scope="module")
 def template(synthesized_app):
     return synthesized_app.template_json["TrainingStack"]
-
-
-@pytest.fixture(scope="module")
-def definitions(template):
-    return pipeline_definitions(template)
 
 
 @pytest.fixture(scope="module")

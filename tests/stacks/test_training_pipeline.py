@@ -16,7 +16,7 @@ from jax_llm.hyperparameters import FIELDS, parse_hyperparameters
 from jax_llm.metrics import METRIC_DEFINITIONS, OBJECTIVE_METRIC
 from stacks.constructs.training_trigger import definition_digest
 from stacks.settings import Settings, SettingsError
-from tests.stacks.cfn_values import TemplateValues, pipeline_definitions, resources_of_type, walk_steps
+from tests.stacks.cfn_values import TemplateValues, resources_of_type, walk_steps
 from tests.stacks.conftest import cdk_json_context
 
 STEP_NAME = re.compile(r"^[A-Za-z0-9\-_]{1,64}$")
@@ -27,11 +27,6 @@ VARIANTS = ("SpotFromRaw", "OnDemandFromRaw", "SpotFromTokenized", "OnDemandFrom
 @pytest.fixture(scope="module")
 def template(synthesized_app):
     return synthesized_app.template_json["TrainingStack"]
-
-
-@pytest.fixture(scope="module")
-def definitions(template):
-    return pipeline_definitions(template)
 
 
 @pytest.fixture(scope="module")
