@@ -9,7 +9,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ops.aws import Aws
-from ops.errors import OpsError, is_not_found
+from ops.errors import OpsError, not_found_as
 
 CONTENT_TYPE = "application/json"
 
@@ -23,14 +23,9 @@ def tgi_request(prompt: str, parameters: dict[str, Any], stream: bool) -> bytes:
 def require_in_service(aws: Aws, endpoint_name: str) -> None:
     """Raises an OpsError unless the endpoint exists and is InService (or Updating, which still serves)."""
     sagemaker = aws.client("sagemaker")
-    try:
+    missing = f"Endpoint {endpoint_name!r} does not exist: deploy it with `cdk deploy EndpointStack`."
+    with not_found_as(missing):
         status = sagemaker.describe_endpoint(EndpointName=endpoint_name)["EndpointStatus"]
-    except ClientError as exc:
-        if not is_not_found(exc):
-            raise
-        raise OpsError(
-            f"Endpoint {endpoint_name!r} does not exist: deploy it with `cdk deploy EndpointStack`."
-        ) from exc
     if status not in ("InService", "Updating", "SystemUpdating"):
         raise OpsError(
             f"Endpoint {endpoint_name!r} is {status}, not InService; check the stack events and its logs."

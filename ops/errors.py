@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from botocore.exceptions import (
     ClientError,
     EndpointConnectionError,
@@ -45,6 +48,17 @@ def is_not_found(exc: ClientError) -> bool:
     return error.get("Code") in ("ResourceNotFound", "ValidationException", "ValidationError") and any(
         phrase in message for phrase in ("not found", "does not exist", "could not find")
     )
+
+
+@contextlib.contextmanager
+def not_found_as(message: str) -> Iterator[None]:
+    """Inside it, a ClientError saying the resource does not exist becomes OpsError(message); others pass."""
+    try:
+        yield
+    except ClientError as exc:
+        if not is_not_found(exc):
+            raise
+        raise OpsError(message) from exc
 
 
 def translate(exc: Exception) -> OpsError | None:

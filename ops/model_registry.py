@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from botocore.exceptions import ClientError
-
 from ops.aws import Aws
-from ops.errors import OpsError, is_not_found
+from ops.errors import OpsError, not_found_as
 
 APPROVAL_STATUSES = ("Approved", "Rejected", "PendingManualApproval")
 
@@ -56,14 +54,9 @@ def list_versions(aws: Aws, group: str, with_metrics: bool = True) -> list[Model
 
 def _require_group(sagemaker, group: str) -> None:
     """Raises an OpsError when the model package group itself does not exist."""
-    try:
+    missing = f"Model package group {group!r} does not exist: deploy TrainingStack (it creates the group)."
+    with not_found_as(missing):
         sagemaker.describe_model_package_group(ModelPackageGroupName=group)
-    except ClientError as exc:
-        if not is_not_found(exc):
-            raise
-        raise OpsError(
-            f"Model package group {group!r} does not exist: deploy TrainingStack (it creates the group)."
-        ) from exc
 
 
 def resolve_version(aws: Aws, group: str, version: str) -> str:
@@ -83,14 +76,8 @@ def set_approval(aws: Aws, arn: str, status: str, description: str | None = None
     if status not in APPROVAL_STATUSES:
         raise OpsError(f"approval status must be one of {', '.join(APPROVAL_STATUSES)}, got {status!r}.")
     sagemaker = aws.client("sagemaker")
-    try:
+    with not_found_as(f"Model package {arn} not found: list versions with `python -m ops versions`."):
         sagemaker.describe_model_package(ModelPackageName=arn)
-    except ClientError as exc:
-        if not is_not_found(exc):
-            raise
-        raise OpsError(
-            f"Model package {arn} not found: list versions with `python -m ops versions`."
-        ) from exc
     request = {"ModelPackageArn": arn, "ModelApprovalStatus": status}
     if description:
         request["ApprovalDescription"] = description

@@ -5,11 +5,10 @@ from __future__ import annotations
 import difflib
 import json
 
-from botocore.exceptions import ClientError
 from jax_llm.hyperparameters import FIELDS, HyperparameterError, parse_hyperparameters
 
 from ops.aws import Aws
-from ops.errors import OpsError, is_not_found
+from ops.errors import OpsError, not_found_as
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, str]:
@@ -26,12 +25,8 @@ def parse_assignments(pairs: list[str]) -> dict[str, str]:
 def pipeline_parameters(aws: Aws, pipeline_name: str) -> dict[str, dict]:
     """Name -> {"Name", "Type", "DefaultValue"} of the deployed pipeline's definition."""
     sagemaker = aws.client("sagemaker")
-    try:
+    with not_found_as(f"Pipeline {pipeline_name!r} does not exist: deploy TrainingStack first."):
         described = sagemaker.describe_pipeline(PipelineName=pipeline_name)
-    except ClientError as exc:
-        if not is_not_found(exc):
-            raise
-        raise OpsError(f"Pipeline {pipeline_name!r} does not exist: deploy TrainingStack first.") from exc
     definition = json.loads(described["PipelineDefinition"])
     return {p["Name"]: p for p in definition.get("Parameters", [])}
 

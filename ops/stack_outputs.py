@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from botocore.exceptions import ClientError
-
 from ops.aws import Aws
-from ops.errors import OpsError, is_not_found
+from ops.errors import OpsError, not_found_as
 
 
 def stack_outputs(aws: Aws, stack_name: str) -> dict[str, str]:
     """OutputKey -> OutputValue of `stack_name`; OpsError saying how to deploy it when it does not exist."""
     cloudformation = aws.client("cloudformation")
-    try:
+    with not_found_as(
+        f"Stack {stack_name!r} is not deployed in this account and region: "
+        f"run `cdk deploy {stack_name}` (or pass the stack name the app used)."
+    ):
         stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
-    except ClientError as exc:
-        if is_not_found(exc):
-            raise OpsError(
-                f"Stack {stack_name!r} is not deployed in this account and region: "
-                f"run `cdk deploy {stack_name}` (or pass the stack name the app used)."
-            ) from exc
-        raise
     return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
 
 
