@@ -5,7 +5,7 @@ CHECKOV_VENV := .venv-checkov
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export PYTHONPATH := $(CURDIR):$(CURDIR)/containers/jax-llm
 
-.PHONY: setup test demo synth clean
+.PHONY: setup test demo synth lock clean
 
 setup: $(VENV)/.installed $(CHECKOV_VENV)/.installed node_modules/.installed
 
@@ -33,6 +33,14 @@ demo: setup
 
 synth: setup
 	cdk synth --quiet
+
+# The image's complete dependency sets with hashes, for the Python of its Debian 12 base on x86_64.
+# Run after changing containers/jax-llm/requirements*.txt; the image installs only these.
+LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock"
+lock: setup
+	cd containers/jax-llm && ../../$(LOCK) requirements.txt -o requirements.lock \
+		&& ../../$(LOCK) requirements-cuda.txt -o requirements-cuda.lock
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) node_modules cdk.out .pytest_cache

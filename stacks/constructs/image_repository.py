@@ -44,7 +44,7 @@ class ImageRepository(Construct):
             self, "Asset",
             directory=str(CONTAINER_DIR),
             platform=ecr_assets.Platform.LINUX_AMD64,
-            build_args={"CPU_ONLY": "1"} if cpu_only else None,
+            build_args={"VARIANT": "cpu"} if cpu_only else None,  # the Dockerfile's default: gpu
         )
         # The asset hash covers the build context and build arguments: a content tag, stable across synths.
         self.image_tag: str = self.asset.asset_hash

@@ -96,7 +96,7 @@ def test_image_asset_is_linux_amd64_built_from_the_container_dir(synthesized_app
     assert "dockerBuildArgs" not in image["source"]  # the default build is the GPU image
     staged = synthesized_app.outdir / image["source"]["directory"]
     files = {p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file()}
-    assert {"Dockerfile", "requirements.txt", "jax_llm/__main__.py"} <= files
+    assert {"Dockerfile", "requirements.lock", "requirements-cuda.lock", "jax_llm/__main__.py"} <= files
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
 
 
@@ -264,7 +264,7 @@ def test_existing_data_bucket_and_cpu_image(synth_app):
     assert statements["S3ReadObjects"]["Resource"] == {
         "Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::research-team-corpus/*"]]}
     assets = json.loads((app.outdir / f"{STACK_ID}.assets.json").read_text())["dockerImages"]
-    assert assets[stack.image_tag]["source"]["dockerBuildArgs"] == {"CPU_ONLY": "1"}
+    assert assets[stack.image_tag]["source"]["dockerBuildArgs"] == {"VARIANT": "cpu"}
     assert app.template_json[STACK_ID]["Outputs"]["DataBucketName"]["Value"] == "research-team-corpus"
 
 
