@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import time
 from pathlib import Path
 
-from local_mode import demo
+from local_mode import container_engine, demo
+from local_mode.base_image import BaseImageError
 from local_mode.endpoint import EndpointError, LocalEndpoint
 from local_mode.packaging import PackagingError
 from local_mode.runner import run_processing, run_training, say
@@ -33,7 +35,10 @@ def parser() -> argparse.ArgumentParser:
         "--workdir", type=Path, default=WORKDIR, help="where job trees and outputs go (default %(default)s)"
     )
     common.add_argument(
-        "--docker", action="store_true", help="run the image with the tree at /opt/ml (needs an engine)"
+        "--docker",
+        action="store_true",
+        help="build the image and run the job in it with the tree at /opt/ml (Docker or Podman; "
+        "LOCAL_MODE_ENGINE=docker|podman forces one)",
     )
     top = argparse.ArgumentParser(prog="python -m local_mode", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
@@ -90,7 +95,7 @@ def prepare(args: argparse.Namespace) -> int:
         inputs={"raw": args.raw},
         outputs={n: args.output / n for n in ("tokenizer", "train", "validation")},
         arguments=["prepare", *extra],
-        use_docker=args.docker,
+        engine=container_engine.engine(args.docker, log=say),
     )
     return 0 if result.ok else 1
 
@@ -106,16 +111,15 @@ def train(args: argparse.Namespace) -> int:
         hosts=args.hosts,
         instance_type=args.instance_type,
         checkpoints=args.checkpoints,
-        use_docker=args.docker,
+        engine=container_engine.engine(args.docker, log=say),
     )
     return 0 if result.ok else 1
 
 
 def serve(args: argparse.Namespace) -> int:
     """Serves --model until Ctrl-C."""
-    with LocalEndpoint(
-        args.model, args.workdir / _job_name("endpoint"), port=args.port, use_docker=args.docker
-    ) as endpoint:
+    engine = container_engine.engine(args.docker, log=say)
+    with LocalEndpoint(args.model, args.workdir / _job_name("endpoint"), port=args.port, engine=engine) as endpoint:
         endpoint.wait_until_healthy()
         say(f'healthy; try: curl -s {endpoint.url}/invocations -d \'{{"inputs": "def "}}\'; Ctrl-C stops it')
         endpoint.process.wait()
@@ -125,12 +129,17 @@ def serve(args: argparse.Namespace) -> int:
 COMMANDS = {"prepare": prepare, "train": train, "serve": serve, "demo": demo.run}
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops local mode as Ctrl-C does: its containers are stopped, not left
+
+
 def main(argv: list[str]) -> int:
     """Runs one subcommand; exit code 0 on success, 1 when the job failed, 2 on bad input."""
     args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return COMMANDS[args.command](args)
-    except (TreeError, PackagingError, EndpointError) as error:
+    except (TreeError, PackagingError, EndpointError, BaseImageError, container_engine.EngineError) as error:
         say(f"error: {error}")
         return 2
     except KeyboardInterrupt:

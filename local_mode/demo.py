@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from local_mode import container_engine
 from local_mode.endpoint import LocalEndpoint
 from local_mode.packaging import MODEL_ARCHIVE, package_model
 from local_mode.runner import REPO, run_processing, run_training, say
@@ -158,6 +159,7 @@ def _run(args: argparse.Namespace) -> int:
         shutil.rmtree(previous, ignore_errors=True)
     stages = Stages(total=3 if args.skip_synth else 4)
     templates: list[Path] = []
+    engine = container_engine.engine(args.docker, log=say)  # built once, for every job below
     if not args.skip_synth:
         with stages.stage("cdk synth: every stack in app.py, cdk-nag checks included"):
             templates = synth(REPO / "cdk.out")
@@ -173,7 +175,7 @@ def _run(args: argparse.Namespace) -> int:
             inputs={"raw": work / "raw"},
             outputs={n: data / n for n in ("tokenizer", "train", "validation")},
             arguments=["prepare", "--vocab-size", str(args.vocab_size), "--validation-fraction", "0.05"],
-            use_docker=args.docker,
+            engine=engine,
         )
         if not prepared.ok:
             raise StageFailed(f"prepare failed: {prepared.failure_reason.splitlines()[0]}")
@@ -187,7 +189,7 @@ def _run(args: argparse.Namespace) -> int:
             "demo-train",
             hyperparameters=hyperparameters,
             channels={n: data / n for n in ("train", "validation", "tokenizer")},
-            use_docker=args.docker,
+            engine=engine,
         )
         if not trained.ok:
             raise StageFailed(f"training failed: {trained.failure_reason.splitlines()[0]}")
@@ -203,7 +205,7 @@ def _run(args: argparse.Namespace) -> int:
             (f"after {args.steps} steps", trained.model_archive),
         ):
             with LocalEndpoint(
-                archive, work / "endpoint", use_docker=args.docker, log=lambda line: None
+                archive, work / "endpoint", engine=engine, log=lambda line: None
             ) as endpoint:
                 endpoint.wait_until_healthy()
                 sample(endpoint, label)

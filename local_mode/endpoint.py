@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from jax_llm.paths import SageMakerPaths
-from local_mode import docker
+from local_mode.container_engine import ContainerEngine, container_name
 from local_mode.packaging import unpack_model
-from local_mode.runner import Log, free_port, host_environment, say, start_process, stop
+from local_mode.runner import HostCommand, Log, free_port, host_environment, say, start_process
 
 READY_TIMEOUT_S = (
     600.0  # ContainerStartupHealthCheckTimeoutInSeconds may be up to 3600; loading here takes seconds
@@ -35,23 +35,26 @@ class LocalEndpoint:
         root: Path,
         *,
         port: int | None = None,
-        use_docker: bool = False,
+        engine: ContainerEngine | None = None,
         log: Log = print,
     ):
         self.paths: SageMakerPaths = unpack_model(model_archive, root)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.lines: list[str] = []
-        engine = docker.engine(use_docker, log=say)
-        if engine is not None:
-            argv = engine.run_argv(self.paths, ["serve"], hostname="algo-1", env={}, port=self.port)
-            env = dict(os.environ)
+        if engine is not None:  # on the engine's bridge: SageMaker's port 8080 published on the loopback
+            name = container_name(root.name, f"serve-{self.port}")
+            argv = engine.run_argv(self.paths.root, ["serve"], container=name, hostname="algo-1", env={},
+                                   network=None, port=self.port)
+            self.command = HostCommand(argv, dict(os.environ), engine, name)
         else:
-            argv = [sys.executable, "-m", "jax_llm", "serve"]
             env = host_environment(self.paths, {"SAGEMAKER_BIND_TO_PORT": str(self.port)})
+            self.command = HostCommand([sys.executable, "-m", "jax_llm", "serve"], env)
         say(f"serving {model_archive} at {self.url} (model unpacked into {self.paths.model})")
         # Stopped by SIGTERM, not Ctrl-C, as SageMaker stops an endpoint's container.
-        self.process, self._pump = start_process(argv, env, prefix="[serve] ", sink=self.lines, log=log)
+        self.process, self._pump = start_process(
+            self.command.argv, self.command.env, prefix="[serve] ", sink=self.lines, log=log
+        )
 
     def wait_until_healthy(self, timeout_s: float = READY_TIMEOUT_S) -> float:
         """Polls /ping until 200 (503: still loading) as SageMaker's health check does; returns seconds."""
@@ -90,7 +93,7 @@ class LocalEndpoint:
 
     def close(self) -> int:
         """Stops the server and returns its exit code."""
-        code = stop(self.process)
+        code = self.command.stop(self.process)
         self._pump.join(timeout=5)
         return code
 

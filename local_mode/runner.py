@@ -20,14 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from jax_llm.paths import SageMakerPaths
-from local_mode import docker
+from local_mode.base_image import CONTEXT as CONTAINER_SOURCE
+from local_mode.container_engine import CONTAINER_ROOT, ISOLATED, ContainerEngine, container_name
 from local_mode.packaging import MODEL_ARCHIVE, OUTPUT_ARCHIVE, pack_directories, package_model
 from local_mode.tree import host_names, lay_out_processing_tree, lay_out_training_tree
 
 REPO = Path(__file__).resolve().parent.parent
-CONTAINER_SOURCE = REPO / "containers" / "jax-llm"
 FAILURE_CHARS = 1024  # SageMaker keeps this much of /opt/ml/output/failure as the FailureReason
 STOP_GRACE_S = 30.0  # SIGTERM, then SIGKILL this much later (SageMaker waits 120 s; a laptop user less)
+CLIENT_EXIT_S = 30.0  # a `docker/podman run` client's wait for its stopped container's exit code
 
 Log = Callable[[str], None]
 
@@ -136,16 +137,39 @@ def stop(process: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> int:
     return process.wait()
 
 
-def _run_hosts(
-    commands: Mapping[str, tuple[list[str], dict[str, str]]], log: Log
-) -> tuple[dict[str, int], str]:
+@dataclasses.dataclass(frozen=True)
+class HostCommand:
+    """How one host's container (or its stand-in process) is started, and how SageMaker would stop it."""
+
+    argv: list[str]
+    env: Mapping[str, str]
+    engine: ContainerEngine | None = None  # set: `argv` runs a container named `container`
+    container: str = ""
+
+    def stop(self, process: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> int:
+        """A host process gets SIGTERM itself; a container's PID 1 gets it through `docker/podman stop`.
+
+        Returns the exit code: for a container, its `run` client's, which is the container's own.
+        """
+        if self.engine is None:
+            return stop(process, grace_s)
+        if process.poll() is None:
+            self.engine.stop(self.container, grace_s)
+        try:  # the client ends with its container; a signal now would reach a container already gone
+            return process.wait(CLIENT_EXIT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
+
+
+def _run_hosts(commands: Mapping[str, HostCommand], log: Log) -> tuple[dict[str, int], str]:
     """One process per host, awaited; when one fails the others are stopped, as SageMaker stops the job."""
     lines: list[str] = []
     prefix = len(commands) > 1
     processes, pumps = {}, []
-    for host, (argv, env) in commands.items():
+    for host, command in commands.items():
         processes[host], pump = start_process(
-            argv, env, prefix=f"[{host}] " if prefix else "", sink=lines, log=log
+            command.argv, command.env, prefix=f"[{host}] " if prefix else "", sink=lines, log=log
         )
         pumps.append(pump)
     codes: dict[str, int] = {}
@@ -157,11 +181,11 @@ def _run_hosts(
                     if process.returncode != 0:
                         for other, rest in processes.items():
                             if other not in codes:
-                                codes[other] = stop(rest)
+                                codes[other] = commands[other].stop(rest)
             time.sleep(0.2)
     finally:  # Ctrl-C: the containers get SIGTERM and their chance to checkpoint
         for host, process in processes.items():
-            codes.setdefault(host, stop(process))
+            codes.setdefault(host, commands[host].stop(process))
         for pump in pumps:
             pump.join(timeout=5)
     return codes, "\n".join(lines)
@@ -171,38 +195,32 @@ def _read_failure(path: Path) -> str:
     return path.read_text(errors="replace").strip() if path.is_file() else ""
 
 
-def _network(job_name: str, hosts: list[str]) -> str | None:
-    """The Docker network a multi-host job's containers share (none for one host)."""
-    return f"{job_name}-net" if len(hosts) > 1 else None
+def _network(job_name: str, hosts: list[str]) -> str:
+    """One training host has no network at all (network isolation); several share the job's network."""
+    return f"{job_name}-net" if len(hosts) > 1 else ISOLATED
 
 
 def _training_command(
-    engine: docker.DockerEngine | None,
+    engine: ContainerEngine | None,
     host: str,
     paths: SageMakerPaths,
     job_name: str,
     hosts: list[str],
     port: int,
-) -> tuple[list[str], dict[str, str]]:
-    """argv and environment of one host's `train`: a container on the job's network, or a host process."""
+) -> HostCommand:
+    """One host's `train`: a container on the job's network, or a host process."""
     env = {
         "TRAINING_JOB_NAME": job_name,
         "TRAINING_JOB_ARN": f"arn:aws:sagemaker:local:000000000000:training-job/{job_name}",
     }
-    several = len(hosts) > 1
-    if engine is not None:  # containers resolve each other as algo-N, like SageMaker's hosts
-        argv = engine.run_argv(
-            paths,
-            ["train"],
-            hostname=host,
-            env=env,
-            network=_network(job_name, hosts),
-            coordinator=f"{hosts[0]}:{port}" if several else None,
-        )
-        return argv, dict(os.environ)
-    if several:  # algo-1 does not resolve on this machine: the processes meet on the loopback instead
+    if engine is not None:  # containers find algo-1 by name and meet at its port, as on SageMaker
+        name = container_name(job_name, host)
+        argv = engine.run_argv(paths.root, ["train"], container=name, hostname=host, env=env,
+                               network=_network(job_name, hosts))
+        return HostCommand(argv, dict(os.environ), engine, name)
+    if len(hosts) > 1:  # algo-1 does not resolve on this machine: the processes meet on the loopback instead
         env["JAX_COORDINATOR_ADDRESS"] = f"127.0.0.1:{port}"
-    return [sys.executable, "-m", "jax_llm", "train"], host_environment(paths, env)
+    return HostCommand([sys.executable, "-m", "jax_llm", "train"], host_environment(paths, env))
 
 
 def run_training(
@@ -214,10 +232,11 @@ def run_training(
     hosts: int = 1,
     instance_type: str = "local",
     checkpoints: Path | None = None,
-    use_docker: bool = False,
+    engine: ContainerEngine | None = None,
     log: Log = print,
 ) -> JobResult:
-    """A training job: one tree and one `train` process per host; packages model.tar.gz when all succeed."""
+    """A training job: one tree and one `train` per host (in `engine`'s containers, or as processes);
+    packages model.tar.gz when all succeed."""
     names = host_names(hosts)
     job_dir = Path(workdir).resolve() / job_name
     trees = {
@@ -232,14 +251,13 @@ def run_training(
         )
         for host in names
     }
-    engine = docker.engine(use_docker, log=say)
     coordinator_port = free_port()
     commands = {
         host: _training_command(engine, host, paths, job_name, names, coordinator_port)
         for host, paths in trees.items()
     }
     say(f"training job {job_name}: {hosts} host(s) {', '.join(names)}, trees under {job_dir}")
-    if engine is not None:
+    if engine is not None and hosts > 1:
         with engine.network(_network(job_name, names)):
             codes, text = _run_hosts(commands, log)
     else:
@@ -273,23 +291,24 @@ def run_processing(
     inputs: Mapping[str, Path],
     outputs: Mapping[str, Path],
     arguments: Sequence[str],
-    use_docker: bool = False,
+    engine: ContainerEngine | None = None,
     log: Log = print,
 ) -> JobResult:
     """A processing job: inputs copied in, the container run, outputs copied out on success."""
-    engine = docker.engine(use_docker, log=say)
     paths = lay_out_processing_tree(
         Path(workdir).resolve() / job_name / "processing-tree",
         job_name=job_name,
         inputs=inputs,
         outputs=outputs,
         arguments=arguments,
-        container_root=docker.CONTAINER_ROOT if engine else None,
+        container_root=CONTAINER_ROOT if engine else None,
     )
     if engine is not None:
-        command = (engine.run_argv(paths, list(arguments), hostname="algo-1", env={}), dict(os.environ))
+        name = container_name(job_name, "algo-1")
+        argv = engine.run_argv(paths.root, list(arguments), container=name, hostname="algo-1", env={})
+        command = HostCommand(argv, dict(os.environ), engine, name)
     else:
-        command = ([sys.executable, "-m", "jax_llm", *arguments], host_environment(paths))
+        command = HostCommand([sys.executable, "-m", "jax_llm", *arguments], host_environment(paths))
     say(f"processing job {job_name}: {' '.join(arguments)}; tree at {paths.root}")
     codes, text = _run_hosts({"algo-1": command}, log)
     result = JobResult(

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from local_mode.demo import build_corpus
-from local_mode.runner import REPO, _run_hosts, run_processing
+from local_mode.runner import REPO, HostCommand, _run_hosts, run_processing
 
 OUTPUTS = ("tokenizer", "train", "validation")
 
@@ -105,11 +105,11 @@ def test_when_one_host_fails_the_others_are_stopped_and_the_job_fails() -> None:
     started = time.monotonic()
     codes, log = _run_hosts(
         {
-            "algo-1": (
+            "algo-1": HostCommand(
                 [sys.executable, "-c", "import time; print('waiting', flush=True); time.sleep(120)"],
                 env,
             ),
-            "algo-2": (
+            "algo-2": HostCommand(
                 [sys.executable, "-c", "import time, sys; time.sleep(1); print('bad input'); sys.exit(3)"],
                 env,
             ),
