@@ -1,0 +1,95 @@
+"""The image, built once per session from containers/jax-llm, and the jobs every image test shares.
+
+Every test here runs SageMaker's jobs in containers of that image, through local mode's runner (what
+`python -m local_mode ... --docker` runs). On a machine where neither Docker nor Podman answers they are
+reported as NOT RUN, in the summary too; under CI (`CI` set) that is an error, never a skip: `.ci/run`
+installs Podman before the tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from local_mode import container_engine
+from local_mode.container_engine import ContainerEngine
+from local_mode.runner import JobResult, run_training
+from tests.conftest import write_stdlib_corpus
+
+# The SDK's own values: local mode's tree JSON-encodes them as the estimators do ("tiny" -> "\"tiny\"").
+# Per-step losses and a checkpoint every 4 steps, so that a stopped job and its resumption can be compared
+# with one uninterrupted run step by step.
+HYPERPARAMETERS = {
+    "preset": "tiny", "max_steps": 80, "batch_size": 8, "seq_len": 64, "learning_rate": 0.003,
+    "warmup_steps": 4, "vocab_size": 512, "log_every": 1, "eval_every": 40, "eval_batches": 1,
+    "checkpoint_every": 4, "seed": 7,
+    # What the SDK and the tuner add, which the trainer must ignore.
+    "sagemaker_region": "us-east-1", "sagemaker_container_log_level": 20,
+    "_tuning_objective_metric": "val_loss",
+}
+
+_NOT_RUN: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def image() -> ContainerEngine:
+    """The CPU image, built once (the base pulled, or made with mmdebstrap where no registry answers)."""
+    name, reasons = container_engine.find_engine()
+    if name is None:
+        message = f"NO CONTAINER ENGINE: the image tests did not run ({'; '.join(reasons)})"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}. CI must run them: .ci/run installs Podman first.")
+        _NOT_RUN.append(message)
+        pytest.skip(message)
+    engine = ContainerEngine(name, tag="localhost/jax-llm:test")  # CPU: tests never have a GPU
+    start = time.monotonic()
+    engine.build(log=print)
+    print(f"image {engine.tag} built with {name} in {time.monotonic() - start:.0f} s")
+    return engine
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    """The `train` channel: raw text (stdlib sources), tokenized inside the job."""
+    return write_stdlib_corpus(tmp_path_factory.mktemp("image-corpus") / "train" / "train.txt").parent
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageJob:
+    """A finished job and everything it printed."""
+
+    result: JobResult
+    lines: list[str]
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+
+def train_in_image(image: ContainerEngine, workdir: Path, job_name: str, **kwargs) -> ImageJob:
+    """A training job in containers of the test image (local mode's runner, as `--docker` runs it)."""
+    lines: list[str] = []
+    kwargs.setdefault("hyperparameters", HYPERPARAMETERS)
+    result = run_training(workdir, job_name, engine=image, log=lines.append, **kwargs)
+    return ImageJob(result, lines)
+
+
+@pytest.fixture(scope="session")
+def trained_in_image(image, corpus, tmp_path_factory) -> ImageJob:
+    """One host, 80 tiny steps, in a container with no network: shared by training and serving tests."""
+    job = train_in_image(image, tmp_path_factory.mktemp("image-train"), "image-one-host",
+                         channels={"train": corpus})
+    if not job.result.ok:
+        pytest.fail(f"training in the image failed: {job.result.failure_reason}\n{job.log[-3000:]}")
+    return job
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Says it at the end too, where nobody misses it, when the image tests did not run."""
+    if _NOT_RUN:
+        terminalreporter.write_sep("!", "IMAGE TESTS NOT RUN", red=True, bold=True)
+        terminalreporter.write_line(_NOT_RUN[0], red=True)

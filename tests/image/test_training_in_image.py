@@ -1,0 +1,92 @@
+"""Training jobs in containers of the image: the contract, two hosts on one network, stop and resume."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from jax_llm.metrics import METRIC_DEFINITIONS
+from local_mode.container_engine import container_name
+from tests.image.conftest import HYPERPARAMETERS, train_in_image
+
+
+def _curves(tree_root: Path) -> dict:
+    return json.loads((tree_root / "output" / "data" / "loss_curves.json").read_text())
+
+
+def test_one_host_trains_logs_metrics_and_exports_what_sagemaker_uploads(trained_in_image) -> None:
+    result, log = trained_in_image.result, trained_in_image.log
+    tree = result.trees["algo-1"]
+    assert result.exit_codes == {"algo-1": 0}
+    # The tree holds the SDK's quoting, which the container decoded (and ignored the sagemaker_* keys).
+    written = json.loads(tree.hyperparameters.read_text())
+    assert written["preset"] == '"tiny"' and written["max_steps"] == "80"
+    assert "1 process(es), 1 device(s)" in log
+    for definition in METRIC_DEFINITIONS:  # the regexes SageMaker applies to the job's log
+        values = re.findall(definition["Regex"], log)
+        assert values, definition
+        assert all(np.isfinite(float(v)) for v in values)
+    assert {p.name for p in tree.model.iterdir()} >= {"config.json", "tokenizer.json", "params.npz",
+                                                       "metrics.json"}
+    assert {"loss_curves.json", "loss_curves.png"} <= {p.name for p in tree.output_data.iterdir()}
+    assert not tree.failure.exists()
+    assert result.model_archive.is_file()  # local mode tarred model/ as SageMaker does
+
+
+def test_a_misspelt_hyperparameter_fails_the_job_with_its_name_in_output_failure(image, corpus,
+                                                                                 tmp_path) -> None:
+    job = train_in_image(image, tmp_path, "image-bad-hp", channels={"train": corpus},
+                         hyperparameters={**HYPERPARAMETERS, "lerning_rate": 0.01})
+    assert job.result.exit_codes == {"algo-1": 1}
+    failure = job.result.trees["algo-1"].failure.read_text()
+    assert failure.startswith("HyperparameterError: hyperparameter 'lerning_rate': unknown hyperparameter")
+    assert "did you mean 'learning_rate'?" in failure.splitlines()[0]
+
+
+def test_two_hosts_find_each_other_by_name_and_match_one_host(image, corpus, tmp_path, trained_in_image):
+    job = train_in_image(image, tmp_path, "image-two-hosts", channels={"train": corpus}, hosts=2)
+    assert job.result.exit_codes == {"algo-1": 0, "algo-2": 0}, job.log[-3000:]
+    assert "[algo-1] " in job.log and "2 process(es), 2 device(s)" in job.log
+    single, multi = _curves(trained_in_image.result.trees["algo-1"].root), _curves(job.result.trees["algo-1"].root)
+    for name in ("train_loss", "val_loss"):
+        assert [s for s, _ in multi[name]] == [s for s, _ in single[name]]
+        for (_, a), (_, b) in zip(multi[name], single[name], strict=True):
+            assert abs(a - b) <= 1e-5 * abs(b), (name, multi[name], single[name])
+    assert not any(job.result.trees["algo-2"].model.iterdir())  # the model comes from one host only
+
+
+def test_stop_checkpoints_exits_143_and_the_next_job_resumes_with_identical_losses(
+        image, corpus, tmp_path, trained_in_image) -> None:
+    store = tmp_path / "checkpoint-store"  # the S3 prefix both jobs sync with
+    job_name = "image-stopped"
+    steps = tmp_path / "work" / job_name / "algo-1" / "checkpoints" / "steps"
+    outcome: dict = {}
+    runner = threading.Thread(target=lambda: outcome.update(job=train_in_image(
+        image, tmp_path / "work", job_name, channels={"train": corpus}, checkpoints=store)))
+    runner.start()
+    deadline = time.monotonic() + 300
+    while not (steps / "4").is_dir() and runner.is_alive():
+        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.02)
+    image.stop(container_name(job_name, "algo-1"), grace_s=60)  # `podman stop`: SIGTERM to PID 1
+    runner.join(timeout=120)
+    first = outcome["job"]
+
+    assert first.result.exit_codes == {"algo-1": 143}, first.log[-3000:]
+    failure = first.result.trees["algo-1"].failure.read_text()
+    stopped_at = max(int(p.name) for p in (store / "steps").iterdir() if p.name.isdigit())
+    assert 4 <= stopped_at < 80 and failure.startswith(f"training stopped by SIGTERM after step {stopped_at};")
+    assert not first.result.model_archive.exists()  # an unfinished run exports nothing
+
+    second = train_in_image(image, tmp_path / "work", "image-resumed", channels={"train": corpus},
+                            checkpoints=store)
+    assert second.result.ok, second.log[-3000:]
+    assert f"restored checkpoint {stopped_at}" in second.log
+    resumed = _curves(second.result.trees["algo-1"].root)
+    assert [s for s, _ in resumed["train_loss"]] == list(range(1, 81))
+    assert resumed == _curves(trained_in_image.result.trees["algo-1"].root)  # every step, bit for bit
