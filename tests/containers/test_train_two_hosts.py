@@ -1,6 +1,7 @@
 """Two hosts as two local processes (jax.distributed, gloo): the same losses as one process, one writer."""
 
 import json
+import shutil
 import signal
 import time
 
@@ -73,3 +74,26 @@ def test_sigterm_stops_both_hosts_at_the_same_step_with_one_checkpoint(tmp_path)
     assert "saved by the first host" in failures[1]
     assert (roots[0] / "checkpoints" / "steps" / str(step)).is_dir()
     assert not (roots[0] / "model" / "params.npz").exists()
+
+
+def test_hosts_agree_on_the_step_they_restore_when_the_newest_checkpoint_is_damaged(tmp_path, tiny_training_run):
+    """The first host reads (and falls back), the others take its step: their own copies are never read."""
+    for host in HOSTS:
+        shutil.copytree(tiny_training_run.root / "checkpoints", tmp_path / host / "checkpoints")
+    for path in (tmp_path / "algo-1" / "checkpoints" / "steps" / "24" / "state").rglob("*"):
+        if path.is_file() and path.parent.name == "d":
+            path.write_bytes(path.read_bytes()[:10])  # the first host's newest: array files cut short
+    shutil.rmtree(tmp_path / "algo-2" / "checkpoints" / "steps" / "12")  # the other host's copy: irrelevant
+    roots, processes = _start_hosts(tmp_path, TINY_HYPERPARAMETERS)
+    try:
+        codes = [p.wait(timeout=300) for p in processes]
+    finally:
+        _kill_leftovers(processes)
+    logs = [(tmp_path / f"{host}.log").read_text() for host in HOSTS]
+    assert codes == [0, 0], "\n".join(log[-2000:] for log in logs)
+    assert "skipping damaged checkpoint 24: " in logs[0] and "restored checkpoint 12" in logs[0]
+    single = json.loads((tiny_training_run.root / "output" / "data" / "loss_curves.json").read_text())
+    multi = json.loads((roots[0] / "output" / "data" / "loss_curves.json").read_text())
+    assert [s for s, _ in multi["train_loss"]] == [s for s, _ in single["train_loss"]]  # 13..24 trained again
+    for (_, a), (_, b) in zip(multi["train_loss"], single["train_loss"], strict=True):
+        assert abs(a - b) <= 1e-5 * abs(b)

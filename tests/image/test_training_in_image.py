@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -90,3 +91,19 @@ def test_stop_checkpoints_exits_143_and_the_next_job_resumes_with_identical_loss
     resumed = _curves(second.result.trees["algo-1"].root)
     assert [s for s, _ in resumed["train_loss"]] == list(range(1, 81))
     assert resumed == _curves(trained_in_image.result.trees["algo-1"].root)  # every step, bit for bit
+
+
+def test_a_damaged_newest_checkpoint_is_set_aside_and_the_job_resumes_from_the_one_before(
+        image, corpus, tmp_path, trained_in_image) -> None:
+    store = tmp_path / "checkpoint-store"  # what S3 restores: the one-host run's last checkpoints
+    shutil.copytree(trained_in_image.result.trees["algo-1"].checkpoints, store)
+    newest = max(int(p.name) for p in (store / "steps").iterdir())
+    for child in (store / "steps" / str(newest)).iterdir():  # emptied, as an interrupted upload leaves it
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
+    job = train_in_image(image, tmp_path / "work", "image-damaged", channels={"train": corpus},
+                         checkpoints=store)
+    assert job.result.ok, job.log[-3000:]
+    assert f"skipping damaged checkpoint {newest}: " in job.log
+    assert f"restored checkpoint {newest - 4}" in job.log
+    assert any(p.name.startswith(f"{newest}-") for p in (store / "damaged").iterdir())  # kept, synced back
+    assert _curves(job.result.trees["algo-1"].root) == _curves(trained_in_image.result.trees["algo-1"].root)

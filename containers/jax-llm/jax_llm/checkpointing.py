@@ -6,12 +6,18 @@ position (batches are a pure function of seed and step), the seed, the hyperpara
 history for the curves. The model has no dropout, so initialisation and data order are the only
 randomness, and both are derived from the seed (and the step): no RNG stream needs saving beyond it.
 SageMaker copies `/opt/ml/checkpoints` to S3 as files appear and back at the start of a restarted job.
+
+A checkpoint can arrive damaged (a spot interruption while it was being uploaded leaves a step directory
+empty or its files cut short). Restoring tries the newest first and falls back to older ones; each one
+that cannot be read is said in the log and set aside under `checkpoints/damaged/`, never deleted. Only
+when none can be read does the job fail, naming the directory and why each step failed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +28,11 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 STEPS_DIR = "steps"
+DAMAGED_DIR = "damaged"  # beside steps/: where unreadable checkpoints are kept for a person to look at
+
+
+class CheckpointError(RuntimeError):
+    """Checkpoints exist but none can be restored: the job must not silently start again from step 0."""
 
 
 def _key_name(entry) -> str:
@@ -104,27 +115,81 @@ class Checkpointer:
         )
 
     def restore_latest(self, abstract_state) -> Restored | None:
-        """The newest checkpoint, placed as `abstract_state` (ShapeDtypeStructs + shardings); None if none."""
-        step = self.latest_step()
-        if step is None:
-            return None
+        """The newest readable checkpoint, placed as `abstract_state` (ShapeDtypeStructs + shardings).
+
+        None when there is no checkpoint; CheckpointError when there are some and none can be read. With
+        several hosts the first host reads (falling back as needed) and every host gets its step and state.
+        """
         target = flatten(abstract_state)
         if not self._multi:
-            restored = self._manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+            found = self._restore_newest_readable(target)
+            if found is None:
+                return None
+            step, restored = found
             return Restored(unflatten(abstract_state, restored["state"]), step, dict(restored["meta"]))
         host_target = {k: np.zeros(v.shape, v.dtype) for k, v in target.items()}
+        found, failure = None, ""
         if self._primary:
-            restored = self._manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(host_target), meta=ocp.args.JsonRestore()))
-            host_state, meta_bytes = restored["state"], json.dumps(restored["meta"]).encode()
-        else:
-            host_state, meta_bytes = host_target, b""
+            try:
+                found = self._restore_newest_readable(host_target)
+            except CheckpointError as error:
+                failure = str(error)
+        # The step every host continues from: -1 for none, -2 when none could be read (all fail alike).
+        step = found[0] if found else (-2 if failure else -1)
+        step = int(multihost_utils.broadcast_one_to_all(np.int64(step)))
+        if step == -2:
+            raise CheckpointError(_broadcast_bytes(failure.encode()).decode()
+                                  or "the first host found no readable checkpoint")
+        if step == -1:
+            return None
+        host_state = found[1]["state"] if self._primary else host_target
+        meta_bytes = json.dumps(found[1]["meta"]).encode() if self._primary else b""
         host_state = multihost_utils.broadcast_one_to_all(host_state)
         meta = json.loads(_broadcast_bytes(meta_bytes))
         placed = {k: jax.make_array_from_callback(v.shape, v.sharding, lambda i, a=host_state[k]: a[i])
                   for k, v in target.items()}
         return Restored(unflatten(abstract_state, placed), step, meta)
+
+    def _restore_newest_readable(self, target: dict[str, Any]) -> tuple[int, Any] | None:
+        """(step, Orbax's restored Composite) of the newest checkpoint that reads whole; primary only.
+
+        Step directories Orbax does not list (emptied, or never finished) and checkpoints that fail to
+        read are set aside, so that a later save of the same step cannot collide with them.
+        """
+        listed = set(self._manager.all_steps())
+        on_disk = {int(p.name) for p in self.directory.iterdir() if p.is_dir() and p.name.isdigit()}
+        skipped: list[str] = []
+        for step in sorted(on_disk - listed, reverse=True):
+            skipped.append(self._set_aside(step, "not a complete checkpoint (no Orbax metadata)"))
+        for step in sorted(listed, reverse=True):
+            try:
+                restored = self._manager.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+            except Exception as error:  # noqa: BLE001 - any read failure means this step is unusable
+                reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error) else ''}"
+                skipped.append(self._set_aside(step, reason[:300]))
+                continue
+            if skipped:
+                self._manager.reload()  # forget the steps set aside
+            return step, restored
+        if skipped:
+            raise CheckpointError(f"no readable checkpoint in {self.directory} (each was set aside under "
+                                  f"{self.directory.parent / DAMAGED_DIR}): " + "; ".join(skipped))
+        return None
+
+    def _set_aside(self, step: int, reason: str) -> str:
+        """Moves steps/<step> under damaged/ (kept, never deleted) and says so; returns the reason."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = self.directory.parent / DAMAGED_DIR / f"{step}-{stamp}"
+        for n in range(1, 1000):  # the same step set aside twice within a second (S3 restored it again)
+            if not aside.exists():
+                break
+            aside = aside.with_name(f"{step}-{stamp}-{n}")
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        (self.directory / str(step)).rename(aside)
+        said = f"checkpoint {step}: {reason}"
+        print(f"skipping damaged {said}; kept at {aside}", flush=True)
+        return said
 
     def wait(self) -> None:
         """Blocks until every pending save is on disk."""
