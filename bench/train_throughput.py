@@ -46,7 +46,7 @@ def make_trainer(hyperparameters: dict) -> Trainer:
                                   channels={"train": work / "corpus"})
     os.environ["SAGEMAKER_BASE_DIR"] = str(paths.root)
     config = parse_hyperparameters(json.loads(paths.hyperparameters.read_text()))
-    return Trainer(config, SageMakerPaths(paths.root), StopFlag())
+    return Trainer(config, SageMakerPaths(paths.root), StopFlag(), work / "data")
 
 
 def time_bare(trainer: Trainer, batch, steps: int) -> float:

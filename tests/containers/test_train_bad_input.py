@@ -3,10 +3,13 @@
 import signal
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 from jax_llm import train
+from jax_llm.failure import write_failure
+from jax_llm.hyperparameters import parse_hyperparameters
 from tests.conftest import TINY_HYPERPARAMETERS, train_command_env, write_training_tree
 
 
@@ -67,3 +70,52 @@ def test_the_image_entry_point_exits_non_zero_with_the_failure_file(tmp_path):
     assert failure.startswith("HyperparameterError: hyperparameter 'warmup_steps': expected an integer")
     assert "Traceback (most recent call last)" in failure.split("\n\n", 1)[1]  # traceback after the message
     assert "warmup_steps" in result.stderr
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ("{not json", "is not valid JSON"),
+    ('{"current_host": "algo-1"}', "must hold an object with a non-empty list `hosts`"),
+])
+def test_a_malformed_resourceconfig_names_the_file(tmp_path, run_main, content, expected):
+    root = write_training_tree(tmp_path / "opt-ml", TINY_HYPERPARAMETERS)
+    config = root / "input" / "config" / "resourceconfig.json"
+    config.write_text(content)
+    assert run_main(root) == 1
+    assert _first_line(root).startswith(f"ResourceConfigError: {config} ") and expected in _first_line(root)
+
+
+def test_a_missing_hyperparameters_file_is_said_loudly_before_anything_runs(tmp_path, run_main, capfd):
+    root = write_training_tree(tmp_path / "opt-ml", TINY_HYPERPARAMETERS, corpus=False)
+    (root / "input" / "config" / "hyperparameters.json").unlink()
+    assert run_main(root) == 1  # then the missing train channel ends it
+    said = capfd.readouterr().err
+    assert (f"WARNING: {root / 'input' / 'config' / 'hyperparameters.json'} does not exist (SageMaker always "
+            "writes it); training with EVERY DEFAULT hyperparameter: preset=125m, batch_size=64") in said
+
+
+def test_a_failed_run_leaves_no_scratch_directory(tmp_path, run_main, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    root = write_training_tree(tmp_path / "opt-ml", TINY_HYPERPARAMETERS, corpus=False)
+    (root / "input" / "data" / "train").mkdir(parents=True)  # empty: fails while loading the data
+    assert run_main(root) == 1
+    assert list((tmp_path / "tmp").glob("jax-llm-data-*")) == []
+
+
+def test_out_of_memory_names_the_settings_that_decide_memory_first(tmp_path):
+    import jax.numpy as jnp
+
+    try:
+        jnp.zeros((1 << 42,), jnp.float32).block_until_ready()  # 16 TiB: the device refuses it
+    except Exception as error:  # noqa: BLE001 - XLA's own error type, whatever its module
+        out_of_memory = error
+    else:
+        pytest.fail("a 16 TiB allocation succeeded")
+    config = parse_hyperparameters({**TINY_HYPERPARAMETERS, "remat": "true"})
+    headline = train.out_of_memory_headline(out_of_memory, config)
+    assert headline.startswith("OutOfMemoryError: the device ran out of memory. What decides memory: "
+                               "preset=tiny, batch_size=8, seq_len=64, grad_accum_steps=1, remat=True, fsdp=False")
+    write_failure(tmp_path / "failure", out_of_memory, headline=headline)
+    text = (tmp_path / "failure").read_text()
+    assert text.startswith(headline) and len(headline) < 1024  # within SageMaker's FailureReason
+    assert train.out_of_memory_headline(ValueError("bad"), config) is None

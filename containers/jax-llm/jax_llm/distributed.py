@@ -38,15 +38,26 @@ class ClusterSpec:
         return self.hosts.index(self.current_host)
 
 
+class ResourceConfigError(ValueError):
+    """`resourceconfig.json` cannot be read as SageMaker writes it; the message names the file."""
+
+
 def read_cluster_spec(resource_config: Path) -> ClusterSpec:
     """Reads `resourceconfig.json`; no file (a plain local run) means one host."""
     path = Path(resource_config)
     if not path.exists():
         return ClusterSpec(hosts=("algo-1",), current_host="algo-1", network_interface=None)
-    config = json.loads(path.read_text())
+    try:
+        config = json.loads(path.read_text())
+    except ValueError as err:
+        raise ResourceConfigError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("hosts"), list) or not config["hosts"] \
+            or not isinstance(config.get("current_host"), str):
+        raise ResourceConfigError(f"{path} must hold an object with a non-empty list `hosts` and a string "
+                                  f"`current_host`, got {json.dumps(config)[:200]}")
     hosts = tuple(config["hosts"])  # kept in SageMaker's order: every host must agree on process ids
     if config["current_host"] not in hosts:
-        raise ValueError(f"{path}: current_host {config['current_host']!r} is not in hosts {list(hosts)}")
+        raise ResourceConfigError(f"{path}: current_host {config['current_host']!r} is not in hosts {list(hosts)}")
     return ClusterSpec(hosts, config["current_host"], config.get("network_interface_name"))
 
 

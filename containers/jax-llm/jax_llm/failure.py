@@ -13,16 +13,18 @@ from pathlib import Path
 FAILURE_REASON_CHARS = 1024  # what SageMaker keeps of the file
 
 
-def failure_text(error: BaseException) -> str:
-    """`Type: message`, a blank line, then the full traceback."""
+def failure_text(error: BaseException, headline: str | None = None) -> str:
+    """`Type: message` (after `headline`, a line that explains it, when given), then the full traceback."""
     head = f"{type(error).__name__}: {error}"
+    if headline:
+        head = f"{headline}\n{head}"
     tail = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     return f"{head}\n\n{tail}"
 
 
-def write_failure(path: Path, error: BaseException) -> None:
+def write_failure(path: Path, error: BaseException, headline: str | None = None) -> None:
     """Writes the failure file (never raising: a failure while reporting a failure must not hide it)."""
-    text = failure_text(error)
+    text = failure_text(error, headline)
     print(text, file=sys.stderr, flush=True)
     try:
         path = Path(path)

@@ -9,11 +9,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import signal
+import sys
 
 from jax_llm.failure import write_failure, write_message
-from jax_llm.hyperparameters import read_hyperparameters
+from jax_llm.hyperparameters import TrainConfig, read_hyperparameters
 from jax_llm.interruption import EXIT_INTERRUPTED, Interrupted, StopFlag
 from jax_llm.paths import SageMakerPaths
+
+
+# What decides a training step's memory, named first in output/failure when the device runs out of it.
+MEMORY_SETTINGS = ("preset", "batch_size", "seq_len", "grad_accum_steps", "remat", "fsdp", "compute_dtype")
+DEFAULTS_SAID = ", ".join(f"{k}={getattr(TrainConfig(), k)}" for k in ("preset", "batch_size", "seq_len",
+                                                                       "max_steps"))
 
 
 def main(argv: list[str]) -> int:
@@ -22,7 +29,11 @@ def main(argv: list[str]) -> int:
     stop = StopFlag()
     signal.signal(signal.SIGTERM, stop)
     paths.failure.unlink(missing_ok=True)  # left by an interrupted attempt on the same tree (local mode)
+    config = None
     try:
+        if not paths.hyperparameters.exists():  # SageMaker always writes it: the tree is broken
+            print(f"WARNING: {paths.hyperparameters} does not exist (SageMaker always writes it); training "
+                  f"with EVERY DEFAULT hyperparameter: {DEFAULTS_SAID}", file=sys.stderr, flush=True)
         config = read_hyperparameters(paths.hyperparameters)  # fails before anything heavy is imported
         print(f"hyperparameters: {json.dumps(dataclasses.asdict(config))}", flush=True)
         from jax_llm.trainer import run  # JAX and the rest load only once the hyperparameters are good
@@ -33,5 +44,16 @@ def main(argv: list[str]) -> int:
         write_message(paths.failure, str(stopped))
         return EXIT_INTERRUPTED
     except BaseException as error:  # noqa: BLE001 - every failure must reach output/failure
-        write_failure(paths.failure, error)
+        write_failure(paths.failure, error, headline=out_of_memory_headline(error, config))
         return 1
+
+
+def out_of_memory_headline(error: BaseException, config: TrainConfig | None) -> str | None:
+    """For a device out-of-memory error, a first line naming the settings that decide memory; else None."""
+    text = str(error)
+    if config is None or not ("RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower()):
+        return None
+    settings = ", ".join(f"{key}={getattr(config, key)}" for key in MEMORY_SETTINGS)
+    return (f"OutOfMemoryError: the device ran out of memory. What decides memory: {settings} "
+            "(per device: batch_size / grad_accum_steps / devices sequences of seq_len tokens; remat=true "
+            "and fsdp=true trade compute and communication for memory; a smaller preset needs less)")

@@ -34,14 +34,14 @@ from jax_llm.train_step import abstract_state, create_train_state, make_eval_ste
 class Trainer:
     """One training run: the constructor sets up; then `train()` (or `step()`), `export()`, `close()`."""
 
-    def __init__(self, config: TrainConfig, paths: SageMakerPaths, stop: StopFlag):
+    def __init__(self, config: TrainConfig, paths: SageMakerPaths, stop: StopFlag, work_dir: Path):
+        """`work_dir`: local scratch for raw text tokenized at start; the caller removes it."""
         self.config, self.paths, self.stop = config, paths, stop
         distributed.initialize(distributed.read_cluster_spec(paths.resource_config))
         self.process_index, self.process_count = jax.process_index(), jax.process_count()
         self.n_devices = jax.device_count()
         _check_batch_layout(config, self.n_devices, self.process_count)
 
-        work_dir = Path(tempfile.mkdtemp(prefix="jax-llm-data-"))  # tokenized raw text, local to this host
         self.data = load_training_data(paths, vocab_size=config.vocab_size, seq_len=config.seq_len,
                                        seed=config.seed, work_dir=work_dir)
         on_gpu = jax.default_backend() == "gpu"
@@ -198,11 +198,16 @@ def _check_batch_layout(config: TrainConfig, n_devices: int, n_processes: int) -
 
 
 def run(config: TrainConfig, paths: SageMakerPaths, stop: StopFlag) -> dict:
-    """Trains (or resumes) and exports; returns the final metrics."""
-    training = Trainer(config, paths, stop)
-    try:
-        metrics = training.train()
-        training.export(metrics)
-        return metrics
-    finally:
-        training.close()
+    """Trains (or resumes) and exports; returns the final metrics.
+
+    The scratch directory for tokenized raw text is removed however the run ends: done, failed or
+    stopped by SIGTERM (which ends it with the Interrupted exception, through here).
+    """
+    with tempfile.TemporaryDirectory(prefix="jax-llm-data-") as work_dir:
+        training = Trainer(config, paths, stop, Path(work_dir))
+        try:
+            metrics = training.train()
+            training.export(metrics)
+            return metrics
+        finally:
+            training.close()
