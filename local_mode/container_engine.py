@@ -100,10 +100,11 @@ class ContainerEngine:
         """The Dockerfile's VARIANT: the GPU image where containers can have GPUs, else the CPU one."""
         return "gpu" if self.gpu else "cpu"
 
-    def build_argv(self, base: str, ca_bundle: Path | None = None, context: Path = CONTEXT) -> list[str]:
+    def build_argv(self, base: str, ca_bundle: Path | None = None, context: Path = CONTEXT,
+                   *, no_cache: bool = False) -> list[str]:
         """`build` of `context` on `base`; the dependency layer stays cached across code changes."""
         argv = [self.name, "build", "--tag", self.tag, "--build-arg", f"VARIANT={self.variant}",
-                "--build-arg", f"BASE_IMAGE={base}"]
+                "--build-arg", f"BASE_IMAGE={base}"] + (["--no-cache"] if no_cache else [])
         if self.name == "podman":
             argv += ["--format", "docker"]  # the OCI format drops SHELL, which the Dockerfile's RUNs rely on
         if ca_bundle is not None:  # mounted for the pip step only, never written into a layer
@@ -144,13 +145,13 @@ class ContainerEngine:
         """`stop`: SIGTERM to the container's PID 1, SIGKILL after `grace_s`, as SageMaker stops a job."""
         return [self.name, "stop", "--time", str(max(1, round(grace_s))), container]
 
-    def build(self, log: Log, base: str | None = None, context: Path = CONTEXT) -> None:
+    def build(self, log: Log, base: str | None = None, context: Path = CONTEXT, *, no_cache: bool = False) -> None:
         """Builds the image from `context` (containers/jax-llm) on `base`, or the base this machine can get."""
         base = base or base_image.resolve(self.name, log)
         ca_bundle = build_ca_bundle()
         log(f"building {self.tag} ({self.variant}) on {base} with {self.name}"
             + (f", trusting {ca_bundle} for pip (build secret)" if ca_bundle else ""))
-        result = subprocess.run(self.build_argv(base, ca_bundle, context), capture_output=True, text=True)
+        result = subprocess.run(self.build_argv(base, ca_bundle, context, no_cache=no_cache), capture_output=True, text=True)
         if result.returncode != 0:
             raise EngineError(f"{self.name} build failed (exit {result.returncode}):\n"
                               + "\n".join((result.stdout + result.stderr).splitlines()[-30:]))
