@@ -7,6 +7,7 @@ import json
 import pytest
 
 from jax_llm.serving.schema import (
+    GREEDY_BELOW_TEMPERATURE,
     Generation,
     GenerationParams,
     RequestError,
@@ -132,3 +133,9 @@ def test_stream_events_are_sse_lines_with_the_text_in_the_last():
     assert json.loads(middle[5:]) == {"token": TOKENS[0].as_json(), "generated_text": None}
     assert json.loads(last[5:])["generated_text"] == "Hello"
     assert json.loads(last[5:])["details"]["finish_reason"] == "length"
+
+
+def test_temperatures_below_the_floor_are_greedy_even_when_sampling_is_asked_for():
+    assert GenerationParams(temperature=GREEDY_BELOW_TEMPERATURE / 10, do_sample=True, top_k=5).sampling is False
+    assert GenerationParams(temperature=GREEDY_BELOW_TEMPERATURE).sampling is True
+    assert GenerationParams(temperature=1e-39).sampling is False  # float32 cannot scale logits by its inverse

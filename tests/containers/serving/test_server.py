@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +26,8 @@ from local_mode.runner import free_port
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[3]
-SLOTS, QUEUE = 4, 28  # capacity 32: the concurrency test fills it, the 429 test overflows it
+SLOTS, QUEUE = 4, 28  # capacity 32: the concurrency test fills it, the 422 test overflows it
+BODY_TIMEOUT_S = 2  # a partial body held open is answered 408 after this
 
 
 
@@ -51,6 +53,7 @@ def start_server(root: Path, log_file: Path, cache_dir: Path) -> tuple[subproces
         "JAX_PLATFORMS": "cpu",
         "JAX_LLM_MAX_BATCH": str(SLOTS),
         "JAX_LLM_MAX_QUEUE": str(QUEUE),
+        "JAX_LLM_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
         "JAX_LLM_COMPILE_CACHE_DIR": str(cache_dir),
         "PYTHONPATH": str(REPO / "containers" / "jax-llm"),
     }
@@ -251,6 +254,7 @@ BAD_REQUESTS = [
     ),
     (b'{"inputs": "a", "parameters": {"max_tokens": 5}}', "application/json", 422, "max_tokens"),
     (b'{"inputs": ["a", "b"], "stream": true}', "application/json", 422, "stream"),
+    (b"[" * 100_000 + b"]" * 100_000, "application/json", 400, "nested too deeply"),
 ]
 
 
@@ -276,11 +280,61 @@ def test_body_over_6_mb_is_413(server):
     assert_healthy(server)
 
 
-def test_more_prompts_than_slots_and_queue_is_429(server):
+def test_more_inputs_than_the_server_can_ever_hold_is_422_naming_the_limit_not_429(server):
+    """429 says "retry later", which would never succeed: a client would retry forever."""
     response = invoke(server, {"inputs": ["a"] * (SLOTS + QUEUE + 1), "parameters": {"max_new_tokens": 2}})
-    assert response.status_code == 429 and response.json()["error_type"] == "overloaded"
+    assert response.status_code == 422 and response.json()["error_type"] == "too_many_inputs"
+    assert f"holds {SLOTS + QUEUE + 1} inputs" in response.json()["error"]
+    assert f"at most {SLOTS + QUEUE} at once ({SLOTS} slots + {QUEUE} queue places)" in response.json()["error"]
     assert_healthy(server)
-    assert invoke(server, {"inputs": "a", "parameters": {"max_new_tokens": 2}}).status_code == 200
+    full = invoke(server, {"inputs": ["a"] * (SLOTS + QUEUE), "parameters": {"max_new_tokens": 2}})
+    assert full.status_code == 200 and len(full.json()) == SLOTS + QUEUE  # exactly the limit fits
+
+
+def test_a_tiny_temperature_is_greedy_not_end_of_text(server):
+    greedy = invoke(server, {"inputs": "def main(", "parameters": {"max_new_tokens": 8}}).json()
+    for temperature in (1e-39, 1e-30, 1e-7):
+        tiny = invoke(server, {"inputs": "def main(", "parameters": {"max_new_tokens": 8, "seed": 5,
+                                                                      "temperature": temperature}})
+        assert tiny.status_code == 200 and tiny.json() == greedy, temperature
+
+
+def test_custom_attributes_over_sagemaker_s_1024_characters_are_refused(server):
+    response = invoke(server, {"inputs": "a"}, headers={"X-Amzn-SageMaker-Custom-Attributes": "k" * 1025})
+    assert response.status_code == 400 and "limit is 1024" in response.json()["error"]
+    assert "X-Amzn-SageMaker-Custom-Attributes" not in response.headers  # never echoed
+    assert invoke(server, {"inputs": "a", "parameters": {"max_new_tokens": 1}},
+                  headers={"X-Amzn-SageMaker-Custom-Attributes": "k" * 1024}).status_code == 200
+
+
+def _partial_request(server: Server, body: bytes, declared: int) -> socket.socket:
+    """A raw connection that sends the headers and only part of the body it declares."""
+    host, port = server.url.removeprefix("http://").split(":")
+    connection = socket.create_connection((host, int(port)), timeout=10)
+    connection.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       + f"Content-Length: {declared}\r\n\r\n".encode() + body)
+    return connection
+
+
+def test_a_body_held_open_half_sent_is_answered_408_within_the_body_timeout(server):
+    started = time.monotonic()
+    with _partial_request(server, b'{"inputs": ', declared=100) as connection:
+        answer = connection.recv(65536).decode()
+    assert answer.startswith("HTTP/1.1 408 ") and '"error_type":"request_timeout"' in answer
+    assert BODY_TIMEOUT_S <= time.monotonic() - started < BODY_TIMEOUT_S + 5
+    assert_healthy(server)
+
+
+def test_a_client_that_leaves_mid_body_is_one_info_line_not_a_traceback(server):
+    before = server.log().count("\n")
+    _partial_request(server, b'{"inputs": ', declared=100).close()
+    deadline = time.monotonic() + 10
+    while "client disconnected before sending its whole request body" not in server.log():
+        assert time.monotonic() < deadline, server.log()[-2000:]
+        time.sleep(0.05)
+    assert_healthy(server)
+    new_lines = server.log().splitlines()[before:]
+    assert not [line for line in new_lines if "Traceback" in line or "ERROR" in line], new_lines
 
 
 def test_many_concurrent_clients_are_all_answered_while_ping_stays_up(server):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # the engine imports JAX, which the server must not wait for 
 log = logging.getLogger(__name__)
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+CUSTOM_ATTRIBUTES_CHARS = 1024  # InvokeEndpoint's limit on the header's value
 INLINE_TOKENIZE_BYTES = 16 * 1024
 JSON_TYPES = ("application/json", "")  # SageMaker passes the client's ContentType; none means JSON here
 JSONL_TYPES = ("application/jsonlines", "application/x-jsonlines", "application/jsonl")
@@ -53,14 +54,20 @@ def _error(error: RequestError, headers: dict[str, str]) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, or 413 if it exceeds `limit` bytes (read to the end so the client gets the answer)."""
+async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The request body; 413 if it exceeds `limit` bytes (read to the end so the client gets the answer),
+    408 if it has not arrived whole within `timeout_s` (a client holding a partial body open)."""
     declared = request.headers.get("content-length", "")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size <= limit:
-            chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size <= limit:
+                    chunks.append(chunk)
+    except TimeoutError:
+        raise RequestError(408, "request_timeout", f"the request body did not arrive within {timeout_s:g} s "
+                                                   f"({size} bytes of {declared or 'unknown'} received)") from None
     if size > limit or (declared.isdigit() and int(declared) > limit):
         raise RequestError(
             413, "payload_too_large", f"request body is {size} bytes; the limit is {limit} bytes"
@@ -127,12 +134,13 @@ async def invocations(request: Request) -> Response:
     """TGI-style generation: a JSON list of results, server-sent events when `stream` is true, or JSON Lines."""
     arrived = time.monotonic()
     settings: ServingSettings = request.app.state.settings
-    headers = (
-        {CUSTOM_ATTRIBUTES: request.headers[CUSTOM_ATTRIBUTES]}
-        if CUSTOM_ATTRIBUTES in request.headers
-        else {}
-    )
+    attributes = request.headers.get(CUSTOM_ATTRIBUTES)
+    headers = {CUSTOM_ATTRIBUTES: attributes} if attributes is not None else {}
     try:
+        if attributes is not None and len(attributes) > CUSTOM_ATTRIBUTES_CHARS:
+            headers = {}  # not echoed: SageMaker itself refuses such a request before it reaches a container
+            raise RequestError(400, "validation", f"{CUSTOM_ATTRIBUTES} is {len(attributes)} characters; "
+                                                  f"SageMaker's limit is {CUSTOM_ATTRIBUTES_CHARS}")
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type not in JSON_TYPES + JSONL_TYPES:
             raise RequestError(
@@ -140,7 +148,7 @@ async def invocations(request: Request) -> Response:
                 "unsupported_media_type",
                 f"Content-Type {media_type!r} is not supported; send application/json (or application/jsonlines)",
             )
-        body = await _read_body(request, settings.max_payload_bytes)
+        body = await _read_body(request, settings.max_payload_bytes, settings.body_timeout_s)
         parsed = _parse_body(body, media_type)
         engine = _engine_or_503(request)
 
@@ -180,6 +188,9 @@ async def invocations(request: Request) -> Response:
         return JSONResponse(answers[0], headers=headers)
     except RequestError as error:
         return _error(error, headers)
+    except ClientDisconnect:  # routine: the client went away before it sent its whole body
+        log.info("client disconnected before sending its whole request body")
+        return Response(status_code=499)  # nobody reads it; nginx's code for "client closed request"
 
 
 def _resolver(mailbox: Mailbox, future: asyncio.Future):

@@ -146,7 +146,8 @@ class Engine:
     def submit(
         self, prompts: list[Prompt], deadline: float, sinks: list[Sink], stream: bool
     ) -> list[Sequence]:
-        """Queues the prompts (all or none); raises RequestError 429 when the queue is full, 503 when stopping."""
+        """Queues the prompts (all or none); raises RequestError 429 when the queue is full, 422 when they
+        could never fit (more than slots + queue), 503 when stopping."""
         sequences = [
             Sequence(p, deadline, sink, stream, IncrementalText(self.tokenizer))
             for p, sink in zip(prompts, sinks)
@@ -154,6 +155,12 @@ class Engine:
         with self._wake:
             if self._stopping:
                 raise RequestError(503, "shutting_down", "the server is shutting down")
+            if len(sequences) > self.max_queue + len(self._slots):  # would not fit even on an idle server
+                raise RequestError(
+                    422, "too_many_inputs", f"the request holds {len(sequences)} inputs; this endpoint holds at "
+                    f"most {self.max_queue + len(self._slots)} at once ({len(self._slots)} slots "
+                    f"+ {self.max_queue} queue places): send at most that many per request"
+                )
             free = self._slots.count(None)
             if len(self._waiting) + len(sequences) > self.max_queue + free:
                 raise RequestError(

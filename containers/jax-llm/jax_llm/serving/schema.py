@@ -40,6 +40,11 @@ class RequestError(Exception):
         return {"error": self.message, "error_type": self.error_type}
 
 
+# Below this, sampling is decided by logit differences under 1e-5 alone, and under ~1e-37 float32 cannot
+# hold logits / temperature at all (1e-39 gave only end-of-text): such requests are answered greedily.
+GREEDY_BELOW_TEMPERATURE = 1e-6
+
+
 def validation_error(message: str) -> RequestError:
     """422: the JSON is well formed but a field is missing, empty or out of range."""
     return RequestError(422, "validation", message)
@@ -62,7 +67,13 @@ class GenerationParams:
 
     @property
     def sampling(self) -> bool:
-        """TGI's rule: any sampling warper (temperature != 1, top_k, top_p) turns sampling on."""
+        """TGI's rule: any sampling warper (temperature != 1, top_k, top_p) turns sampling on.
+
+        A temperature below GREEDY_BELOW_TEMPERATURE is greedy: the limit of sampling as the temperature
+        goes to 0 is the most likely token, and float32 logits divided by such a temperature overflow.
+        """
+        if self.temperature is not None and self.temperature < GREEDY_BELOW_TEMPERATURE:
+            return False
         warped = (self.temperature not in (None, 1.0)) or self.top_k is not None or self.top_p is not None
         return self.do_sample or warped
 
@@ -144,6 +155,8 @@ def parse_request(body: bytes) -> GenerateRequest:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise RequestError(400, "malformed_request", f"request body is not valid JSON: {error}") from None
+    except RecursionError:  # json's decoder recurses once per nesting level
+        raise RequestError(400, "malformed_request", "request body is nested too deeply to be a request") from None
     if not isinstance(payload, dict):
         raise validation_error('request body must be a JSON object with an "inputs" field')
     if "inputs" not in payload:

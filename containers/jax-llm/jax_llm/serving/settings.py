@@ -67,6 +67,7 @@ class ServingSettings:
     compute_dtype: str | None = None  # overrides the exported config ("bfloat16" on GPU)
     compile_cache_dir: Path = Path(tempfile.gettempdir()) / "jax_llm_compile_cache"
     shutdown_grace_s: float = 25.0  # SIGTERM -> SIGKILL is 30 s on an endpoint: drain within it
+    body_timeout_s: float = 30.0  # a request body not received whole by then is answered 408, not waited on
     batch_transform: bool = False  # SAGEMAKER_BATCH=true inside a batch transform job
     # What /execution-parameters advertises: one JSON request per record (a record may hold a list of
     # inputs); concurrent records fill the decode slots. MULTI_RECORD works with SplitType Line and
@@ -103,6 +104,7 @@ class ServingSettings:
             compute_dtype=env.get("JAX_LLM_COMPUTE_DTYPE") or None,
             compile_cache_dir=Path(env.get("JAX_LLM_COMPILE_CACHE_DIR") or cls.compile_cache_dir),
             shutdown_grace_s=_float(env, "JAX_LLM_SHUTDOWN_GRACE_S", cls.shutdown_grace_s),
+            body_timeout_s=_float(env, "JAX_LLM_BODY_TIMEOUT_S", cls.body_timeout_s),
             batch_transform=batch,
             batch_strategy=strategy,
             max_concurrent_transforms=_int(env, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", max_batch, 1),
