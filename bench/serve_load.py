@@ -114,11 +114,14 @@ def server_env(root: Path, slots: int, cache_dir: Path, max_context: int | None)
     }
 
 
-def start_server(root: Path, slots: int, cache_dir: Path, log: Path, max_context: int | None) -> Server:
-    """Starts `python -m jax_llm serve` and polls /ping every 10 ms until it answers 200."""
+def start_server(root: Path, slots: int, cache_dir: Path, log: Path, max_context: int | None,
+                 **settings: str) -> Server:
+    """Starts `python -m jax_llm serve` (`settings`: more JAX_LLM_* variables) and polls /ping every 10 ms
+    until it answers 200."""
     port = free_port()
     env = {
         **server_env(root, slots, cache_dir, max_context),
+        **settings,
         "SAGEMAKER_BIND_TO_PORT": str(port),
         "PYTHONPATH": str(REPO / "containers" / "jax-llm"),
     }
