@@ -71,6 +71,8 @@ def parser() -> argparse.ArgumentParser:
         "--checkpoints", type=Path, help="checkpoint store (the S3 prefix): restored in, copied out"
     )
     train.add_argument("--job-name")
+    train.add_argument("--entry-point", help="script mode: the team's own script (train.py, a module or a .sh)")
+    train.add_argument("--source-dir", type=Path, help="script mode: the directory holding --entry-point")
 
     serve = commands.add_parser(
         "serve", parents=[common], help="endpoint: unpack model.tar.gz into a fresh tree and serve it"
@@ -103,6 +105,8 @@ def prepare(args: argparse.Namespace) -> int:
 def train(args: argparse.Namespace) -> int:
     """A training job on the given channels; model.tar.gz under the job's output/."""
     channels = {c: getattr(args, c) for c in ("train", "validation", "tokenizer") if getattr(args, c)}
+    if args.source_dir and not args.entry_point:
+        raise TreeError("--source-dir needs --entry-point (the script in it to run)")
     result = run_training(
         args.workdir,
         args.job_name or _job_name("train"),
@@ -112,6 +116,8 @@ def train(args: argparse.Namespace) -> int:
         instance_type=args.instance_type,
         checkpoints=args.checkpoints,
         engine=container_engine.engine(args.docker, log=say),
+        entry_point=args.entry_point,
+        source_dir=args.source_dir,
     )
     return 0 if result.ok else 1
 

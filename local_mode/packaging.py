@@ -10,6 +10,7 @@ from jax_llm.paths import SageMakerPaths
 from local_mode.tree import fresh_root
 
 MODEL_ARCHIVE = "model.tar.gz"
+SOURCE_ARCHIVE = "sourcedir.tar.gz"  # what the SDK uploads for entry_point/source_dir
 OUTPUT_ARCHIVE = "output.tar.gz"  # /opt/ml/output/data, uploaded beside the model
 
 
@@ -37,6 +38,13 @@ def pack_directories(directories: Sequence[Path], archive: Path) -> list[str]:
                     tar.add(path, arcname=name, recursive=False)
                     members.append(name)
     return members
+
+
+def pack_source(source_dir: Path, archive: Path) -> list[str]:
+    """`sourcedir.tar.gz` of a user's source directory, as the SDK packs `source_dir` for script mode."""
+    if not Path(source_dir).is_dir():
+        raise PackagingError(f"source directory {source_dir} does not exist")
+    return pack_directories([Path(source_dir)], archive)
 
 
 def package_model(model_dirs: Sequence[Path], archive: Path) -> list[str]:

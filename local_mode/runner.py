@@ -22,7 +22,14 @@ from typing import Any
 from jax_llm.paths import SageMakerPaths
 from local_mode.base_image import CONTEXT as CONTAINER_SOURCE
 from local_mode.container_engine import CONTAINER_ROOT, ISOLATED, ContainerEngine, container_name
-from local_mode.packaging import MODEL_ARCHIVE, OUTPUT_ARCHIVE, pack_directories, package_model
+from local_mode.packaging import (
+    MODEL_ARCHIVE,
+    OUTPUT_ARCHIVE,
+    SOURCE_ARCHIVE,
+    pack_directories,
+    pack_source,
+    package_model,
+)
 from local_mode.tree import host_names, lay_out_processing_tree, lay_out_training_tree
 
 REPO = Path(__file__).resolve().parent.parent
@@ -233,16 +240,30 @@ def run_training(
     instance_type: str = "local",
     checkpoints: Path | None = None,
     engine: ContainerEngine | None = None,
+    entry_point: str | None = None,
+    source_dir: Path | None = None,
     log: Log = print,
 ) -> JobResult:
     """A training job: one tree and one `train` per host (in `engine`'s containers, or as processes);
-    packages model.tar.gz when all succeed."""
+    packages model.tar.gz when all succeed. `entry_point` in `source_dir`: the team's own script (script
+    mode), sent as the SDK sends it to a job with network isolation: the `code` channel."""
     names = host_names(hosts)
     job_dir = Path(workdir).resolve() / job_name
+    if entry_point:
+        pack_source(source_dir or Path("."), job_dir / "code" / SOURCE_ARCHIVE)
+        channels = {**channels, "code": job_dir / "code"}
+
+    def script_mode(host: str) -> dict[str, str]:
+        if not entry_point:
+            return {}
+        seen = Path(CONTAINER_ROOT) if engine is not None else job_dir / host
+        return {"sagemaker_program": entry_point,
+                "sagemaker_submit_directory": str(seen / "input" / "data" / "code" / SOURCE_ARCHIVE)}
+
     trees = {
         host: lay_out_training_tree(
             job_dir / host,
-            hyperparameters=hyperparameters,
+            hyperparameters={**hyperparameters, **script_mode(host)},
             channels=channels,
             current_host=host,
             hosts=names,

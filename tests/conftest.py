@@ -38,7 +38,7 @@ TINY_HYPERPARAMETERS = {
     "eval_batches": "2",
     "checkpoint_every": "12",
     "seed": "7",
-    "sagemaker_program": '"train.py"',
+    "sagemaker_job_name": '"tiny"',  # sagemaker_program would mean script mode: the team's own code
     "sagemaker_region": '"us-east-1"',
     "sagemaker_container_log_level": "20",
     "_tuning_objective_metric": '"val_loss"',
@@ -94,6 +94,20 @@ def run_training(root: Path, timeout: float = 300, **env: str) -> tuple[int, str
         if process.poll() is None:
             process.kill()
     return code, log_file.read_text()
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """moto's server (a real HTTP AWS emulator) on a free local port for the whole session; yields its URL."""
+    from moto.server import ThreadedMotoServer
+
+    from local_mode.runner import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -95,3 +95,11 @@ def test_dockerignore_lets_only_the_image_inputs_in():
     patterns = [p for p in lines if p and not p.startswith("#")]
     assert patterns[0] == "*"
     assert {"!requirements.lock", "!requirements-cuda.lock", "!jax_llm/"} <= set(patterns)
+
+
+def test_the_compiler_stays_in_the_dependencies_stage_and_the_image_copies_only_the_venv(instructions):
+    image = index_of(instructions, "FROM", r"AS image$")
+    compiler = index_of(instructions, "RUN", r"apt-get install .*\bgcc\b")
+    assert index_of(instructions, "FROM", r"AS dependencies$") < compiler < image
+    assert instructions[image + 1] == ("COPY", "--from=dependencies /opt/venv /opt/venv")
+    assert not [a for k, a in instructions[image:] if k == "RUN"]  # nothing built in the shipped stage

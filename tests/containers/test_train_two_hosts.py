@@ -27,14 +27,20 @@ def _kill_leftovers(processes) -> None:
         if p.poll() is None:
             p.kill()
 
-def test_two_hosts_match_one_process_with_the_same_global_batch(tmp_path, tiny_training_run):
-    roots, processes = _start_hosts(tmp_path, TINY_HYPERPARAMETERS)
+def _train_to_the_end(tmp_path, hyperparameters):
+    """Both hosts' trees and logs once both exited 0."""
+    roots, processes = _start_hosts(tmp_path, hyperparameters)
     try:
         codes = [p.wait(timeout=300) for p in processes]
     finally:
         _kill_leftovers(processes)
     logs = [(tmp_path / f"{host}.log").read_text() for host in HOSTS]
     assert codes == [0, 0], "\n".join(log[-2000:] for log in logs)
+    return roots, logs
+
+
+def test_two_hosts_match_one_process_with_the_same_global_batch(tmp_path, tiny_training_run):
+    roots, logs = _train_to_the_end(tmp_path, TINY_HYPERPARAMETERS)
     assert "2 process(es), 2 device(s)" in logs[0]
 
     single = json.loads((tiny_training_run.root / "output" / "data" / "loss_curves.json").read_text())
@@ -84,13 +90,7 @@ def test_hosts_agree_on_the_step_they_restore_when_the_newest_checkpoint_is_dama
         if path.is_file() and path.parent.name == "d":
             path.write_bytes(path.read_bytes()[:10])  # the first host's newest: array files cut short
     shutil.rmtree(tmp_path / "algo-2" / "checkpoints" / "steps" / "12")  # the other host's copy: irrelevant
-    roots, processes = _start_hosts(tmp_path, TINY_HYPERPARAMETERS)
-    try:
-        codes = [p.wait(timeout=300) for p in processes]
-    finally:
-        _kill_leftovers(processes)
-    logs = [(tmp_path / f"{host}.log").read_text() for host in HOSTS]
-    assert codes == [0, 0], "\n".join(log[-2000:] for log in logs)
+    roots, logs = _train_to_the_end(tmp_path, TINY_HYPERPARAMETERS)
     assert "skipping damaged checkpoint 24: " in logs[0] and "restored checkpoint 12" in logs[0]
     single = json.loads((tiny_training_run.root / "output" / "data" / "loss_curves.json").read_text())
     multi = json.loads((roots[0] / "output" / "data" / "loss_curves.json").read_text())

@@ -1,4 +1,4 @@
-"""Fixtures for the ops CLI tests: moto's HTTP server on a free local port, fake credentials, a CLI runner."""
+"""Fixtures for the ops CLI tests: fake credentials and a CLI runner (moto's server is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,23 +7,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from moto.server import ThreadedMotoServer
 
-from local_mode.runner import free_port
 from ops.cli import main
 
 REGION = "us-east-1"
 
-
-
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[str]:
-    """moto's server (a real HTTP AWS emulator) for the whole session; yields its URL."""
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 @pytest.fixture

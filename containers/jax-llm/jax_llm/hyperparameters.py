@@ -153,18 +153,24 @@ def parse_hyperparameters(raw: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def read_hyperparameters(path: Path) -> TrainConfig:
-    """Reads and parses `hyperparameters.json`; a missing file means all defaults."""
+def read_raw(path: Path) -> dict[str, str]:
+    """`hyperparameters.json` as SageMaker wrote it (strings), or HyperparameterError naming the file."""
     path = Path(path)
-    if not path.exists():
-        return TrainConfig()
     try:
         raw = json.loads(path.read_text())
     except ValueError as err:
         raise HyperparameterError("<file>", f"{path} is not valid JSON: {err}") from None
     if not isinstance(raw, dict):
         raise HyperparameterError("<file>", f"{path} must hold a JSON object, got {type(raw).__name__}")
-    return parse_hyperparameters(raw)
+    return raw
+
+
+def read_hyperparameters(path: Path) -> TrainConfig:
+    """Reads and parses `hyperparameters.json`; a missing file means all defaults."""
+    path = Path(path)
+    if not path.exists():
+        return TrainConfig()
+    return parse_hyperparameters(read_raw(path))
 
 
 def describe() -> list[tuple[str, str, str, str]]:

@@ -12,7 +12,8 @@ import signal
 import sys
 
 from jax_llm.failure import write_failure, write_message
-from jax_llm.hyperparameters import TrainConfig, read_hyperparameters
+from jax_llm import script_mode
+from jax_llm.hyperparameters import TrainConfig, read_hyperparameters, read_raw
 from jax_llm.interruption import EXIT_INTERRUPTED, Interrupted, StopFlag
 from jax_llm.paths import SageMakerPaths
 
@@ -34,6 +35,8 @@ def main(argv: list[str]) -> int:
         if not paths.hyperparameters.exists():  # SageMaker always writes it: the tree is broken
             print(f"WARNING: {paths.hyperparameters} does not exist (SageMaker always writes it); training "
                   f"with EVERY DEFAULT hyperparameter: {DEFAULTS_SAID}", file=sys.stderr, flush=True)
+        if paths.hyperparameters.exists() and script_mode.requested(read_raw(paths.hyperparameters)):
+            return script_mode.run(paths, read_raw(paths.hyperparameters))  # the team's own train.py
         config = read_hyperparameters(paths.hyperparameters)  # fails before anything heavy is imported
         print(f"hyperparameters: {json.dumps(dataclasses.asdict(config))}", flush=True)
         from jax_llm.trainer import run  # JAX and the rest load only once the hyperparameters are good
