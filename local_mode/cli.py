@@ -79,6 +79,8 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--model", type=Path, required=True, help="a model.tar.gz from `train`")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--entry-point", help="the team's inference handler (inference.py) in --source-dir")
+    serve.add_argument("--source-dir", type=Path, help="the directory holding --entry-point")
 
     demo.add_arguments(
         commands.add_parser(
@@ -125,7 +127,8 @@ def train(args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace) -> int:
     """Serves --model until Ctrl-C."""
     engine = container_engine.engine(args.docker, log=say)
-    with LocalEndpoint(args.model, args.workdir / _job_name("endpoint"), port=args.port, engine=engine) as endpoint:
+    with LocalEndpoint(args.model, args.workdir / _job_name("endpoint"), port=args.port, engine=engine,
+                       entry_point=args.entry_point, source_dir=args.source_dir) as endpoint:
         endpoint.wait_until_healthy()
         say(f'healthy; try: curl -s {endpoint.url}/invocations -d \'{{"inputs": "def "}}\'; Ctrl-C stops it')
         endpoint.process.wait()

@@ -13,7 +13,7 @@ from typing import Any
 
 from jax_llm.paths import SageMakerPaths
 from local_mode.container_engine import ContainerEngine, container_name
-from local_mode.packaging import unpack_model
+from local_mode.packaging import add_code, unpack_model
 from local_mode.runner import HostCommand, Log, free_port, host_environment, say, start_process
 
 READY_TIMEOUT_S = (
@@ -36,19 +36,27 @@ class LocalEndpoint:
         *,
         port: int | None = None,
         engine: ContainerEngine | None = None,
+        entry_point: str | None = None,
+        source_dir: Path | None = None,
         log: Log = print,
     ):
+        """`entry_point` in `source_dir`: the team's inference handler, added to the model as the SDK's
+        `Model(entry_point=..., source_dir=...)` repacks it (into `code/`, SAGEMAKER_PROGRAM naming it)."""
         self.paths: SageMakerPaths = unpack_model(model_archive, root)
+        environment = {}
+        if entry_point:
+            add_code(self.paths.model, source_dir or Path("."), entry_point)
+            environment["SAGEMAKER_PROGRAM"] = entry_point
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.lines: list[str] = []
         if engine is not None:  # on the engine's bridge: SageMaker's port 8080 published on the loopback
             name = container_name(root.name, f"serve-{self.port}")
-            argv = engine.run_argv(self.paths.root, ["serve"], container=name, hostname="algo-1", env={},
-                                   network=None, port=self.port)
+            argv = engine.run_argv(self.paths.root, ["serve"], container=name, hostname="algo-1",
+                                   env=environment, network=None, port=self.port)
             self.command = HostCommand(argv, dict(os.environ), engine, name)
         else:
-            env = host_environment(self.paths, {"SAGEMAKER_BIND_TO_PORT": str(self.port)})
+            env = host_environment(self.paths, {"SAGEMAKER_BIND_TO_PORT": str(self.port), **environment})
             self.command = HostCommand([sys.executable, "-m", "jax_llm", "serve"], env)
         say(f"serving {model_archive} at {self.url} (model unpacked into {self.paths.model})")
         # Stopped by SIGTERM, not Ctrl-C, as SageMaker stops an endpoint's container.

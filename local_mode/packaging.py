@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,6 +55,15 @@ def package_model(model_dirs: Sequence[Path], archive: Path) -> list[str]:
             f"no files in {', '.join(map(str, model_dirs))}: the training job exported no model"
         )
     return pack_directories([Path(d) for d in model_dirs if Path(d).is_dir()], archive)
+
+
+def add_code(model_dir: Path, source_dir: Path, entry_point: str) -> None:
+    """`source_dir` copied into `model_dir/code/`, as the SDK repacks a model for its inference handler."""
+    source_dir = Path(source_dir)
+    if not (source_dir / entry_point).is_file():
+        raise PackagingError(f"entry point {entry_point!r} is not in the source directory {source_dir}")
+    shutil.copytree(source_dir, Path(model_dir) / "code", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 
 def unpack_model(archive: Path, root: Path) -> SageMakerPaths:

@@ -41,3 +41,20 @@ def test_a_failing_script_s_error_reaches_output_failure_from_the_container(imag
     assert job.result.exit_codes == {"algo-1": 2}  # argparse's own exit code
     failure = job.result.trees["algo-1"].failure.read_text()
     assert failure.startswith("train.py: error: argument --epochs: invalid int value: 'many'")
+
+
+def test_the_example_handler_serves_the_script_s_model_from_a_container(image, corpus, tmp_path) -> None:
+    import httpx
+
+    from local_mode.endpoint import LocalEndpoint
+
+    job = train_in_image(image, tmp_path, "image-script-serve", channels={"train": corpus},
+                         hyperparameters=SDK_STYLE, entry_point="train.py", source_dir=EXAMPLE)
+    assert job.result.ok, job.log[-3000:]
+    with LocalEndpoint(job.result.model_archive, tmp_path / "endpoint", engine=image,
+                       entry_point="inference.py", source_dir=EXAMPLE, log=lambda line: None) as served:
+        served.wait_until_healthy(timeout_s=120)
+        answer = httpx.post(f"{served.url}/invocations", json={"inputs": "def", "max_new_bytes": 4}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["generated_text"].startswith("def") and len(answer.json()["generated_text"]) == 7
+        assert (served.paths.model / "code" / "inference.py").is_file()

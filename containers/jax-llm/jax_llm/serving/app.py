@@ -48,13 +48,13 @@ JSON_TYPES = ("application/json", "")  # SageMaker passes the client's ContentTy
 JSONL_TYPES = ("application/jsonlines", "application/x-jsonlines", "application/jsonl")
 
 
-def _error(error: RequestError, headers: dict[str, str]) -> JSONResponse:
+def error_response(error: RequestError, headers: dict[str, str]) -> JSONResponse:
     if error.status >= 500:
         log.warning("%s: %s", error.error_type, error.message)
     return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
 
-async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     """The request body; 413 if it exceeds `limit` bytes (read to the end so the client gets the answer),
     408 if it has not arrived whole within `timeout_s` (a client holding a partial body open)."""
     declared = request.headers.get("content-length", "")
@@ -73,6 +73,16 @@ async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
             413, "payload_too_large", f"request body is {size} bytes; the limit is {limit} bytes"
         )
     return b"".join(chunks)
+
+
+def echoed_headers(request: Request) -> dict[str, str]:
+    """The custom attributes SageMaker passes through, to echo; 400 beyond its 1024 characters (never echoed:
+    InvokeEndpoint itself refuses such a request before it reaches a container)."""
+    attributes = request.headers.get(CUSTOM_ATTRIBUTES)
+    if attributes is not None and len(attributes) > CUSTOM_ATTRIBUTES_CHARS:
+        raise RequestError(400, "validation", f"{CUSTOM_ATTRIBUTES} is {len(attributes)} characters; "
+                                              f"SageMaker's limit is {CUSTOM_ATTRIBUTES_CHARS}")
+    return {CUSTOM_ATTRIBUTES: attributes} if attributes is not None else {}
 
 
 def _engine_or_503(request: Request):
@@ -134,13 +144,9 @@ async def invocations(request: Request) -> Response:
     """TGI-style generation: a JSON list of results, server-sent events when `stream` is true, or JSON Lines."""
     arrived = time.monotonic()
     settings: ServingSettings = request.app.state.settings
-    attributes = request.headers.get(CUSTOM_ATTRIBUTES)
-    headers = {CUSTOM_ATTRIBUTES: attributes} if attributes is not None else {}
+    headers: dict[str, str] = {}
     try:
-        if attributes is not None and len(attributes) > CUSTOM_ATTRIBUTES_CHARS:
-            headers = {}  # not echoed: SageMaker itself refuses such a request before it reaches a container
-            raise RequestError(400, "validation", f"{CUSTOM_ATTRIBUTES} is {len(attributes)} characters; "
-                                                  f"SageMaker's limit is {CUSTOM_ATTRIBUTES_CHARS}")
+        headers = echoed_headers(request)
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type not in JSON_TYPES + JSONL_TYPES:
             raise RequestError(
@@ -148,7 +154,7 @@ async def invocations(request: Request) -> Response:
                 "unsupported_media_type",
                 f"Content-Type {media_type!r} is not supported; send application/json (or application/jsonlines)",
             )
-        body = await _read_body(request, settings.max_payload_bytes, settings.body_timeout_s)
+        body = await read_body(request, settings.max_payload_bytes, settings.body_timeout_s)
         parsed = _parse_body(body, media_type)
         engine = _engine_or_503(request)
 
@@ -187,7 +193,7 @@ async def invocations(request: Request) -> Response:
             return Response(lines, media_type="application/jsonlines", headers=headers)
         return JSONResponse(answers[0], headers=headers)
     except RequestError as error:
-        return _error(error, headers)
+        return error_response(error, headers)
     except ClientDisconnect:  # routine: the client went away before it sent its whole body
         log.info("client disconnected before sending its whole request body")
         return Response(status_code=499)  # nobody reads it; nginx's code for "client closed request"

@@ -8,6 +8,8 @@ import sys
 import uvicorn
 
 from jax_llm.serving.app import create_app
+from jax_llm.serving.handler import user_program
+from jax_llm.serving.handler_app import create_handler_app
 from jax_llm.serving.settings import ServingSettings, SettingsError
 
 
@@ -33,8 +35,10 @@ def main(argv: list[str]) -> int:
     except SettingsError as error:
         print(f"serve: {error}", file=sys.stderr)
         return 2
+    program = user_program(settings.model_dir)  # the team's code/inference.py, else the built-in GPT
+    app = create_handler_app(settings, program) if program else create_app(settings, _load_engine)
     config = uvicorn.Config(
-        create_app(settings, _load_engine),
+        app,
         host=settings.host,
         port=settings.port,
         lifespan="on",
