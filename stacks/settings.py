@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
+from pathlib import Path
 from typing import Any
 
 from jax_llm.hyperparameters import HyperparameterError, TrainConfig, parse_hyperparameters
@@ -325,6 +326,52 @@ class PipelineSettings:
         return settings
 
 
+REPO = Path(__file__).resolve().parent.parent  # trainingSourceDir is relative to the app's directory
+SCRIPT_HYPERPARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,255}$")
+
+
+@dataclass(frozen=True)
+class ScriptSettings:
+    """The team's own training script (script mode) run by the training pipeline instead of the built-in GPT."""
+
+    source_dir: str  # trainingSourceDir: its directory, relative to the app's; "" trains the built-in GPT
+    entry_point: str  # trainingEntryPoint: the script in it (train.py, a module, or a .sh)
+    hyperparameters: dict[str, str]  # trainingScriptHyperparameters: the script's own, JSON-encoded as the SDK sends
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.entry_point)
+
+    @property
+    def path(self) -> Path:
+        return REPO / self.source_dir
+
+    @classmethod
+    def from_context(cls, ctx: Context) -> ScriptSettings:
+        """Read the script-mode section: both keys or neither, and the entry point must be in the directory."""
+        source_dir = ctx.text("trainingSourceDir", allow_empty=True)
+        entry_point = ctx.text("trainingEntryPoint", re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"),
+                               "a file name in trainingSourceDir (train.py, a module, or a .sh)", allow_empty=True)
+        ctx.require(bool(source_dir) == bool(entry_point), "trainingEntryPoint", entry_point,
+                    "set together with trainingSourceDir (both empty: the built-in GPT trainer)")
+        ctx.require(not entry_point or (REPO / source_dir).is_dir(), "trainingSourceDir", source_dir,
+                    f"a directory relative to {REPO}")
+        ctx.require(not entry_point.endswith((".py", ".sh")) or (REPO / source_dir / entry_point).is_file(),
+                    "trainingEntryPoint", entry_point, f"a file in {REPO / source_dir}")
+        raw = ctx.raw("trainingScriptHyperparameters")
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except ValueError:
+                pass
+        ctx.require(isinstance(raw, dict) and len(raw) <= 98 and all(
+            isinstance(k, str) and SCRIPT_HYPERPARAMETER_NAME.fullmatch(k) and not k.startswith("sagemaker_")
+            and isinstance(v, (str, int, float, bool)) and len(json.dumps(v)) <= 256 for k, v in raw.items()),
+            "trainingScriptHyperparameters", raw,
+            "a JSON object of at most 98 names (not sagemaker_*) to strings, numbers or booleans")
+        return cls(source_dir, entry_point, {k: json.dumps(v) for k, v in raw.items()})
+
+
 @dataclass(frozen=True)
 class TuningSettings:
     """The tuning pipeline: job limits and the search ranges of learning rate, warmup and weight decay."""
@@ -457,6 +504,7 @@ class Settings:
     storage: StorageSettings
     registry: RegistrySettings
     pipeline: PipelineSettings
+    script: ScriptSettings
     tuning: TuningSettings
     endpoint: EndpointSettings
 
@@ -470,6 +518,7 @@ class Settings:
             storage=StorageSettings.from_context(ctx),
             registry=RegistrySettings.from_context(ctx),
             pipeline=(pipeline := PipelineSettings.from_context(ctx)),
+            script=ScriptSettings.from_context(ctx),
             tuning=TuningSettings.from_context(ctx, pipeline),
             endpoint=EndpointSettings.from_context(ctx, pipeline),
         )

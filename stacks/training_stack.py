@@ -14,6 +14,7 @@ from stacks.constructs.encryption import EncryptionKey
 from stacks.constructs.execution_role import SageMakerExecutionRole
 from stacks.constructs.image_repository import ImageRepository
 from stacks.constructs.model_registry import ModelRegistry
+from stacks.constructs.training_code import TrainingCode
 from stacks.constructs.training_pipeline import TrainingPipelines
 from stacks.constructs.training_trigger import TrainingTrigger
 from stacks.pipeline.resources import PipelineResources
@@ -63,13 +64,18 @@ class TrainingStack(Stack):
         self.model_package_group_name: str = registry.group_name
         self.model_package_group_arn: str = registry.group_arn
 
+        code = None
+        if settings.script.enabled:  # the team's own training script, sent as the SDK sends source_dir
+            code = TrainingCode(self, "TrainingCode", source_dir=settings.script.path,
+                                reader=self.execution_role_policy)
         pipelines = TrainingPipelines(
             self, "Pipelines", project_name=settings.project.name, pipeline=settings.pipeline,
-            tuning=settings.tuning, resources=PipelineResources(
+            tuning=settings.tuning, script=settings.script, resources=PipelineResources(
                 image_uri=self.image_uri, execution_role_arn=self.execution_role.role_arn,
                 artifacts_bucket_name=self.artifacts_bucket.bucket_name,
                 data_bucket_name=self.data_bucket.bucket_name, kms_key_arn=self.key.key_arn,
-                model_package_group_name=self.model_package_group_name))
+                model_package_group_name=self.model_package_group_name,
+                training_code_uri=code and code.s3_uri, training_code_file=code and code.file_name))
         self.pipelines = pipelines
         if settings.pipeline.start_training:
             trigger = TrainingTrigger(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from aws_cdk import Stack
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
@@ -9,7 +11,7 @@ from constructs import Construct
 from stacks.constructs.pipeline_role import PipelineRole
 from stacks.pipeline.definition import training_definition, tuning_definition
 from stacks.pipeline.resources import PipelineResources
-from stacks.settings import PipelineSettings, TuningSettings
+from stacks.settings import PipelineSettings, ScriptSettings, TuningSettings
 
 
 class TrainingPipelines(Construct):
@@ -20,14 +22,16 @@ class TrainingPipelines(Construct):
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, project_name: str,
-                 resources: PipelineResources, pipeline: PipelineSettings, tuning: TuningSettings) -> None:
+                 resources: PipelineResources, pipeline: PipelineSettings, tuning: TuningSettings,
+                 script: ScriptSettings) -> None:
         super().__init__(scope, construct_id)
         self.pipeline_role = PipelineRole(
             self, "Role", execution_role_arn=resources.execution_role_arn,
             model_package_group_name=resources.model_package_group_name)
         stack = Stack.of(self)
-        self.training_definition = training_definition(resources, pipeline)
-        self.tuning_definition = tuning_definition(resources, pipeline, tuning)
+        self.training_definition = training_definition(resources, pipeline, script)
+        # The tuner searches the built-in trainer's hyperparameters: it trains the GPT, never the team's script.
+        self.tuning_definition = tuning_definition(replace(resources, training_code_uri=None), pipeline, tuning)
         self.training_pipeline_name = f"{project_name}-training"
         self.tuning_pipeline_name = f"{project_name}-tuning"
         self.training = self._pipeline("Training", self.training_pipeline_name, self.training_definition,

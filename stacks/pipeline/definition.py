@@ -13,9 +13,9 @@ from stacks.pipeline import parameters as p
 from stacks.pipeline.branches import Variant, run_time_switches
 from stacks.pipeline.expressions import step_property
 from stacks.pipeline.resources import PipelineResources
-from stacks.pipeline.steps import registration_gate, training_step
+from stacks.pipeline.steps import registration_gate, script_hyperparameters, training_step
 from stacks.pipeline.tuning import best_model_data_url, best_val_loss, tuning_step
-from stacks.settings import PipelineSettings, TuningSettings
+from stacks.settings import PipelineSettings, ScriptSettings, TuningSettings
 
 DEFINITION_VERSION = "2020-12-01"  # the only pipeline definition schema version SageMaker accepts
 
@@ -25,9 +25,15 @@ def _definition(parameters: list[p.Parameter], steps: list[dict]) -> dict:
             "Parameters": [x.to_definition() for x in parameters], "Steps": steps}
 
 
-def training_definition(res: PipelineResources, pipeline: PipelineSettings) -> dict:
-    """(Prepare ->) Train (spot or on-demand) -> register when val_loss <= MaxValLoss, else fail."""
+def training_definition(res: PipelineResources, pipeline: PipelineSettings,
+                        script: ScriptSettings | None = None) -> dict:
+    """(Prepare ->) Train (spot or on-demand) -> register when val_loss <= MaxValLoss, else fail.
+
+    With `script` enabled the jobs run the team's entry point with its own (static) hyperparameters; the
+    trainer's stay pipeline parameters because Prepare reads vocab_size from them."""
     hyperparameters = p.hyperparameter_parameters(pipeline)
+    job_hyperparameters = (script_hyperparameters(script, res) if script is not None and script.enabled
+                           else p.hyperparameter_refs(hyperparameters))
     parameters = (p.data_parameters(pipeline, res.data_bucket_name) + p.training_parameters(pipeline)
                   + hyperparameters)
 
@@ -36,7 +42,7 @@ def training_definition(res: PipelineResources, pipeline: PipelineSettings) -> d
         val_loss = step_property(train, f"FinalMetricDataList['{OBJECTIVE_METRIC}'].Value")
         model = step_property(train, "ModelArtifacts.S3ModelArtifacts")
         return [training_step(train, res, pipeline, spot=variant.spot, prepared=variant.prepared,
-                              hyperparameters=p.hyperparameter_refs(hyperparameters)),
+                              hyperparameters=job_hyperparameters),
                 registration_gate(variant.suffix, res, pipeline, source="a training pipeline run",
                                   val_loss=val_loss, model_data_url=model)]
 

@@ -15,3 +15,5 @@ class PipelineResources:
     data_bucket_name: str  # raw and tokenized training data
     kms_key_arn: str  # encrypts job volumes and outputs
     model_package_group_name: str  # the Model Registry group models are registered in
+    training_code_uri: str | None = None  # script mode: the team's sourcedir.tar.gz (the `code` channel)
+    training_code_file: str | None = None  # its file name in the channel's directory (the object's key)

@@ -6,16 +6,18 @@ CreateTrainingJob, CreateModelPackage) without the job name, which the pipeline 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from jax_llm.metrics import METRIC_DEFINITIONS, OBJECTIVE_METRIC
 from stacks.pipeline import parameters as p
 from stacks.pipeline.expressions import Expression, condition, execution_id, join, parameter, step_property
 from stacks.pipeline.resources import PipelineResources
-from stacks.settings import PipelineSettings
+from stacks.settings import PipelineSettings, ScriptSettings
 
 PREPARE_STEP = "Prepare"
 CHANNELS = ("train", "validation", "tokenizer")  # the data channels `train` reads; `prepare` writes all three
+CODE_CHANNEL = "code"  # script mode's source channel
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 PROCESSING_INPUT = "/opt/ml/processing/input/raw"
 PROCESSING_OUTPUT = "/opt/ml/processing/output"
@@ -93,7 +95,7 @@ def training_job_definition(res: PipelineResources, pipeline: PipelineSettings, 
             "ChannelName": channel,
             "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri,
                                             "S3DataDistributionType": "FullyReplicated"}},
-        } for channel, uri in channel_uris(prepared).items()],
+        } for channel, uri in channel_uris(prepared).items()] + _code_channel(res),
         "OutputDataConfig": {"S3OutputPath": f"s3://{res.artifacts_bucket_name}/{output_prefix}",
                              "KmsKeyId": res.kms_key_arn},
         "ResourceConfig": {
@@ -116,6 +118,21 @@ def training_job_definition(res: PipelineResources, pipeline: PipelineSettings, 
             "LocalPath": CHECKPOINT_LOCAL_PATH,
         }
     return definition
+
+
+def _code_channel(res: PipelineResources) -> list[dict]:
+    """Script mode: the team's source as the `code` channel, as the SDK sends it under network isolation."""
+    if res.training_code_uri is None:
+        return []
+    return [{"ChannelName": CODE_CHANNEL, "InputMode": "File", "DataSource": {"S3DataSource": {
+        "S3DataType": "S3Prefix", "S3Uri": res.training_code_uri, "S3DataDistributionType": "FullyReplicated"}}}]
+
+
+def script_hyperparameters(script: ScriptSettings, res: PipelineResources) -> dict[str, str]:
+    """The training job's HyperParameters in script mode: the script's own plus the SDK's two keys, the source
+    being the `code` channel's archive as the container sees it."""
+    return {**script.hyperparameters, "sagemaker_program": json.dumps(script.entry_point),
+            "sagemaker_submit_directory": json.dumps(f"/opt/ml/input/data/{CODE_CHANNEL}/{res.training_code_file}")}
 
 
 def training_step(name: str, res: PipelineResources, pipeline: PipelineSettings, *, spot: bool,

@@ -91,13 +91,14 @@ def test_a_local_directory_source_runs_with_the_toolkit_s_arguments_and_environm
     assert not (root / "output" / "failure").exists()
 
 
-def test_a_local_tar_gz_source_as_the_code_channel_under_network_isolation(tmp_path):
+@pytest.mark.parametrize("name", ["sourcedir.tar.gz", "35d70dd8de9c.gz"])  # the SDK's name; the stack's asset's
+def test_a_local_tar_gz_source_as_the_code_channel_under_network_isolation(tmp_path, name):
     root = tmp_path / "ml"
     archive = tar_gz(source_dir(tmp_path / "src"), tmp_path / "sourcedir.tar.gz")
     channel = root / "input" / "data" / "code"
     channel.mkdir(parents=True)
-    (channel / "sourcedir.tar.gz").write_bytes(archive.read_bytes())
-    script_tree(root, str(channel / "sourcedir.tar.gz"))
+    (channel / name).write_bytes(archive.read_bytes())
+    script_tree(root, str(channel / name))
     code, log = run_training(root)
     assert code == 0, log[-3000:]
     assert_sdk_view(root, report(root))
