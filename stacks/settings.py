@@ -327,6 +327,7 @@ class PipelineSettings:
 
 
 REPO = Path(__file__).resolve().parent.parent  # trainingSourceDir is relative to the app's directory
+TUNED_HYPERPARAMETERS = ("learning_rate", "warmup_steps", "weight_decay")  # what the tuner searches
 SCRIPT_HYPERPARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,255}$")
 
 
@@ -337,10 +338,18 @@ class ScriptSettings:
     source_dir: str  # trainingSourceDir: its directory, relative to the app's; "" trains the built-in GPT
     entry_point: str  # trainingEntryPoint: the script in it (train.py, a module, or a .sh)
     hyperparameters: dict[str, str]  # trainingScriptHyperparameters: the script's own, JSON-encoded as the SDK sends
+    # trainingScriptTunedNames: the script's names for the tuner's learning_rate, warmup_steps, weight_decay;
+    # empty: the tuning pipeline keeps tuning the built-in GPT
+    tuned_names: dict[str, str]
 
     @property
     def enabled(self) -> bool:
         return bool(self.entry_point)
+
+    @property
+    def tuned(self) -> bool:
+        """Whether the tuning pipeline tunes the script (else it tunes the built-in GPT)."""
+        return self.enabled and bool(self.tuned_names)
 
     @property
     def path(self) -> Path:
@@ -369,7 +378,18 @@ class ScriptSettings:
             and isinstance(v, (str, int, float, bool)) and len(json.dumps(v)) <= 256 for k, v in raw.items()),
             "trainingScriptHyperparameters", raw,
             "a JSON object of at most 98 names (not sagemaker_*) to strings, numbers or booleans")
-        return cls(source_dir, entry_point, {k: json.dumps(v) for k, v in raw.items()})
+        names = ctx.raw("trainingScriptTunedNames")
+        if isinstance(names, str):
+            try:
+                names = json.loads(names)
+            except ValueError:
+                pass
+        ctx.require(isinstance(names, dict) and all(
+            k in TUNED_HYPERPARAMETERS and isinstance(v, str) and SCRIPT_HYPERPARAMETER_NAME.fullmatch(v)
+            and not v.startswith("sagemaker_") for k, v in names.items()),
+            "trainingScriptTunedNames", names,
+            f"a JSON object from some of {', '.join(TUNED_HYPERPARAMETERS)} to the script's argument names")
+        return cls(source_dir, entry_point, {k: json.dumps(v) for k, v in raw.items()}, dict(names))
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,9 @@ class TrainingPipelines(Construct):
             model_package_group_name=resources.model_package_group_name)
         stack = Stack.of(self)
         self.training_definition = training_definition(resources, pipeline, script)
-        # The tuner searches the built-in trainer's hyperparameters: it trains the GPT, never the team's script.
-        self.tuning_definition = tuning_definition(replace(resources, training_code_uri=None), pipeline, tuning)
+        # The tuner tunes the team's script only when it is told the script's names for what it searches.
+        tuning_resources = resources if script.tuned else replace(resources, training_code_uri=None)
+        self.tuning_definition = tuning_definition(tuning_resources, pipeline, tuning, script)
         self.training_pipeline_name = f"{project_name}-training"
         self.tuning_pipeline_name = f"{project_name}-tuning"
         self.training = self._pipeline("Training", self.training_pipeline_name, self.training_definition,

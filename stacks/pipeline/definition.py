@@ -49,16 +49,23 @@ def training_definition(res: PipelineResources, pipeline: PipelineSettings,
     return _definition(parameters, run_time_switches(res, pipeline, chain))
 
 
-def tuning_definition(res: PipelineResources, pipeline: PipelineSettings, tuning: TuningSettings) -> dict:
-    """(Prepare ->) Tune (Bayesian over learning rate, warmup, weight decay) -> register the best model."""
+def tuning_definition(res: PipelineResources, pipeline: PipelineSettings, tuning: TuningSettings,
+                      script: ScriptSettings | None = None) -> dict:
+    """(Prepare ->) Tune (Bayesian over learning rate, warmup, weight decay) -> register the best model.
+
+    With `script` tuned (its names for the three given), the trials run the team's script instead, its
+    other hyperparameters static."""
     static = p.hyperparameter_parameters(pipeline, exclude=p.TUNED_HYPERPARAMETERS)
+    tuned_names = script.tuned_names if script is not None and script.tuned else None
+    static_values = p.hyperparameter_refs(static) if tuned_names is None else {
+        k: v for k, v in script_hyperparameters(script, res).items() if k not in tuned_names.values()}
     parameters = (p.data_parameters(pipeline, res.data_bucket_name) + p.training_parameters(pipeline)
                   + p.tuning_parameters(tuning) + static)
 
     def chain(variant: Variant) -> list[dict]:
         tune = f"Tune{variant.suffix}"
         return [tuning_step(tune, res, pipeline, tuning, spot=variant.spot, prepared=variant.prepared,
-                            static_hyperparameters=p.hyperparameter_refs(static)),
+                            static_hyperparameters=static_values, tuned_names=tuned_names),
                 registration_gate(variant.suffix, res, pipeline, source="the best job of a tuning run",
                                   val_loss=best_val_loss(tune),
                                   model_data_url=best_model_data_url(tune, res))]

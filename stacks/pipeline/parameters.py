@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stacks.pipeline.expressions import Expression, parameter
-from stacks.settings import PipelineSettings, TuningSettings
+from stacks.settings import TUNED_HYPERPARAMETERS, PipelineSettings, TuningSettings  # noqa: F401
 
 # Names of the non-hyperparameter parameters, shared by the steps that read them.
 PREPARE_DATA = "PrepareData"
@@ -28,8 +28,6 @@ APPROVAL_STATUS = "ModelApprovalStatus"
 TUNING_MAX_JOBS = "TuningMaxJobs"
 TUNING_MAX_PARALLEL_JOBS = "TuningMaxParallelJobs"
 
-# The hyperparameters the tuner searches; the tuning pipeline takes them out of the static ones.
-TUNED_HYPERPARAMETERS = ("learning_rate", "warmup_steps", "weight_decay")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from jax_llm.metrics import OBJECTIVE_METRIC
@@ -9,29 +10,31 @@ from stacks.pipeline import parameters as p
 from stacks.pipeline.expressions import Expression, join, parameter, step_property
 from stacks.pipeline.resources import PipelineResources
 from stacks.pipeline.steps import CAPACITY_RETRY, SERVICE_RETRY, training_job_definition
-from stacks.settings import PipelineSettings, TuningSettings
+from stacks.settings import TUNED_HYPERPARAMETERS, PipelineSettings, TuningSettings
 
 TUNING_OUTPUT_PREFIX = "tuning"
 
 
-def parameter_ranges(tuning: TuningSettings) -> dict[str, list[dict[str, str]]]:
-    """The search space: learning rate on a log scale, weight decay and warmup steps linearly."""
-    return {
-        "ContinuousParameterRanges": [
-            {"Name": "learning_rate", "MinValue": repr(tuning.learning_rate[0]),
-             "MaxValue": repr(tuning.learning_rate[1]), "ScalingType": "Logarithmic"},
-            {"Name": "weight_decay", "MinValue": repr(tuning.weight_decay[0]),
-             "MaxValue": repr(tuning.weight_decay[1]), "ScalingType": "Linear"},
-        ],
-        "IntegerParameterRanges": [
-            {"Name": "warmup_steps", "MinValue": str(tuning.warmup_steps[0]),
-             "MaxValue": str(tuning.warmup_steps[1]), "ScalingType": "Linear"},
-        ],
-    }
+def parameter_ranges(tuning: TuningSettings, names: Mapping[str, str] | None = None) -> dict[str, list[dict]]:
+    """The search space: learning rate on a log scale, weight decay and warmup steps linearly.
+
+    `names`: a script's own names for them (script mode); a range without one is not searched.
+    """
+    names = {n: n for n in TUNED_HYPERPARAMETERS} if names is None else names
+    continuous = [{"Name": names.get("learning_rate", ""), "MinValue": repr(tuning.learning_rate[0]),
+                   "MaxValue": repr(tuning.learning_rate[1]), "ScalingType": "Logarithmic"},
+                  {"Name": names.get("weight_decay", ""), "MinValue": repr(tuning.weight_decay[0]),
+                   "MaxValue": repr(tuning.weight_decay[1]), "ScalingType": "Linear"}]
+    integer = [{"Name": names.get("warmup_steps", ""), "MinValue": str(tuning.warmup_steps[0]),
+                "MaxValue": str(tuning.warmup_steps[1]), "ScalingType": "Linear"}]
+    kept = set(names.values())
+    return {"ContinuousParameterRanges": [r for r in continuous if r["Name"] in kept],
+            "IntegerParameterRanges": [r for r in integer if r["Name"] in kept]}
 
 
 def tuning_step(name: str, res: PipelineResources, pipeline: PipelineSettings, tuning: TuningSettings, *,
-                spot: bool, prepared: bool, static_hyperparameters: dict[str, Expression]) -> dict:
+                spot: bool, prepared: bool, static_hyperparameters: dict[str, Expression],
+                tuned_names: Mapping[str, str] | None = None) -> dict:
     """CreateHyperParameterTuningJob: minimise val_loss, automatic early stopping, limits from parameters.
 
     The tuner's training jobs get no CheckpointConfig: they would all share its one S3 URI, and a trial
@@ -47,7 +50,7 @@ def tuning_step(name: str, res: PipelineResources, pipeline: PipelineSettings, t
             "HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName": OBJECTIVE_METRIC},
             "ResourceLimits": {"MaxNumberOfTrainingJobs": parameter(p.TUNING_MAX_JOBS),
                                "MaxParallelTrainingJobs": parameter(p.TUNING_MAX_PARALLEL_JOBS)},
-            "ParameterRanges": parameter_ranges(tuning),
+            "ParameterRanges": parameter_ranges(tuning, tuned_names),
             "TrainingJobEarlyStoppingType": "Auto",
         },
         "TrainingJobDefinition": definition,

@@ -82,8 +82,10 @@ def test_when_no_checkpoint_can_be_read_the_job_fails_naming_the_directory_and_e
     steps = _saved(tmp_path, steps=(4, 8))
     _truncate_arrays(steps / "8")
     _garble_metadata(steps / "4")
+    checkpointer = Checkpointer(tmp_path, keep=5)
     with pytest.raises(CheckpointError) as failure:
-        Checkpointer(tmp_path, keep=5).restore_latest(_abstract(_state(0)))
+        checkpointer.restore_latest(_abstract(_state(0)))
+    checkpointer.close()
     message = str(failure.value)
     assert message.startswith(f"no readable checkpoint in {steps}")
     assert "checkpoint 8: " in message and "checkpoint 4: " in message

@@ -46,11 +46,11 @@ def test_training_jobs_get_the_code_channel_and_the_sdk_s_script_mode_hyperparam
         assert arguments["EnableNetworkIsolation"] is True
 
 
-def test_the_script_mode_requests_are_valid_and_the_tuner_still_trains_the_built_in_gpt(script_app):
+def _assert_valid_requests(definitions: dict) -> None:
+    """Every job step's Arguments against botocore's SageMaker model (parameters at their defaults)."""
     from botocore.session import get_session
     from botocore.validate import ParamValidator
 
-    definitions, _ = _training_steps(script_app)
     model = get_session().get_service_model("sagemaker")
     for definition in definitions.values():
         substitution = Substitution(definition)
@@ -59,6 +59,12 @@ def test_the_script_mode_requests_are_valid_and_the_tuner_still_trains_the_built
             shape = model.operation_model(operation).input_shape
             report = ParamValidator().validate({**name, **substitution.apply(step["Arguments"], shape)}, shape)
             assert not report.has_errors(), report.generate_report()
+            assert not substitution.problems, substitution.problems
+
+
+def test_the_script_mode_requests_are_valid_and_the_tuner_still_trains_the_built_in_gpt(script_app):
+    definitions, _ = _training_steps(script_app)
+    _assert_valid_requests(definitions)
     tuning = [s for s in job_steps(definitions["jax-llm-tuning"]) if s["Type"] == "Tuning"]
     for step in tuning:
         job = step["Arguments"]["TrainingJobDefinition"]
@@ -101,3 +107,27 @@ def test_a_wrong_script_setting_stops_synth_naming_the_key(overrides, key):
 def test_without_a_script_nothing_changes():
     settings = Settings.from_context(cdk_json_context())
     assert not settings.script.enabled and settings.script.hyperparameters == {}
+
+
+def test_the_tuner_tunes_the_script_under_its_own_names_when_told_them(synth_app):
+    app = synth_app({**SCRIPT, "trainingScriptTunedNames": {"learning_rate": "learning-rate"}})
+    assert app.nag_findings == []
+    definitions = pipeline_definitions(app.template_json["TrainingStack"])
+    _assert_valid_requests(definitions)
+    steps = [s for s in job_steps(definitions["jax-llm-tuning"]) if s["Type"] == "Tuning"]
+    assert len(steps) == 4
+    for step in steps:
+        config, job = step["Arguments"]["HyperParameterTuningJobConfig"], step["Arguments"]["TrainingJobDefinition"]
+        assert config["ParameterRanges"]["ContinuousParameterRanges"] == [
+            {"Name": "learning-rate", "MinValue": "0.0001", "MaxValue": "0.001", "ScalingType": "Logarithmic"}]
+        assert config["ParameterRanges"]["IntegerParameterRanges"] == []  # warmup: no name given, not searched
+        static = job["StaticHyperParameters"]
+        assert "learning-rate" not in static and static["epochs"] == "20"
+        assert static["sagemaker_program"] == '"train.py"'
+        assert "code" in {c["ChannelName"] for c in job["InputDataConfig"]}
+
+
+def test_tuned_names_must_name_what_the_tuner_searches():
+    with pytest.raises(SettingsError) as error:
+        Settings.from_context({**cdk_json_context(), **SCRIPT, "trainingScriptTunedNames": {"lr": "learning-rate"}})
+    assert error.value.key == "trainingScriptTunedNames"

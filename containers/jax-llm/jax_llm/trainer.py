@@ -58,7 +58,11 @@ class Trainer:
                                               self.mesh, config.fsdp)
         self.checkpointer = Checkpointer(paths.checkpoints, keep=config.keep_checkpoints)
         self.history: dict[str, list[list[float]]] = {"train_loss": [], "val_loss": []}
-        self.start_step = self._restore()
+        try:
+            self.start_step = self._restore()
+        except BaseException:  # no usable checkpoint: release Orbax's threads before the job fails
+            self.checkpointer.close()
+            raise
 
         self.peak, peak_source = device_peak(compute_dtype)
         self.flops_per_token = self.model_config.flops_per_token(config.seq_len)
