@@ -229,14 +229,20 @@ def _string_map(ctx: Context, key: str, name_pattern: re.Pattern[str], allowed: 
     return {k: json.dumps(v) if isinstance(v, bool) else str(v) for k, v in value.items()}
 
 
-def _number_range(ctx: Context, key: str, minimum: float, integer: bool = False) -> tuple[float, float]:
-    """A [low, high] pair with minimum <= low < high."""
+def _json_value(ctx: Context, key: str) -> Any:
+    """The value as cdk.json holds it, or decoded from the JSON string that ``-c key='...'`` passes."""
     value = ctx.raw(key)
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            return json.loads(value)
         except ValueError:
             pass
+    return value
+
+
+def _number_range(ctx: Context, key: str, minimum: float, integer: bool = False) -> tuple[float, float]:
+    """A [low, high] pair with minimum <= low < high."""
+    value = _json_value(ctx, key)
     kinds = (int,) if integer else (int, float)
     if not (isinstance(value, list) and len(value) == 2
             and all(isinstance(v, kinds) and not isinstance(v, bool) for v in value)
@@ -367,23 +373,13 @@ class ScriptSettings:
                     f"a directory relative to {REPO}")
         ctx.require(not entry_point.endswith((".py", ".sh")) or (REPO / source_dir / entry_point).is_file(),
                     "trainingEntryPoint", entry_point, f"a file in {REPO / source_dir}")
-        raw = ctx.raw("trainingScriptHyperparameters")
-        if isinstance(raw, str):
-            try:
-                raw = json.loads(raw)
-            except ValueError:
-                pass
+        raw = _json_value(ctx, "trainingScriptHyperparameters")
         ctx.require(isinstance(raw, dict) and len(raw) <= 98 and all(
             isinstance(k, str) and SCRIPT_HYPERPARAMETER_NAME.fullmatch(k) and not k.startswith("sagemaker_")
             and isinstance(v, (str, int, float, bool)) and len(json.dumps(v)) <= 256 for k, v in raw.items()),
             "trainingScriptHyperparameters", raw,
             "a JSON object of at most 98 names (not sagemaker_*) to strings, numbers or booleans")
-        names = ctx.raw("trainingScriptTunedNames")
-        if isinstance(names, str):
-            try:
-                names = json.loads(names)
-            except ValueError:
-                pass
+        names = _json_value(ctx, "trainingScriptTunedNames")
         ctx.require(isinstance(names, dict) and all(
             k in TUNED_HYPERPARAMETERS and isinstance(v, str) and SCRIPT_HYPERPARAMETER_NAME.fullmatch(v)
             and not v.startswith("sagemaker_") for k, v in names.items()),
