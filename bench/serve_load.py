@@ -49,10 +49,10 @@ def build_model(root: Path, preset: str) -> Path:
     """Exports a randomly initialised `preset` GPT with a BPE tokenizer into `root/model`."""
     from flax import nnx
 
-    from jax_llm.export import save_model
-    from jax_llm.model import GPT
-    from jax_llm.model_config import ModelConfig
-    from jax_llm.tokenizer import save_tokenizer, train_tokenizer
+    from jax_llm.model.export import save_model
+    from jax_llm.model.gpt import GPT
+    from jax_llm.model.config import ModelConfig
+    from jax_llm.data.tokenizer import save_tokenizer, train_tokenizer
 
     config = ModelConfig.preset(preset)
     tokenizer = train_tokenizer(corpus_texts(), config.vocab_size)
@@ -70,8 +70,8 @@ def make_requests(
     model_dir: Path, count: int, max_new_tokens: int, max_context: int | None = None, seed: int = 0
 ) -> list[dict]:
     """`count` TGI requests: prompts of 4 to (context - max_new_tokens - 8) tokens cut from the corpus."""
-    from jax_llm.export import read_model_config
-    from jax_llm.tokenizer import load_tokenizer
+    from jax_llm.model.export import read_model_config
+    from jax_llm.data.tokenizer import load_tokenizer
 
     context = min(read_model_config(model_dir).max_seq_len, max_context or 1 << 30)
     tokenizer = load_tokenizer(model_dir / "tokenizer.json")

@@ -3,7 +3,7 @@
     PYTHONPATH=.:containers/jax-llm .venv/bin/python bench/train_throughput.py --preset tiny --seq-len 128 \
         --batch-size 16
 
-Sets up the real `jax_llm.trainer.Trainer` on a SageMaker tree (stdlib text through the local-mode
+Sets up the real `jax_llm.training.trainer.Trainer` on a SageMaker tree (stdlib text through the local-mode
 tree builder), then alternates, `--blocks` times, equally long blocks of
   bare     the trainer's own compiled step on one batch already on the device, back to back;
   trainer  the trainer's loop: `Trainer.step` (stop check, reading this step's batch on the host,
@@ -28,12 +28,12 @@ from pathlib import Path
 
 import jax
 
-from jax_llm import sharding
-from jax_llm.hyperparameters import parse_hyperparameters
-from jax_llm.interruption import StopFlag
-from jax_llm.paths import SageMakerPaths
-from jax_llm.peak_flops import measure_matmul_peak, table_peak
-from jax_llm.trainer import Trainer
+from jax_llm.training import sharding
+from jax_llm.contract.hyperparameters import parse_hyperparameters
+from jax_llm.training.interruption import StopFlag
+from jax_llm.contract.paths import SageMakerPaths
+from jax_llm.training.peak_flops import measure_matmul_peak, table_peak
+from jax_llm.training.trainer import Trainer
 from local_mode.demo import build_corpus
 from local_mode.tree import lay_out_training_tree
 

@@ -19,7 +19,7 @@ import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from jax_llm.paths import DEFAULT_ROOT as CONTAINER_ROOT
+from jax_llm.contract.paths import DEFAULT_ROOT as CONTAINER_ROOT
 from local_mode import base_image
 from local_mode.base_image import CONTEXT
 

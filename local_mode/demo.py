@@ -134,8 +134,8 @@ def untrained_archive(model_dir: Path, seed: int, destination: Path) -> Path:
     """The exported architecture at its step-0 initialization, packaged as the trained model is."""
     from flax import nnx
 
-    from jax_llm.export import TOKENIZER_FILE, read_model_config, save_model
-    from jax_llm.model import GPT
+    from jax_llm.model.export import TOKENIZER_FILE, read_model_config, save_model
+    from jax_llm.model.gpt import GPT
 
     # The trainer initializes GPT(config, rngs=nnx.Rngs(params=seed)): the same call gives its step-0 weights.
     model = GPT(read_model_config(model_dir), rngs=nnx.Rngs(params=seed))
@@ -193,7 +193,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         if not trained.ok:
             raise StageFailed(f"training failed: {trained.failure_reason.splitlines()[0]}")
-        from jax_llm.loss_curves import PNG_FILE  # the trainer writes the plot into output/data/
+        from jax_llm.training.loss_curves import PNG_FILE  # the trainer writes the plot into output/data/
 
         plot = trained.trees["algo-1"].output_data / PNG_FILE
 

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from jax_llm.paths import SageMakerPaths
+from jax_llm.contract.paths import SageMakerPaths
 from local_mode.container_engine import ContainerEngine, container_name
 from local_mode.packaging import add_code, unpack_model
 from local_mode.runner import HostCommand, Log, free_port, host_environment, say, start_process

@@ -7,7 +7,7 @@ import tarfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from jax_llm.paths import SageMakerPaths
+from jax_llm.contract.paths import SageMakerPaths
 from local_mode.tree import fresh_root
 
 MODEL_ARCHIVE = "model.tar.gz"

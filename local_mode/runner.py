@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jax_llm.paths import SageMakerPaths
+from jax_llm.contract.paths import SageMakerPaths
 from local_mode.base_image import CONTEXT as CONTAINER_SOURCE
 from local_mode.container_engine import CONTAINER_ROOT, ISOLATED, ContainerEngine, container_name
 from local_mode.packaging import (

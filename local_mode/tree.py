@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jax_llm.paths import SageMakerPaths
+from jax_llm.contract.paths import SageMakerPaths
 
 # CreateTrainingJob limits on HyperParameters (the API rejects the request past them).
 MAX_HYPERPARAMETERS = 100

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 
-from jax_llm.hyperparameters import FIELDS, HyperparameterError, parse_hyperparameters
+from jax_llm.contract.hyperparameters import FIELDS, HyperparameterError, parse_hyperparameters
 
 from ops.aws import Aws
 from ops.errors import OpsError, not_found_as

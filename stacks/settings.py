@@ -19,7 +19,7 @@ from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
-from jax_llm.hyperparameters import HyperparameterError, TrainConfig, parse_hyperparameters
+from jax_llm.contract.hyperparameters import HyperparameterError, TrainConfig, parse_hyperparameters
 
 # An ML instance type as SageMaker names them: ml.<family>.<size>, e.g. ml.p4de.24xlarge, ml.g5.xlarge.
 ML_INSTANCE_TYPE = re.compile(r"^ml\.[a-z][a-z0-9-]*\.[a-z0-9]+$")
@@ -317,7 +317,7 @@ class PipelineSettings:
             max_wait_seconds=ctx.integer("trainingMaxWaitSeconds", minimum=60, maximum=28 * 86400),
             hyperparameters=_canonical_hyperparameters("trainingHyperparameters", _string_map(
                 ctx, "trainingHyperparameters", re.compile(r"^[a-z_][a-z0-9_]*$"),
-                "a JSON object of trainer hyperparameters (see jax_llm/hyperparameters.py)")),
+                "a JSON object of trainer hyperparameters (see jax_llm/contract/hyperparameters.py)")),
             environment=_string_map(ctx, "trainingEnvironment", ENVIRONMENT_NAME,
                                     "a JSON object of environment variable names to string values"),
             max_val_loss=ctx.number("registerMaxValLoss", minimum=0.0),

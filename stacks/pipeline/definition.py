@@ -8,7 +8,7 @@ serialises it with ``Stack.to_json_string``.
 
 from __future__ import annotations
 
-from jax_llm.metrics import OBJECTIVE_METRIC
+from jax_llm.contract.metrics import OBJECTIVE_METRIC
 from stacks.pipeline import parameters as p
 from stacks.pipeline.branches import Variant, run_time_switches
 from stacks.pipeline.expressions import step_property

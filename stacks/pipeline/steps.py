@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from jax_llm.metrics import METRIC_DEFINITIONS, OBJECTIVE_METRIC
+from jax_llm.contract.metrics import METRIC_DEFINITIONS, OBJECTIVE_METRIC
 from stacks.pipeline import parameters as p
 from stacks.pipeline.expressions import Expression, condition, execution_id, join, parameter, step_property
 from stacks.pipeline.resources import PipelineResources

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from jax_llm.metrics import OBJECTIVE_METRIC
+from jax_llm.contract.metrics import OBJECTIVE_METRIC
 from stacks.pipeline import parameters as p
 from stacks.pipeline.expressions import Expression, join, parameter, step_property
 from stacks.pipeline.resources import PipelineResources

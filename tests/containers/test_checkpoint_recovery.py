@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_llm.checkpointing import DAMAGED_DIR, STEPS_DIR, Checkpointer, CheckpointError
+from jax_llm.training.checkpointing import DAMAGED_DIR, STEPS_DIR, Checkpointer, CheckpointError
 
 
 def _state(step: int) -> dict:

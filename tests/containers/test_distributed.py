@@ -2,7 +2,7 @@
 
 import json
 
-from jax_llm.distributed import ClusterSpec, initialize, read_cluster_spec
+from jax_llm.contract.distributed import ClusterSpec, initialize, read_cluster_spec
 
 
 def test_hosts_keep_sagemakers_order_and_current_host_sets_the_process_id(tmp_path):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jax_llm.export import load_model, read_model_config, save_model
-from jax_llm.model import GPT
-from jax_llm.model_config import ModelConfig
+from jax_llm.model.export import load_model, read_model_config, save_model
+from jax_llm.model.gpt import GPT
+from jax_llm.model.config import ModelConfig
 
 
 @pytest.fixture()

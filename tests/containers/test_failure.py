@@ -1,6 +1,6 @@
 """`output/failure`: what SageMaker shows (the first 1024 characters) is the error; the traceback follows."""
 
-from jax_llm.failure import FAILURE_REASON_CHARS, write_failure
+from jax_llm.contract.failure import FAILURE_REASON_CHARS, write_failure
 
 
 def _raise_deep(depth: int):

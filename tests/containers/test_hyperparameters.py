@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from jax_llm.hyperparameters import (HyperparameterError, TrainConfig, describe, parse_hyperparameters,
+from jax_llm.contract.hyperparameters import (HyperparameterError, TrainConfig, describe, parse_hyperparameters,
                                      read_hyperparameters)
 
 
@@ -87,7 +87,7 @@ def test_readme_table_lists_every_hyperparameter_with_its_default():
 
 
 def test_preset_choices_match_the_model_presets():
-    from jax_llm.hyperparameters import PRESETS
-    from jax_llm.model_config import PRESETS as MODEL_PRESETS
+    from jax_llm.contract.hyperparameters import PRESETS
+    from jax_llm.model.config import PRESETS as MODEL_PRESETS
 
     assert set(PRESETS) == set(MODEL_PRESETS)

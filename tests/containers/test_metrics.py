@@ -4,7 +4,7 @@ import json
 import math
 import re
 
-from jax_llm.metrics import (METRIC_DEFINITIONS, METRIC_NAMES, OBJECTIVE_METRIC, format_eval_line,
+from jax_llm.contract.metrics import (METRIC_DEFINITIONS, METRIC_NAMES, OBJECTIVE_METRIC, format_eval_line,
                              format_train_line, parse_metrics)
 
 

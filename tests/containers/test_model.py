@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jax_llm.model import GPT, init_cache
-from jax_llm.model_config import ModelConfig
+from jax_llm.model.gpt import GPT, init_cache
+from jax_llm.model.config import ModelConfig
 
 CONFIG = ModelConfig.preset("tiny")
 

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from jax_llm.model_config import PRESETS, ModelConfig
+from jax_llm.model.config import PRESETS, ModelConfig
 
 
 @pytest.mark.parametrize(("name", "millions"), [("125m", 110), ("350m", 336), ("1.3b", 1275)])

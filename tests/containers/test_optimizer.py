@@ -5,8 +5,8 @@ import numpy as np
 import optax
 import pytest
 
-from jax_llm.hyperparameters import TrainConfig
-from jax_llm.optimizer import learning_rate_schedule, make_optimizer
+from jax_llm.contract.hyperparameters import TrainConfig
+from jax_llm.training.optimizer import learning_rate_schedule, make_optimizer
 
 
 def test_warmup_then_cosine_to_the_floor():

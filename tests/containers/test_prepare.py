@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jax_llm.data import load_training_data
-from jax_llm.paths import SageMakerPaths
-from jax_llm.prepare import main
-from jax_llm.shards import open_shard, read_header
-from jax_llm.tokenizer import EOS_TOKEN, load_tokenizer
+from jax_llm.data.channels import load_training_data
+from jax_llm.contract.paths import SageMakerPaths
+from jax_llm.data.prepare import main
+from jax_llm.data.shards import open_shard, read_header
+from jax_llm.data.tokenizer import EOS_TOKEN, load_tokenizer
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 DOCUMENTS = [p.read_text(encoding="utf-8") for package in ("json", "email")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from jax_llm.metrics import METRIC_DEFINITIONS
+from jax_llm.contract.metrics import METRIC_DEFINITIONS
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 REPO = Path(__file__).resolve().parents[2]

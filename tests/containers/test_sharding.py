@@ -2,7 +2,7 @@
 
 from jax.sharding import PartitionSpec as P
 
-from jax_llm.sharding import _fsdp_spec
+from jax_llm.training.sharding import _fsdp_spec
 
 
 def test_largest_divisible_dimension_is_sharded():

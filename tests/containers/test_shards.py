@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jax_llm.shards import HEADER_SIZE, ShardError, ShardWriter, open_shard, read_header, token_dtype
+from jax_llm.data.shards import HEADER_SIZE, ShardError, ShardWriter, open_shard, read_header, token_dtype
 
 META = dict(eos_id=0, fingerprint="0123456789abcdef")
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jax_llm import text_corpus
-from jax_llm.shards import ShardWriter, open_shard
-from jax_llm.text_corpus import CorpusError, encode_pieces, iter_pieces, list_files
-from jax_llm.tokenizer import EOS_TOKEN, eos_id, fingerprint, train_tokenizer
+from jax_llm.data import text_corpus
+from jax_llm.data.shards import ShardWriter, open_shard
+from jax_llm.data.text_corpus import CorpusError, encode_pieces, iter_pieces, list_files
+from jax_llm.data.tokenizer import EOS_TOKEN, eos_id, fingerprint, train_tokenizer
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 DOCUMENTS = [p.read_text(encoding="utf-8") for p in sorted((STDLIB / "json").glob("*.py"))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jax_llm.token_dataset import TokenDataset, TokenStream
+from jax_llm.data.token_dataset import TokenDataset, TokenStream
 
 SEQ = 8
 

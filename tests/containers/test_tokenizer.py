@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from jax_llm.tokenizer import (EOS_TOKEN, TokenizerError, eos_id, fingerprint, load_tokenizer, save_tokenizer,
+from jax_llm.data.tokenizer import (EOS_TOKEN, TokenizerError, eos_id, fingerprint, load_tokenizer, save_tokenizer,
                                train_tokenizer)
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -42,7 +42,7 @@ def test_vocabulary_has_the_requested_size_with_eos_as_one_special_token(tokeniz
 def test_training_is_deterministic_across_processes(tokenizer):
     # Every host trains its own tokenizer on the same files: they must agree bit for bit.
     script = (
-        "import json, sys; from jax_llm.tokenizer import train_tokenizer; "
+        "import json, sys; from jax_llm.data.tokenizer import train_tokenizer; "
         "print(train_tokenizer(json.load(sys.stdin), 600).to_str())"
     )
     out = subprocess.run([sys.executable, "-c", script], input=json.dumps(CORPUS), capture_output=True, text=True,

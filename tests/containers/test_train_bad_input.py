@@ -7,9 +7,9 @@ import tempfile
 
 import pytest
 
-from jax_llm import train
-from jax_llm.failure import write_failure
-from jax_llm.hyperparameters import parse_hyperparameters
+from jax_llm.training import train
+from jax_llm.contract.failure import write_failure
+from jax_llm.contract.hyperparameters import parse_hyperparameters
 from tests.conftest import TINY_HYPERPARAMETERS, train_command_env, write_training_tree
 
 

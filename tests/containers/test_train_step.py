@@ -10,11 +10,11 @@ from tests.conftest import CONTAINER_SRC
 # Runs in a child process: the device count is fixed when JAX starts.
 SCRIPT = r"""
 import json, numpy as np, jax
-from jax_llm import sharding
-from jax_llm.hyperparameters import TrainConfig
-from jax_llm.model_config import ModelConfig
-from jax_llm.optimizer import make_optimizer
-from jax_llm.train_step import create_train_state, make_train_step
+from jax_llm.training import sharding
+from jax_llm.contract.hyperparameters import TrainConfig
+from jax_llm.model.config import ModelConfig
+from jax_llm.training.optimizer import make_optimizer
+from jax_llm.training.train_step import create_train_state, make_train_step
 
 model_config = ModelConfig.preset("tiny", max_seq_len=16)
 batch = np.random.default_rng(0).integers(0, model_config.vocab_size, (8, 17)).astype(np.int32)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from jax_llm.shards import read_header
+from jax_llm.data.shards import read_header
 from local_mode.runner import run_processing
 from tests.conftest import CORPUS_MODULES, write_stdlib_corpus
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jax_llm.metrics import METRIC_DEFINITIONS
+from jax_llm.contract.metrics import METRIC_DEFINITIONS
 from local_mode.container_engine import container_name
 from tests.image.conftest import HYPERPARAMETERS, train_in_image
 

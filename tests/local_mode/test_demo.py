@@ -25,11 +25,11 @@ def test_the_corpus_is_real_python_source_within_the_budget(tmp_path: Path) -> N
 def test_the_before_model_is_the_trainers_own_step_0_initialization(
     tmp_path: Path, tiny_training_run
 ) -> None:
-    from jax_llm.export import read_model_config
-    from jax_llm.hyperparameters import TrainConfig
-    from jax_llm.optimizer import make_optimizer
-    from jax_llm.sharding import make_mesh
-    from jax_llm.train_step import create_train_state
+    from jax_llm.model.export import read_model_config
+    from jax_llm.contract.hyperparameters import TrainConfig
+    from jax_llm.training.optimizer import make_optimizer
+    from jax_llm.training.sharding import make_mesh
+    from jax_llm.training.train_step import create_train_state
 
     seed = json.loads(
         json.loads((tiny_training_run.root / "input/config/hyperparameters.json").read_text())["seed"]

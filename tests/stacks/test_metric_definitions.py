@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from jax_llm.metrics import OBJECTIVE_METRIC
+from jax_llm.contract.metrics import OBJECTIVE_METRIC
 from tests.stacks.cfn_values import walk_steps
 
 

@@ -12,8 +12,8 @@ import re
 import pytest
 from aws_cdk import App, Stack
 
-from jax_llm.hyperparameters import FIELDS, parse_hyperparameters
-from jax_llm.metrics import METRIC_DEFINITIONS, OBJECTIVE_METRIC
+from jax_llm.contract.hyperparameters import FIELDS, parse_hyperparameters
+from jax_llm.contract.metrics import METRIC_DEFINITIONS, OBJECTIVE_METRIC
 from stacks.constructs.training_trigger import definition_digest
 from stacks.settings import Settings, SettingsError
 from tests.stacks.cfn_values import TemplateValues, resources_of_type, walk_steps

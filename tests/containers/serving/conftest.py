@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from jax_llm.export import TOKENIZER_FILE, load_model
+from jax_llm.model.export import TOKENIZER_FILE, load_model
 from jax_llm.serving.runner import ModelRunner
 from jax_llm.serving.settings import ServingSettings
-from jax_llm.tokenizer import load_tokenizer
+from jax_llm.data.tokenizer import load_tokenizer
 
 SLOTS = 4
 

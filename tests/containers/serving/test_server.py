@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from jax_llm.export import read_model_config
+from jax_llm.model.export import read_model_config
 from local_mode.runner import free_port
 
 pytestmark = pytest.mark.slow

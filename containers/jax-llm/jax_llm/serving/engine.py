@@ -28,7 +28,7 @@ from jax_llm.serving.detokenize import IncrementalText
 from jax_llm.serving.runner import DecodeStep, ModelRunner, SlotParams
 from jax_llm.serving.sampling import seed_key_data
 from jax_llm.serving.schema import GenerateRequest, Generation, RequestError, Token, validation_error
-from jax_llm.tokenizer import EOS_TOKEN, eos_id
+from jax_llm.data.tokenizer import EOS_TOKEN, eos_id
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ import time
 
 import jax
 
-from jax_llm.export import TOKENIZER_FILE, load_model, read_model_config
+from jax_llm.model.export import TOKENIZER_FILE, load_model, read_model_config
 from jax_llm.serving.engine import Engine
 from jax_llm.serving.runner import ModelRunner
 from jax_llm.serving.settings import ServingSettings
-from jax_llm.tokenizer import load_tokenizer
+from jax_llm.data.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
 

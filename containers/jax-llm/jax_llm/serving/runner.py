@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jax_llm.model import GPT, KVCache, init_cache
+from jax_llm.model.gpt import GPT, KVCache, init_cache
 from jax_llm.serving.sampling import choose_tokens
 
 log = logging.getLogger(__name__)

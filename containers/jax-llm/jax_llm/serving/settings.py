@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from jax_llm.paths import SageMakerPaths
+from jax_llm.contract.paths import SageMakerPaths
 
 ONLINE_PAYLOAD_MB = 6  # InvokeEndpoint's fixed request limit
 ONLINE_TIMEOUT_S = 55.0  # InvokeEndpoint's client gives up at 60 s; answer before, with what we have

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import optax
 
-from jax_llm.hyperparameters import TrainConfig
+from jax_llm.contract.hyperparameters import TrainConfig
 
 
 def learning_rate_schedule(config: TrainConfig) -> optax.Schedule:

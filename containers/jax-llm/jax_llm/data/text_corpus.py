@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from jax_llm.shards import ShardWriter
-from jax_llm.tokenizer import eos_id
+from jax_llm.data.shards import ShardWriter
+from jax_llm.data.tokenizer import eos_id
 
 TEXT_SUFFIXES = (".txt", ".jsonl", ".txt.gz", ".jsonl.gz")
 PIECE_CHARS = 1 << 20  # characters per piece of a long .txt document

@@ -16,9 +16,9 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
-from jax_llm import sharding
-from jax_llm.model import GPT
-from jax_llm.model_config import ModelConfig
+from jax_llm.training import sharding
+from jax_llm.model.gpt import GPT
+from jax_llm.model.config import ModelConfig
 
 
 @dataclasses.dataclass

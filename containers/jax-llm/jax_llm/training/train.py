@@ -1,7 +1,7 @@
 """`python -m jax_llm train`: the training job's entry point; wires hyperparameters, SIGTERM and failures.
 
 Exit codes: 0 when trained and exported; 143 after SIGTERM (checkpoint saved, no export, see
-jax_llm.interruption); 1 on any error, with `output/failure` starting with the error's type and message.
+jax_llm.training.interruption); 1 on any error, with `output/failure` starting with the error's type and message.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import json
 import signal
 import sys
 
-from jax_llm.failure import write_failure, write_message
-from jax_llm import script_mode
-from jax_llm.hyperparameters import TrainConfig, read_hyperparameters, read_raw
-from jax_llm.interruption import EXIT_INTERRUPTED, Interrupted, StopFlag
-from jax_llm.paths import SageMakerPaths
+from jax_llm.contract.failure import write_failure, write_message
+from jax_llm.contract import script_mode
+from jax_llm.contract.hyperparameters import TrainConfig, read_hyperparameters, read_raw
+from jax_llm.training.interruption import EXIT_INTERRUPTED, Interrupted, StopFlag
+from jax_llm.contract.paths import SageMakerPaths
 
 
 # What decides a training step's memory, named first in output/failure when the device runs out of it.
@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
             return script_mode.run(paths, read_raw(paths.hyperparameters))  # the team's own train.py
         config = read_hyperparameters(paths.hyperparameters)  # fails before anything heavy is imported
         print(f"hyperparameters: {json.dumps(dataclasses.asdict(config))}", flush=True)
-        from jax_llm.trainer import run  # JAX and the rest load only once the hyperparameters are good
+        from jax_llm.training.trainer import run  # JAX and the rest load only once the hyperparameters are good
 
         run(config, paths, stop)
         return 0

@@ -19,7 +19,7 @@ from typing import Any
 IGNORED_PREFIX = "sagemaker_"
 IGNORED_KEYS = frozenset({"_tuning_objective_metric"})
 
-PRESETS = ("tiny", "125m", "350m", "1.3b")  # mirrors jax_llm.model_config.PRESETS (which imports jax)
+PRESETS = ("tiny", "125m", "350m", "1.3b")  # mirrors jax_llm.model.config.PRESETS (which imports jax)
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
 
 

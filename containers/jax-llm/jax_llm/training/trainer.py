@@ -16,19 +16,20 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jax_llm import distributed, sharding
-from jax_llm.checkpointing import Checkpointer
-from jax_llm.data import load_training_data
-from jax_llm.export import save_model
-from jax_llm.hyperparameters import HyperparameterError, TrainConfig
-from jax_llm.interruption import Interrupted, StopFlag
-from jax_llm.loss_curves import write_loss_curves
-from jax_llm.metrics import format_eval_line, format_train_line
-from jax_llm.model_config import ModelConfig
-from jax_llm.optimizer import learning_rate_schedule, make_optimizer
-from jax_llm.paths import SageMakerPaths
-from jax_llm.peak_flops import device_peak
-from jax_llm.train_step import abstract_state, create_train_state, make_eval_step, make_train_step
+from jax_llm.contract import distributed
+from jax_llm.training import sharding
+from jax_llm.training.checkpointing import Checkpointer
+from jax_llm.data.channels import load_training_data
+from jax_llm.model.export import save_model
+from jax_llm.contract.hyperparameters import HyperparameterError, TrainConfig
+from jax_llm.training.interruption import Interrupted, StopFlag
+from jax_llm.training.loss_curves import write_loss_curves
+from jax_llm.contract.metrics import format_eval_line, format_train_line
+from jax_llm.model.config import ModelConfig
+from jax_llm.training.optimizer import learning_rate_schedule, make_optimizer
+from jax_llm.contract.paths import SageMakerPaths
+from jax_llm.training.peak_flops import device_peak
+from jax_llm.training.train_step import abstract_state, create_train_state, make_eval_step, make_train_step
 
 
 class Trainer:

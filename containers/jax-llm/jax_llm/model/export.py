@@ -22,8 +22,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from jax_llm.model import GPT
-from jax_llm.model_config import ModelConfig
+from jax_llm.model.gpt import GPT
+from jax_llm.model.config import ModelConfig
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"

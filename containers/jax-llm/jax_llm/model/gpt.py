@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jax_llm.model_config import ModelConfig
+from jax_llm.model.config import ModelConfig
 
 
 class LayerCache(NamedTuple):

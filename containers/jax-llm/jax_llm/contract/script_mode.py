@@ -29,9 +29,9 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from jax_llm import distributed
-from jax_llm.failure import FAILURE_REASON_CHARS
-from jax_llm.paths import SageMakerPaths
+from jax_llm.contract import distributed
+from jax_llm.contract.failure import FAILURE_REASON_CHARS
+from jax_llm.contract.paths import SageMakerPaths
 
 PROGRAM = "sagemaker_program"
 SUBMIT_DIRECTORY = "sagemaker_submit_directory"

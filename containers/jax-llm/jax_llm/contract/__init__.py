@@ -1,0 +1,1 @@
+"""SageMaker's side of the container: /opt/ml paths, hyperparameters, metric lines, the failure file, hosts, script mode."""

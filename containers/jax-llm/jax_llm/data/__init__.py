@@ -1,0 +1,1 @@
+"""Channels, token shards, the tokenizer, raw text and `prepare`."""

@@ -1,0 +1,1 @@
+"""The GPT, its config and the export format."""

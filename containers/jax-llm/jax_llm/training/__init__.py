@@ -1,0 +1,1 @@
+"""The trainer: entry point, loop, step, optimizer, sharding, checkpoints, SIGTERM."""
