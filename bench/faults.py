@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.serve_load import build_model, machine, make_requests, start_server
+from bench.serve_load import build_model, corpus_texts, machine, make_requests, start_server
 from local_mode.tree import lay_out_training_tree
 
 REPO = Path(__file__).resolve().parents[1]
@@ -198,8 +198,7 @@ DAMAGE = {
 def training(work: Path) -> list[dict]:
     corpus = work / "corpus"
     corpus.mkdir(parents=True)
-    (corpus / "train.txt").write_text("\n".join(t for t in __import__("bench.serve_load", fromlist=["x"])
-                                                 .corpus_texts()))
+    (corpus / "train.txt").write_text("\n".join(corpus_texts()))
     reference = lay_out_training_tree(work / "reference", hyperparameters=HYPERPARAMETERS,
                                       channels={"train": corpus})
     code, log = _train(reference.root)

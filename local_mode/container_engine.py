@@ -145,13 +145,15 @@ class ContainerEngine:
         """`stop`: SIGTERM to the container's PID 1, SIGKILL after `grace_s`, as SageMaker stops a job."""
         return [self.name, "stop", "--time", str(max(1, round(grace_s))), container]
 
-    def build(self, log: Log, base: str | None = None, context: Path = CONTEXT, *, no_cache: bool = False) -> None:
+    def build(self, log: Log, base: str | None = None, context: Path = CONTEXT, *,
+              no_cache: bool = False) -> None:
         """Builds the image from `context` (containers/jax-llm) on `base`, or the base this machine can get."""
         base = base or base_image.resolve(self.name, log)
         ca_bundle = build_ca_bundle()
         log(f"building {self.tag} ({self.variant}) on {base} with {self.name}"
             + (f", trusting {ca_bundle} for pip (build secret)" if ca_bundle else ""))
-        result = subprocess.run(self.build_argv(base, ca_bundle, context, no_cache=no_cache), capture_output=True, text=True)
+        argv = self.build_argv(base, ca_bundle, context, no_cache=no_cache)
+        result = subprocess.run(argv, capture_output=True, text=True)
         if result.returncode != 0:
             raise EngineError(f"{self.name} build failed (exit {result.returncode}):\n"
                               + "\n".join((result.stdout + result.stderr).splitlines()[-30:]))
@@ -167,11 +169,8 @@ class ContainerEngine:
                        timeout=grace_s + PROBE_TIMEOUT_S)
 
     @contextlib.contextmanager
-    def network(self, name: str | None) -> Iterator[None]:
+    def network(self, name: str) -> Iterator[None]:
         """A user-defined bridge network for the job's life, so that algo-1..N resolve to each other."""
-        if name is None:
-            yield
-            return
         subprocess.run([self.name, "network", "create", name], check=True, capture_output=True)
         try:
             yield

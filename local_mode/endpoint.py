@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import urllib.error
@@ -51,10 +50,9 @@ class LocalEndpoint:
         self.url = f"http://127.0.0.1:{self.port}"
         self.lines: list[str] = []
         if engine is not None:  # on the engine's bridge: SageMaker's port 8080 published on the loopback
-            name = container_name(root.name, f"serve-{self.port}")
-            argv = engine.run_argv(self.paths.root, ["serve"], container=name, hostname="algo-1",
-                                   env=environment, network=None, port=self.port)
-            self.command = HostCommand(argv, dict(os.environ), engine, name)
+            self.command = HostCommand.in_container(
+                engine, self.paths.root, ["serve"], name=container_name(root.name, f"serve-{self.port}"),
+                hostname="algo-1", env=environment, network=None, port=self.port)
         else:
             env = host_environment(self.paths, {"SAGEMAKER_BIND_TO_PORT": str(self.port), **environment})
             self.command = HostCommand([sys.executable, "-m", "jax_llm", "serve"], env)

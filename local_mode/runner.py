@@ -153,6 +153,13 @@ class HostCommand:
     engine: ContainerEngine | None = None  # set: `argv` runs a container named `container`
     container: str = ""
 
+    @classmethod
+    def in_container(cls, engine: ContainerEngine, tree: Path, arguments: Sequence[str], *, name: str,
+                     **run: Any) -> HostCommand:
+        """`arguments` given to the image's ENTRYPOINT in a container `name` with `tree` at /opt/ml
+        (`run`: run_argv's hostname, env, network, port)."""
+        return cls(engine.run_argv(tree, arguments, container=name, **run), dict(os.environ), engine, name)
+
     def stop(self, process: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> int:
         """A host process gets SIGTERM itself; a container's PID 1 gets it through `docker/podman stop`.
 
@@ -221,10 +228,8 @@ def _training_command(
         "TRAINING_JOB_ARN": f"arn:aws:sagemaker:local:000000000000:training-job/{job_name}",
     }
     if engine is not None:  # containers find algo-1 by name and meet at its port, as on SageMaker
-        name = container_name(job_name, host)
-        argv = engine.run_argv(paths.root, ["train"], container=name, hostname=host, env=env,
-                               network=_network(job_name, hosts))
-        return HostCommand(argv, dict(os.environ), engine, name)
+        return HostCommand.in_container(engine, paths.root, ["train"], name=container_name(job_name, host),
+                                        hostname=host, env=env, network=_network(job_name, hosts))
     if len(hosts) > 1:  # algo-1 does not resolve on this machine: the processes meet on the loopback instead
         env["JAX_COORDINATOR_ADDRESS"] = f"127.0.0.1:{port}"
     return HostCommand([sys.executable, "-m", "jax_llm", "train"], host_environment(paths, env))
@@ -325,9 +330,8 @@ def run_processing(
         container_root=CONTAINER_ROOT if engine else None,
     )
     if engine is not None:
-        name = container_name(job_name, "algo-1")
-        argv = engine.run_argv(paths.root, list(arguments), container=name, hostname="algo-1", env={})
-        command = HostCommand(argv, dict(os.environ), engine, name)
+        command = HostCommand.in_container(engine, paths.root, arguments, name=container_name(job_name, "algo-1"),
+                                           hostname="algo-1", env={})
     else:
         command = HostCommand([sys.executable, "-m", "jax_llm", *arguments], host_environment(paths))
     say(f"processing job {job_name}: {' '.join(arguments)}; tree at {paths.root}")

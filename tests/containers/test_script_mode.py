@@ -6,7 +6,6 @@ The tree is what SageMaker (and local mode) lays out; the script reports from in
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -89,7 +89,7 @@ class TrainConfig:
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
-def _decode(raw: Any) -> Any:
+def decode_hyperparameter(raw: Any) -> Any:
     """The training toolkit's rule: JSON if it parses, else the raw string."""
     if not isinstance(raw, str):
         return raw
@@ -100,7 +100,7 @@ def _decode(raw: Any) -> Any:
 
 
 def _typed(key: str, raw: Any, kind: type) -> Any:
-    value = _decode(raw)
+    value = decode_hyperparameter(raw)
     if kind is str:
         # "1.3b" stays a string; a JSON number for a string field keeps its raw text.
         return value if isinstance(value, str) else str(raw)

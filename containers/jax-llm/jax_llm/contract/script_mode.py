@@ -20,7 +20,6 @@ and JAX_PROCESS_ID come from `resourceconfig.json` by the same rules as the buil
 from __future__ import annotations
 
 import collections
-import json
 import os
 import signal
 import subprocess
@@ -31,12 +30,13 @@ from pathlib import Path
 
 from jax_llm.contract import distributed
 from jax_llm.contract.failure import FAILURE_REASON_CHARS
+from jax_llm.contract.hyperparameters import decode_hyperparameter
 from jax_llm.contract.paths import SageMakerPaths
+from jax_llm.contract.requirements import pip_install
 
 PROGRAM = "sagemaker_program"
 SUBMIT_DIRECTORY = "sagemaker_submit_directory"
 CODE_CHANNEL_SOURCE = "input/data/code/sourcedir.tar.gz"  # where the SDK points it under network isolation
-PIP_TIMEOUT_S = 15  # per connection attempt: with network isolation pip fails at once, never hangs
 TAIL_LINES = 40
 
 
@@ -44,13 +44,10 @@ class ScriptModeError(RuntimeError):
     """The user's code could not be fetched, installed or started; the message says what to do."""
 
 
-def _decoded(value: str) -> str:
-    """The training toolkit's rule: JSON-decoded when it parses ("\\"train.py\\"" -> train.py), else raw."""
-    try:
-        decoded = json.loads(value)
-    except ValueError:
-        return value
-    return decoded if isinstance(decoded, str) else value
+def _text(raw: str) -> str:
+    """A string hyperparameter by the toolkit's rule (decode_hyperparameter: "\"train.py\"" -> train.py)."""
+    value = decode_hyperparameter(raw)
+    return value if isinstance(value, str) else raw
 
 
 def requested(raw_hyperparameters: Mapping[str, str]) -> bool:
@@ -75,18 +72,9 @@ def fetch_source(submit_directory: str, code_dir: Path) -> None:
 
 def install_requirements(code_dir: Path) -> None:
     """`pip install -r requirements.txt` when the source has one, preferring wheels shipped beside it."""
-    requirements = code_dir / "requirements.txt"
-    if not requirements.is_file():
-        return
-    print(f"installing {requirements}", flush=True)
-    argv = [sys.executable, "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
-            "--timeout", str(PIP_TIMEOUT_S), "--retries", "1", "--find-links", str(code_dir),
-            "-r", str(requirements)]
-    result = subprocess.run(argv, cwd=code_dir, capture_output=True, text=True)
-    if result.returncode != 0:
-        last = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()][-3:]
+    if (failure := pip_install(code_dir)) is not None:
         raise ScriptModeError(
-            f"could not install {requirements.name}: {' | '.join(last)}. A training job with network "
+            f"could not install requirements.txt: {failure}. A training job with network "
             "isolation cannot reach PyPI: ship the wheels in the source directory "
             "(pip download -r requirements.txt -d src/wheels) and they are installed from there")
 
@@ -130,8 +118,8 @@ def run(paths: SageMakerPaths, raw_hyperparameters: Mapping[str, str]) -> int:
     """Fetches, installs and runs the user's entry point; returns its exit code (143 after SIGTERM)."""
     from sagemaker_training import environment  # the toolkit's rules for SM_* and the arguments
 
-    program = _decoded(raw_hyperparameters[PROGRAM])
-    submit = _decoded(raw_hyperparameters.get(SUBMIT_DIRECTORY, '""'))
+    program = _text(raw_hyperparameters[PROGRAM])
+    submit = _text(raw_hyperparameters.get(SUBMIT_DIRECTORY, '""'))
     code_dir = paths.root / "code"
     if submit:
         fetch_source(submit, code_dir)

@@ -56,7 +56,8 @@ def error_response(error: RequestError, headers: dict[str, str]) -> JSONResponse
 
 async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     """The request body; 413 if it exceeds `limit` bytes (read to the end so the client gets the answer),
-    408 if it has not arrived whole within `timeout_s` (a client holding a partial body open)."""
+    408 if it has not arrived whole within `timeout_s` (a client holding a partial body open), 499 if the
+    client left before sending it all."""
     declared = request.headers.get("content-length", "")
     chunks, size = [], 0
     try:
@@ -68,6 +69,9 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     except TimeoutError:
         raise RequestError(408, "request_timeout", f"the request body did not arrive within {timeout_s:g} s "
                                                    f"({size} bytes of {declared or 'unknown'} received)") from None
+    except ClientDisconnect:  # routine: one INFO line; 499 (nginx's "client closed request") goes to nobody
+        log.info("client disconnected before sending its whole request body")
+        raise RequestError(499, "client_disconnected", "the client left before sending its whole body") from None
     if size > limit or (declared.isdigit() and int(declared) > limit):
         raise RequestError(
             413, "payload_too_large", f"request body is {size} bytes; the limit is {limit} bytes"
@@ -194,9 +198,6 @@ async def invocations(request: Request) -> Response:
         return JSONResponse(answers[0], headers=headers)
     except RequestError as error:
         return error_response(error, headers)
-    except ClientDisconnect:  # routine: the client went away before it sent its whole body
-        log.info("client disconnected before sending its whole request body")
-        return Response(status_code=499)  # nobody reads it; nginx's code for "client closed request"
 
 
 def _resolver(mailbox: Mailbox, future: asyncio.Future):

@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from jax_llm.contract.requirements import pip_install
+
 PROGRAM_VARIABLE = "SAGEMAKER_PROGRAM"
 DEFAULT_PROGRAM = "inference.py"
 DEFAULT_ACCEPT_VARIABLE = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
-PIP_TIMEOUT_S = 15
 
 
 class HandlerError(RuntimeError):
@@ -42,17 +42,9 @@ def user_program(model_dir: Path, environ: Mapping[str, str] | None = None) -> P
 
 def install_requirements(code_dir: Path) -> None:
     """`code/requirements.txt`, installed at start (wheels shipped in code/ are preferred)."""
-    requirements = code_dir / "requirements.txt"
-    if not requirements.is_file():
-        return
-    argv = [sys.executable, "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
-            "--timeout", str(PIP_TIMEOUT_S), "--retries", "1", "--find-links", str(code_dir),
-            "-r", str(requirements)]
-    result = subprocess.run(argv, capture_output=True, text=True)
-    if result.returncode != 0:
-        last = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()][-3:]
-        raise HandlerError(f"could not install {requirements}: {' | '.join(last)}; an endpoint with network "
-                           "isolation cannot reach PyPI: ship the wheels in code/")
+    if (failure := pip_install(code_dir)) is not None:
+        raise HandlerError(f"could not install {code_dir / 'requirements.txt'}: {failure}; an endpoint with "
+                           "network isolation cannot reach PyPI: ship the wheels in code/")
 
 
 class Handler:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -55,9 +55,6 @@ async def invocations(request: Request) -> Response:
         return Response(answer, media_type=answer_type, headers=headers)
     except RequestError as error:
         return error_response(error, headers)
-    except ClientDisconnect:
-        log.info("client disconnected before sending its whole request body")
-        return Response(status_code=499)
 
 
 def create_handler_app(settings: ServingSettings, program: Path) -> Starlette:

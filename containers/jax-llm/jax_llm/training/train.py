@@ -11,11 +11,11 @@ import json
 import signal
 import sys
 
-from jax_llm.contract.failure import write_failure, write_message
 from jax_llm.contract import script_mode
+from jax_llm.contract.failure import write_failure, write_message
 from jax_llm.contract.hyperparameters import TrainConfig, read_hyperparameters, read_raw
-from jax_llm.training.interruption import EXIT_INTERRUPTED, Interrupted, StopFlag
 from jax_llm.contract.paths import SageMakerPaths
+from jax_llm.training.interruption import EXIT_INTERRUPTED, Interrupted, StopFlag
 
 
 # What decides a training step's memory, named first in output/failure when the device runs out of it.
@@ -35,8 +35,9 @@ def main(argv: list[str]) -> int:
         if not paths.hyperparameters.exists():  # SageMaker always writes it: the tree is broken
             print(f"WARNING: {paths.hyperparameters} does not exist (SageMaker always writes it); training "
                   f"with EVERY DEFAULT hyperparameter: {DEFAULTS_SAID}", file=sys.stderr, flush=True)
-        if paths.hyperparameters.exists() and script_mode.requested(read_raw(paths.hyperparameters)):
-            return script_mode.run(paths, read_raw(paths.hyperparameters))  # the team's own train.py
+        raw = read_raw(paths.hyperparameters) if paths.hyperparameters.exists() else {}
+        if script_mode.requested(raw):
+            return script_mode.run(paths, raw)  # the team's own train.py
         config = read_hyperparameters(paths.hyperparameters)  # fails before anything heavy is imported
         print(f"hyperparameters: {json.dumps(dataclasses.asdict(config))}", flush=True)
         from jax_llm.training.trainer import run  # JAX and the rest load only once the hyperparameters are good
