@@ -53,34 +53,58 @@ def malformed_cases(url: str, port: int) -> list[tuple[str, callable, set[int]]]
                     return None  # the client leaves: there is no answer to read
                 head = connection.recv(65536)
             return int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/1.1 ") else -1
+
         return send
 
-    partial = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    partial = (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Content-Length: 100\r\n\r\n")
     return [
         ("invalid JSON", post(b'{"inputs": "x'), {400}),
         ("not UTF-8", post(b'{"inputs": "\xff\xfe"}'), {400}),
         ("empty body", post(b""), {400}),
         ("JSON nested 100000 deep", post(b"[" * 100_000 + b"]" * 100_000), {400}),
         ("a JSON list, not an object", post(b"[1, 2]"), {422}),
-        ("form-encoded body", post(b"inputs=x", {"Content-Type": "application/x-www-form-urlencoded"}), {415}),
+        (
+            "form-encoded body",
+            post(b"inputs=x", {"Content-Type": "application/x-www-form-urlencoded"}),
+            {415},
+        ),
         ("inputs missing", post(b'{"parameters": {}}'), {422}),
         ("inputs a number", post(b'{"inputs": 3}'), {422}),
         ("unknown parameter", post(b'{"inputs": "a", "parameters": {"frequency_penalty": 1}}'), {422}),
         ("temperature NaN", post(b'{"inputs": "a", "parameters": {"temperature": NaN}}'), {400, 422}),
         ("temperature -1", post(b'{"inputs": "a", "parameters": {"temperature": -1}}'), {422}),
-        ("temperature 1e-39 (answered greedily)",
-         post(b'{"inputs": "a", "parameters": {"temperature": 1e-39, "max_new_tokens": 4}}'), {200}),
-        ("max_new_tokens 10^9", post(b'{"inputs": "a", "parameters": {"max_new_tokens": 1000000000}}'), {422}),
+        (
+            "temperature 1e-39 (answered greedily)",
+            post(b'{"inputs": "a", "parameters": {"temperature": 1e-39, "max_new_tokens": 4}}'),
+            {200},
+        ),
+        (
+            "max_new_tokens 10^9",
+            post(b'{"inputs": "a", "parameters": {"max_new_tokens": 1000000000}}'),
+            {422},
+        ),
         ("seed 2^70", post(b'{"inputs": "a", "parameters": {"seed": 1180591620717411303424}}'), {422}),
-        ("stop with 100 sequences", post(json.dumps({"inputs": "a", "parameters": {
-            "stop": [str(i) for i in range(100)]}}).encode()), {422}),
+        (
+            "stop with 100 sequences",
+            post(json.dumps({"inputs": "a", "parameters": {"stop": [str(i) for i in range(100)]}}).encode()),
+            {422},
+        ),
         ("stream of a list", post(b'{"inputs": ["a", "b"], "stream": true}'), {422}),
-        ("289 inputs (more than slots + queue)",
-         post(json.dumps({"inputs": ["a"] * (32 + QUEUE + 1)}).encode()), {422}),
+        (
+            "289 inputs (more than slots + queue)",
+            post(json.dumps({"inputs": ["a"] * (32 + QUEUE + 1)}).encode()),
+            {422},
+        ),
         ("body over 6 MB", post(json.dumps({"inputs": "x" * (6 << 20)}).encode()), {413}),
-        ("custom attributes of 1 MB", post(b'{"inputs": "a", "parameters": {"max_new_tokens": 1}}',
-                                           {**JSON, "X-Amzn-SageMaker-Custom-Attributes": "k" * (1 << 20)}),
-         {400, 431}),
+        (
+            "custom attributes of 1 MB",
+            post(
+                b'{"inputs": "a", "parameters": {"max_new_tokens": 1}}',
+                {**JSON, "X-Amzn-SageMaker-Custom-Attributes": "k" * (1 << 20)},
+            ),
+            {400, 431},
+        ),
         ("half a body held open", raw(partial + b'{"inputs": '), {408}),
         ("half a body, then gone", raw(partial + b'{"inputs": ', close_after=True), {None}),
         ("GET /invocations", lambda: httpx.get(f"{url}/invocations", timeout=10), {405}),
@@ -89,7 +113,7 @@ def malformed_cases(url: str, port: int) -> list[tuple[str, callable, set[int]]]
 
 
 class PingWatch(threading.Thread):
-    """Polls /ping every 50 ms from a thread of its own (the burst's event loop would delay it) until stopped."""
+    """Polls /ping every 50 ms from a thread of its own (the burst's event loop would delay it)."""
 
     def __init__(self, url: str):
         super().__init__(daemon=True)
@@ -114,14 +138,19 @@ async def burst(url: str, requests: list[dict]) -> dict:
     lost = 0
     limits = httpx.Limits(max_connections=len(requests) + 4)
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+
         async def one(payload: dict) -> None:
             nonlocal lost
             try:
                 async with client.stream("POST", "/invocations", json=payload) as response:
                     body = await response.aread()
                 statuses[response.status_code] += 1
-                if response.status_code == 200 and payload["stream"] and b'"generated_text":"' not in body \
-                        and b'"generated_text": "' not in body:
+                if (
+                    response.status_code == 200
+                    and payload["stream"]
+                    and b'"generated_text":"' not in body
+                    and b'"generated_text": "' not in body
+                ):
                     lost += 1  # a stream that ended without its final event
             except httpx.HTTPError:
                 lost += 1
@@ -133,14 +162,28 @@ async def burst(url: str, requests: list[dict]) -> dict:
         seconds = time.perf_counter() - started
         watch.done.set()
         watch.join()
-    return {"sent": len(requests), "by_status": dict(sorted(statuses.items())), "lost": lost,
-            "seconds": seconds, "pings": watch.count, "pings_not_200": watch.failed, "worst_ping_s": watch.worst_s}
+    return {
+        "sent": len(requests),
+        "by_status": dict(sorted(statuses.items())),
+        "lost": lost,
+        "seconds": seconds,
+        "pings": watch.count,
+        "pings_not_200": watch.failed,
+        "worst_ping_s": watch.worst_s,
+    }
 
 
 def serving(requests_count: int, work: Path) -> dict:
     model = build_model(work / "serve", "tiny")
-    server = start_server(model.parent, 32, work / "cache", work / "serve.log", None,
-                          JAX_LLM_MAX_QUEUE=str(QUEUE), JAX_LLM_BODY_TIMEOUT_S="5")
+    server = start_server(
+        model.parent,
+        32,
+        work / "cache",
+        work / "serve.log",
+        None,
+        JAX_LLM_MAX_QUEUE=str(QUEUE),
+        JAX_LLM_BODY_TIMEOUT_S="5",
+    )
     try:
         requests = make_requests(model, requests_count, 24)
         for i, request in enumerate(requests):
@@ -154,23 +197,44 @@ def serving(requests_count: int, work: Path) -> dict:
             except httpx.HTTPError as error:
                 status = f"no answer ({type(error).__name__})"
             healthy = httpx.get(f"{server.url}/ping", timeout=5).status_code == 200
-            cases.append({"case": name, "status": status, "expected": sorted(map(str, expected)),
-                          "ok": status in expected and healthy})
+            cases.append(
+                {
+                    "case": name,
+                    "status": status,
+                    "expected": sorted(map(str, expected)),
+                    "ok": status in expected and healthy,
+                }
+            )
         return {"load": load, "malformed": cases}
     finally:
         server.stop()
 
 
-HYPERPARAMETERS = {"preset": "tiny", "max_steps": 24, "batch_size": 8, "seq_len": 64, "vocab_size": 512,
-                   "log_every": 4, "eval_every": 0, "eval_batches": 1, "checkpoint_every": 8,
-                   "keep_checkpoints": 3, "seed": 3}
+HYPERPARAMETERS = {
+    "preset": "tiny",
+    "max_steps": 24,
+    "batch_size": 8,
+    "seq_len": 64,
+    "vocab_size": 512,
+    "log_every": 4,
+    "eval_every": 0,
+    "eval_batches": 1,
+    "checkpoint_every": 8,
+    "keep_checkpoints": 3,
+    "seed": 3,
+}
 
 
 def _train(root: Path) -> tuple[int, str]:
-    env = {"SAGEMAKER_BASE_DIR": str(root), "PYTHONPATH": str(REPO / "containers" / "jax-llm"),
-           "JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"}
-    run = subprocess.run([sys.executable, "-m", "jax_llm", "train"], env=env, capture_output=True, text=True,
-                         timeout=600)
+    env = {
+        "SAGEMAKER_BASE_DIR": str(root),
+        "PYTHONPATH": str(REPO / "containers" / "jax-llm"),
+        "JAX_PLATFORMS": "cpu",
+        "PATH": "/usr/bin:/bin",
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "jax_llm", "train"], env=env, capture_output=True, text=True, timeout=600
+    )
     return run.returncode, run.stdout + run.stderr
 
 
@@ -184,14 +248,21 @@ def _cut(paths: list[Path], keep: float) -> None:
 
 
 DAMAGE = {
-    "newest step emptied": lambda s: [shutil.rmtree(c) if c.is_dir() else c.unlink() for c in s[-1].iterdir()],
-    "newest step's arrays cut in half": lambda s: _cut(_files(s[-1] / "state", lambda p: p.parent.name == "d"), .5),
+    "newest step emptied": lambda s: [
+        shutil.rmtree(c) if c.is_dir() else c.unlink() for c in s[-1].iterdir()
+    ],
+    "newest step's arrays cut in half": lambda s: _cut(
+        _files(s[-1] / "state", lambda p: p.parent.name == "d"), 0.5
+    ),
     "newest step's metadata garbled": lambda s: (s[-1] / "meta" / "metadata").write_text('{"hist'),
     "newest step's Orbax metadata gone": lambda s: (s[-1] / "_CHECKPOINT_METADATA").unlink(),
-    "newest step's manifest cut": lambda s: _cut(_files(s[-1] / "state", lambda p: p.name == "manifest.ocdbt"), .3),
+    "newest step's manifest cut": lambda s: _cut(
+        _files(s[-1] / "state", lambda p: p.name == "manifest.ocdbt"), 0.3
+    ),
     "two newest steps damaged": lambda s: [(d / "meta" / "metadata").write_text("x") for d in s[-2:]],
-    "every step damaged (must fail, naming the directory)":
-        lambda s: [(d / "meta" / "metadata").write_text("x") for d in s],
+    "every step damaged (must fail, naming the directory)": lambda s: [
+        (d / "meta" / "metadata").write_text("x") for d in s
+    ],
 }
 
 
@@ -199,17 +270,21 @@ def training(work: Path) -> list[dict]:
     corpus = work / "corpus"
     corpus.mkdir(parents=True)
     (corpus / "train.txt").write_text("\n".join(corpus_texts()))
-    reference = lay_out_training_tree(work / "reference", hyperparameters=HYPERPARAMETERS,
-                                      channels={"train": corpus})
+    reference = lay_out_training_tree(
+        work / "reference", hyperparameters=HYPERPARAMETERS, channels={"train": corpus}
+    )
     code, log = _train(reference.root)
     if code != 0:
         raise RuntimeError(f"the reference run failed:\n{log[-2000:]}")
     curves = json.loads((reference.output_data / "loss_curves.json").read_text())
     outcomes = []
     for name, damage in DAMAGE.items():
-        tree = lay_out_training_tree(work / name.replace(" ", "-").replace("'", ""),
-                                     hyperparameters=HYPERPARAMETERS, channels={"train": corpus},
-                                     checkpoints=reference.checkpoints)
+        tree = lay_out_training_tree(
+            work / name.replace(" ", "-").replace("'", ""),
+            hyperparameters=HYPERPARAMETERS,
+            channels={"train": corpus},
+            checkpoints=reference.checkpoints,
+        )
         steps = sorted((tree.checkpoints / "steps").iterdir(), key=lambda p: int(p.name))
         damage(steps)
         code, log = _train(tree.root)
@@ -217,13 +292,18 @@ def training(work: Path) -> list[dict]:
             restored = [line for line in log.splitlines() if line.startswith("restored checkpoint")]
             same = json.loads((tree.output_data / "loss_curves.json").read_text()) == curves
             outcome = f"recovered from {restored[0].split()[2] if restored else 'scratch'}" + (
-                ", losses identical" if same else ", LOSSES DIFFER")
+                ", losses identical" if same else ", LOSSES DIFFER"
+            )
             ok = same and bool(restored)
         else:
             failure = tree.failure.read_text() if tree.failure.is_file() else ""
             outcome = failure.splitlines()[0][:160] if failure else f"exit {code}, no failure file"
             ok = "every step" in name and str(tree.checkpoints / "steps") in failure
-        kept = len(list((tree.checkpoints / "damaged").iterdir())) if (tree.checkpoints / "damaged").is_dir() else 0
+        kept = (
+            len(list((tree.checkpoints / "damaged").iterdir()))
+            if (tree.checkpoints / "damaged").is_dir()
+            else 0
+        )
         outcomes.append({"damage": name, "exit": code, "outcome": outcome, "kept_aside": kept, "ok": ok})
     return outcomes
 
@@ -241,18 +321,26 @@ def main(argv: list[str] | None = None) -> int:
     report["seconds"] = time.perf_counter() - started
     load = report["load"]
     print(f"machine: {where}")
-    print(f"load burst: {load['sent']} requests at once -> {load['by_status']} in {load['seconds']:.1f} s, "
-          f"lost {load['lost']}; /ping: {load['pings']} polls, {load['pings_not_200']} not 200, "
-          f"worst {load['worst_ping_s'] * 1000:.0f} ms")
-    print(f"malformed requests: {sum(c['ok'] for c in report['malformed'])}/{len(report['malformed'])} "
-          "refused as expected with /ping 200 after")
+    print(
+        f"load burst: {load['sent']} requests at once -> {load['by_status']} in {load['seconds']:.1f} s, "
+        f"lost {load['lost']}; /ping: {load['pings']} polls, {load['pings_not_200']} not 200, "
+        f"worst {load['worst_ping_s'] * 1000:.0f} ms"
+    )
+    print(
+        f"malformed requests: {sum(c['ok'] for c in report['malformed'])}/{len(report['malformed'])} "
+        "refused as expected with /ping 200 after"
+    )
     for case in report["malformed"]:
         print(f"  {'ok ' if case['ok'] else 'BAD'} {case['case']:45s} {case['status']}")
-    print(f"damaged checkpoints: {sum(c['ok'] for c in report['checkpoints'])}/{len(report['checkpoints'])} "
-          "handled as expected")
+    print(
+        f"damaged checkpoints: {sum(c['ok'] for c in report['checkpoints'])}/{len(report['checkpoints'])} "
+        "handled as expected"
+    )
     for case in report["checkpoints"]:
-        print(f"  {'ok ' if case['ok'] else 'BAD'} {case['damage']:52s} {case['outcome']} "
-              f"(kept aside: {case['kept_aside']})")
+        print(
+            f"  {'ok ' if case['ok'] else 'BAD'} {case['damage']:52s} {case['outcome']} "
+            f"(kept aside: {case['kept_aside']})"
+        )
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
     return 0 if all(c["ok"] for c in report["malformed"] + report["checkpoints"]) and not load["lost"] else 1

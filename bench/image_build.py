@@ -3,9 +3,9 @@
     PYTHONPATH=.:containers/jax-llm python bench/image_build.py [--cold] [--variant cpu|gpu]
 
 `--cold` first makes the local base again (`localhost/jax-llm-base:bookworm`, mmdebstrap: what a machine
-without a registry does) and builds every layer again (`--no-cache`); nothing of the engine's is removed. The rebuild builds a copy of containers/jax-llm
-whose `jax_llm/__init__.py` has one more line, so only the source layer should be rebuilt: its time
-over the cold build's is the ratio to watch. Prints the image's size and each layer's.
+without a registry does) and builds every layer again (`--no-cache`); nothing of the engine's is
+removed. The rebuild builds a copy of containers/jax-llm whose `jax_llm/__init__.py` has one more line,
+so only the source layer should be rebuilt: its time over the cold build's is the ratio to watch. Prints the image's size and each layer's.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ def timed(what, *args, **kwargs) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cold", action="store_true", help="remake the local base, rebuild every layer")
     parser.add_argument("--variant", choices=("cpu", "gpu"), default="cpu")
     args = parser.parse_args()
@@ -43,8 +45,9 @@ def main() -> None:
         base = base_image.LOCAL_BASE
     else:
         base = base_image.resolve(name, say)
-    figures["build" + (" (cold)" if args.cold else " (as cached)")] = timed(engine.build, say, base,
-                                                                             no_cache=args.cold)
+    figures["build" + (" (cold)" if args.cold else " (as cached)")] = timed(
+        engine.build, say, base, no_cache=args.cold
+    )
     with tempfile.TemporaryDirectory() as tmp:
         context = Path(tmp) / "jax-llm"
         shutil.copytree(base_image.CONTEXT, context, ignore=shutil.ignore_patterns("__pycache__"))
@@ -56,8 +59,13 @@ def main() -> None:
         print(f"{what:45s} {seconds:7.1f} s")
     print(f"{'rebuild / build':45s} {figures['rebuild after a one-line source change'] / cold:7.3f}")
     print(f"image {engine.tag}: {engine.image_size() / 1e9:.2f} GB")
-    print(subprocess.run([name, "history", "--format", "{{.Size}}\t{{.CreatedBy}}", engine.tag],
-                         capture_output=True, text=True).stdout[:3000])
+    print(
+        subprocess.run(
+            [name, "history", "--format", "{{.Size}}\t{{.CreatedBy}}", engine.tag],
+            capture_output=True,
+            text=True,
+        ).stdout[:3000]
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The image's base: the Dockerfile's default pulled from a registry, or the same OS made from Debian's archive.
+"""The image's base: the Dockerfile's default from a registry, or the same OS made from Debian's archive.
 
 Where a container registry answers, the default (`BASE_IMAGE` in the Dockerfile, Debian 12 slim) is pulled
 as usual. Where none does, as on this project's CI machines, which reach only package registries, a
@@ -42,7 +42,9 @@ def _has_image(engine: str, image: str) -> bool:
 def _pull(engine: str, image: str) -> str | None:
     """None when `image` was pulled; otherwise the engine's last words."""
     try:
-        pulled = subprocess.run([engine, "pull", image], capture_output=True, text=True, timeout=PULL_TIMEOUT_S)
+        pulled = subprocess.run(
+            [engine, "pull", image], capture_output=True, text=True, timeout=PULL_TIMEOUT_S
+        )
     except subprocess.TimeoutExpired:
         return f"no answer within {PULL_TIMEOUT_S} s"
     if pulled.returncode == 0:
@@ -53,8 +55,11 @@ def _pull(engine: str, image: str) -> str | None:
 def debian_sources(mirror: str) -> list[str]:
     """The apt sources of Debian's own slim image: the release, its updates and its security archive."""
     security = re.sub(r"/debian/?$", "/debian-security", mirror)
-    return [f"deb {mirror} {SUITE} main", f"deb {mirror} {SUITE}-updates main",
-            f"deb {security} {SUITE}-security main"]
+    return [
+        f"deb {mirror} {SUITE} main",
+        f"deb {mirror} {SUITE}-updates main",
+        f"deb {security} {SUITE}-security main",
+    ]
 
 
 def make_local_base(engine: str, log: Callable[[str], None], mirror: str | None = None) -> str:
@@ -65,12 +70,16 @@ def make_local_base(engine: str, log: Callable[[str], None], mirror: str | None 
         raise BaseImageError(
             f"no container registry gave {dockerfile_default()} and mmdebstrap is not installed to make "
             "the same OS from Debian's archive: install it (apt-get install mmdebstrap), or name a base "
-            f"image this engine has in {BASE_VARIABLE}")
+            f"image this engine has in {BASE_VARIABLE}"
+        )
     log(f"making {LOCAL_BASE} from {mirror} with mmdebstrap (Debian 12 minbase, about a minute)")
     with tempfile.TemporaryDirectory(prefix="jax-llm-base-") as tmp:
         tarball = Path(tmp) / "rootfs.tar"
-        made = subprocess.run([mmdebstrap, "--variant=minbase", "--quiet", SUITE, str(tarball),
-                               *debian_sources(mirror)], capture_output=True, text=True)
+        made = subprocess.run(
+            [mmdebstrap, "--variant=minbase", "--quiet", SUITE, str(tarball), *debian_sources(mirror)],
+            capture_output=True,
+            text=True,
+        )
         if made.returncode != 0:
             raise BaseImageError(f"mmdebstrap failed (exit {made.returncode}):\n{made.stderr[-3000:]}")
         subprocess.run([engine, "import", str(tarball), LOCAL_BASE], check=True, capture_output=True)

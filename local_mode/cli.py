@@ -71,7 +71,9 @@ def parser() -> argparse.ArgumentParser:
         "--checkpoints", type=Path, help="checkpoint store (the S3 prefix): restored in, copied out"
     )
     train.add_argument("--job-name")
-    train.add_argument("--entry-point", help="script mode: the team's own script (train.py, a module or a .sh)")
+    train.add_argument(
+        "--entry-point", help="script mode: the team's own script (train.py, a module or a .sh)"
+    )
     train.add_argument("--source-dir", type=Path, help="script mode: the directory holding --entry-point")
 
     serve = commands.add_parser(
@@ -127,8 +129,14 @@ def train(args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace) -> int:
     """Serves --model until Ctrl-C."""
     engine = container_engine.engine(args.docker, log=say)
-    with LocalEndpoint(args.model, args.workdir / _job_name("endpoint"), port=args.port, engine=engine,
-                       entry_point=args.entry_point, source_dir=args.source_dir) as endpoint:
+    with LocalEndpoint(
+        args.model,
+        args.workdir / _job_name("endpoint"),
+        port=args.port,
+        engine=engine,
+        entry_point=args.entry_point,
+        source_dir=args.source_dir,
+    ) as endpoint:
         endpoint.wait_until_healthy()
         say(f'healthy; try: curl -s {endpoint.url}/invocations -d \'{{"inputs": "def "}}\'; Ctrl-C stops it')
         endpoint.process.wait()

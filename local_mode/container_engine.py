@@ -100,11 +100,20 @@ class ContainerEngine:
         """The Dockerfile's VARIANT: the GPU image where containers can have GPUs, else the CPU one."""
         return "gpu" if self.gpu else "cpu"
 
-    def build_argv(self, base: str, ca_bundle: Path | None = None, context: Path = CONTEXT,
-                   *, no_cache: bool = False) -> list[str]:
+    def build_argv(
+        self, base: str, ca_bundle: Path | None = None, context: Path = CONTEXT, *, no_cache: bool = False
+    ) -> list[str]:
         """`build` of `context` on `base`; the dependency layer stays cached across code changes."""
-        argv = [self.name, "build", "--tag", self.tag, "--build-arg", f"VARIANT={self.variant}",
-                "--build-arg", f"BASE_IMAGE={base}"] + (["--no-cache"] if no_cache else [])
+        argv = [
+            self.name,
+            "build",
+            "--tag",
+            self.tag,
+            "--build-arg",
+            f"VARIANT={self.variant}",
+            "--build-arg",
+            f"BASE_IMAGE={base}",
+        ] + (["--no-cache"] if no_cache else [])
         if self.name == "podman":
             argv += ["--format", "docker"]  # the OCI format drops SHELL, which the Dockerfile's RUNs rely on
         if ca_bundle is not None:  # mounted for the pip step only, never written into a layer
@@ -127,8 +136,17 @@ class ContainerEngine:
         `network`: ISOLATED for none at all, a job network's name (the container answers to `hostname`
         there), or None for the engine's default bridge (what publishing `port` needs).
         """
-        argv = [self.name, "run", "--rm", "--name", container, "--hostname", hostname,
-                "--volume", f"{tree}:{CONTAINER_ROOT}"]
+        argv = [
+            self.name,
+            "run",
+            "--rm",
+            "--name",
+            container,
+            "--hostname",
+            hostname,
+            "--volume",
+            f"{tree}:{CONTAINER_ROOT}",
+        ]
         if network is not None:
             argv += ["--network", network]
             if network != ISOLATED:
@@ -145,18 +163,23 @@ class ContainerEngine:
         """`stop`: SIGTERM to the container's PID 1, SIGKILL after `grace_s`, as SageMaker stops a job."""
         return [self.name, "stop", "--time", str(max(1, round(grace_s))), container]
 
-    def build(self, log: Log, base: str | None = None, context: Path = CONTEXT, *,
-              no_cache: bool = False) -> None:
-        """Builds the image from `context` (containers/jax-llm) on `base`, or the base this machine can get."""
+    def build(
+        self, log: Log, base: str | None = None, context: Path = CONTEXT, *, no_cache: bool = False
+    ) -> None:
+        """Builds the image from `context` (containers/jax-llm) on `base`, or on what base_image resolves."""
         base = base or base_image.resolve(self.name, log)
         ca_bundle = build_ca_bundle()
-        log(f"building {self.tag} ({self.variant}) on {base} with {self.name}"
-            + (f", trusting {ca_bundle} for pip (build secret)" if ca_bundle else ""))
+        log(
+            f"building {self.tag} ({self.variant}) on {base} with {self.name}"
+            + (f", trusting {ca_bundle} for pip (build secret)" if ca_bundle else "")
+        )
         argv = self.build_argv(base, ca_bundle, context, no_cache=no_cache)
         result = subprocess.run(argv, capture_output=True, text=True)
         if result.returncode != 0:
-            raise EngineError(f"{self.name} build failed (exit {result.returncode}):\n"
-                              + "\n".join((result.stdout + result.stderr).splitlines()[-30:]))
+            raise EngineError(
+                f"{self.name} build failed (exit {result.returncode}):\n"
+                + "\n".join((result.stdout + result.stderr).splitlines()[-30:])
+            )
 
     def image_size(self) -> int:
         """Bytes of the built image, as the engine counts them (uncompressed layers)."""
@@ -165,8 +188,12 @@ class ContainerEngine:
 
     def stop(self, container: str, grace_s: float) -> None:
         """Stops `container` if it still runs (a container that already exited is not an error)."""
-        subprocess.run(self.stop_argv(container, grace_s), capture_output=True, text=True,
-                       timeout=grace_s + PROBE_TIMEOUT_S)
+        subprocess.run(
+            self.stop_argv(container, grace_s),
+            capture_output=True,
+            text=True,
+            timeout=grace_s + PROBE_TIMEOUT_S,
+        )
 
     @contextlib.contextmanager
     def network(self, name: str) -> Iterator[None]:

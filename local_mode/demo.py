@@ -204,9 +204,7 @@ def _run(args: argparse.Namespace) -> int:
             ("before training (the step-0 initialization)", untrained),
             (f"after {args.steps} steps", trained.model_archive),
         ):
-            with LocalEndpoint(
-                archive, work / "endpoint", engine=engine, log=lambda line: None
-            ) as endpoint:
+            with LocalEndpoint(archive, work / "endpoint", engine=engine, log=lambda line: None) as endpoint:
                 endpoint.wait_until_healthy()
                 sample(endpoint, label)
 

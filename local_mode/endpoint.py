@@ -51,8 +51,15 @@ class LocalEndpoint:
         self.lines: list[str] = []
         if engine is not None:  # on the engine's bridge: SageMaker's port 8080 published on the loopback
             self.command = HostCommand.in_container(
-                engine, self.paths.root, ["serve"], name=container_name(root.name, f"serve-{self.port}"),
-                hostname="algo-1", env=environment, network=None, port=self.port)
+                engine,
+                self.paths.root,
+                ["serve"],
+                name=container_name(root.name, f"serve-{self.port}"),
+                hostname="algo-1",
+                env=environment,
+                network=None,
+                port=self.port,
+            )
         else:
             env = host_environment(self.paths, {"SAGEMAKER_BIND_TO_PORT": str(self.port), **environment})
             self.command = HostCommand([sys.executable, "-m", "jax_llm", "serve"], env)

@@ -62,8 +62,12 @@ def add_code(model_dir: Path, source_dir: Path, entry_point: str) -> None:
     source_dir = Path(source_dir)
     if not (source_dir / entry_point).is_file():
         raise PackagingError(f"entry point {entry_point!r} is not in the source directory {source_dir}")
-    shutil.copytree(source_dir, Path(model_dir) / "code", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(
+        source_dir,
+        Path(model_dir) / "code",
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
 
 
 def unpack_model(archive: Path, root: Path) -> SageMakerPaths:

@@ -154,8 +154,9 @@ class HostCommand:
     container: str = ""
 
     @classmethod
-    def in_container(cls, engine: ContainerEngine, tree: Path, arguments: Sequence[str], *, name: str,
-                     **run: Any) -> HostCommand:
+    def in_container(
+        cls, engine: ContainerEngine, tree: Path, arguments: Sequence[str], *, name: str, **run: Any
+    ) -> HostCommand:
         """`arguments` given to the image's ENTRYPOINT in a container `name` with `tree` at /opt/ml
         (`run`: run_argv's hostname, env, network, port)."""
         return cls(engine.run_argv(tree, arguments, container=name, **run), dict(os.environ), engine, name)
@@ -228,8 +229,15 @@ def _training_command(
         "TRAINING_JOB_ARN": f"arn:aws:sagemaker:local:000000000000:training-job/{job_name}",
     }
     if engine is not None:  # containers find algo-1 by name and meet at its port, as on SageMaker
-        return HostCommand.in_container(engine, paths.root, ["train"], name=container_name(job_name, host),
-                                        hostname=host, env=env, network=_network(job_name, hosts))
+        return HostCommand.in_container(
+            engine,
+            paths.root,
+            ["train"],
+            name=container_name(job_name, host),
+            hostname=host,
+            env=env,
+            network=_network(job_name, hosts),
+        )
     if len(hosts) > 1:  # algo-1 does not resolve on this machine: the processes meet on the loopback instead
         env["JAX_COORDINATOR_ADDRESS"] = f"127.0.0.1:{port}"
     return HostCommand([sys.executable, "-m", "jax_llm", "train"], host_environment(paths, env))
@@ -262,8 +270,10 @@ def run_training(
         if not entry_point:
             return {}
         seen = Path(CONTAINER_ROOT) if engine is not None else job_dir / host
-        return {"sagemaker_program": entry_point,
-                "sagemaker_submit_directory": str(seen / "input" / "data" / "code" / SOURCE_ARCHIVE)}
+        return {
+            "sagemaker_program": entry_point,
+            "sagemaker_submit_directory": str(seen / "input" / "data" / "code" / SOURCE_ARCHIVE),
+        }
 
     trees = {
         host: lay_out_training_tree(
@@ -330,8 +340,9 @@ def run_processing(
         container_root=CONTAINER_ROOT if engine else None,
     )
     if engine is not None:
-        command = HostCommand.in_container(engine, paths.root, arguments, name=container_name(job_name, "algo-1"),
-                                           hostname="algo-1", env={})
+        command = HostCommand.in_container(
+            engine, paths.root, arguments, name=container_name(job_name, "algo-1"), hostname="algo-1", env={}
+        )
     else:
         command = HostCommand([sys.executable, "-m", "jax_llm", *arguments], host_environment(paths))
     say(f"processing job {job_name}: {' '.join(arguments)}; tree at {paths.root}")

@@ -339,11 +339,11 @@ SCRIPT_HYPERPARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,255}$")
 
 @dataclass(frozen=True)
 class ScriptSettings:
-    """The team's own training script (script mode) run by the training pipeline instead of the built-in GPT."""
+    """The team's own training script (script mode), run by the pipelines instead of the built-in GPT."""
 
     source_dir: str  # trainingSourceDir: its directory, relative to the app's; "" trains the built-in GPT
     entry_point: str  # trainingEntryPoint: the script in it (train.py, a module, or a .sh)
-    hyperparameters: dict[str, str]  # trainingScriptHyperparameters: the script's own, JSON-encoded as the SDK sends
+    hyperparameters: dict[str, str]  # trainingScriptHyperparameters: the script's own, JSON-encoded (SDK)
     # trainingScriptTunedNames: the script's names for the tuner's learning_rate, warmup_steps, weight_decay;
     # empty: the tuning pipeline keeps tuning the built-in GPT
     tuned_names: dict[str, str]
@@ -363,10 +363,11 @@ class ScriptSettings:
 
     @classmethod
     def from_context(cls, ctx: Context) -> ScriptSettings:
-        """Read the script-mode section: both keys or neither, and the entry point must be in the directory."""
+        """Read the script-mode section: both keys or neither; the entry point must be in the directory."""
         source_dir = ctx.text("trainingSourceDir", allow_empty=True)
         entry_point = ctx.text("trainingEntryPoint", re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"),
-                               "a file name in trainingSourceDir (train.py, a module, or a .sh)", allow_empty=True)
+                               "a file name in trainingSourceDir (train.py, a module, or a .sh)",
+                               allow_empty=True)
         ctx.require(bool(source_dir) == bool(entry_point), "trainingEntryPoint", entry_point,
                     "set together with trainingSourceDir (both empty: the built-in GPT trainer)")
         ctx.require(not entry_point or (REPO / source_dir).is_dir(), "trainingSourceDir", source_dir,

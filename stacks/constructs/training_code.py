@@ -44,8 +44,9 @@ class TrainingCode(Construct):
     """`sourcedir.tar.gz` of `source_dir` as an S3 asset; `reader` (the jobs' policy) may list and get exactly
     that object, nothing else of the asset bucket; `s3_uri` names it."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, source_dir: Path,
-                 reader: iam.ManagedPolicy) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, source_dir: Path, reader: iam.ManagedPolicy
+    ) -> None:
         super().__init__(scope, construct_id)
         data = reproducible_tar_gz(source_dir)
         staged = Path(tempfile.gettempdir()) / "jax-llm-sourcedir" / hashlib.sha256(data).hexdigest()
@@ -54,12 +55,19 @@ class TrainingCode(Construct):
         self.asset = s3_assets.Asset(self, "Asset", path=str(staged / "sourcedir.tar.gz"))
         key = self.asset.s3_object_key
         reader.add_statements(
-            iam.PolicyStatement(sid="ReadTrainingCode", actions=["s3:GetObject"],
-                                resources=[self.asset.bucket.arn_for_objects(key)]),
+            iam.PolicyStatement(
+                sid="ReadTrainingCode",
+                actions=["s3:GetObject"],
+                resources=[self.asset.bucket.arn_for_objects(key)],
+            ),
             # An S3Prefix channel lists its prefix first.
-            iam.PolicyStatement(sid="ListTrainingCode", actions=["s3:ListBucket"],
-                                resources=[self.asset.bucket.bucket_arn],
-                                conditions={"StringEquals": {"s3:prefix": [key]}}))
+            iam.PolicyStatement(
+                sid="ListTrainingCode",
+                actions=["s3:ListBucket"],
+                resources=[self.asset.bucket.bucket_arn],
+                conditions={"StringEquals": {"s3:prefix": [key]}},
+            ),
+        )
         self.s3_uri: str = self.asset.s3_object_url
         # SageMaker names the channel's file after the object: `<asset hash>.gz`, not sourcedir.tar.gz.
         self.file_name: str = key

@@ -124,8 +124,8 @@ def _code_channel(res: PipelineResources) -> list[dict]:
     """Script mode: the team's source as the `code` channel, as the SDK sends it under network isolation."""
     if res.training_code_uri is None:
         return []
-    return [{"ChannelName": CODE_CHANNEL, "InputMode": "File", "DataSource": {"S3DataSource": {
-        "S3DataType": "S3Prefix", "S3Uri": res.training_code_uri, "S3DataDistributionType": "FullyReplicated"}}}]
+    source = {"S3DataType": "S3Prefix", "S3Uri": res.training_code_uri, "S3DataDistributionType": "FullyReplicated"}
+    return [{"ChannelName": CODE_CHANNEL, "InputMode": "File", "DataSource": {"S3DataSource": source}}]
 
 
 def script_hyperparameters(script: ScriptSettings, res: PipelineResources) -> dict[str, str]:

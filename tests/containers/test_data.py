@@ -12,7 +12,8 @@ import pytest
 from jax_llm.data.channels import DataError, load_training_data
 from jax_llm.contract.paths import SageMakerPaths
 from jax_llm.data.shards import HEADER_SIZE, ShardWriter
-from jax_llm.data.tokenizer import EOS_TOKEN, eos_id, fingerprint, load_tokenizer, save_tokenizer, train_tokenizer
+from jax_llm.data.tokenizer import (EOS_TOKEN, eos_id, fingerprint, load_tokenizer, save_tokenizer,
+                                    train_tokenizer)
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 DOCUMENTS = [p.read_text(encoding="utf-8") for p in sorted((STDLIB / "json").glob("*.py"))]

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from jax_llm.contract.hyperparameters import (HyperparameterError, TrainConfig, describe, parse_hyperparameters,
-                                     read_hyperparameters)
+from jax_llm.contract.hyperparameters import (HyperparameterError, TrainConfig, describe,
+                                              parse_hyperparameters, read_hyperparameters)
 
 
 def test_sdk_quoted_and_raw_values_parse_to_the_same_config():

@@ -5,7 +5,7 @@ import math
 import re
 
 from jax_llm.contract.metrics import (METRIC_DEFINITIONS, METRIC_NAMES, OBJECTIVE_METRIC, format_eval_line,
-                             format_train_line, parse_metrics)
+                                      format_train_line, parse_metrics)
 
 
 def test_definitions_have_sagemakers_shape_and_one_capture_group():

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "script_mode" / "src"
 
 # Writes what it received into the model directory, so the test can read it back.
-REPORTER = '''
+REPORTER = """
 import json, os, sys
 from pathlib import Path
 keys = ("SM_MODEL_DIR", "SM_CHANNEL_TRAIN", "SM_HPS", "SM_HP_EPOCHS", "SM_HOSTS", "SM_CURRENT_HOST",
@@ -37,15 +37,19 @@ try:
 except ImportError:
     pass
 Path(os.environ["SM_MODEL_DIR"], "report.json").write_text(json.dumps(report))
-'''
+"""
 
 SDK_HYPERPARAMETERS = {"learning-rate": "0.0003", "batch-size": "512", "epochs": "20"}
 
 
 def script_tree(root: Path, source: str, program: str = "train.py", **extra: str) -> Path:
-    hyperparameters = {**SDK_HYPERPARAMETERS, "sagemaker_program": json.dumps(program),
-                       "sagemaker_submit_directory": json.dumps(source), "sagemaker_region": '"us-east-1"',
-                       **extra}
+    hyperparameters = {
+        **SDK_HYPERPARAMETERS,
+        "sagemaker_program": json.dumps(program),
+        "sagemaker_submit_directory": json.dumps(source),
+        "sagemaker_region": '"us-east-1"',
+        **extra,
+    }
     return write_training_tree(root, hyperparameters)
 
 
@@ -90,7 +94,9 @@ def test_a_local_directory_source_runs_with_the_toolkit_s_arguments_and_environm
     assert not (root / "output" / "failure").exists()
 
 
-@pytest.mark.parametrize("name", ["sourcedir.tar.gz", "35d70dd8de9c.gz"])  # the SDK's name; the stack's asset's
+@pytest.mark.parametrize(
+    "name", ["sourcedir.tar.gz", "35d70dd8de9c.gz"]
+)  # the SDK's name; the stack's asset's
 def test_a_local_tar_gz_source_as_the_code_channel_under_network_isolation(tmp_path, name):
     root = tmp_path / "ml"
     archive = tar_gz(source_dir(tmp_path / "src"), tmp_path / "sourcedir.tar.gz")
@@ -107,13 +113,23 @@ def test_an_s3_source_is_fetched_with_the_toolkit(tmp_path, moto_server):
     import boto3
 
     archive = tar_gz(source_dir(tmp_path / "src"), tmp_path / "sourcedir.tar.gz")
-    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1", aws_access_key_id="testing",
-                      aws_secret_access_key="testing")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     s3.create_bucket(Bucket="team-code")
     s3.upload_file(str(archive), "team-code", "job/source/sourcedir.tar.gz")
     root = script_tree(tmp_path / "ml", "s3://team-code/job/source/sourcedir.tar.gz")
-    code, log = run_training(root, S3_ENDPOINT_URL=moto_server, AWS_ACCESS_KEY_ID="testing",
-                             AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1")
+    code, log = run_training(
+        root,
+        S3_ENDPOINT_URL=moto_server,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_REGION="us-east-1",
+    )
     assert code == 0, log[-3000:]
     assert_sdk_view(root, report(root))
 
@@ -121,9 +137,11 @@ def test_an_s3_source_is_fetched_with_the_toolkit(tmp_path, moto_server):
 def _wheel(directory: Path, name: str = "tinydep", version: str = "1.0") -> None:
     """A pure-Python wheel, made by hand: what a team ships beside its code for an isolated job."""
     info = f"{name}-{version}.dist-info"
-    files = {f"{name}.py": "VALUE = 42\n",
-             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    files = {
+        f"{name}.py": "VALUE = 42\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
     record = "".join(f"{path},,\n" for path in files) + f"{info}/RECORD,,\n"
     with zipfile.ZipFile(directory / f"{name}-{version}-py3-none-any.whl", "w") as wheel:
         for path, text in {**files, f"{info}/RECORD": record}.items():
@@ -139,8 +157,13 @@ def test_requirements_are_installed_from_wheels_shipped_in_the_source(tmp_path):
     site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
     (site / "parent.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     root = script_tree(tmp_path / "ml", str(src))
-    job = subprocess.run([str(venv / "bin" / "python"), "-m", "jax_llm", "train"], capture_output=True,
-                         text=True, env=train_command_env(root, PIP_NO_INDEX="1"), timeout=300)
+    job = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "jax_llm", "train"],
+        capture_output=True,
+        text=True,
+        env=train_command_env(root, PIP_NO_INDEX="1"),
+        timeout=300,
+    )
     assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
     assert report(root)["tinydep"] == 42
 
@@ -168,7 +191,7 @@ def test_a_failing_script_fails_the_job_with_its_error_first_and_its_exit_code(t
 
 
 def test_sigterm_reaches_the_script_and_the_job_waits_for_it(tmp_path):
-    script = '''
+    script = """
 import os, signal, sys, time
 from pathlib import Path
 def stop(signum, frame):
@@ -178,7 +201,7 @@ def stop(signum, frame):
 signal.signal(signal.SIGTERM, stop)
 print("ready", flush=True)
 time.sleep(300)
-'''
+"""
     root = script_tree(tmp_path / "ml", str(source_dir(tmp_path / "src", script)))
     process = start_training(root, tmp_path / "job.log")
     deadline = time.monotonic() + 120
@@ -196,16 +219,25 @@ def test_two_hosts_initialise_jax_distributed_from_the_variables(tmp_path):
     address = f"127.0.0.1:{free_port()}"
     processes, roots = [], []
     for host in hosts:
-        root = write_training_tree(tmp_path / host, {"epochs": "1", "batch-size": "512",
-                                                     "sagemaker_program": '"train.py"',
-                                                     "sagemaker_submit_directory": json.dumps(str(src))},
-                                   hosts=hosts, current_host=host)
+        root = write_training_tree(
+            tmp_path / host,
+            {
+                "epochs": "1",
+                "batch-size": "512",
+                "sagemaker_program": '"train.py"',
+                "sagemaker_submit_directory": json.dumps(str(src)),
+            },
+            hosts=hosts,
+            current_host=host,
+        )
         roots.append(root)
         processes.append(start_training(root, tmp_path / f"{host}.log", JAX_COORDINATOR_ADDRESS=address))
     codes = [p.wait(timeout=300) for p in processes]
     logs = [(tmp_path / f"{host}.log").read_text() for host in hosts]
     assert codes == [0, 0], "\n".join(log[-2000:] for log in logs)
-    assert json.loads((roots[0] / "model" / "hosts.json").read_text()) == {"processes": 2,
-                                                                          "hosts": list(hosts)}
+    assert json.loads((roots[0] / "model" / "hosts.json").read_text()) == {
+        "processes": 2,
+        "hosts": list(hosts),
+    }
     assert not (roots[1] / "model" / "bigram.npy").exists()  # the example writes from one host
     assert all("epoch 1/1 loss=" in log for log in logs)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from jax_llm.data.tokenizer import (EOS_TOKEN, TokenizerError, eos_id, fingerprint, load_tokenizer, save_tokenizer,
-                               train_tokenizer)
+from jax_llm.data.tokenizer import (EOS_TOKEN, TokenizerError, eos_id, fingerprint, load_tokenizer,
+                                    save_tokenizer, train_tokenizer)
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 CORPUS = [p.read_text(encoding="utf-8") for p in sorted((STDLIB / "json").glob("*.py"))]

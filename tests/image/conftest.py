@@ -24,11 +24,21 @@ from tests.conftest import write_stdlib_corpus
 # Per-step losses and a checkpoint every 4 steps, so that a stopped job and its resumption can be compared
 # with one uninterrupted run step by step.
 HYPERPARAMETERS = {
-    "preset": "tiny", "max_steps": 80, "batch_size": 8, "seq_len": 64, "learning_rate": 0.003,
-    "warmup_steps": 4, "vocab_size": 512, "log_every": 1, "eval_every": 40, "eval_batches": 1,
-    "checkpoint_every": 4, "seed": 7,
+    "preset": "tiny",
+    "max_steps": 80,
+    "batch_size": 8,
+    "seq_len": 64,
+    "learning_rate": 0.003,
+    "warmup_steps": 4,
+    "vocab_size": 512,
+    "log_every": 1,
+    "eval_every": 40,
+    "eval_batches": 1,
+    "checkpoint_every": 4,
+    "seed": 7,
     # What the SDK and the tuner add, which the trainer must ignore.
-    "sagemaker_region": "us-east-1", "sagemaker_container_log_level": 20,
+    "sagemaker_region": "us-east-1",
+    "sagemaker_container_log_level": 20,
     "_tuning_objective_metric": "val_loss",
 }
 
@@ -81,8 +91,9 @@ def train_in_image(image: ContainerEngine, workdir: Path, job_name: str, **kwarg
 @pytest.fixture(scope="session")
 def trained_in_image(image, corpus, tmp_path_factory) -> ImageJob:
     """One host, 80 tiny steps, in a container with no network: shared by training and serving tests."""
-    job = train_in_image(image, tmp_path_factory.mktemp("image-train"), "image-one-host",
-                         channels={"train": corpus})
+    job = train_in_image(
+        image, tmp_path_factory.mktemp("image-train"), "image-one-host", channels={"train": corpus}
+    )
     if not job.result.ok:
         pytest.fail(f"training in the image failed: {job.result.failure_reason}\n{job.log[-3000:]}")
     return job

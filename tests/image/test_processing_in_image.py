@@ -10,15 +10,22 @@ from tests.conftest import CORPUS_MODULES, write_stdlib_corpus
 
 
 def test_prepare_reads_its_input_and_writes_the_tokenizer_and_shards_where_the_job_config_says(
-        image, tmp_path) -> None:
+    image, tmp_path
+) -> None:
     raw = tmp_path / "raw"  # one document per file: the validation output gets every second one
     for i, module in enumerate(CORPUS_MODULES):
         write_stdlib_corpus(raw / f"{i}.txt", (module,))
     outputs = {name: tmp_path / "prepared" / name for name in ("tokenizer", "train", "validation")}
     lines: list[str] = []
-    result = run_processing(tmp_path / "work", "image-prepare", inputs={"raw": raw}, outputs=outputs,
-                            arguments=["prepare", "--vocab-size", "300", "--validation-fraction", "0.5"],
-                            engine=image, log=lines.append)
+    result = run_processing(
+        tmp_path / "work",
+        "image-prepare",
+        inputs={"raw": raw},
+        outputs=outputs,
+        arguments=["prepare", "--vocab-size", "300", "--validation-fraction", "0.5"],
+        engine=image,
+        log=lines.append,
+    )
     assert result.ok, "\n".join(lines[-30:])
     config = json.loads(result.trees["algo-1"].processing_job_config.read_text())
     (raw,) = config["ProcessingInputs"]

@@ -14,8 +14,15 @@ SDK_STYLE = {"learning-rate": 0.1, "batch-size": 512, "epochs": 1}
 
 
 def test_the_example_script_trains_in_a_container_from_the_code_channel(image, corpus, tmp_path) -> None:
-    job = train_in_image(image, tmp_path, "image-script", channels={"train": corpus},
-                         hyperparameters=SDK_STYLE, entry_point="train.py", source_dir=EXAMPLE)
+    job = train_in_image(
+        image,
+        tmp_path,
+        "image-script",
+        channels={"train": corpus},
+        hyperparameters=SDK_STYLE,
+        entry_point="train.py",
+        source_dir=EXAMPLE,
+    )
     assert job.result.ok, job.log[-3000:]
     tree = job.result.trees["algo-1"]
     written = json.loads(tree.hyperparameters.read_text())
@@ -27,17 +34,31 @@ def test_the_example_script_trains_in_a_container_from_the_code_channel(image, c
 
 
 def test_two_containers_run_the_script_under_jax_distributed_meeting_at_algo_1(image, corpus, tmp_path):
-    job = train_in_image(image, tmp_path, "image-script-two", channels={"train": corpus}, hosts=2,
-                         hyperparameters=SDK_STYLE, entry_point="train.py", source_dir=EXAMPLE)
+    job = train_in_image(
+        image,
+        tmp_path,
+        "image-script-two",
+        channels={"train": corpus},
+        hosts=2,
+        hyperparameters=SDK_STYLE,
+        entry_point="train.py",
+        source_dir=EXAMPLE,
+    )
     assert job.result.exit_codes == {"algo-1": 0, "algo-2": 0}, job.log[-3000:]
     hosts = json.loads((job.result.trees["algo-1"].model / "hosts.json").read_text())
     assert hosts == {"processes": 2, "hosts": ["algo-1", "algo-2"]}
 
 
 def test_a_failing_script_s_error_reaches_output_failure_from_the_container(image, corpus, tmp_path) -> None:
-    job = train_in_image(image, tmp_path, "image-script-bad", channels={"train": corpus},
-                         hyperparameters={**SDK_STYLE, "epochs": "many"}, entry_point="train.py",
-                         source_dir=EXAMPLE)
+    job = train_in_image(
+        image,
+        tmp_path,
+        "image-script-bad",
+        channels={"train": corpus},
+        hyperparameters={**SDK_STYLE, "epochs": "many"},
+        entry_point="train.py",
+        source_dir=EXAMPLE,
+    )
     assert job.result.exit_codes == {"algo-1": 2}  # argparse's own exit code
     failure = job.result.trees["algo-1"].failure.read_text()
     assert failure.startswith("train.py: error: argument --epochs: invalid int value: 'many'")
@@ -48,13 +69,28 @@ def test_the_example_handler_serves_the_script_s_model_from_a_container(image, c
 
     from local_mode.endpoint import LocalEndpoint
 
-    job = train_in_image(image, tmp_path, "image-script-serve", channels={"train": corpus},
-                         hyperparameters=SDK_STYLE, entry_point="train.py", source_dir=EXAMPLE)
+    job = train_in_image(
+        image,
+        tmp_path,
+        "image-script-serve",
+        channels={"train": corpus},
+        hyperparameters=SDK_STYLE,
+        entry_point="train.py",
+        source_dir=EXAMPLE,
+    )
     assert job.result.ok, job.log[-3000:]
-    with LocalEndpoint(job.result.model_archive, tmp_path / "endpoint", engine=image,
-                       entry_point="inference.py", source_dir=EXAMPLE, log=lambda line: None) as served:
+    with LocalEndpoint(
+        job.result.model_archive,
+        tmp_path / "endpoint",
+        engine=image,
+        entry_point="inference.py",
+        source_dir=EXAMPLE,
+        log=lambda line: None,
+    ) as served:
         served.wait_until_healthy(timeout_s=120)
-        answer = httpx.post(f"{served.url}/invocations", json={"inputs": "def", "max_new_bytes": 4}, timeout=60)
+        answer = httpx.post(
+            f"{served.url}/invocations", json={"inputs": "def", "max_new_bytes": 4}, timeout=60
+        )
         assert answer.status_code == 200, answer.text
         assert answer.json()["generated_text"].startswith("def") and len(answer.json()["generated_text"]) == 7
         assert (served.paths.model / "code" / "inference.py").is_file()

@@ -16,8 +16,12 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def endpoint(image, trained_in_image, tmp_path_factory):
     """The image's `serve` on the trained model; yields (endpoint, the first /ping answer) once healthy."""
-    with LocalEndpoint(trained_in_image.result.model_archive, tmp_path_factory.mktemp("image-endpoint"),
-                       engine=image, log=lambda line: None) as served:
+    with LocalEndpoint(
+        trained_in_image.result.model_archive,
+        tmp_path_factory.mktemp("image-endpoint"),
+        engine=image,
+        log=lambda line: None,
+    ) as served:
         first = None
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
@@ -44,9 +48,12 @@ def test_ping_is_503_while_the_model_loads_then_200(endpoint) -> None:
 
 def test_a_tgi_request_is_answered_in_tgi_s_schema(endpoint) -> None:
     served, _ = endpoint
-    answer = httpx.post(f"{served.url}/invocations", timeout=60, headers={
-        "X-Amzn-SageMaker-Custom-Attributes": "trace=1"}, json={
-        "inputs": "def ", "parameters": {"max_new_tokens": 8, "details": True}})
+    answer = httpx.post(
+        f"{served.url}/invocations",
+        timeout=60,
+        headers={"X-Amzn-SageMaker-Custom-Attributes": "trace=1"},
+        json={"inputs": "def ", "parameters": {"max_new_tokens": 8, "details": True}},
+    )
     assert answer.status_code == 200, answer.text
     (generated,) = answer.json()
     assert isinstance(generated["generated_text"], str)
@@ -57,11 +64,22 @@ def test_a_tgi_request_is_answered_in_tgi_s_schema(endpoint) -> None:
 def test_a_stream_is_server_sent_events_ending_with_the_whole_text(endpoint) -> None:
     served, _ = endpoint
     events = []
-    with httpx.stream("POST", f"{served.url}/invocations", timeout=60, json={
-            "inputs": "class ", "parameters": {"max_new_tokens": 6, "do_sample": True, "seed": 3},
-            "stream": True}) as response:
-        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
-        events = [json.loads(line[len("data:"):]) for line in response.iter_lines() if line.startswith("data:")]
+    with httpx.stream(
+        "POST",
+        f"{served.url}/invocations",
+        timeout=60,
+        json={
+            "inputs": "class ",
+            "parameters": {"max_new_tokens": 6, "do_sample": True, "seed": 3},
+            "stream": True,
+        },
+    ) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith(
+            "text/event-stream"
+        )
+        events = [
+            json.loads(line[len("data:") :]) for line in response.iter_lines() if line.startswith("data:")
+        ]
     assert 1 <= len(events) <= 6  # one event per token; end-of-text may come first
     assert all(e["generated_text"] is None for e in events[:-1])
     assert events[-1]["generated_text"] == "".join(e["token"]["text"] for e in events)
@@ -69,7 +87,11 @@ def test_a_stream_is_server_sent_events_ending_with_the_whole_text(endpoint) -> 
 
 def test_a_malformed_request_is_a_json_400_and_the_endpoint_keeps_serving(endpoint) -> None:
     served, _ = endpoint
-    refused = httpx.post(f"{served.url}/invocations", content=b"{not json",
-                         headers={"Content-Type": "application/json"}, timeout=10)
+    refused = httpx.post(
+        f"{served.url}/invocations",
+        content=b"{not json",
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
     assert refused.status_code == 400 and refused.json()["error_type"] == "malformed_request"
     assert httpx.get(f"{served.url}/ping", timeout=2).status_code == 200

@@ -32,17 +32,27 @@ def test_one_host_trains_logs_metrics_and_exports_what_sagemaker_uploads(trained
         values = re.findall(definition["Regex"], log)
         assert values, definition
         assert all(np.isfinite(float(v)) for v in values)
-    assert {p.name for p in tree.model.iterdir()} >= {"config.json", "tokenizer.json", "params.npz",
-                                                       "metrics.json"}
+    assert {p.name for p in tree.model.iterdir()} >= {
+        "config.json",
+        "tokenizer.json",
+        "params.npz",
+        "metrics.json",
+    }
     assert {"loss_curves.json", "loss_curves.png"} <= {p.name for p in tree.output_data.iterdir()}
     assert not tree.failure.exists()
     assert result.model_archive.is_file()  # local mode tarred model/ as SageMaker does
 
 
-def test_a_misspelt_hyperparameter_fails_the_job_with_its_name_in_output_failure(image, corpus,
-                                                                                 tmp_path) -> None:
-    job = train_in_image(image, tmp_path, "image-bad-hp", channels={"train": corpus},
-                         hyperparameters={**HYPERPARAMETERS, "lerning_rate": 0.01})
+def test_a_misspelt_hyperparameter_fails_the_job_with_its_name_in_output_failure(
+    image, corpus, tmp_path
+) -> None:
+    job = train_in_image(
+        image,
+        tmp_path,
+        "image-bad-hp",
+        channels={"train": corpus},
+        hyperparameters={**HYPERPARAMETERS, "lerning_rate": 0.01},
+    )
     assert job.result.exit_codes == {"algo-1": 1}
     failure = job.result.trees["algo-1"].failure.read_text()
     assert failure.startswith("HyperparameterError: hyperparameter 'lerning_rate': unknown hyperparameter")
@@ -53,7 +63,10 @@ def test_two_hosts_find_each_other_by_name_and_match_one_host(image, corpus, tmp
     job = train_in_image(image, tmp_path, "image-two-hosts", channels={"train": corpus}, hosts=2)
     assert job.result.exit_codes == {"algo-1": 0, "algo-2": 0}, job.log[-3000:]
     assert "[algo-1] " in job.log and "2 process(es), 2 device(s)" in job.log
-    single, multi = _curves(trained_in_image.result.trees["algo-1"].root), _curves(job.result.trees["algo-1"].root)
+    single, multi = (
+        _curves(trained_in_image.result.trees["algo-1"].root),
+        _curves(job.result.trees["algo-1"].root),
+    )
     for name in ("train_loss", "val_loss"):
         assert [s for s, _ in multi[name]] == [s for s, _ in single[name]]
         for (_, a), (_, b) in zip(multi[name], single[name], strict=True):
@@ -62,13 +75,19 @@ def test_two_hosts_find_each_other_by_name_and_match_one_host(image, corpus, tmp
 
 
 def test_stop_checkpoints_exits_143_and_the_next_job_resumes_with_identical_losses(
-        image, corpus, tmp_path, trained_in_image) -> None:
+    image, corpus, tmp_path, trained_in_image
+) -> None:
     store = tmp_path / "checkpoint-store"  # the S3 prefix both jobs sync with
     job_name = "image-stopped"
     steps = tmp_path / "work" / job_name / "algo-1" / "checkpoints" / "steps"
     outcome: dict = {}
-    runner = threading.Thread(target=lambda: outcome.update(job=train_in_image(
-        image, tmp_path / "work", job_name, channels={"train": corpus}, checkpoints=store)))
+    runner = threading.Thread(
+        target=lambda: outcome.update(
+            job=train_in_image(
+                image, tmp_path / "work", job_name, channels={"train": corpus}, checkpoints=store
+            )
+        )
+    )
     runner.start()
     deadline = time.monotonic() + 300
     while not (steps / "4").is_dir() and runner.is_alive():
@@ -81,11 +100,14 @@ def test_stop_checkpoints_exits_143_and_the_next_job_resumes_with_identical_loss
     assert first.result.exit_codes == {"algo-1": 143}, first.log[-3000:]
     failure = first.result.trees["algo-1"].failure.read_text()
     stopped_at = max(int(p.name) for p in (store / "steps").iterdir() if p.name.isdigit())
-    assert 4 <= stopped_at < 80 and failure.startswith(f"training stopped by SIGTERM after step {stopped_at};")
+    assert 4 <= stopped_at < 80 and failure.startswith(
+        f"training stopped by SIGTERM after step {stopped_at};"
+    )
     assert not first.result.model_archive.exists()  # an unfinished run exports nothing
 
-    second = train_in_image(image, tmp_path / "work", "image-resumed", channels={"train": corpus},
-                            checkpoints=store)
+    second = train_in_image(
+        image, tmp_path / "work", "image-resumed", channels={"train": corpus}, checkpoints=store
+    )
     assert second.result.ok, second.log[-3000:]
     assert f"restored checkpoint {stopped_at}" in second.log
     resumed = _curves(second.result.trees["algo-1"].root)
@@ -94,14 +116,16 @@ def test_stop_checkpoints_exits_143_and_the_next_job_resumes_with_identical_loss
 
 
 def test_a_damaged_newest_checkpoint_is_set_aside_and_the_job_resumes_from_the_one_before(
-        image, corpus, tmp_path, trained_in_image) -> None:
+    image, corpus, tmp_path, trained_in_image
+) -> None:
     store = tmp_path / "checkpoint-store"  # what S3 restores: the one-host run's last checkpoints
     shutil.copytree(trained_in_image.result.trees["algo-1"].checkpoints, store)
     newest = max(int(p.name) for p in (store / "steps").iterdir())
     for child in (store / "steps" / str(newest)).iterdir():  # emptied, as an interrupted upload leaves it
         shutil.rmtree(child) if child.is_dir() else child.unlink()
-    job = train_in_image(image, tmp_path / "work", "image-damaged", channels={"train": corpus},
-                         checkpoints=store)
+    job = train_in_image(
+        image, tmp_path / "work", "image-damaged", channels={"train": corpus}, checkpoints=store
+    )
     assert job.result.ok, job.log[-3000:]
     assert f"skipping damaged checkpoint {newest}: " in job.log
     assert f"restored checkpoint {newest - 4}" in job.log

@@ -16,8 +16,13 @@ from local_mode.container_engine import ContainerEngine, EngineError
 
 def test_a_training_host_mounts_its_tree_at_opt_ml_answers_to_its_name_and_gets_train(tmp_path: Path) -> None:
     argv = ContainerEngine("podman").run_argv(
-        tmp_path, ["train"], container="job-algo-2", hostname="algo-2", env={"TRAINING_JOB_NAME": "j"},
-        network="j-net")
+        tmp_path,
+        ["train"],
+        container="job-algo-2",
+        hostname="algo-2",
+        env={"TRAINING_JOB_NAME": "j"},
+        network="j-net",
+    )
     assert argv[:3] == ["podman", "run", "--rm"]
     assert argv[-2:] == [container_engine.IMAGE_TAG, "train"]  # the ENTRYPOINT gets `train`, as on SageMaker
     assert f"{tmp_path}:/opt/ml" in argv
@@ -33,29 +38,40 @@ def test_one_training_host_is_isolated_and_an_endpoint_publishes_8080_on_the_loo
     engine = ContainerEngine("docker")
     isolated = engine.run_argv(tmp_path, ["train"], container="c", hostname="algo-1", env={})
     assert isolated[isolated.index("--network") + 1] == "none" and "--network-alias" not in isolated
-    serving = engine.run_argv(tmp_path, ["serve"], container="s", hostname="algo-1", env={}, network=None,
-                              port=9123)
+    serving = engine.run_argv(
+        tmp_path, ["serve"], container="s", hostname="algo-1", env={}, network=None, port=9123
+    )
     assert "--network" not in serving  # the engine's default bridge, which publishing needs
     assert serving[serving.index("--publish") + 1] == "127.0.0.1:9123:8080"
 
 
 def test_gpus_are_requested_in_each_engine_s_own_words(tmp_path: Path) -> None:
-    docker = ContainerEngine("docker", gpu=True).run_argv(tmp_path, ["train"], container="c", hostname="h",
-                                                          env={})
-    podman = ContainerEngine("podman", gpu=True).run_argv(tmp_path, ["train"], container="c", hostname="h",
-                                                          env={})
+    docker = ContainerEngine("docker", gpu=True).run_argv(
+        tmp_path, ["train"], container="c", hostname="h", env={}
+    )
+    podman = ContainerEngine("podman", gpu=True).run_argv(
+        tmp_path, ["train"], container="c", hostname="h", env={}
+    )
     assert docker[docker.index("--gpus") + 1] == "all"
     assert podman[podman.index("--device") + 1] == "nvidia.com/gpu=all"  # CDI, as podman names GPUs
-    assert "--gpus" not in ContainerEngine("docker").run_argv(tmp_path, [], container="c", hostname="h", env={})
+    assert "--gpus" not in ContainerEngine("docker").run_argv(
+        tmp_path, [], container="c", hostname="h", env={}
+    )
 
 
 def test_stop_is_sigterm_then_sigkill_after_the_grace_period() -> None:
-    assert ContainerEngine("podman").stop_argv("job-algo-1", 30) == ["podman", "stop", "--time", "30",
-                                                                     "job-algo-1"]
+    assert ContainerEngine("podman").stop_argv("job-algo-1", 30) == [
+        "podman",
+        "stop",
+        "--time",
+        "30",
+        "job-algo-1",
+    ]
 
 
 def test_the_build_uses_arguments_the_dockerfile_declares_and_hands_the_ca_over_as_a_secret(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     dockerfile = (base_image.CONTEXT / "Dockerfile").read_text()
     bundle = tmp_path / "ca.crt"
     argv = ContainerEngine("podman").build_argv("localhost/base:1", bundle)
@@ -94,7 +110,9 @@ def test_without_an_engine_docker_mode_says_so_and_falls_back_to_host_processes(
     (line,) = said
     assert "no container engine answers (docker is not installed; podman is not installed)" in line
     assert "running host processes instead" in line
-    assert container_engine.engine(False, log=said.append) is None and len(said) == 1  # not asked: nothing said
+    assert (
+        container_engine.engine(False, log=said.append) is None and len(said) == 1
+    )  # not asked: nothing said
 
 
 def test_a_forced_engine_that_cannot_run_is_an_error_not_a_silent_fallback(monkeypatch) -> None:
@@ -105,7 +123,9 @@ def test_a_forced_engine_that_cannot_run_is_an_error_not_a_silent_fallback(monke
 
 
 def test_container_names_are_ones_the_engines_accept() -> None:
-    assert container_engine.container_name("jax-llm-train 2026/11", "algo-1") == "jax-llm-train-2026-11-algo-1"
+    assert (
+        container_engine.container_name("jax-llm-train 2026/11", "algo-1") == "jax-llm-train-2026-11-algo-1"
+    )
 
 
 def test_the_shipped_base_is_debian_12_and_a_local_one_gets_debian_s_own_sources() -> None:

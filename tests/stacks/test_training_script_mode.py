@@ -14,8 +14,11 @@ from tests.stacks.cfn_values import pipeline_definitions
 from tests.stacks.conftest import cdk_json_context
 from tests.stacks.test_pipeline_botocore import OPERATIONS, Substitution, job_steps
 
-SCRIPT = {"trainingSourceDir": "examples/script_mode/src", "trainingEntryPoint": "train.py",
-          "trainingScriptHyperparameters": {"epochs": 20, "learning-rate": 0.0003, "optimizer": "adam"}}
+SCRIPT = {
+    "trainingSourceDir": "examples/script_mode/src",
+    "trainingEntryPoint": "train.py",
+    "trainingScriptHyperparameters": {"epochs": 20, "learning-rate": 0.0003, "optimizer": "adam"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +43,12 @@ def test_training_jobs_get_the_code_channel_and_the_sdk_s_script_mode_hyperparam
         file_name = str(code["DataSource"]["S3DataSource"]["S3Uri"]).rsplit("/", 1)[1]
         assert file_name.endswith(".gz")
         assert arguments["HyperParameters"] == {
-            "epochs": "20", "learning-rate": "0.0003", "optimizer": '"adam"',  # JSON-encoded, as the SDK does
+            "epochs": "20",
+            "learning-rate": "0.0003",
+            "optimizer": '"adam"',  # JSON-encoded, as the SDK does
             "sagemaker_program": '"train.py"',
-            "sagemaker_submit_directory": json.dumps(f"/opt/ml/input/data/code/{file_name}")}
+            "sagemaker_submit_directory": json.dumps(f"/opt/ml/input/data/code/{file_name}"),
+        }
         assert arguments["EnableNetworkIsolation"] is True
 
 
@@ -57,7 +63,9 @@ def _assert_valid_requests(definitions: dict) -> None:
         for step in job_steps(definition):
             operation, name = OPERATIONS[step["Type"]]
             shape = model.operation_model(operation).input_shape
-            report = ParamValidator().validate({**name, **substitution.apply(step["Arguments"], shape)}, shape)
+            report = ParamValidator().validate(
+                {**name, **substitution.apply(step["Arguments"], shape)}, shape
+            )
             assert not report.has_errors(), report.generate_report()
             assert not substitution.problems, substitution.problems
 
@@ -74,8 +82,12 @@ def test_the_script_mode_requests_are_valid_and_the_tuner_still_trains_the_built
 
 def test_the_jobs_may_read_exactly_the_code_object(script_app):
     template = script_app.template_json["TrainingStack"]
-    statements = [s for r in template["Resources"].values() if r["Type"] == "AWS::IAM::ManagedPolicy"
-                  for s in r["Properties"]["PolicyDocument"]["Statement"]]
+    statements = [
+        s
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::IAM::ManagedPolicy"
+        for s in r["Properties"]["PolicyDocument"]["Statement"]
+    ]
     (read,) = [s for s in statements if s.get("Sid") == "ReadTrainingCode"]
     (listing,) = [s for s in statements if s.get("Sid") == "ListTrainingCode"]
     assert read["Action"] == "s3:GetObject" and json.dumps(read["Resource"]).endswith('.gz"]]}')
@@ -92,12 +104,18 @@ def test_the_archive_holds_the_source_and_depends_on_nothing_but_it():
     assert all(m.mtime == 0 and m.uid == 0 for m in members.values())
 
 
-@pytest.mark.parametrize("overrides, key", [
-    ({"trainingEntryPoint": "train.py"}, "trainingEntryPoint"),  # no source directory
-    ({"trainingSourceDir": "examples/script_mode/src", "trainingEntryPoint": "missing.py"}, "trainingEntryPoint"),
-    ({"trainingSourceDir": "no/such/dir", "trainingEntryPoint": "train.py"}, "trainingSourceDir"),
-    ({"trainingScriptHyperparameters": {"sagemaker_program": "x"}}, "trainingScriptHyperparameters"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"trainingEntryPoint": "train.py"}, "trainingEntryPoint"),  # no source directory
+        (
+            {"trainingSourceDir": "examples/script_mode/src", "trainingEntryPoint": "missing.py"},
+            "trainingEntryPoint",
+        ),
+        ({"trainingSourceDir": "no/such/dir", "trainingEntryPoint": "train.py"}, "trainingSourceDir"),
+        ({"trainingScriptHyperparameters": {"sagemaker_program": "x"}}, "trainingScriptHyperparameters"),
+    ],
+)
 def test_a_wrong_script_setting_stops_synth_naming_the_key(overrides, key):
     with pytest.raises(SettingsError) as error:
         Settings.from_context({**cdk_json_context(), **overrides})
@@ -117,10 +135,16 @@ def test_the_tuner_tunes_the_script_under_its_own_names_when_told_them(synth_app
     steps = [s for s in job_steps(definitions["jax-llm-tuning"]) if s["Type"] == "Tuning"]
     assert len(steps) == 4
     for step in steps:
-        config, job = step["Arguments"]["HyperParameterTuningJobConfig"], step["Arguments"]["TrainingJobDefinition"]
+        config, job = (
+            step["Arguments"]["HyperParameterTuningJobConfig"],
+            step["Arguments"]["TrainingJobDefinition"],
+        )
         assert config["ParameterRanges"]["ContinuousParameterRanges"] == [
-            {"Name": "learning-rate", "MinValue": "0.0001", "MaxValue": "0.001", "ScalingType": "Logarithmic"}]
-        assert config["ParameterRanges"]["IntegerParameterRanges"] == []  # warmup: no name given, not searched
+            {"Name": "learning-rate", "MinValue": "0.0001", "MaxValue": "0.001", "ScalingType": "Logarithmic"}
+        ]
+        assert (
+            config["ParameterRanges"]["IntegerParameterRanges"] == []
+        )  # warmup: no name given, not searched
         static = job["StaticHyperParameters"]
         assert "learning-rate" not in static and static["epochs"] == "20"
         assert static["sagemaker_program"] == '"train.py"'
@@ -129,5 +153,7 @@ def test_the_tuner_tunes_the_script_under_its_own_names_when_told_them(synth_app
 
 def test_tuned_names_must_name_what_the_tuner_searches():
     with pytest.raises(SettingsError) as error:
-        Settings.from_context({**cdk_json_context(), **SCRIPT, "trainingScriptTunedNames": {"lr": "learning-rate"}})
+        Settings.from_context(
+            {**cdk_json_context(), **SCRIPT, "trainingScriptTunedNames": {"lr": "learning-rate"}}
+        )
     assert error.value.key == "trainingScriptTunedNames"

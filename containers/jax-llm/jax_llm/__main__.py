@@ -4,7 +4,8 @@ import importlib
 import sys
 
 # Each command's module exposes main() -> exit code. Imported lazily: `serve` need not load the trainer.
-COMMANDS = {"train": "jax_llm.training.train", "serve": "jax_llm.serving.server", "prepare": "jax_llm.data.prepare"}
+COMMANDS = {"train": "jax_llm.training.train", "serve": "jax_llm.serving.server",
+            "prepare": "jax_llm.data.prepare"}
 
 
 def main(argv: list[str]) -> int:

@@ -22,12 +22,17 @@ parser.add_argument("--batch-size", type=int, default=256)
 parser.add_argument("--epochs", type=int, default=2)
 args = parser.parse_args()
 
-if int(os.environ.get("JAX_NUM_PROCESSES", "1")) > 1:  # several hosts: the image sets these from resourceconfig
-    jax.distributed.initialize(num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
-                               process_id=int(os.environ["JAX_PROCESS_ID"]))
-data = np.frombuffer(b"".join(p.read_bytes() for p in sorted(Path(os.environ["SM_CHANNEL_TRAIN"]).rglob("*"))
-                              if p.is_file()), np.uint8)
-pairs = np.stack([data[:-1], data[1:]], 1)[jax.process_index()::jax.process_count()]  # this host's share
+if (
+    int(os.environ.get("JAX_NUM_PROCESSES", "1")) > 1
+):  # several hosts: the image sets these from resourceconfig
+    jax.distributed.initialize(
+        num_processes=int(os.environ["JAX_NUM_PROCESSES"]), process_id=int(os.environ["JAX_PROCESS_ID"])
+    )
+data = np.frombuffer(
+    b"".join(p.read_bytes() for p in sorted(Path(os.environ["SM_CHANNEL_TRAIN"]).rglob("*")) if p.is_file()),
+    np.uint8,
+)
+pairs = np.stack([data[:-1], data[1:]], 1)[jax.process_index() :: jax.process_count()]  # this host's share
 
 
 class Bigram(nnx.Module):
@@ -54,12 +59,15 @@ def step(model, optimizer, batch):
 
 for epoch in range(args.epochs):
     order = np.random.default_rng(epoch).permutation(len(pairs))
-    losses = [step(model, optimizer, jnp.asarray(pairs[order[i:i + args.batch_size]]))
-              for i in range(0, len(pairs) - args.batch_size + 1, args.batch_size)]
+    losses = [
+        step(model, optimizer, jnp.asarray(pairs[order[i : i + args.batch_size]]))
+        for i in range(0, len(pairs) - args.batch_size + 1, args.batch_size)
+    ]
     print(f"epoch {epoch + 1}/{args.epochs} loss={float(np.mean(jax.device_get(losses))):.4f}", flush=True)
 
 if jax.process_index() == 0:  # one host writes the model (SageMaker tars SM_MODEL_DIR to model.tar.gz)
     model_dir = Path(os.environ["SM_MODEL_DIR"])
     np.save(model_dir / "bigram.npy", np.asarray(model.logits.embedding.value))
-    (model_dir / "hosts.json").write_text(json.dumps({"processes": jax.process_count(),
-                                                      "hosts": json.loads(os.environ["SM_HOSTS"])}))
+    (model_dir / "hosts.json").write_text(
+        json.dumps({"processes": jax.process_count(), "hosts": json.loads(os.environ["SM_HOSTS"])})
+    )

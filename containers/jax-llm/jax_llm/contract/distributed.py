@@ -57,7 +57,8 @@ def read_cluster_spec(resource_config: Path) -> ClusterSpec:
                                   f"`current_host`, got {json.dumps(config)[:200]}")
     hosts = tuple(config["hosts"])  # kept in SageMaker's order: every host must agree on process ids
     if config["current_host"] not in hosts:
-        raise ResourceConfigError(f"{path}: current_host {config['current_host']!r} is not in hosts {list(hosts)}")
+        raise ResourceConfigError(
+            f"{path}: current_host {config['current_host']!r} is not in hosts {list(hosts)}")
     return ClusterSpec(hosts, config["current_host"], config.get("network_interface_name"))
 
 

@@ -15,14 +15,28 @@ PIP_TIMEOUT_S = 15
 
 
 def pip_install(code_dir: Path) -> str | None:
-    """Installs `code_dir/requirements.txt` if there is one: None when done (or none), else pip's last lines."""
+    """Installs `code_dir/requirements.txt` if there is one: None when done (or none), else pip's last
+    lines."""
     requirements = code_dir / "requirements.txt"
     if not requirements.is_file():
         return None
     print(f"installing {requirements}", flush=True)
-    argv = [sys.executable, "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
-            "--timeout", str(PIP_TIMEOUT_S), "--retries", "1", "--find-links", str(code_dir),
-            "-r", str(requirements)]
+    argv = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--no-input",
+        "--disable-pip-version-check",
+        "--timeout",
+        str(PIP_TIMEOUT_S),
+        "--retries",
+        "1",
+        "--find-links",
+        str(code_dir),
+        "-r",
+        str(requirements),
+    ]
     result = subprocess.run(argv, cwd=code_dir, capture_output=True, text=True)
     if result.returncode == 0:
         return None

@@ -56,12 +56,12 @@ def requested(raw_hyperparameters: Mapping[str, str]) -> bool:
 
 
 def fetch_source(submit_directory: str, code_dir: Path) -> None:
-    """The user's source into `code_dir`, by the toolkit's own rules (s3:// tar.gz, local tar.gz, directory)."""
+    """The user's source into `code_dir` by the toolkit's rules (s3:// tar.gz, local tar.gz, directory)."""
     from sagemaker_training import files
 
     if not submit_directory.startswith("s3://") and not Path(submit_directory).exists():
-        raise ScriptModeError(f"{SUBMIT_DIRECTORY} {submit_directory!r} does not exist in the container (with "
-                              f"network isolation the SDK sends the source as the `code` channel: "
+        raise ScriptModeError(f"{SUBMIT_DIRECTORY} {submit_directory!r} does not exist in the container "
+                              f"(with network isolation the SDK sends the source as the `code` channel: "
                               f"/opt/ml/{CODE_CHANNEL_SOURCE})")
     try:
         files.download_and_extract(submit_directory, str(code_dir))

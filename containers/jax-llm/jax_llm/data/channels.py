@@ -19,10 +19,11 @@ from pathlib import Path
 
 from jax_llm.contract.paths import SageMakerPaths
 from jax_llm.data.shards import SHARD_SUFFIX, ShardError, ShardWriter, open_shard, read_header
-from jax_llm.data.text_corpus import CorpusError, encode_pieces, is_text_file, iter_pieces, iter_texts, list_files
+from jax_llm.data.text_corpus import (CorpusError, encode_pieces, is_text_file, iter_pieces, iter_texts,
+                                      list_files)
 from jax_llm.data.token_dataset import TokenDataset, TokenStream
-from jax_llm.data.tokenizer import (TOKENIZER_FILE, TokenizerError, eos_id, fingerprint, load_tokenizer, save_tokenizer,
-                               train_tokenizer)
+from jax_llm.data.tokenizer import (TOKENIZER_FILE, TokenizerError, eos_id, fingerprint, load_tokenizer,
+                                    save_tokenizer, train_tokenizer)
 
 __all__ = ["DataError", "TrainingData", "TokenDataset", "load_training_data"]
 

@@ -23,7 +23,8 @@ from jax_llm.contract.failure import write_failure, write_message
 from jax_llm.contract.paths import DEFAULT_ROOT, SageMakerPaths
 from jax_llm.data.shards import ShardWriter
 from jax_llm.data.text_corpus import encode_pieces, is_text_file, iter_pieces, iter_texts, list_files
-from jax_llm.data.tokenizer import TOKENIZER_FILE, eos_id, fingerprint, load_tokenizer, save_tokenizer, train_tokenizer
+from jax_llm.data.tokenizer import (TOKENIZER_FILE, eos_id, fingerprint, load_tokenizer, save_tokenizer,
+                                    train_tokenizer)
 
 OUTPUTS = ("tokenizer", "train", "validation")
 

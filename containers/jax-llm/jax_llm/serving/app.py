@@ -67,11 +67,17 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
                 if size <= limit:
                     chunks.append(chunk)
     except TimeoutError:
-        raise RequestError(408, "request_timeout", f"the request body did not arrive within {timeout_s:g} s "
-                                                   f"({size} bytes of {declared or 'unknown'} received)") from None
+        raise RequestError(
+            408,
+            "request_timeout",
+            f"the request body did not arrive within {timeout_s:g} s "
+            f"({size} bytes of {declared or 'unknown'} received)",
+        ) from None
     except ClientDisconnect:  # routine: one INFO line; 499 (nginx's "client closed request") goes to nobody
         log.info("client disconnected before sending its whole request body")
-        raise RequestError(499, "client_disconnected", "the client left before sending its whole body") from None
+        raise RequestError(
+            499, "client_disconnected", "the client left before sending its whole body"
+        ) from None
     if size > limit or (declared.isdigit() and int(declared) > limit):
         raise RequestError(
             413, "payload_too_large", f"request body is {size} bytes; the limit is {limit} bytes"
@@ -84,8 +90,12 @@ def echoed_headers(request: Request) -> dict[str, str]:
     InvokeEndpoint itself refuses such a request before it reaches a container)."""
     attributes = request.headers.get(CUSTOM_ATTRIBUTES)
     if attributes is not None and len(attributes) > CUSTOM_ATTRIBUTES_CHARS:
-        raise RequestError(400, "validation", f"{CUSTOM_ATTRIBUTES} is {len(attributes)} characters; "
-                                              f"SageMaker's limit is {CUSTOM_ATTRIBUTES_CHARS}")
+        raise RequestError(
+            400,
+            "validation",
+            f"{CUSTOM_ATTRIBUTES} is {len(attributes)} characters; "
+            f"SageMaker's limit is {CUSTOM_ATTRIBUTES_CHARS}",
+        )
     return {CUSTOM_ATTRIBUTES: attributes} if attributes is not None else {}
 
 

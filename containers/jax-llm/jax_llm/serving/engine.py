@@ -157,9 +157,11 @@ class Engine:
                 raise RequestError(503, "shutting_down", "the server is shutting down")
             if len(sequences) > self.max_queue + len(self._slots):  # would not fit even on an idle server
                 raise RequestError(
-                    422, "too_many_inputs", f"the request holds {len(sequences)} inputs; this endpoint holds at "
+                    422,
+                    "too_many_inputs",
+                    f"the request holds {len(sequences)} inputs; this endpoint holds at "
                     f"most {self.max_queue + len(self._slots)} at once ({len(self._slots)} slots "
-                    f"+ {self.max_queue} queue places): send at most that many per request"
+                    f"+ {self.max_queue} queue places): send at most that many per request",
                 )
             free = self._slots.count(None)
             if len(self._waiting) + len(sequences) > self.max_queue + free:

@@ -34,7 +34,7 @@ class HandlerError(RuntimeError):
 
 
 def user_program(model_dir: Path, environ: Mapping[str, str] | None = None) -> Path | None:
-    """`code/<SAGEMAKER_PROGRAM or inference.py>` when the model directory has one; else None (built-in GPT)."""
+    """`code/<SAGEMAKER_PROGRAM or inference.py>` when the model directory has one, else None (the GPT)."""
     environ = os.environ if environ is None else environ
     path = Path(model_dir) / "code" / (environ.get(PROGRAM_VARIABLE) or DEFAULT_PROGRAM)
     return path if path.is_file() else None
@@ -43,8 +43,10 @@ def user_program(model_dir: Path, environ: Mapping[str, str] | None = None) -> P
 def install_requirements(code_dir: Path) -> None:
     """`code/requirements.txt`, installed at start (wheels shipped in code/ are preferred)."""
     if (failure := pip_install(code_dir)) is not None:
-        raise HandlerError(f"could not install {code_dir / 'requirements.txt'}: {failure}; an endpoint with "
-                           "network isolation cannot reach PyPI: ship the wheels in code/")
+        raise HandlerError(
+            f"could not install {code_dir / 'requirements.txt'}: {failure}; an endpoint with "
+            "network isolation cannot reach PyPI: ship the wheels in code/"
+        )
 
 
 class Handler:
@@ -57,14 +59,21 @@ class Handler:
         defaults = DefaultInferenceHandler()
         self.name = Path(module.__file__).name
         self.default_accept = environ.get(DEFAULT_ACCEPT_VARIABLE) or "application/json"
-        found = {n: getattr(module, n, None) for n in ("model_fn", "input_fn", "predict_fn", "output_fn",
-                                                       "transform_fn")}
+        found = {
+            n: getattr(module, n, None)
+            for n in ("model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn")
+        }
         if found["model_fn"] is None:
-            raise HandlerError(f"{self.name} defines no model_fn(model_dir): the handler needs one to load "
-                               "the model")
-        if found["transform_fn"] is not None and any(found[n] for n in ("input_fn", "predict_fn", "output_fn")):
-            raise HandlerError(f"{self.name} defines transform_fn together with input_fn, predict_fn or "
-                               "output_fn: define transform_fn alone, or the other three")
+            raise HandlerError(
+                f"{self.name} defines no model_fn(model_dir): the handler needs one to load the model"
+            )
+        if found["transform_fn"] is not None and any(
+            found[n] for n in ("input_fn", "predict_fn", "output_fn")
+        ):
+            raise HandlerError(
+                f"{self.name} defines transform_fn together with input_fn, predict_fn or "
+                "output_fn: define transform_fn alone, or the other three"
+            )
         self.model_fn: Callable = found["model_fn"]
         self.transform_fn: Callable | None = found["transform_fn"]
         self.input_fn: Callable = found["input_fn"] or defaults.default_input_fn

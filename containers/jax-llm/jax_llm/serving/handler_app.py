@@ -48,10 +48,14 @@ async def invocations(request: Request) -> Response:
         content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
         accept = request.headers.get("accept", "")
         try:
-            answer, answer_type = await run_in_threadpool(state.handler, state.model, body, content_type, accept)
+            answer, answer_type = await run_in_threadpool(
+                state.handler, state.model, body, content_type, accept
+            )
         except Exception as error:  # noqa: BLE001 - the handler's own failure: this request only
             log.exception("%s failed on a request", state.handler.name)
-            raise RequestError(500, "handler", f"{state.handler.name}: {type(error).__name__}: {error}") from None
+            raise RequestError(
+                500, "handler", f"{state.handler.name}: {type(error).__name__}: {error}"
+            ) from None
         return Response(answer, media_type=answer_type, headers=headers)
     except RequestError as error:
         return error_response(error, headers)

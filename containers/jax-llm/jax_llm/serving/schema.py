@@ -156,7 +156,9 @@ def parse_request(body: bytes) -> GenerateRequest:
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise RequestError(400, "malformed_request", f"request body is not valid JSON: {error}") from None
     except RecursionError:  # json's decoder recurses once per nesting level
-        raise RequestError(400, "malformed_request", "request body is nested too deeply to be a request") from None
+        raise RequestError(
+            400, "malformed_request", "request body is nested too deeply to be a request"
+        ) from None
     if not isinstance(payload, dict):
         raise validation_error('request body must be a JSON object with an "inputs" field')
     if "inputs" not in payload:

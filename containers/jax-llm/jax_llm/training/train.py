@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
             return script_mode.run(paths, raw)  # the team's own train.py
         config = read_hyperparameters(paths.hyperparameters)  # fails before anything heavy is imported
         print(f"hyperparameters: {json.dumps(dataclasses.asdict(config))}", flush=True)
-        from jax_llm.training.trainer import run  # JAX and the rest load only once the hyperparameters are good
+        from jax_llm.training.trainer import run  # JAX loads only once the hyperparameters are good
 
         run(config, paths, stop)
         return 0
