@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from jax_llm.contract.hyperparameters import FIELDS
 from stacks.settings import Context, Settings, SettingsError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,3 +90,20 @@ def test_cdk_synth_stops_with_the_message(cdk_cli):
     result: subprocess.CompletedProcess = cdk_cli(["synth", "--quiet", "-c", "ecrMaxImageCount=0"])
     assert result.returncode != 0
     assert "context key 'ecrMaxImageCount' has value '0'; allowed: an integer >= 1" in result.stderr
+
+
+@pytest.mark.parametrize(("key", "name"), [("tuningLearningRateRange", "learning_rate"),
+                                           ("tuningWeightDecayRange", "weight_decay")])
+def test_tuning_ranges_are_bounded_by_the_trainers_own_table(key, name):
+    # The bound is the trainer's (jax_llm.contract.hyperparameters), not a copy kept in the stacks.
+    maximum = FIELDS[name].metadata["maximum"]
+    settings_with(**{key: [maximum / 2, maximum]})
+    with pytest.raises(SettingsError) as error:
+        settings_with(**{key: [maximum / 2, maximum * 1.5]})
+    assert error.value.key == key and f"<= {maximum}" in str(error.value)
+
+
+def test_a_log_scale_learning_rate_range_cannot_start_at_zero():
+    with pytest.raises(SettingsError) as error:
+        settings_with(tuningLearningRateRange=[0, 0.001])
+    assert error.value.key == "tuningLearningRateRange" and "log scale" in str(error.value)

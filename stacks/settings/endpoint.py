@@ -1,0 +1,98 @@
+"""The endpoint section: model version, instances, autoscaling, blue/green updates and alarms."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from stacks.settings.context import Context
+from stacks.settings.pipeline import PipelineSettings
+
+# A versioned model package ARN, as -c modelPackageArn=... names the version to serve.
+MODEL_PACKAGE_ARN = re.compile(
+    r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/[a-zA-Z0-9-]{1,63}/\d+$")
+TRAFFIC_SHIFTING_MODES = ("CANARY", "LINEAR")
+# SageMaker stops a blue/green update that takes longer than this (MaximumExecutionTimeoutInSeconds).
+MAX_DEPLOYMENT_SECONDS = 14400
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    """The real-time endpoint: model version, instances, autoscaling, blue/green updates and alarms."""
+
+    model_package_arn: str  # modelPackageArn: version to serve; "" = newest Approved, found at deploy time
+    lookup_token: str  # modelPackageLookupToken: a new value makes a deploy look up the newest Approved again
+    instance_type: str  # endpointInstanceType: GPU instance of the variant
+    initial_instance_count: int  # endpointInitialInstanceCount: instances when the endpoint is created
+    autoscaling: bool  # endpointAutoscaling: false removes the scalable target (to change instance type)
+    min_instance_count: int  # endpointMinInstanceCount: autoscaling floor
+    max_instance_count: int  # endpointMaxInstanceCount: autoscaling ceiling
+    target_invocations: int  # endpointTargetInvocationsPerInstance: scaling target, per instance a minute
+    scale_out_cooldown_seconds: int  # endpointScaleOutCooldownSeconds
+    scale_in_cooldown_seconds: int  # endpointScaleInCooldownSeconds
+    startup_timeout_seconds: int  # endpointStartupHealthCheckTimeoutSeconds: load + compile until /ping 200
+    download_timeout_seconds: int  # endpointModelDownloadTimeoutSeconds: model.tar.gz download and unpack
+    data_capture_percent: int  # endpointDataCapturePercent: requests and responses captured to S3; 0 = off
+    traffic_shifting: str  # endpointTrafficShifting: CANARY (one step, then the rest) or LINEAR (equal steps)
+    traffic_step_percent: int  # endpointTrafficStepPercent: canary size or linear step, % of the new fleet
+    bake_seconds: int  # endpointBakeSeconds: watch the alarms this long after each traffic shift
+    termination_wait_seconds: int  # endpointTerminationWaitSeconds: keep the old fleet this long at 100%
+    latency_alarm_ms: int  # endpointLatencyAlarmMs: p90 ModelLatency that rolls an update back
+    error_alarm_count: int  # endpointErrorAlarmCount: 5xx responses per minute that roll an update back
+
+    @classmethod
+    def from_context(cls, ctx: Context, pipeline: PipelineSettings) -> EndpointSettings:
+        """Read the endpoint section; counts, steps and timeouts are checked against each other."""
+        settings = cls(
+            model_package_arn=ctx.text("modelPackageArn", MODEL_PACKAGE_ARN,
+                                       "a versioned model package ARN (arn:aws:sagemaker:<region>:<account>:"
+                                       "model-package/<group>/<version>)", allow_empty=True),
+            lookup_token=ctx.text("modelPackageLookupToken", re.compile(r"^[a-zA-Z0-9._:-]{0,64}$"),
+                                  "up to 64 letters, digits and . _ : -"),
+            instance_type=ctx.ml_instance_type("endpointInstanceType"),
+            initial_instance_count=ctx.integer("endpointInitialInstanceCount", minimum=1, maximum=100),
+            autoscaling=ctx.boolean("endpointAutoscaling"),
+            min_instance_count=ctx.integer("endpointMinInstanceCount", minimum=1, maximum=100),
+            max_instance_count=ctx.integer("endpointMaxInstanceCount", minimum=1, maximum=100),
+            target_invocations=ctx.integer("endpointTargetInvocationsPerInstance", minimum=1, maximum=100000),
+            scale_out_cooldown_seconds=ctx.integer("endpointScaleOutCooldownSeconds", minimum=0,
+                                                   maximum=3600),
+            scale_in_cooldown_seconds=ctx.integer("endpointScaleInCooldownSeconds", minimum=0, maximum=3600),
+            startup_timeout_seconds=ctx.integer("endpointStartupHealthCheckTimeoutSeconds", minimum=60,
+                                                maximum=3600),
+            download_timeout_seconds=ctx.integer("endpointModelDownloadTimeoutSeconds", minimum=60,
+                                                 maximum=3600),
+            data_capture_percent=ctx.integer("endpointDataCapturePercent", minimum=0, maximum=100),
+            traffic_shifting=ctx.choice("endpointTrafficShifting", TRAFFIC_SHIFTING_MODES),
+            traffic_step_percent=ctx.integer("endpointTrafficStepPercent", minimum=1, maximum=99),
+            bake_seconds=ctx.integer("endpointBakeSeconds", minimum=0, maximum=3600),
+            termination_wait_seconds=ctx.integer("endpointTerminationWaitSeconds", minimum=0, maximum=3600),
+            latency_alarm_ms=ctx.integer("endpointLatencyAlarmMs", minimum=1, maximum=60000),
+            error_alarm_count=ctx.integer("endpointErrorAlarmCount", minimum=1),
+        )
+        low, high = settings.min_instance_count, settings.max_instance_count
+        ctx.require(low <= high, "endpointMaxInstanceCount", high,
+                    f"at least endpointMinInstanceCount ({low})")
+        ctx.require(low <= settings.initial_instance_count <= high, "endpointInitialInstanceCount",
+                    settings.initial_instance_count,
+                    f"between endpointMinInstanceCount ({low}) and endpointMaxInstanceCount ({high})")
+        # The registered model package lists the instance types it may be deployed on.
+        ctx.require(settings.instance_type in pipeline.inference_instance_types, "endpointInstanceType",
+                    settings.instance_type, "one of inferenceInstanceTypes (the types the model package "
+                    "supports): " + ", ".join(pipeline.inference_instance_types))
+        ctx.require(settings.deployment_timeout_seconds <= MAX_DEPLOYMENT_SECONDS, "endpointBakeSeconds",
+                    settings.bake_seconds, "small enough that the whole blue/green update (download, "
+                    f"startup, {settings.traffic_shifts} bake periods, termination wait) fits SageMaker's "
+                    f"{MAX_DEPLOYMENT_SECONDS} s; it needs {settings.deployment_timeout_seconds} s")
+        return settings
+
+    @property
+    def traffic_shifts(self) -> int:
+        """Traffic shifts of one blue/green update: canary then the rest, or 100/step equal linear steps."""
+        return 2 if self.traffic_shifting == "CANARY" else -(-100 // self.traffic_step_percent)
+
+    @property
+    def deployment_timeout_seconds(self) -> int:
+        """Upper bound of one update: new fleet up (download, startup), every bake, the termination wait."""
+        return max(600, self.download_timeout_seconds + self.startup_timeout_seconds
+                   + self.traffic_shifts * self.bake_seconds + self.termination_wait_seconds)
