@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from jax_llm.contract.paths import SageMakerPaths
+from jax_llm.contract.serving import DEFAULT_MAX_BATCH
 
 ONLINE_PAYLOAD_MB = 6  # InvokeEndpoint's fixed request limit
 ONLINE_TIMEOUT_S = 55.0  # InvokeEndpoint's client gives up at 60 s; answer before, with what we have
@@ -54,7 +55,7 @@ class ServingSettings:
     model_dir: Path  # /opt/ml/model (SAGEMAKER_BASE_DIR/model)
     host: str = "0.0.0.0"
     port: int = 8080  # SAGEMAKER_BIND_TO_PORT (multi-container endpoints) overrides
-    max_batch: int = 32  # decode slots: requests generating at once (the compiled decode batch)
+    max_batch: int = DEFAULT_MAX_BATCH  # decode slots: requests generating at once (the compiled decode batch)
     max_queue: int = 256  # requests waiting for a slot before /invocations answers 429
     # Waiting prompts prefilled in one call (compiled as 1, 2, 4, ... up to it). None: 8 on GPU, where a short
     # prefill is far from compute-bound; 1 on CPU, where batching them was measured to cost TTFT and start-up.

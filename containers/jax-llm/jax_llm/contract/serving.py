@@ -1,0 +1,59 @@
+"""The serving side of the contract: decode slots, and the metric lines the endpoint's log stream carries.
+
+The server writes one JSON line to stdout per finished request (``REQUEST_EVENT``) and one per
+``ENGINE_REPORT_S`` while it serves (``ENGINE_EVENT``). SageMaker ships the container's stdout to the
+endpoint's log group (``/aws/sagemaker/Endpoints/<endpoint name>``), where EndpointStack's metric filters
+turn each field below into a CloudWatch metric in ``NAMESPACE``. One table, read by both sides: the server
+writes exactly these fields, the stack filters exactly these. Stdlib only: the CDK stack imports it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+# Decode slots: requests generating at once (the compiled decode batch), unless JAX_LLM_MAX_BATCH says
+# otherwise. The endpoint's concurrency autoscaling target is derived from it.
+DEFAULT_MAX_BATCH = 32
+
+NAMESPACE = "JaxLlm/Serving"
+REQUEST_EVENT = "jax_llm.request"  # a request finished: its timings and token counts
+ENGINE_EVENT = "jax_llm.engine"  # the engine's load, every ENGINE_REPORT_S
+ENGINE_REPORT_S = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class LogMetric:
+    """One numeric field of a metric line, and the CloudWatch metric a metric filter makes of it."""
+
+    event: str  # REQUEST_EVENT or ENGINE_EVENT
+    field: str  # the JSON key in the line
+    metric_name: str  # the CloudWatch metric
+    unit: str  # a CloudWatch unit name
+    meaning: str
+
+
+REQUEST_METRICS = (
+    LogMetric(REQUEST_EVENT, "queue_ms", "QueueTime", "Milliseconds", "arrival to first prefill"),
+    LogMetric(REQUEST_EVENT, "ttft_ms", "TimeToFirstToken", "Milliseconds", "arrival to first token"),
+    LogMetric(REQUEST_EVENT, "tpot_ms", "TimePerOutputToken", "Milliseconds",
+              "mean time between output tokens after the first (absent with fewer than 2 tokens)"),
+    LogMetric(REQUEST_EVENT, "prompt_tokens", "PromptTokens", "Count", "tokens in the prompt"),
+    LogMetric(REQUEST_EVENT, "generated_tokens", "GeneratedTokens", "Count", "tokens generated"),
+)
+ENGINE_METRICS = (
+    LogMetric(ENGINE_EVENT, "slots_in_use", "SlotsInUse", "Count", "decode slots holding a request"),
+    LogMetric(ENGINE_EVENT, "requests_waiting", "RequestsWaiting", "Count", "requests queued for a slot"),
+)
+LOG_METRICS = REQUEST_METRICS + ENGINE_METRICS
+
+
+def metric_line(event: str, **fields: object) -> str:
+    """One metric line: compact JSON with ``event`` first; fields that are None are left out."""
+    return json.dumps({"event": event, **{k: v for k, v in fields.items() if v is not None}},
+                      separators=(",", ":"))
+
+
+def filter_pattern(event: str) -> str:
+    """The CloudWatch Logs filter pattern that selects the lines of one event."""
+    return f'{{ $.event = "{event}" }}'
