@@ -1,98 +1,35 @@
-"""`python -m jax_llm serve` over real HTTP, as SageMaker calls it: one server process for the module.
+"""`python -m jax_llm serve` over real HTTP, as SageMaker calls it, in TGI's schema.
 
-The server serves the model the tiny training run exported. The last test sends it SIGTERM.
+The session's server (conftest) serves the model the tiny training run exported; the SIGTERM test stops a
+server of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
+from huggingface_hub import InferenceClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from jax_llm.model.export import read_model_config
-from local_mode.runner import free_port
+from tests.containers.serving.conftest import (
+    BODY_TIMEOUT_S,
+    QUEUE,
+    SLOTS,
+    Server,
+    ping_until,
+    running_server,
+    start_server,
+)
 
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[3]
-SLOTS, QUEUE = 4, 28  # capacity 32: the concurrency test fills it, the 422 test overflows it
-BODY_TIMEOUT_S = 2  # a partial body held open is answered 408 after this
-
-
-
-@dataclasses.dataclass
-class Server:
-    process: subprocess.Popen
-    url: str
-    first_ping: httpx.Response  # the first answer after the socket opened
-    seconds_to_listen: float
-    log_file: Path
-
-    def log(self) -> str:
-        return self.log_file.read_text()
-
-
-def start_server(root: Path, log_file: Path, cache_dir: Path) -> tuple[subprocess.Popen, str]:
-    """`python -m jax_llm serve` on the /opt/ml tree `root`, listening on a free port of 127.0.0.1."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "SAGEMAKER_BASE_DIR": str(root),
-        "SAGEMAKER_BIND_TO_PORT": str(port),
-        "JAX_PLATFORMS": "cpu",
-        "JAX_LLM_MAX_BATCH": str(SLOTS),
-        "JAX_LLM_MAX_QUEUE": str(QUEUE),
-        "JAX_LLM_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
-        "JAX_LLM_COMPILE_CACHE_DIR": str(cache_dir),
-        "PYTHONPATH": str(REPO / "containers" / "jax-llm"),
-    }
-    with open(log_file, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "jax_llm", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    return process, f"http://127.0.0.1:{port}"
-
-
-def ping_until(process: subprocess.Popen, url: str, log_file: Path, done) -> tuple[httpx.Response, float]:
-    """Polls /ping until `done(response)`; returns the first answer and seconds to it from now."""
-    started, first = time.monotonic(), None
-    while time.monotonic() - started < 120:
-        assert process.poll() is None, f"server exited {process.returncode}:\n{log_file.read_text()}"
-        try:
-            response = httpx.get(f"{url}/ping", timeout=2)
-        except httpx.TransportError:
-            time.sleep(0.02)
-            continue
-        first = first or (response, time.monotonic() - started)
-        if done(response):
-            return first
-        time.sleep(0.1)
-    pytest.fail(f"/ping never reached the expected state in 120 s:\n{log_file.read_text()}")
-
-
-@pytest.fixture(scope="module")
-def server(tiny_training_run, tmp_path_factory):
-    """Starts the server on the tiny run's /opt/ml tree; yields once /ping says 200."""
-    log_file = tmp_path_factory.mktemp("serve") / "serve.log"
-    process, url = start_server(tiny_training_run.root, log_file, tmp_path_factory.mktemp("compile-cache"))
-    try:
-        first_ping, listened = ping_until(process, url, log_file, lambda r: r.status_code == 200)
-        yield Server(process, url, first_ping, listened, log_file)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
 
 
 def test_a_model_that_fails_to_load_is_reported_on_ping(tmp_path):
@@ -285,7 +222,9 @@ def test_more_inputs_than_the_server_can_ever_hold_is_422_naming_the_limit_not_4
     response = invoke(server, {"inputs": ["a"] * (SLOTS + QUEUE + 1), "parameters": {"max_new_tokens": 2}})
     assert response.status_code == 422 and response.json()["error_type"] == "too_many_inputs"
     assert f"holds {SLOTS + QUEUE + 1} inputs" in response.json()["error"]
-    assert f"at most {SLOTS + QUEUE} at once ({SLOTS} slots + {QUEUE} queue places)" in response.json()["error"]
+    assert (
+        f"at most {SLOTS + QUEUE} at once ({SLOTS} slots + {QUEUE} queue places)" in response.json()["error"]
+    )
     assert_healthy(server)
     full = invoke(server, {"inputs": ["a"] * (SLOTS + QUEUE), "parameters": {"max_new_tokens": 2}})
     assert full.status_code == 200 and len(full.json()) == SLOTS + QUEUE  # exactly the limit fits
@@ -294,8 +233,13 @@ def test_more_inputs_than_the_server_can_ever_hold_is_422_naming_the_limit_not_4
 def test_a_tiny_temperature_is_greedy_not_end_of_text(server):
     greedy = invoke(server, {"inputs": "def main(", "parameters": {"max_new_tokens": 8}}).json()
     for temperature in (1e-39, 1e-30, 1e-7):
-        tiny = invoke(server, {"inputs": "def main(", "parameters": {"max_new_tokens": 8, "seed": 5,
-                                                                      "temperature": temperature}})
+        tiny = invoke(
+            server,
+            {
+                "inputs": "def main(",
+                "parameters": {"max_new_tokens": 8, "seed": 5, "temperature": temperature},
+            },
+        )
         assert tiny.status_code == 200 and tiny.json() == greedy, temperature
 
 
@@ -303,16 +247,25 @@ def test_custom_attributes_over_sagemaker_s_1024_characters_are_refused(server):
     response = invoke(server, {"inputs": "a"}, headers={"X-Amzn-SageMaker-Custom-Attributes": "k" * 1025})
     assert response.status_code == 400 and "limit is 1024" in response.json()["error"]
     assert "X-Amzn-SageMaker-Custom-Attributes" not in response.headers  # never echoed
-    assert invoke(server, {"inputs": "a", "parameters": {"max_new_tokens": 1}},
-                  headers={"X-Amzn-SageMaker-Custom-Attributes": "k" * 1024}).status_code == 200
+    assert (
+        invoke(
+            server,
+            {"inputs": "a", "parameters": {"max_new_tokens": 1}},
+            headers={"X-Amzn-SageMaker-Custom-Attributes": "k" * 1024},
+        ).status_code
+        == 200
+    )
 
 
 def _partial_request(server: Server, body: bytes, declared: int) -> socket.socket:
     """A raw connection that sends the headers and only part of the body it declares."""
     host, port = server.url.removeprefix("http://").split(":")
     connection = socket.create_connection((host, int(port)), timeout=10)
-    connection.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                       + f"Content-Length: {declared}\r\n\r\n".encode() + body)
+    connection.sendall(
+        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {declared}\r\n\r\n".encode()
+        + body
+    )
     return connection
 
 
@@ -399,8 +352,16 @@ def test_execution_parameters_for_batch_transform(server):
     }
 
 
-def test_sigterm_stops_listening_and_finishes_requests_in_flight(server, tiny_training_run):
-    """Runs last: SIGTERM while streams are mid-generation; each still ends with its final event."""
+@pytest.fixture
+def own_server(tiny_training_run, tmp_path, compile_cache):
+    """A server of the test's own (the session's keeps serving the other tests)."""
+    with running_server(tiny_training_run.root, tmp_path / "serve.log", compile_cache) as started:
+        yield started
+
+
+def test_sigterm_stops_listening_and_finishes_requests_in_flight(own_server, tiny_training_run):
+    """SIGTERM while streams are mid-generation; each still ends with its final event."""
+    server = own_server
     context = read_model_config(tiny_training_run.model_dir).max_seq_len
     results: dict[int, list[dict]] = {}
     first_events = threading.Barrier(4)
@@ -433,3 +394,59 @@ def test_sigterm_stops_listening_and_finishes_requests_in_flight(server, tiny_tr
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{server.url}/ping", timeout=2)
     assert "Shutting down" in server.log()
+
+
+def test_huggingface_hub_s_inference_client_reads_tgi_answers_streams_and_details(server):
+    client = InferenceClient(model=f"{server.url}/invocations", timeout=60)
+    answer = client.text_generation("def main(", max_new_tokens=6, details=True)
+    assert answer.details.generated_tokens == len(answer.details.tokens) <= 6
+    assert answer.generated_text == "".join(t.text for t in answer.details.tokens if not t.special)
+    streamed = list(client.text_generation("def main(", max_new_tokens=6, stream=True))
+    assert "".join(streamed) == answer.generated_text
+
+
+def metric_samples(server) -> dict[tuple[str, tuple], float]:
+    response = httpx.get(f"{server.url}/metrics", timeout=10)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(response.text) for s in family.samples}
+
+
+def test_metrics_count_what_a_burst_sent_and_the_log_carries_one_line_per_request(server):
+    """12 concurrent requests of 5 tokens and 2 refusals: /metrics and the stdout lines agree with them."""
+    before = metric_samples(server)
+    lines_before = server.log().count('"event":"jax_llm.request"')
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            sends = [client.post("/invocations", json={"inputs": f"x{i} = ", "parameters": {
+                "max_new_tokens": 5, "do_sample": True, "seed": i}}) for i in range(12)]
+            sends += [client.post("/invocations", json={"inputs": ""}) for _ in range(2)]
+            return await asyncio.gather(*sends)
+
+    responses = asyncio.run(burst())
+    assert [r.status_code for r in responses] == [200] * 12 + [422] * 2
+    generated = sum(int(r.headers["x-generated-tokens"]) for r in responses[:12])
+    after = metric_samples(server)
+
+    def delta(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    finished = sum(v - before.get(k, 0.0) for k, v in after.items()
+                   if k[0] == "jax_llm_requests_finished_total")
+    assert finished == 12
+    assert delta("jax_llm_request_generation_tokens_sum") == generated
+    assert delta("jax_llm_time_to_first_token_seconds_count") == 12
+    assert delta("jax_llm_http_requests_total", api="tgi", status="200") == 12
+    assert delta("jax_llm_http_requests_total", api="tgi", status="422") == 2
+    assert after[("jax_llm_slots", ())] == SLOTS
+    assert after[("jax_llm_slots_in_use", ())] == 0 and after[("jax_llm_requests_waiting", ())] == 0
+    deadline = time.monotonic() + 5
+    while server.log().count('"event":"jax_llm.request"') < lines_before + 12 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = [json.loads(line) for line in server.log().splitlines()
+             if line.startswith('{"event":"jax_llm.request"')]
+    assert len(lines) == lines_before + 12
+    assert sum(line["generated_tokens"] for line in lines[-12:]) == generated
+    assert all(line["ttft_ms"] >= line["queue_ms"] >= 0 for line in lines[-12:])

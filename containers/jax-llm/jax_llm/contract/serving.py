@@ -36,8 +36,13 @@ class LogMetric:
 REQUEST_METRICS = (
     LogMetric(REQUEST_EVENT, "queue_ms", "QueueTime", "Milliseconds", "arrival to first prefill"),
     LogMetric(REQUEST_EVENT, "ttft_ms", "TimeToFirstToken", "Milliseconds", "arrival to first token"),
-    LogMetric(REQUEST_EVENT, "tpot_ms", "TimePerOutputToken", "Milliseconds",
-              "mean time between output tokens after the first (absent with fewer than 2 tokens)"),
+    LogMetric(
+        REQUEST_EVENT,
+        "tpot_ms",
+        "TimePerOutputToken",
+        "Milliseconds",
+        "mean time between output tokens after the first (absent with fewer than 2 tokens)",
+    ),
     LogMetric(REQUEST_EVENT, "prompt_tokens", "PromptTokens", "Count", "tokens in the prompt"),
     LogMetric(REQUEST_EVENT, "generated_tokens", "GeneratedTokens", "Count", "tokens generated"),
 )
@@ -50,8 +55,9 @@ LOG_METRICS = REQUEST_METRICS + ENGINE_METRICS
 
 def metric_line(event: str, **fields: object) -> str:
     """One metric line: compact JSON with ``event`` first; fields that are None are left out."""
-    return json.dumps({"event": event, **{k: v for k, v in fields.items() if v is not None}},
-                      separators=(",", ":"))
+    return json.dumps(
+        {"event": event, **{k: v for k, v in fields.items() if v is not None}}, separators=(",", ":")
+    )
 
 
 def filter_pattern(event: str) -> str:

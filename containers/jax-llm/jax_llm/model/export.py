@@ -5,6 +5,7 @@
       tokenizer.json  the `tokenizers` tokenizer the model was trained with
       params.npz      float32 parameters keyed by their dotted path in the NNX module tree
       metrics.json    final metrics of the run (written by the trainer)
+      chat_template.jinja  how chat messages become a prompt (`model/chat_template.py`)
 
 Parameters are stored as plain float32 arrays so that any tool can read them (numpy has no
 bfloat16); serving casts to its compute dtype on load.
@@ -22,8 +23,9 @@ import jax
 import numpy as np
 from flax import nnx
 
-from jax_llm.model.gpt import GPT
+from jax_llm.model.chat_template import write_chat_template
 from jax_llm.model.config import ModelConfig
+from jax_llm.model.gpt import GPT
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -44,13 +46,14 @@ def save_model(
     metrics: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> None:
-    """Writes config, tokenizer, parameters and metrics into `model_dir` (created if needed)."""
+    """Writes config, tokenizer, chat template, parameters and metrics into `model_dir` (created if needed)."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     config = {"format_version": FORMAT_VERSION, "model": dataclasses.asdict(model.config), **(extra or {})}
     (model_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     if Path(tokenizer_file).resolve() != (model_dir / TOKENIZER_FILE).resolve():
         shutil.copyfile(tokenizer_file, model_dir / TOKENIZER_FILE)
+    write_chat_template(model_dir)
     np.savez(model_dir / PARAMS_FILE, **_flat_params(model))
     if metrics is not None:
         (model_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")

@@ -1,22 +1,21 @@
 """The generation engine: one thread owns the model and runs continuous batching over fixed slots.
 
-Requests wait in a bounded queue. Between decode steps the engine moves waiting requests into free
-slots (prefill: up to the runner's prefill batch of prompts per call, each into its slot's cache row,
-first tokens out), then launches one decode step for every slot at once. The device keeps each slot's
-latest token, so the engine launches step N+1 before it reads back step N: the host's work on step
-N's tokens (detokenizing, stop sequences, handing them out) runs while the device computes step N+1.
-A sequence leaves its slot at end-of-text, a stop sequence, its token budget, its deadline (it ends
-with what it has, finish_reason "time_limit") or when its client goes away, and the slot takes the
-next request at once; the one step already launched for it by then is dropped. Results go back
-through a per-sequence callback.
+Three parts, as in engines such as vLLM: `prompts.py` turns a parsed request into token ids and budgets
+(no HTTP, no JAX), `scheduler.py` queues sequences and hands them free slots, and this module is the loop.
+Between decode steps the loop takes waiting sequences into free slots (prefill: up to the runner's prefill
+batch of prompts per call, each into its slot's cache row, first tokens out), then launches one decode step
+for every slot at once. The device keeps each slot's latest token, so the engine launches step N+1 before it
+reads back step N: the host's work on step N's tokens (detokenizing, stop sequences, handing them out) runs
+while the device computes step N+1. A sequence leaves its slot at end-of-text, a stop sequence, its token
+budget, its deadline (it ends with what it has, finish_reason "time_limit") or when its client goes away,
+and the slot takes the next request at once; the one step already launched for it by then is dropped.
+Results go back through a per-sequence callback, each with its timings (`RequestStats`), which also go to
+the `observe` callback (the server's metrics).
 """
 
 from __future__ import annotations
 
-import collections
-import dataclasses
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -24,53 +23,19 @@ from collections.abc import Callable
 import numpy as np
 from tokenizers import Tokenizer
 
+from jax_llm.data.tokenizer import EOS_TOKEN, eos_id
 from jax_llm.serving.detokenize import IncrementalText
+from jax_llm.serving.prompts import Prompt, PromptBuilder
 from jax_llm.serving.runner import DecodeStep, ModelRunner, SlotParams
 from jax_llm.serving.sampling import seed_key_data
-from jax_llm.serving.schema import GenerateRequest, Generation, RequestError, Token, validation_error
-from jax_llm.data.tokenizer import EOS_TOKEN, eos_id
+from jax_llm.serving.scheduler import Scheduler, Sequence, Sink
+from jax_llm.serving.schema import GenerateRequest, Generation, RequestStats, Token
 
 log = logging.getLogger(__name__)
 
-# Called from the engine thread: (token, None) for each token of a streamed sequence, then
-# (last token or None, generation) once. Non-streamed sequences get only the final call.
-Sink = Callable[[Token | None, Generation | None], None]
-
-
-@dataclasses.dataclass
-class Prompt:
-    """A tokenized, validated prompt with its resolved generation settings."""
-
-    ids: list[int]
-    max_new_tokens: int
-    stop: tuple[str, ...]
-    greedy: bool
-    temperature: float
-    top_k: int  # 0 = off
-    top_p: float  # 1.0 = off
-    seed: int | None  # None for greedy decoding
-
-
-@dataclasses.dataclass(eq=False)
-class Sequence:
-    """One prompt in the engine: waiting, then in a slot, then finished."""
-
-    prompt: Prompt
-    deadline: float  # time.monotonic() after which it ends with what it has
-    sink: Sink
-    stream: bool
-    text: IncrementalText
-    tokens: list[Token] = dataclasses.field(default_factory=list)
-    launched: int = 0  # tokens generated or being generated: accepted ones plus the step in flight
-    cancelled: bool = False  # set by the HTTP side when the client has gone
-
-    def cancel(self) -> None:
-        """Asks the engine to drop this sequence at its next step (thread-safe: a flag write)."""
-        self.cancelled = True
-
 
 class Engine:
-    """Continuous batching over `runner.slots` slots, fed by a queue of at most `max_queue` waiting sequences."""
+    """Continuous batching over `runner.slots` slots, fed by a queue of at most `max_queue` sequences."""
 
     def __init__(
         self,
@@ -78,104 +43,55 @@ class Engine:
         tokenizer: Tokenizer,
         max_queue: int,
         default_max_new_tokens: int,
-        clock: Callable[[], float] = time.monotonic,  # what deadlines are measured against
+        clock: Callable[[], float] = time.monotonic,  # what deadlines and timings are measured against
+        observe: Callable[[Generation], None]
+        | None = None,  # every finished generation, on the engine thread
     ):
         self.runner = runner
         self.clock = clock
         self.tokenizer = tokenizer
-        self.context = runner.config.max_seq_len
-        self.max_queue = max_queue
-        self.default_max_new_tokens = default_max_new_tokens
+        self.prompts = PromptBuilder(tokenizer, runner.config.max_seq_len, default_max_new_tokens)
+        self.scheduler = Scheduler(runner.slots, max_queue)
+        self.observe = observe
         self.eos_id = eos_id(tokenizer)
-        self._waiting: collections.deque[Sequence] = collections.deque()
-        self._slots: list[Sequence | None] = [None] * runner.slots
-        self._wake = threading.Condition()
-        self._stopping = False
         self.failed = False  # the engine thread died: /ping reports it so that the instance gets replaced
         self._thread = threading.Thread(target=self._run, name="generation-engine", daemon=True)
         self._sampling = SlotParams(runner.slots)
         # The decode step on the device and the (slot, sequence) rows it was launched for.
         self._in_flight: tuple[DecodeStep, list[tuple[int, Sequence]]] | None = None
 
+    @property
+    def context(self) -> int:
+        """Positions per sequence: prompt and generated tokens together."""
+        return self.prompts.context
+
     # ---- Called from the HTTP side -------------------------------------------------------------
 
     def prepare(self, request: GenerateRequest) -> list[Prompt]:
-        """Tokenizes and checks each prompt against the context; raises RequestError (422) naming the field."""
-        params = request.params
-        prompts = []
-        for i, text in enumerate(request.inputs):
-            where = f"inputs[{i}]" if request.batched else "inputs"
-            ids = self.tokenizer.encode(text, add_special_tokens=False).ids
-            if params.truncate is not None:
-                ids = ids[-params.truncate :]
-            if len(ids) >= self.context:
-                hint = (
-                    ""
-                    if params.truncate is not None
-                    else "; set parameters.truncate to keep only the last tokens"
-                )
-                raise validation_error(
-                    f"{where} has {len(ids)} tokens but the model's context is {self.context} tokens "
-                    f"(at most {self.context - 1} for the prompt){hint}"
-                )
-            if params.max_new_tokens is None:
-                max_new = min(self.default_max_new_tokens, self.context - len(ids))
-            elif len(ids) + params.max_new_tokens > self.context:
-                raise validation_error(
-                    f"{where} has {len(ids)} tokens; with parameters.max_new_tokens={params.max_new_tokens} that "
-                    f"exceeds the model's context of {self.context} tokens"
-                )
-            else:
-                max_new = params.max_new_tokens
-            sampling = params.sampling
-            seed = (params.seed if params.seed is not None else random.getrandbits(64)) if sampling else None
-            prompts.append(
-                Prompt(
-                    ids=ids,
-                    max_new_tokens=max_new,
-                    stop=params.stop,
-                    greedy=not sampling,
-                    temperature=params.temperature or 1.0,
-                    top_k=params.top_k or 0,
-                    top_p=params.top_p or 1.0,
-                    seed=seed,
-                )
-            )
-        return prompts
+        """Tokenizes and checks each prompt against the context; RequestError (422) names the field."""
+        return self.prompts.prepare(request)
 
     def submit(
-        self, prompts: list[Prompt], deadline: float, sinks: list[Sink], stream: bool
+        self,
+        prompts: list[Prompt],
+        deadline: float,
+        sinks: list[Sink],
+        stream: bool,
+        arrived: float | None = None,
     ) -> list[Sequence]:
-        """Queues the prompts (all or none); raises RequestError 429 when the queue is full, 422 when they
-        could never fit (more than slots + queue), 503 when stopping."""
+        """Queues the prompts (all or none; see `Scheduler.submit` for the refusals). `arrived`: when the
+        request arrived, on the engine's clock (default: now), which its timings are measured from."""
+        arrived = self.clock() if arrived is None else arrived
         sequences = [
-            Sequence(p, deadline, sink, stream, IncrementalText(self.tokenizer))
+            Sequence(p, deadline, sink, stream, IncrementalText(self.tokenizer), arrived)
             for p, sink in zip(prompts, sinks)
         ]
-        with self._wake:
-            if self._stopping:
-                raise RequestError(503, "shutting_down", "the server is shutting down")
-            if len(sequences) > self.max_queue + len(self._slots):  # would not fit even on an idle server
-                raise RequestError(
-                    422,
-                    "too_many_inputs",
-                    f"the request holds {len(sequences)} inputs; this endpoint holds at "
-                    f"most {self.max_queue + len(self._slots)} at once ({len(self._slots)} slots "
-                    f"+ {self.max_queue} queue places): send at most that many per request",
-                )
-            free = self._slots.count(None)
-            if len(self._waiting) + len(sequences) > self.max_queue + free:
-                raise RequestError(
-                    429, "overloaded", f"the queue is full ({self.max_queue} waiting requests); retry later"
-                )
-            self._waiting.extend(sequences)
-            self._wake.notify()
+        self.scheduler.submit(sequences)
         return sequences
 
     def load(self) -> dict[str, int]:
         """How busy the engine is: sequences in slots and waiting for one."""
-        with self._wake:
-            return {"active": self.runner.slots - self._slots.count(None), "waiting": len(self._waiting)}
+        return self.scheduler.load()
 
     def start(self) -> None:
         """Starts the engine thread."""
@@ -183,9 +99,7 @@ class Engine:
 
     def stop(self, timeout: float | None = None) -> None:
         """Finishes what is in flight and waiting, then stops the thread."""
-        with self._wake:
-            self._stopping = True
-            self._wake.notify()
+        self.scheduler.stop()
         if self._thread.is_alive():
             self._thread.join(timeout)
 
@@ -204,16 +118,9 @@ class Engine:
 
         False when stopped.
         """
-        with self._wake:
-            while not self._waiting and not any(self._slots) and self._in_flight is None:
-                if self._stopping:
-                    return False
-                self._wake.wait()
-            admitted = []
-            for slot, occupant in enumerate(self._slots):
-                if occupant is None and self._waiting:
-                    self._slots[slot] = self._waiting.popleft()
-                    admitted.append(slot)
+        admitted = self.scheduler.admit(busy=self._in_flight is not None)
+        if admitted is None:
+            return False
         if admitted:
             self._prefill(admitted)
         previous, self._in_flight = self._in_flight, self._launch()
@@ -225,7 +132,7 @@ class Engine:
         """Launches a decode step for every sequence that needs another token; None if none does."""
         rows = [
             (slot, seq)
-            for slot, seq in enumerate(self._slots)
+            for slot, seq in enumerate(self.scheduler.slots)
             if seq is not None and seq.launched < seq.prompt.max_new_tokens
         ]
         if not rows:
@@ -245,7 +152,7 @@ class Engine:
         tokens, logprobs = step.result()
         now = self.clock()
         for slot, seq in rows:
-            if self._slots[slot] is seq:
+            if self.scheduler.slots[slot] is seq:
                 self._accept(slot, seq, int(tokens[slot]), float(logprobs[slot]), now)
 
     def _prefill(self, admitted: list[int]) -> None:
@@ -253,24 +160,25 @@ class Engine:
         now = self.clock()
         ready = []
         for slot in admitted:
-            seq = self._slots[slot]
+            seq = self.scheduler.slots[slot]
             if seq.cancelled or now >= seq.deadline:  # gave up or timed out while waiting
                 self._finish(slot, seq, None, "cancelled" if seq.cancelled else "time_limit")
                 continue
             p = seq.prompt
+            seq.prefilled_at = now
             self._sampling.set(slot, seed_key_data(p.seed or 0), p.temperature, p.top_k, p.top_p, p.greedy)
             seq.launched = 1
             ready.append(slot)
         # Shortest first, so that each call pads its prompts to a bucket close to all of them.
-        ready.sort(key=lambda slot: len(self._slots[slot].prompt.ids))
+        ready.sort(key=lambda slot: len(self.scheduler.slots[slot].prompt.ids))
         while ready:
             take = self.runner.prefill_batch(len(ready))
             group, ready = ready[:take], ready[take:]
-            prompts = [self._slots[slot].prompt.ids for slot in group]
+            prompts = [self.scheduler.slots[slot].prompt.ids for slot in group]
             firsts = self.runner.prefill(group, prompts, self._sampling)
             now = self.clock()
             for slot, (token, logprob) in zip(group, firsts):
-                self._accept(slot, self._slots[slot], token, logprob, now)
+                self._accept(slot, self.scheduler.slots[slot], token, logprob, now)
 
     def _accept(self, slot: int, seq: Sequence, token_id: int, logprob: float, now: float) -> None:
         """Records a generated token and decides whether the sequence ends with it."""
@@ -295,23 +203,37 @@ class Engine:
                 piece += seq.text.finish()
             token = Token(token_id, piece, logprob, False)
         seq.tokens.append(token)
+        if seq.first_token_at is None:
+            seq.first_token_at = now
+        seq.last_token_at = now
         if reason is not None:
             self._finish(slot, seq, token, reason)
             return
         if seq.stream:
             seq.sink(token, None)
 
-    def _finish(self, slot: int, seq: Sequence, last: Token | None, reason: str) -> None:
-        self._slots[slot] = None
-        generation = Generation(seq.text.text, tuple(seq.tokens), reason, seq.prompt.seed)
+    def _finish(self, slot: int | None, seq: Sequence, last: Token | None, reason: str) -> None:
+        if slot is not None:
+            self.scheduler.release(slot)
+        generation = Generation(seq.text.text, tuple(seq.tokens), reason, seq.prompt.seed, self._stats(seq))
         seq.sink(last, generation)
+        if self.observe is not None:
+            self.observe(generation)
+
+    def _stats(self, seq: Sequence) -> RequestStats:
+        n, first, last = len(seq.tokens), seq.first_token_at, seq.last_token_at
+        end = last if last is not None else self.clock()  # ended with no token: in the queue, or cancelled
+        return RequestStats(
+            prompt_tokens=len(seq.prompt.ids),
+            generated_tokens=n,
+            queue_s=(seq.prefilled_at if seq.prefilled_at is not None else end) - seq.arrived,
+            ttft_s=None if first is None else first - seq.arrived,
+            tpot_s=(last - first) / (n - 1) if first is not None and last is not None and n > 1 else None,
+            total_s=end - seq.arrived,
+        )
 
     def _fail_all(self) -> None:
-        with self._wake:
-            self.failed = self._stopping = True
-            pending = [s for s in self._slots if s] + list(self._waiting)
-            self._waiting.clear()
-            self._slots = [None] * len(self._slots)
-            self._in_flight = None
-        for seq in pending:
-            seq.sink(None, Generation(seq.text.text, tuple(seq.tokens), "error", seq.prompt.seed))
+        self.failed = True
+        self._in_flight = None
+        for seq in self.scheduler.drain():
+            self._finish(None, seq, None, "error")

@@ -19,7 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from jax_llm.serving.app import echoed_headers, error_response, read_body
+from jax_llm.serving.http import echoed_headers, read_body
+from jax_llm.serving.tgi_api import error_response
 from jax_llm.serving.schema import RequestError
 from jax_llm.serving.settings import ServingSettings
 

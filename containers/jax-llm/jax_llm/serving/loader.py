@@ -28,8 +28,9 @@ def enable_compilation_cache(settings: ServingSettings) -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def load_engine(settings: ServingSettings) -> Engine:
-    """Loads model and tokenizer from `settings.model_dir`, compiles prefill and decode, starts the engine."""
+def load_engine(settings: ServingSettings, observe=None) -> Engine:
+    """Loads model and tokenizer from `settings.model_dir`, compiles prefill and decode, starts the engine.
+    `observe`: called with every finished generation (the server's metrics)."""
     start = time.perf_counter()
     enable_compilation_cache(settings)
     overrides = {"compute_dtype": settings.compute_dtype} if settings.compute_dtype else {}
@@ -41,7 +42,7 @@ def load_engine(settings: ServingSettings) -> Engine:
     prefill_batch = settings.max_prefill_batch or (8 if jax.default_backend() == "gpu" else 1)
     runner = ModelRunner(model, settings.max_batch, buckets, prefill_batch)
     runner.warm_up()
-    engine = Engine(runner, tokenizer, settings.max_queue, settings.default_max_new_tokens)
+    engine = Engine(runner, tokenizer, settings.max_queue, settings.default_max_new_tokens, observe=observe)
     engine.start()
     log.info(
         "model from %s ready in %.1f s on %s: %d slots, context %d, prompt buckets %s",

@@ -31,9 +31,9 @@ _UNSUPPORTED_PARAMETERS = (
 class RequestError(Exception):
     """A request the server refuses: HTTP status, `error_type` and a message naming the field."""
 
-    def __init__(self, status: int, error_type: str, message: str):
+    def __init__(self, status: int, error_type: str, message: str, param: str | None = None):
         super().__init__(message)
-        self.status, self.error_type, self.message = status, error_type, message
+        self.status, self.error_type, self.message, self.param = status, error_type, message, param
 
     def body(self) -> dict[str, str]:
         """The JSON error body: {"error", "error_type"}."""
@@ -45,9 +45,22 @@ class RequestError(Exception):
 GREEDY_BELOW_TEMPERATURE = 1e-6
 
 
-def validation_error(message: str) -> RequestError:
-    """422: the JSON is well formed but a field is missing, empty or out of range."""
-    return RequestError(422, "validation", message)
+def validation_error(message: str, param: str | None = None) -> RequestError:
+    """422: the JSON is well formed but a field (`param`, where one is to blame) is missing, empty or out of
+    range."""
+    return RequestError(422, "validation", message, param)
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldNames:
+    """What the request's own schema calls the fields that errors found after parsing name."""
+
+    inputs: str = "inputs"
+    max_new_tokens: str = "parameters.max_new_tokens"
+    truncate: str | None = "parameters.truncate"  # None: the schema has no way to truncate
+
+
+TGI_NAMES = FieldNames()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +99,7 @@ class GenerateRequest:
     batched: bool  # `inputs` was a list: the response has one entry per prompt either way
     params: GenerationParams
     stream: bool
+    names: FieldNames = TGI_NAMES
 
 
 def _check_type(name: str, value: Any, kind: type | tuple[type, ...], label: str) -> None:
@@ -149,16 +163,25 @@ def _parse_params(raw: Any) -> GenerationParams:
     return GenerationParams(**values)
 
 
-def parse_request(body: bytes) -> GenerateRequest:
-    """Parses a JSON request body (UTF-8) into a `GenerateRequest`; raises RequestError (400/422)."""
+def decode_body(body: bytes) -> Any:
+    """The JSON value of a request body (UTF-8); raises RequestError 400 when it is not JSON."""
     try:
-        payload = json.loads(body)
+        return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise RequestError(400, "malformed_request", f"request body is not valid JSON: {error}") from None
     except RecursionError:  # json's decoder recurses once per nesting level
         raise RequestError(
             400, "malformed_request", "request body is nested too deeply to be a request"
         ) from None
+
+
+def parse_request(body: bytes) -> GenerateRequest:
+    """Parses a TGI request body into a `GenerateRequest`; raises RequestError (400/422)."""
+    return parse_tgi(decode_body(body))
+
+
+def parse_tgi(payload: Any) -> GenerateRequest:
+    """A decoded TGI body (`inputs`, `parameters`, `stream`) as a `GenerateRequest`; RequestError 422."""
     if not isinstance(payload, dict):
         raise validation_error('request body must be a JSON object with an "inputs" field')
     if "inputs" not in payload:
@@ -200,13 +223,27 @@ class Token:
 
 
 @dataclasses.dataclass(frozen=True)
+class RequestStats:
+    """How one prompt went through the engine: its token counts and timings, in seconds."""
+
+    prompt_tokens: int
+    generated_tokens: int
+    queue_s: float  # arrival to the start of its prefill (or to its end, had it none)
+    ttft_s: float | None  # arrival to its first token; None without one
+    tpot_s: float | None  # mean time per output token after the first; None with fewer than 2
+    total_s: float  # arrival to the end
+
+
+@dataclasses.dataclass(frozen=True)
 class Generation:
-    """A finished generation for one prompt. finish_reason: length, eos_token, stop_sequence or time_limit."""
+    """A finished generation for one prompt. finish_reason: length, eos_token, stop_sequence, time_limit,
+    cancelled (its client left) or error (the engine failed)."""
 
     text: str  # the generated text, special tokens left out
     tokens: tuple[Token, ...]
     finish_reason: str
     seed: int | None
+    stats: RequestStats | None = None
 
     def details(self) -> dict[str, Any]:
         """TGI's `details` object."""

@@ -55,7 +55,8 @@ class ServingSettings:
     model_dir: Path  # /opt/ml/model (SAGEMAKER_BASE_DIR/model)
     host: str = "0.0.0.0"
     port: int = 8080  # SAGEMAKER_BIND_TO_PORT (multi-container endpoints) overrides
-    max_batch: int = DEFAULT_MAX_BATCH  # decode slots: requests generating at once (the compiled decode batch)
+    # Decode slots: requests generating at once (the compiled decode batch).
+    max_batch: int = DEFAULT_MAX_BATCH
     max_queue: int = 256  # requests waiting for a slot before /invocations answers 429
     # Waiting prompts prefilled in one call (compiled as 1, 2, 4, ... up to it). None: 8 on GPU, where a short
     # prefill is far from compute-bound; 1 on CPU, where batching them was measured to cost TTFT and start-up.
@@ -75,6 +76,7 @@ class ServingSettings:
     # Content-Type application/jsonlines (one request per line, one answer per line).
     batch_strategy: str = "SINGLE_RECORD"
     max_concurrent_transforms: int = 32
+    model_name: str = "jax-llm"  # the model's id in OpenAI's API (/v1/models, `model` of every answer)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingSettings:
@@ -109,6 +111,7 @@ class ServingSettings:
             batch_transform=batch,
             batch_strategy=strategy,
             max_concurrent_transforms=_int(env, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", max_batch, 1),
+            model_name=env.get("JAX_LLM_MODEL_NAME") or cls.model_name,
         )
 
     def context(self, model_max_seq_len: int) -> int:
