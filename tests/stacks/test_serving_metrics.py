@@ -17,6 +17,8 @@ from aws_cdk.assertions import Template
 from jax_llm.contract.serving import LOG_METRICS, NAMESPACE
 from stacks.constructs.serving_metrics import ServingMetrics
 from stacks.settings import Settings
+from tests.stacks.cfn_values import TemplateValues, resources_of_type
+from tests.stacks.iam_evaluation import RolePolicies
 
 # What CloudWatch accepts as a namespace (AWS::Logs::MetricFilter's MetricNamespace pattern).
 CLOUDWATCH_NAMESPACE = re.compile(r"^[0-9a-zA-Z.\-_/#]{1,256}$")
@@ -59,6 +61,24 @@ def test_the_endpoint_log_group_is_created_encrypted_and_retained_before_the_end
     assert policies == ("RetainExceptOnCreate", "Retain")
     (endpoint,) = _of_type(template, "AWS::SageMaker::Endpoint").values()
     assert log_group_id in endpoint["DependsOn"]
+
+
+def test_the_endpoint_container_may_write_the_log_group_that_the_filters_read(
+    synthesized_app, template, endpoint_name
+):
+    """SageMaker writes the container's stdout as the execution role, one stream per instance."""
+    training = synthesized_app.template_json["TrainingStack"]
+    (role_id,) = [
+        k for k, v in resources_of_type(training, "AWS::IAM::Role").items()
+        if v["Properties"].get("Description", "").startswith("SageMaker execution role")
+    ]
+    policies = RolePolicies.of(training, role_id)
+    log_group_id, _ = _endpoint_log_group(template, endpoint_name)
+    stream = TemplateValues(template).arn(log_group_id).removesuffix("*") + "log-stream:AllTraffic/i-0abc"
+    for action in ("logs:CreateLogStream", "logs:PutLogEvents"):
+        assert policies.allows(action, stream), action
+    other = stream.replace("/aws/sagemaker/Endpoints/", "/aws/lambda/")
+    assert not policies.allows("logs:PutLogEvents", other)
 
 
 def test_one_metric_filter_per_field_of_the_contract_table(template, endpoint_name):
