@@ -14,6 +14,7 @@ from stacks.constructs.autoscaling import EndpointAutoscaling
 from stacks.constructs.endpoint import VARIANT_NAME, ModelEndpoint
 from stacks.constructs.endpoint_monitoring import EndpointMonitoring
 from stacks.constructs.model_package_lookup import ModelPackageLookup
+from stacks.constructs.serving_metrics import ServingMetrics
 from stacks.settings import Settings
 
 EXAMPLE_PROMPT = "Once upon a time"
@@ -52,12 +53,21 @@ class EndpointStack(Stack):
                 log_retention_days=settings.storage.log_retention_days,
             ).model_package_arn
 
+        serving_metrics = ServingMetrics(
+            self,
+            "ServingMetrics",
+            endpoint_name=endpoint_name,
+            key=key,
+            log_retention_days=settings.storage.log_retention_days,
+            retain=settings.project.removal_policy == "retain",
+        )
         monitoring = EndpointMonitoring(
             self,
             "Monitoring",
             settings=endpoint_settings,
             endpoint_name=endpoint_name,
             variant_name=VARIANT_NAME,
+            serving_metrics=serving_metrics,
         )
         serving = ModelEndpoint(
             self,
@@ -71,6 +81,8 @@ class EndpointStack(Stack):
             capture_bucket=artifacts_bucket,
             rollback_alarms=monitoring.rollback_alarms,
         )
+        # The endpoint's log group must exist before its first instance logs (SageMaker would create it).
+        serving.endpoint.node.add_dependency(serving_metrics.log_group)
         if endpoint_settings.autoscaling:
             EndpointAutoscaling(
                 self,

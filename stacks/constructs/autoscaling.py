@@ -1,4 +1,11 @@
-"""Target-tracking autoscaling of the endpoint variant's instance count on invocations per instance.
+"""Target-tracking autoscaling of the endpoint variant's instance count on concurrent requests per instance.
+
+An LLM instance saturates on requests in flight, not on requests per minute: a request holds one of its
+decode slots for as long as it generates, seconds or a minute. SageMaker's ConcurrentRequestsPerModel counts
+the requests a container holds (queued ones included, streams until their last token) every 10 s, so the
+policy scales out faster than on the per-minute metrics (scale-in is as slow as with them). Its target is a
+share of the decode slots (EndpointSettings.target_concurrency): below 100% so that the fleet grows while
+the instances still answer without queueing, since a new GPU instance takes minutes (download, load, compile).
 
 SageMaker refuses an UpdateEndpoint that changes the instance type of a variant registered as a scalable
 target, and CloudFormation cannot deregister it before updating the endpoint in the same deploy. Changing
@@ -23,7 +30,7 @@ SERVICE_LINKED_ROLE = (
 
 
 class EndpointAutoscaling(Construct):
-    """A scalable target on the variant's DesiredInstanceCount and a target-tracking policy on it."""
+    """A scalable target on the variant's DesiredInstanceCount, tracking concurrent requests per instance."""
 
     def __init__(
         self,
@@ -58,13 +65,14 @@ class EndpointAutoscaling(Construct):
         # The variant must exist before it can be registered.
         self.target.node.add_dependency(endpoint)
         self.policy = self.target.scale_to_track_metric(
-            "InvocationsPerInstance",
-            predefined_metric=appscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
-            # Invocations per instance per minute. An LLM request holds the GPU for seconds, so the target is
-            # low: a g5 instance decoding ~30 requests a minute is near its batch capacity.
-            target_value=settings.target_invocations,
+            "ConcurrentRequestsPerModel",
+            predefined_metric=(
+                appscaling.PredefinedMetric.SAGEMAKER_VARIANT_CONCURRENT_REQUESTS_PER_MODEL_HIGH_RESOLUTION
+            ),
+            target_value=settings.target_concurrency,
             # A new GPU instance needs minutes (download, load, XLA compile) before it takes traffic: scale
-            # out again only after that, and scale in slowly so a short lull does not drop warm capacity.
+            # out again only after that (the 10 s metric would otherwise add instances for load that the
+            # starting ones will take), and scale in slowly so a short lull does not drop warm capacity.
             scale_out_cooldown=Duration.seconds(settings.scale_out_cooldown_seconds),
             scale_in_cooldown=Duration.seconds(settings.scale_in_cooldown_seconds),
         )

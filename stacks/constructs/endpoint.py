@@ -65,7 +65,9 @@ class ModelEndpoint(Construct):
             "Model",
             execution_role_arn=execution_role.role_arn,
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
-                model_package_name=model_package_arn
+                model_package_name=model_package_arn,
+                # Set beside a model package as the SageMaker SDK's ModelPackage sets it: the decode slots.
+                environment=settings.container_environment or None,
             ),
             # The container needs nothing from the network: model.tar.gz is unpacked for it by SageMaker.
             enable_network_isolation=True,

@@ -1,5 +1,8 @@
 """Alarms that roll a blue/green update back, and the endpoint's CloudWatch dashboard.
 
+Beside SageMaker's own metrics, the server's token metrics (``ServingMetrics``: time to first token, time
+per output token, tokens, slots and queue) fill two rows of the dashboard and the third rollback alarm.
+
 The alarms name the endpoint and variant as fixed strings (not references to the endpoint), because the
 endpoint refers to the alarms in its AutoRollbackConfiguration: references both ways would be a cycle.
 """
@@ -10,6 +13,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
 
+from stacks.constructs.serving_metrics import ServingMetrics
 from stacks.nag import acknowledge
 from stacks.settings import EndpointSettings
 
@@ -19,7 +23,7 @@ MINUTE = Duration.minutes(1)
 
 
 class EndpointMonitoring(Construct):
-    """5xx and p90 model-latency alarms (``rollback_alarms``) and a dashboard for one endpoint variant."""
+    """5xx, p90 model-latency and p90 time-to-first-token alarms (``rollback_alarms``) and a dashboard."""
 
     def __init__(
         self,
@@ -29,9 +33,11 @@ class EndpointMonitoring(Construct):
         settings: EndpointSettings,
         endpoint_name: str,
         variant_name: str,
+        serving_metrics: ServingMetrics,
     ) -> None:
         super().__init__(scope, construct_id)
         self._dimensions = {"EndpointName": endpoint_name, "VariantName": variant_name}
+        self._serving = serving_metrics
         errors_5xx = self._metric("Invocation5XXErrors", "Sum")
         latency_p90 = self._metric("ModelLatency", "p90")  # microseconds
         self.error_alarm = cloudwatch.Alarm(
@@ -60,7 +66,22 @@ class EndpointMonitoring(Construct):
             datapoints_to_alarm=3,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        self.rollback_alarms = [self.error_alarm, self.latency_alarm]
+        # Time to first token includes the wait for a slot: a version that prefills slowly, or one whose
+        # slots stay full, shows here first; whole-request latency also grows with the tokens asked for.
+        self.ttft_alarm = cloudwatch.Alarm(
+            self,
+            "TimeToFirstTokenP90",
+            alarm_name=f"{endpoint_name}-time-to-first-token-p90",
+            alarm_description=f"p90 time to first token above {settings.ttft_alarm_ms} ms for 3 of 3 "
+            "minutes; rolls back a blue/green update",
+            metric=serving_metrics.metric("ttft_ms", "p90"),
+            threshold=settings.ttft_alarm_ms,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=3,
+            datapoints_to_alarm=3,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.rollback_alarms = [self.error_alarm, self.latency_alarm, self.ttft_alarm]
         for alarm in self.rollback_alarms:
             acknowledge(
                 alarm,
@@ -68,7 +89,7 @@ class EndpointMonitoring(Construct):
                 "SageMaker deployment guardrails watch this alarm's state (AutoRollbackConfiguration) "
                 "and roll the update back; the dashboard shows it; no notification target exists here.",
             )
-        self.dashboard = self._dashboard(endpoint_name)
+        self.dashboard = self._dashboard(endpoint_name, settings)
 
     def _metric(
         self, name: str, statistic: str, namespace: str = INVOCATION_NAMESPACE, label: str | None = None
@@ -83,8 +104,8 @@ class EndpointMonitoring(Construct):
             label=label,
         )
 
-    def _dashboard(self, endpoint_name: str) -> cloudwatch.Dashboard:
-        """Invocations, instances, latency, errors, GPU and host utilization, and the rollback alarms."""
+    def _dashboard(self, endpoint_name: str, settings: EndpointSettings) -> cloudwatch.Dashboard:
+        """Invocations, instances, latency, errors, GPU and host utilization, token metrics, the alarms."""
         invocations = self._metric("Invocations", "Sum")
         per_instance = self._metric("InvocationsPerInstance", "Sum")
         # No metric counts the instances; InvocationsPerInstance is Invocations / InstanceCount per minute,
@@ -112,32 +133,81 @@ class EndpointMonitoring(Construct):
             for name in ("CPUUtilization", "MemoryUtilization", "DiskUtilization")
         ]
 
-        def graph(title: str, metrics: list, unit: str = "") -> cloudwatch.GraphWidget:
-            return cloudwatch.GraphWidget(
-                title=title,
-                left=metrics,
-                width=8,
-                height=6,
-                left_y_axis=cloudwatch.YAxisProps(label=unit, show_units=False),
-            )
-
         dashboard = cloudwatch.Dashboard(
             self, "Dashboard", dashboard_name=endpoint_name, default_interval=Duration.hours(3)
         )
         dashboard.add_widgets(
-            graph("Invocations", [invocations, per_instance], "count / min"),
-            graph("Instances", [instances], "instances"),
-            graph("Errors", errors, "count / min"),
+            _graph("Invocations", [invocations, per_instance], "count / min"),
+            _graph("Instances", [instances], "instances"),
+            _graph("Errors", errors, "count / min"),
         )
         dashboard.add_widgets(
-            graph("Model latency", [*latency, overhead], "µs"),
-            graph("GPU utilization (% x GPUs)", gpu, "%"),
-            graph("Host utilization", host, "%"),
+            _graph("Model latency", [*latency, overhead], "µs"),
+            _graph("GPU utilization (% x GPUs)", gpu, "%"),
+            _graph("Host utilization", host, "%"),
         )
+        token_widgets = self._token_widgets(invocations, per_instance, settings)
+        dashboard.add_widgets(*token_widgets[:3])
+        dashboard.add_widgets(*token_widgets[3:])
         dashboard.add_widgets(
             *[
-                cloudwatch.AlarmWidget(title=a.alarm_name, alarm=a, width=12, height=4)
+                cloudwatch.AlarmWidget(title=a.alarm_name, alarm=a, width=8, height=4)
                 for a in self.rollback_alarms
             ]
         )
         return dashboard
+
+    def _token_widgets(
+        self, invocations: cloudwatch.Metric, per_instance: cloudwatch.Metric, settings: EndpointSettings
+    ) -> list[cloudwatch.GraphWidget]:
+        """Time to first token, time per output token, tokens/s per instance; slots, queue, concurrency."""
+        serving = self._serving
+        percentiles = ("p50", "p90", "p99")
+        ttft = [serving.metric("ttft_ms", p, f"time to first token {p}") for p in percentiles]
+        tpot = [serving.metric("tpot_ms", p, f"time per output token {p}") for p in ("p50", "p99")]
+        # Tokens generated a second over the minute, per instance serving (the instance count as above).
+        tokens_per_s = cloudwatch.MathExpression(
+            expression="tokens / PERIOD(tokens) / (invocations / perInstance)",
+            label="generated tokens/s per instance",
+            using_metrics={
+                "tokens": serving.metric("generated_tokens", "Sum"),
+                "invocations": invocations,
+                "perInstance": per_instance,
+            },
+            period=MINUTE,
+        )
+        # Each instance reports its engine every ENGINE_REPORT_S into the same metric: the average is the
+        # typical instance's load, the maximum the busiest instance's.
+        engine = [
+            serving.metric(field, statistic, f"{field.replace('_', ' ')} ({statistic.lower()} per instance)")
+            for field in ("slots_in_use", "requests_waiting")
+            for statistic in ("Average", "Maximum")
+        ]
+        slots = cloudwatch.HorizontalAnnotation(value=settings.slots, label=f"{settings.slots} decode slots")
+        concurrency = self._metric(
+            "ConcurrentRequestsPerModel", "Average", label="concurrent requests per instance"
+        )
+        target = cloudwatch.HorizontalAnnotation(
+            value=settings.target_concurrency, label=f"autoscaling target {settings.target_concurrency:g}"
+        )
+        queue = [serving.metric("queue_ms", p, f"queue time {p}") for p in ("p50", "p99")]
+        return [
+            _graph("Time to first token", ttft, "ms"),
+            _graph("Time per output token", tpot, "ms"),
+            _graph("Generated tokens/s per instance", [tokens_per_s], "tokens/s"),
+            _graph("Decode slots and queue", engine, "requests", [slots]),
+            _graph("Concurrency (the autoscaling metric)", [concurrency], "requests", [target]),
+            _graph("Queue time (arrival to prefill)", queue, "ms"),
+        ]
+
+
+def _graph(title: str, metrics: list, unit: str = "", lines: list | None = None) -> cloudwatch.GraphWidget:
+    """A third of a dashboard row: ``metrics`` on the left axis labelled ``unit``, horizontal ``lines``."""
+    return cloudwatch.GraphWidget(
+        title=title,
+        left=metrics,
+        width=8,
+        height=6,
+        left_y_axis=cloudwatch.YAxisProps(label=unit, show_units=False),
+        left_annotations=lines,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from jax_llm.contract.serving import DEFAULT_MAX_BATCH
 from stacks.settings.context import Context
 from stacks.settings.pipeline import PipelineSettings
 
@@ -14,6 +15,8 @@ MODEL_PACKAGE_ARN = re.compile(
 TRAFFIC_SHIFTING_MODES = ("CANARY", "LINEAR")
 # SageMaker stops a blue/green update that takes longer than this (MaximumExecutionTimeoutInSeconds).
 MAX_DEPLOYMENT_SECONDS = 14400
+# The container's variable for its decode slots (contract/serving.py: DEFAULT_MAX_BATCH unless set).
+DECODE_SLOTS_VARIABLE = "JAX_LLM_MAX_BATCH"
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,8 @@ class EndpointSettings:
     autoscaling: bool  # endpointAutoscaling: false removes the scalable target (to change instance type)
     min_instance_count: int  # endpointMinInstanceCount: autoscaling floor
     max_instance_count: int  # endpointMaxInstanceCount: autoscaling ceiling
-    target_invocations: int  # endpointTargetInvocationsPerInstance: scaling target, per instance a minute
+    decode_slots: int  # endpointDecodeSlots: requests one instance generates at once; 0 = the image's default
+    target_concurrency_percent: int  # endpointTargetConcurrencyPercent: scaling target, % of the decode slots
     scale_out_cooldown_seconds: int  # endpointScaleOutCooldownSeconds
     scale_in_cooldown_seconds: int  # endpointScaleInCooldownSeconds
     startup_timeout_seconds: int  # endpointStartupHealthCheckTimeoutSeconds: load + compile until /ping 200
@@ -38,6 +42,7 @@ class EndpointSettings:
     bake_seconds: int  # endpointBakeSeconds: watch the alarms this long after each traffic shift
     termination_wait_seconds: int  # endpointTerminationWaitSeconds: keep the old fleet this long at 100%
     latency_alarm_ms: int  # endpointLatencyAlarmMs: p90 ModelLatency that rolls an update back
+    ttft_alarm_ms: int  # endpointTimeToFirstTokenAlarmMs: p90 time to first token that rolls an update back
     error_alarm_count: int  # endpointErrorAlarmCount: 5xx responses per minute that roll an update back
 
     @classmethod
@@ -54,7 +59,9 @@ class EndpointSettings:
             autoscaling=ctx.boolean("endpointAutoscaling"),
             min_instance_count=ctx.integer("endpointMinInstanceCount", minimum=1, maximum=100),
             max_instance_count=ctx.integer("endpointMaxInstanceCount", minimum=1, maximum=100),
-            target_invocations=ctx.integer("endpointTargetInvocationsPerInstance", minimum=1, maximum=100000),
+            decode_slots=ctx.integer("endpointDecodeSlots", minimum=0, maximum=1024),
+            target_concurrency_percent=ctx.integer("endpointTargetConcurrencyPercent", minimum=10,
+                                                   maximum=100),
             scale_out_cooldown_seconds=ctx.integer("endpointScaleOutCooldownSeconds", minimum=0,
                                                    maximum=3600),
             scale_in_cooldown_seconds=ctx.integer("endpointScaleInCooldownSeconds", minimum=0, maximum=3600),
@@ -68,6 +75,7 @@ class EndpointSettings:
             bake_seconds=ctx.integer("endpointBakeSeconds", minimum=0, maximum=3600),
             termination_wait_seconds=ctx.integer("endpointTerminationWaitSeconds", minimum=0, maximum=3600),
             latency_alarm_ms=ctx.integer("endpointLatencyAlarmMs", minimum=1, maximum=60000),
+            ttft_alarm_ms=ctx.integer("endpointTimeToFirstTokenAlarmMs", minimum=1, maximum=60000),
             error_alarm_count=ctx.integer("endpointErrorAlarmCount", minimum=1),
         )
         low, high = settings.min_instance_count, settings.max_instance_count
@@ -76,6 +84,9 @@ class EndpointSettings:
         ctx.require(low <= settings.initial_instance_count <= high, "endpointInitialInstanceCount",
                     settings.initial_instance_count,
                     f"between endpointMinInstanceCount ({low}) and endpointMaxInstanceCount ({high})")
+        ctx.require(settings.target_concurrency >= 1, "endpointTargetConcurrencyPercent",
+                    settings.target_concurrency_percent, f"at least one request of the {settings.slots} "
+                    "decode slots (endpointDecodeSlots, 0 = the image's default)")
         # The registered model package lists the instance types it may be deployed on.
         ctx.require(settings.instance_type in pipeline.inference_instance_types, "endpointInstanceType",
                     settings.instance_type, "one of inferenceInstanceTypes (the types the model package "
@@ -85,6 +96,21 @@ class EndpointSettings:
                     f"startup, {settings.traffic_shifts} bake periods, termination wait) fits SageMaker's "
                     f"{MAX_DEPLOYMENT_SECONDS} s; it needs {settings.deployment_timeout_seconds} s")
         return settings
+
+    @property
+    def slots(self) -> int:
+        """Decode slots of one instance: endpointDecodeSlots, or the image's default when that is 0."""
+        return self.decode_slots or DEFAULT_MAX_BATCH
+
+    @property
+    def container_environment(self) -> dict[str, str]:
+        """What the Model sets in the container: the slot count only when it is not the image's default."""
+        return {DECODE_SLOTS_VARIABLE: str(self.decode_slots)} if self.decode_slots else {}
+
+    @property
+    def target_concurrency(self) -> float:
+        """Concurrent requests per instance that autoscaling holds: the given share of the decode slots."""
+        return self.slots * self.target_concurrency_percent / 100
 
     @property
     def traffic_shifts(self) -> int:

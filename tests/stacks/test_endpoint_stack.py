@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Annotations, Match, Template
 
+from jax_llm.contract.serving import DEFAULT_MAX_BATCH
 from stacks.constructs.endpoint import VARIANT_NAME, has_instance_storage
 from stacks.constructs.model_package_lookup import HANDLER_SOURCE, LOOKUP_ACTION, RESOURCE_TYPE
 from stacks.settings import Settings, SettingsError
@@ -35,7 +36,8 @@ def settings(synthesized_app) -> Settings:
 
 @pytest.fixture(scope="module")
 def pinned(synth_app, settings):
-    """The other variant: explicit ARN, EBS-only GPU type, linear shifting, no autoscaling, no capture."""
+    """The other variant: explicit ARN, EBS-only GPU type, linear shifting, no autoscaling, no capture,
+    48 decode slots, resources destroyed with the stack."""
     return synth_app(
         {
             "modelPackageArn": PINNED_ARN,
@@ -45,6 +47,8 @@ def pinned(synth_app, settings):
             "endpointTrafficStepPercent": 20,
             "endpointAutoscaling": False,
             "endpointDataCapturePercent": 0,
+            "endpointDecodeSlots": 48,
+            "removalPolicy": "destroy",
         }
     )
 
@@ -58,6 +62,13 @@ def _one(template: Template, kind: str) -> tuple[str, dict[str, Any]]:
 
 def _props(template: Template, kind: str) -> dict[str, Any]:
     return _one(template, kind)[1]["Properties"]
+
+
+def _lookup_log_group(template: Template) -> tuple[str, dict[str, Any]]:
+    """The lookup handler's log group (the endpoint's own is tested in test_serving_metrics.py)."""
+    _, function = _one(template, "AWS::Lambda::Function")
+    log_group_id = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+    return log_group_id, template.to_json()["Resources"][log_group_id]
 
 
 # --- the model version: looked up at deploy time, or pinned -------------------------------------------
@@ -86,7 +97,7 @@ def test_lookup_handler_may_list_model_packages_and_write_its_logs_and_nothing_e
     function_id, function = _one(default, "AWS::Lambda::Function")
     role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
     policy_id, policy = _one(default, "AWS::IAM::ManagedPolicy")
-    log_group_id, _ = _one(default, "AWS::Logs::LogGroup")
+    log_group_id, _ = _lookup_log_group(default)
     assert policy["Properties"]["Roles"] == [{"Ref": role_id}]
     statements = {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
     assert statements["ListModelPackages"] == {
@@ -106,16 +117,27 @@ def test_lookup_handler_may_list_model_packages_and_write_its_logs_and_nothing_e
 
 
 def test_handler_logs_are_encrypted_and_retained(default, settings):
-    log_group = _props(default, "AWS::Logs::LogGroup")
+    log_group = _lookup_log_group(default)[1]["Properties"]
     assert log_group["RetentionInDays"] == settings.storage.log_retention_days
     assert "KmsKeyId" in log_group
+
+
+def test_with_removal_policy_destroy_the_endpoint_log_group_goes_with_the_stack(pinned):
+    template = pinned.templates["EndpointStack"]
+    (log_group,) = template.find_resources(
+        "AWS::Logs::LogGroup", {"Properties": {"LogGroupName": "/aws/sagemaker/Endpoints/jax-llm-endpoint"}}
+    ).values()
+    assert (log_group["DeletionPolicy"], log_group["UpdateReplacePolicy"]) == ("Delete", "Delete")
 
 
 def test_pinned_arn_is_served_without_a_lookup(pinned):
     template = pinned.templates["EndpointStack"]
     assert template.find_resources(RESOURCE_TYPE) == {}
     assert template.find_resources("AWS::Lambda::Function") == {}
-    assert _props(template, "AWS::SageMaker::Model")["PrimaryContainer"] == {"ModelPackageName": PINNED_ARN}
+    assert _props(template, "AWS::SageMaker::Model")["PrimaryContainer"] == {
+        "ModelPackageName": PINNED_ARN,
+        "Environment": {"JAX_LLM_MAX_BATCH": "48"},  # endpointDecodeSlots reaches the container
+    }
     assert pinned.template_json["EndpointStack"]["Outputs"]["ModelPackageArn"]["Value"] == PINNED_ARN
 
 
@@ -206,7 +228,7 @@ def test_instance_storage_rule(instance_type, local):
     assert has_instance_storage(instance_type) is local
 
 
-def test_endpoint_updates_blue_green_with_canary_and_rolls_back_on_both_alarms(default, settings):
+def test_endpoint_updates_blue_green_with_canary_and_rolls_back_on_the_three_alarms(default, settings):
     endpoint = _props(default, "AWS::SageMaker::Endpoint")
     config_id, _ = _one(default, "AWS::SageMaker::EndpointConfig")
     alarms = {
@@ -229,6 +251,7 @@ def test_endpoint_updates_blue_green_with_canary_and_rolls_back_on_both_alarms(d
             "Alarms": [
                 {"AlarmName": {"Ref": alarms["Invocation5XXErrors"]}},
                 {"AlarmName": {"Ref": alarms["ModelLatency"]}},
+                {"AlarmName": {"Ref": alarms["TimeToFirstToken"]}},
             ]
         },
     }
@@ -290,17 +313,22 @@ def test_scalable_target_on_the_variant_instance_count(default, settings):
     )
 
 
-def test_target_tracking_on_invocations_per_instance_with_cooldowns(default, settings):
+def test_target_tracking_on_concurrent_requests_at_three_quarters_of_the_decode_slots(default, settings):
     target_id, _ = _one(default, "AWS::ApplicationAutoScaling::ScalableTarget")
     policy = _props(default, "AWS::ApplicationAutoScaling::ScalingPolicy")
     assert policy["PolicyType"] == "TargetTrackingScaling"
     assert policy["ScalingTargetId"] == {"Ref": target_id}
+    # cdk.json: endpointDecodeSlots 0 (the image's DEFAULT_MAX_BATCH), endpointTargetConcurrencyPercent 75.
     assert policy["TargetTrackingScalingPolicyConfiguration"] == {
-        "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
-        "TargetValue": settings.endpoint.target_invocations,
+        "PredefinedMetricSpecification": {
+            "PredefinedMetricType": "SageMakerVariantConcurrentRequestsPerModelHighResolution"
+        },
+        "TargetValue": DEFAULT_MAX_BATCH * 3 / 4,
         "ScaleOutCooldown": settings.endpoint.scale_out_cooldown_seconds,
         "ScaleInCooldown": settings.endpoint.scale_in_cooldown_seconds,
     }
+    # The image's default slot count is not written into the Model: the image alone decides it.
+    assert "Environment" not in _props(default, "AWS::SageMaker::Model")["PrimaryContainer"]
 
 
 # --- alarms, dashboard, outputs -------------------------------------------------------------------------
@@ -340,6 +368,22 @@ def test_rollback_alarms(default, settings):
             "TreatMissingData": "notBreaching",
         },
     )
+    # The server's time to first token, from the endpoint's own namespace (test_serving_metrics.py).
+    default.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "AlarmName": f"{name}-time-to-first-token-p90",
+            "Namespace": f"JaxLlm/Serving/{name}",
+            "MetricName": "TimeToFirstToken",
+            "ExtendedStatistic": "p90",
+            "Period": 60,
+            "Threshold": settings.endpoint.ttft_alarm_ms,  # the metric is in milliseconds
+            "ComparisonOperator": "GreaterThanThreshold",
+            "EvaluationPeriods": 3,
+            "DatapointsToAlarm": 3,
+            "TreatMissingData": "notBreaching",
+        },
+    )
 
 
 def _dashboard_body(template: Template) -> dict:
@@ -349,16 +393,22 @@ def _dashboard_body(template: Template) -> dict:
     return json.loads("".join(part if isinstance(part, str) else "x" for part in parts))
 
 
-def test_dashboard_shows_invocations_latency_errors_instances_and_gpu(default, settings):
+def test_dashboard_shows_invocations_latency_errors_instances_gpu_and_token_metrics(default, settings):
     widgets = _dashboard_body(default)["widgets"]
     titles = [w["properties"].get("title") for w in widgets]
-    assert titles[:6] == [
+    assert titles[:12] == [
         "Invocations",
         "Instances",
         "Errors",
         "Model latency",
         "GPU utilization (% x GPUs)",
         "Host utilization",
+        "Time to first token",
+        "Time per output token",
+        "Generated tokens/s per instance",
+        "Decode slots and queue",
+        "Concurrency (the autoscaling metric)",
+        "Queue time (arrival to prefill)",
     ]
     metrics = {tuple(m[:2]) for w in widgets for m in w["properties"].get("metrics", []) if len(m) > 2}
     for namespace, name in [
@@ -378,7 +428,40 @@ def test_dashboard_shows_invocations_latency_errors_instances_and_gpu(default, s
         if isinstance(m[0], dict)
     ]
     assert "invocations / perInstance" in expressions
-    assert sum(1 for w in widgets if "alarms" in w["properties"].get("annotations", {})) == 2
+    assert sum(1 for w in widgets if "alarms" in w["properties"].get("annotations", {})) == 3
+
+
+def test_token_panels_show_the_server_metrics_percentiles_and_the_slot_and_scaling_lines(default, settings):
+    widgets = {w["properties"].get("title"): w["properties"] for w in _dashboard_body(default)["widgets"]}
+    namespace = f"JaxLlm/Serving/{settings.project.name}-endpoint"
+
+    def series(title: str) -> list[tuple[str, str]]:
+        """(metric name, statistic) of each plain metric of a panel; Average when none is given."""
+        return [(m[1], m[-1].get("stat", "Average")) for m in widgets[title]["metrics"] if m[0] == namespace]
+
+    assert series("Time to first token") == [("TimeToFirstToken", p) for p in ("p50", "p90", "p99")]
+    assert series("Time per output token") == [("TimePerOutputToken", p) for p in ("p50", "p99")]
+    assert series("Queue time (arrival to prefill)") == [("QueueTime", p) for p in ("p50", "p99")]
+    assert series("Decode slots and queue") == [
+        (name, stat) for name in ("SlotsInUse", "RequestsWaiting") for stat in ("Average", "Maximum")
+    ]
+    # Tokens/s per instance: generated tokens a second, over the instances serving (SageMaker's ratio).
+    metrics = widgets["Generated tokens/s per instance"]["metrics"]
+    (expression,) = [m[0]["expression"] for m in metrics if isinstance(m[0], dict)]
+    assert expression == "tokens / PERIOD(tokens) / (invocations / perInstance)"
+    ids = {m[-1]["id"]: (m[0], m[1], m[-1].get("stat")) for m in metrics if not isinstance(m[0], dict)}
+    assert ids == {
+        "tokens": (namespace, "GeneratedTokens", "Sum"),
+        "invocations": ("AWS/SageMaker", "Invocations", "Sum"),
+        "perInstance": ("AWS/SageMaker", "InvocationsPerInstance", "Sum"),
+    }
+    slots = widgets["Decode slots and queue"]["annotations"]["horizontal"]
+    assert [line["value"] for line in slots] == [DEFAULT_MAX_BATCH]
+    concurrency = widgets["Concurrency (the autoscaling metric)"]
+    assert concurrency["metrics"][0][:2] == ["AWS/SageMaker", "ConcurrentRequestsPerModel"]
+    assert [line["value"] for line in concurrency["annotations"]["horizontal"]] == [
+        settings.endpoint.target_concurrency
+    ]
 
 
 def test_outputs_name_the_endpoint_and_show_an_invocation(synthesized_app, settings):
@@ -441,6 +524,11 @@ def test_cfn_lint_passes_the_pinned_variant(pinned):
         ("endpointTrafficStepPercent", 100, "<= 99"),
         ("endpointStartupHealthCheckTimeoutSeconds", 30, ">= 60"),
         ("endpointDataCapturePercent", 101, "<= 100"),
+        ("endpointDecodeSlots", -1, "an integer >= 0"),
+        ("endpointTargetConcurrencyPercent", 5, ">= 10 and <= 100"),
+        ("endpointTargetConcurrencyPercent", 150, ">= 10 and <= 100"),
+        ("endpointTimeToFirstTokenAlarmMs", 0, "an integer >= 1"),
+        ("endpointTimeToFirstTokenAlarmMs", "fast", "an integer >= 1"),
     ],
 )
 def test_wrong_endpoint_setting_names_the_key(key, value, allowed):
@@ -460,3 +548,28 @@ def test_a_blue_green_update_that_cannot_finish_in_time_is_refused():
                 "endpointBakeSeconds": 3600,
             }
         )
+
+
+def test_a_scaling_target_under_one_request_is_refused():
+    """Two decode slots at 25% would ask autoscaling to hold half a request per instance."""
+    with pytest.raises(SettingsError, match="context key 'endpointTargetConcurrencyPercent'.*at least one"):
+        Settings.from_context(
+            {**CDK_CONTEXT, "endpointDecodeSlots": 2, "endpointTargetConcurrencyPercent": 25}
+        )
+
+
+@pytest.mark.parametrize(
+    "slots, percent, target, environment",
+    [
+        (0, 75, DEFAULT_MAX_BATCH * 0.75, {}),
+        (48, 75, 36.0, {"JAX_LLM_MAX_BATCH": "48"}),
+        (48, 50, 24.0, {"JAX_LLM_MAX_BATCH": "48"}),
+        (1, 100, 1.0, {"JAX_LLM_MAX_BATCH": "1"}),
+    ],
+)
+def test_scaling_target_and_container_slots_follow_the_decode_slots(slots, percent, target, environment):
+    endpoint = Settings.from_context(
+        {**CDK_CONTEXT, "endpointDecodeSlots": slots, "endpointTargetConcurrencyPercent": percent}
+    ).endpoint
+    assert endpoint.target_concurrency == target
+    assert endpoint.container_environment == environment
