@@ -23,7 +23,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from jax_llm.contract.serving import LOG_METRICS, NAMESPACE, LogMetric, filter_pattern
+from jax_llm.contract.serving import LOG_METRICS, NAMESPACE, LogMetric
 from stacks.constructs.execution_role import SAGEMAKER_LOG_GROUP_PREFIX
 
 ENDPOINT_LOG_GROUP_PREFIX = f"{SAGEMAKER_LOG_GROUP_PREFIX}Endpoints/"
@@ -37,18 +37,6 @@ def endpoint_log_group_name(endpoint_name: str) -> str:
 def metric_namespace(endpoint_name: str) -> str:
     """The CloudWatch namespace of one endpoint's serving metrics."""
     return f"{NAMESPACE}/{endpoint_name}"
-
-
-def metric_filter_pattern(metric: LogMetric) -> str:
-    """The contract's pattern for the metric's event, narrowed to lines that carry its field.
-
-    A metric filter publishes a field's value only when its pattern matched that field; ``tpot_ms`` is
-    absent from requests of fewer than two tokens, which then publish no TimePerOutputToken at all.
-    """
-    event_pattern = filter_pattern(metric.event)  # '{ $.event = "..." }'
-    if not event_pattern.endswith(" }"):
-        raise ValueError(f"unexpected filter pattern from the contract: {event_pattern!r}")
-    return f"{event_pattern[:-2]} && $.{metric.field} = * }}"
 
 
 class ServingMetrics(Construct):
@@ -83,7 +71,7 @@ class ServingMetrics(Construct):
                 self,
                 metric.metric_name,
                 log_group_name=self.log_group.log_group_name,
-                filter_pattern=metric_filter_pattern(metric),
+                filter_pattern=metric.filter_pattern,
                 metric_transformations=[
                     logs.CfnMetricFilter.MetricTransformationProperty(
                         metric_namespace=self.namespace,

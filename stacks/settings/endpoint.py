@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from jax_llm.contract.serving import DEFAULT_MAX_BATCH
+from jax_llm.contract.serving import DEFAULT_MAX_BATCH, MAX_BATCH_VARIABLE
 from stacks.settings.context import Context
 from stacks.settings.pipeline import PipelineSettings
 
@@ -15,8 +15,6 @@ MODEL_PACKAGE_ARN = re.compile(
 TRAFFIC_SHIFTING_MODES = ("CANARY", "LINEAR")
 # SageMaker stops a blue/green update that takes longer than this (MaximumExecutionTimeoutInSeconds).
 MAX_DEPLOYMENT_SECONDS = 14400
-# The container's variable for its decode slots (contract/serving.py: DEFAULT_MAX_BATCH unless set).
-DECODE_SLOTS_VARIABLE = "JAX_LLM_MAX_BATCH"
 
 
 @dataclass(frozen=True)
@@ -105,7 +103,7 @@ class EndpointSettings:
     @property
     def container_environment(self) -> dict[str, str]:
         """What the Model sets in the container: the slot count only when it is not the image's default."""
-        return {DECODE_SLOTS_VARIABLE: str(self.decode_slots)} if self.decode_slots else {}
+        return {MAX_BATCH_VARIABLE: str(self.decode_slots)} if self.decode_slots else {}
 
     @property
     def target_concurrency(self) -> float:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import dataclasses
 import json
 
-# Decode slots: requests generating at once (the compiled decode batch), unless JAX_LLM_MAX_BATCH says
-# otherwise. The endpoint's concurrency autoscaling target is derived from it.
+# Decode slots: requests generating at once (the compiled decode batch), unless the environment variable
+# MAX_BATCH_VARIABLE says otherwise. The endpoint's concurrency autoscaling target is derived from it.
 DEFAULT_MAX_BATCH = 32
+MAX_BATCH_VARIABLE = "JAX_LLM_MAX_BATCH"
 
 NAMESPACE = "JaxLlm/Serving"
 REQUEST_EVENT = "jax_llm.request"  # a request finished: its timings and token counts
@@ -31,6 +32,12 @@ class LogMetric:
     metric_name: str  # the CloudWatch metric
     unit: str  # a CloudWatch unit name
     meaning: str
+
+    @property
+    def filter_pattern(self) -> str:
+        """The CloudWatch Logs filter pattern of the lines that carry this field (a field may be absent: a
+        metric filter then publishes nothing, rather than a false 0)."""
+        return f'{{ $.event = "{self.event}" && $.{self.field} = * }}'
 
 
 REQUEST_METRICS = (
@@ -59,7 +66,3 @@ def metric_line(event: str, **fields: object) -> str:
         {"event": event, **{k: v for k, v in fields.items() if v is not None}}, separators=(",", ":")
     )
 
-
-def filter_pattern(event: str) -> str:
-    """The CloudWatch Logs filter pattern that selects the lines of one event."""
-    return f'{{ $.event = "{event}" }}'

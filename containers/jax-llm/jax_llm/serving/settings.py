@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from jax_llm.contract.paths import SageMakerPaths
-from jax_llm.contract.serving import DEFAULT_MAX_BATCH
+from jax_llm.contract.serving import DEFAULT_MAX_BATCH, MAX_BATCH_VARIABLE
 
 ONLINE_PAYLOAD_MB = 6  # InvokeEndpoint's fixed request limit
 ONLINE_TIMEOUT_S = 55.0  # InvokeEndpoint's client gives up at 60 s; answer before, with what we have
@@ -83,7 +83,7 @@ class ServingSettings:
         """Reads SageMaker's variables (SAGEMAKER_*) and the server's own (JAX_LLM_*)."""
         env = os.environ if environ is None else environ
         batch = env.get("SAGEMAKER_BATCH", "").lower() == "true"
-        max_batch = _int(env, "JAX_LLM_MAX_BATCH", cls.max_batch, 1)
+        max_batch = _int(env, MAX_BATCH_VARIABLE, cls.max_batch, 1)
         payload_mb = _int(env, "SAGEMAKER_MAX_PAYLOAD_IN_MB", ONLINE_PAYLOAD_MB if not batch else 100, 1)
         raw_strategy = env.get("SAGEMAKER_BATCH_STRATEGY", "") or cls.batch_strategy
         strategy = _STRATEGIES.get(raw_strategy.upper().replace("_", ""))
