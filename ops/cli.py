@@ -66,8 +66,11 @@ def _parser() -> argparse.ArgumentParser:
         decide.add_argument("--description", help="why (stored as the ApprovalDescription)")
         decide.set_defaults(status=status)
 
-    invoke = commands.add_parser("invoke", help="send a prompt to the endpoint (TGI schema)")
+    invoke = commands.add_parser("invoke", help="send a prompt to the endpoint (TGI's or OpenAI's schema)")
     invoke.add_argument("prompt")
+    invoke.add_argument("--schema", choices=endpoint_invocation.SCHEMAS, default="tgi",
+                        help="the request's schema: TGI's, OpenAI's completions, or OpenAI's chat (default: tgi)")
+    invoke.add_argument("--system", help="chat: a system message before the prompt")
     invoke.add_argument("--endpoint-name", help="endpoint (default: from EndpointStack's outputs)")
     invoke.add_argument("--stream", action="store_true", help="print tokens as they are generated")
     invoke.add_argument("--max-new-tokens", type=int, default=64)
@@ -120,6 +123,8 @@ def _decide(args: argparse.Namespace, aws: Aws) -> None:
 
 def _invoke(args: argparse.Namespace, aws: Aws) -> None:
     """invoke: one prompt, printed whole or token by token."""
+    if args.system and args.schema != "chat":
+        raise OpsError("--system needs --schema chat")
     endpoint = args.endpoint_name or _output(aws, args.endpoint_stack, ENDPOINT_OUTPUT)
     endpoint_invocation.require_in_service(aws, endpoint)
     parameters = {
@@ -130,15 +135,13 @@ def _invoke(args: argparse.Namespace, aws: Aws) -> None:
         "seed": args.seed,
         "stop": args.stop,
     }
-    body = endpoint_invocation.tgi_request(args.prompt, parameters, stream=args.stream)
+    body = endpoint_invocation.request_body(args.schema, args.prompt, parameters, args.stream, args.system)
     if not args.stream:
-        for generation in endpoint_invocation.invoke(aws, endpoint, body):
-            print(generation.get("generated_text", generation))
+        for text in endpoint_invocation.answer_texts(args.schema, endpoint_invocation.invoke(aws, endpoint, body)):
+            print(text)
         return
     for event in endpoint_invocation.invoke_stream(aws, endpoint, body):
-        token = event.get("token") or {}
-        if not token.get("special"):
-            print(token.get("text", ""), end="", flush=True)
+        print(endpoint_invocation.event_text(args.schema, event), end="", flush=True)
     print()
 
 

@@ -15,9 +15,16 @@ from pathlib import Path
 
 import boto3
 import pytest
-from jax_llm.serving.schema import Generation, Token, error_event, stream_event
+from jax_llm.serving.openai_schema import ChunkWriter, parse_chat, parse_completion
+from jax_llm.serving.schema import Generation, RequestError, Token, error_event, stream_event
 
-from ops.endpoint_invocation import ServerSentEvents, decode_event_stream, stream_tokens
+from ops.endpoint_invocation import (
+    ServerSentEvents,
+    decode_event_stream,
+    event_text,
+    request_body,
+    stream_tokens,
+)
 from ops.errors import OpsError
 from stacks.pipeline.definition import training_definition, tuning_definition
 from stacks.pipeline.resources import PipelineResources
@@ -363,3 +370,51 @@ def test_stream_model_error_and_truncation_are_reported():
     assert list(events.feed(b'data:{"token": ')) == []
     with pytest.raises(OpsError, match="ended mid-event"):
         events.close()
+
+
+def test_invoke_in_openai_s_chat_schema_prints_the_assistant_s_answer(cli, moto, endpoint):
+    answer = {"object": "chat.completion", "choices": [{"index": 0, "finish_reason": "stop",
+                                                        "message": {"role": "assistant", "content": "Hi there"}}]}
+    _queue_endpoint_result(moto, json.dumps(answer))
+    result = cli("invoke", "Hello", "--schema", "chat", "--system", "Be brief.")
+    assert result.code == 0, result.err
+    assert result.out == "Hi there\n"
+
+
+def test_invoke_names_the_schema_an_answer_is_outside_of(cli, moto, endpoint):
+    _queue_endpoint_result(moto, json.dumps([{"generated_text": "tgi's"}]))
+    result = cli("invoke", "Hello", "--schema", "completions")
+    assert result.code == 1 and "outside OpenAI's completions schema" in result.err
+    assert "--system needs --schema chat" in cli("invoke", "Hello", "--system", "x").err
+
+
+def test_request_bodies_in_each_schema():
+    parameters = {"max_new_tokens": 8, "temperature": 0.5, "stop": None}
+    assert json.loads(request_body("chat", "Hi", parameters, True, system="Be brief.")) == {
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        "max_tokens": 8, "temperature": 0.5, "stream": True}
+    assert json.loads(request_body("completions", "Hi", parameters, False)) == {
+        "prompt": "Hi", "max_tokens": 8, "temperature": 0.5, "stream": False}
+    assert json.loads(request_body("tgi", "Hi", parameters, False))["parameters"] == {
+        "max_new_tokens": 8, "temperature": 0.5}
+
+
+@pytest.mark.parametrize("chunk_size", [1, 5, 64, 10_000])
+def test_openai_chat_chunks_from_the_server_s_own_writer_decode_to_the_text(chunk_size):
+    parsed = parse_chat({"messages": [{"role": "user", "content": "Hi"}], "stream": True,
+                         "stream_options": {"include_usage": True}}, lambda messages: "User: Hi\nAssistant:")
+    writer = ChunkWriter(parsed, "jax-llm")
+    tokens = [Token(10, "Hel", -0.1, False), Token(11, "lo", -0.2, False), Token(0, "<|endoftext|>", -0.3, True)]
+    final = Generation("Hello", tuple(tokens), "eos_token", None)
+    raw = writer.start() + writer.tokens(tokens[:1]) + writer.end(tokens[1:], final)
+    parts = [{"PayloadPart": {"Bytes": raw[i : i + chunk_size]}} for i in range(0, len(raw), chunk_size)]
+    events = list(stream_tokens(decode_event_stream(parts)))  # [DONE] ends the stream, it is no event
+    assert "".join(event_text("chat", e) for e in events) == "Hello"
+    assert events[-1]["choices"] == [] and "usage" in events[-1]
+
+
+def test_an_openai_error_event_mid_stream_raises_with_its_message():
+    raw = ChunkWriter(parse_completion({"prompt": "a", "stream": True}), "m").error(
+        RequestError(500, "generation", "the engine failed"))
+    with pytest.raises(OpsError, match=r"failed mid-stream \(generation\): the engine failed"):
+        list(stream_tokens(decode_event_stream([{"PayloadPart": {"Bytes": raw}}])))
