@@ -7,7 +7,10 @@ measured at the client. The same request list (mixed prompt lengths, greedy and 
 sent at concurrency 1, 8 and 32. Also measured: time from process start to the listening socket and
 to the first /ping 200, with an empty and then a filled JAX compilation cache. Last, the same requests
 go straight into the server's engine in this process (1 slot at concurrency 32; all slots at 1 and 32),
-without sockets, HTTP or SSE: the ceiling the HTTP server can approach on this machine.
+without sockets, HTTP or SSE: the ceiling the HTTP server can approach on this machine. For every HTTP level, the server's own view
+(its /metrics histograms of time to first token and time per output token, scraped before and after the
+level) is printed beside the client's, so the two can be compared: the difference is the HTTP layer,
+the event loop and the client's own share of the CPU.
 
     PYTHONPATH=.:containers/jax-llm .venv/bin/python bench/serve_load.py [--preset tiny] [--requests 128]
         [--max-new-tokens 32] [--max-context N]
@@ -159,6 +162,48 @@ class Result:
     ttft_s: float
     tokens: int
 
+    @property
+    def tpot_s(self) -> float | None:
+        """Time per output token after the first, as the client saw it."""
+        return (self.latency_s - self.ttft_s) / (self.tokens - 1) if self.tokens > 1 else None
+
+
+# The server's histograms (jax_llm.serving.metrics) that the client's view is compared with.
+SERVER_HISTOGRAMS = {"ttft": "jax_llm_time_to_first_token_seconds", "tpot": "jax_llm_time_per_output_token_seconds"}
+
+
+def scrape(url: str) -> dict[tuple[str, str], float]:
+    """The server's histogram samples: (sample name, upper bound or "") -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return {(s.name, s.labels.get("le", "")): s.value
+            for family in text_string_to_metric_families(text) if family.name in SERVER_HISTOGRAMS.values()
+            for s in family.samples}
+
+
+def histogram_view(before: dict, after: dict, name: str) -> dict[str, float]:
+    """Mean, p50 and p99 of one histogram over what happened between two scrapes. The quantiles are
+    estimated as Prometheus' histogram_quantile does: linearly within the bucket that holds them."""
+    count = after[(f"{name}_count", "")] - before.get((f"{name}_count", ""), 0.0)
+    if not count:
+        return {}
+    total = after[(f"{name}_sum", "")] - before.get((f"{name}_sum", ""), 0.0)
+    buckets = sorted((float(le), after[key] - before.get(key, 0.0))
+                     for key in after if key[0] == f"{name}_bucket" for le in [key[1]])
+
+    def quantile(q: float) -> float:
+        rank, lower, below = q * count, 0.0, 0.0
+        for upper, cumulative in buckets:
+            if cumulative >= rank:
+                if upper == float("inf"):
+                    return lower
+                return lower + (upper - lower) * (rank - below) / max(cumulative - below, 1e-12)
+            lower, below = upper, cumulative
+        return lower
+
+    return {"mean": total / count, "p50": quantile(0.5), "p99": quantile(0.99)}
+
 
 async def one_request(port: int, payload: dict) -> Result:
     """Sends one request over a raw HTTP/1.1 connection; times the first token event and the whole answer.
@@ -202,9 +247,13 @@ async def run_level(url: str, requests: list[dict], concurrency: int) -> dict:
             results.append(await one_request(port, pending.pop()))
 
     await one_request(port, requests[0])  # first request after start-up, not timed
+    before = scrape(url)
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return summarize(results, time.perf_counter() - start, concurrency)
+    summary = summarize(results, time.perf_counter() - start, concurrency)
+    after = scrape(url)
+    summary["server"] = {key: histogram_view(before, after, name) for key, name in SERVER_HISTOGRAMS.items()}
+    return summary
 
 
 def engine_level(engine, requests: list[dict], concurrency: int) -> dict:
@@ -258,7 +307,10 @@ def summarize(results: list[Result], elapsed: float, concurrency: int) -> dict:
         )
 
     latency, ttft = [r.latency_s for r in results], [r.ttft_s for r in results]
+    tpot = [r.tpot_s for r in results if r.tpot_s is not None]
     return {
+        "tpot_mean_s": statistics.fmean(tpot) if tpot else float("nan"),
+        "tpot_p50_s": pct(tpot, 50) if tpot else float("nan"),
         "concurrency": concurrency,
         "requests": len(results),
         "req_per_s": len(results) / elapsed,
@@ -370,6 +422,20 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"p99 latency at concurrency 32 vs a single request's p50: {c32['p99_s'] / single['p50_s']:.1f}x (goal < 3x)"
     )
+    print("\nThe client's view and the server's own (its /metrics histograms; quantiles estimated within "
+          "buckets), streamed levels:\n")
+    print("| server | concurrency | TTFT p50 client / server | TTFT p99 client / server | "
+          "TPOT mean client / server | TPOT p50 client / server |")
+    print("|---|---|---|---|---|---|")
+    ms = lambda seconds: f"{seconds * 1000:.1f}"  # noqa: E731
+    for name, r in rows:
+        server = r.get("server")
+        if not server or not server["ttft"] or "not streamed" in name:
+            continue
+        ttft, tpot = server["ttft"], server["tpot"] or {"mean": float("nan"), "p50": float("nan")}
+        print(f"| {name} | {r['concurrency']} | {ms(r['ttft_p50_s'])} / {ms(ttft['p50'])} ms | "
+              f"{ms(r['ttft_p99_s'])} / {ms(ttft['p99'])} ms | {ms(r['tpot_mean_s'])} / {ms(tpot['mean'])} ms | "
+              f"{ms(r['tpot_p50_s'])} / {ms(tpot['p50'])} ms |")
     alone_one, alone_single, alone_c32 = (r for _, r in engine_rows)
     print(
         f"the engine alone, without HTTP: {alone_c32['tokens_per_s'] / alone_one['tokens_per_s']:.1f}x tokens/s, "

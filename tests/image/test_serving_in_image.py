@@ -6,7 +6,9 @@ import json
 import time
 
 import httpx
+import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from local_mode.endpoint import LocalEndpoint
 
@@ -95,3 +97,32 @@ def test_a_malformed_request_is_a_json_400_and_the_endpoint_keeps_serving(endpoi
     )
     assert refused.status_code == 400 and refused.json()["error_type"] == "malformed_request"
     assert httpx.get(f"{served.url}/ping", timeout=2).status_code == 200
+
+
+def test_the_official_openai_client_talks_to_the_container(endpoint) -> None:
+    served, _ = endpoint
+    client = openai.OpenAI(base_url=f"{served.url}/v1", api_key="unused", max_retries=0, timeout=60)
+    chat = client.chat.completions.create(model="jax-llm", messages=[{"role": "user", "content": "def "}],
+                                          max_tokens=6, temperature=0)
+    assert chat.choices[0].message.role == "assistant" and 0 < chat.usage.completion_tokens <= 6
+    chunks = list(client.completions.create(model="jax-llm", prompt="class ", max_tokens=6, temperature=0,
+                                            stream=True, stream_options={"include_usage": True}))
+    assert chunks[-1].choices == [] and 0 < chunks[-1].usage.completion_tokens <= 6
+    assert [c.choices[0].finish_reason for c in chunks[:-1]][-1] in ("length", "stop")
+    refused = httpx.post(f"{served.url}/invocations", json={"prompt": "a", "n": 3}, timeout=10)
+    assert refused.status_code == 422 and refused.json()["error"]["param"] == "n"
+
+
+def test_token_metrics_leave_the_container_on_metrics_and_stdout(endpoint) -> None:
+    served, _ = endpoint
+    httpx.post(f"{served.url}/invocations", json={"inputs": "x = ", "parameters": {"max_new_tokens": 3}},
+               timeout=60)
+    text = httpx.get(f"{served.url}/metrics", timeout=10).text
+    finished = sum(s.value for family in text_string_to_metric_families(text)
+                   if family.name == "jax_llm_requests_finished" for s in family.samples
+                   if s.name.endswith("_total"))
+    assert finished >= 1
+    deadline = time.monotonic() + 10
+    while not any(line.startswith('[serve] {"event":"jax_llm.request"') for line in served.lines):
+        assert time.monotonic() < deadline, "no metric line on the container's stdout"
+        time.sleep(0.1)

@@ -179,3 +179,20 @@ def test_prompt_checks_against_the_context(engine):
         engine.prepare(request("a", max_new_tokens=context))
     [near_the_end] = engine.prepare(request("word " * context, truncate=context - 6))
     assert near_the_end.max_new_tokens == 6  # the default (16) shrinks to what the context has left
+
+
+def test_each_generation_carries_its_timings_and_counts_and_is_observed_once(runner, tiny_tokenizer):
+    seen = []
+    engine = Engine(runner, tiny_tokenizer, max_queue=8, default_max_new_tokens=16, observe=seen.append)
+    engine.start()
+    try:
+        finals = generate(engine, request(*PROMPTS, max_new_tokens=5))
+    finally:
+        engine.stop(timeout=30)
+    assert sorted(map(id, seen)) == sorted(map(id, finals))
+    for text, final in zip(PROMPTS, finals):
+        stats = final.stats
+        assert stats.prompt_tokens == len(tiny_tokenizer.encode(text, add_special_tokens=False).ids)
+        assert stats.generated_tokens == len(final.tokens)
+        assert 0 <= stats.queue_s <= stats.ttft_s <= stats.total_s
+        assert (stats.tpot_s is None) if len(final.tokens) < 2 else (0 < stats.tpot_s <= stats.total_s)
