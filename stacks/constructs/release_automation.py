@@ -91,8 +91,9 @@ class ModelRelease(Construct):
         settled = events.EventPattern(
             source=["aws.cloudformation"], detail_type=[STACK_EVENT], resources=[Aws.STACK_ID],
             detail={"status-details": {"status": SETTLED_STATUSES}})
-        self.approval_rule = events.Rule(self, "OnApproval", event_pattern=approvals, targets=[target],
-                                         description=f"A version of {group_name} turned Approved: roll it out")
+        self.approval_rule = events.Rule(
+            self, "OnApproval", event_pattern=approvals, targets=[target],
+            description=f"A version of {group_name} turned Approved: roll it out")
         self.settled_rule = events.Rule(
             self, "OnStackSettled", event_pattern=settled, targets=[target],
             description=f"{stack.stack_name} settled: roll out an approval that came while it was busy")

@@ -107,7 +107,8 @@ def test_lookup_handler_may_read_the_groups_packages_and_write_its_logs_only(def
     assert statements["HandlerLogs"]["Resource"] == {"Fn::GetAtt": [log_group_id, "Arn"]}
     group = settings.registry.model_package_group_name.lower()
     assert statements["DescribeGroupPackages"]["Action"] == DESCRIBE_ACTION
-    assert json.dumps(statements["DescribeGroupPackages"]["Resource"]).endswith(f':model-package/{group}/*"]]}}')
+    described = json.dumps(statements["DescribeGroupPackages"]["Resource"])
+    assert described.endswith(f':model-package/{group}/*"]]}}')
     assert set(statements) == {"ListModelPackages", "DescribeGroupPackages", "HandlerLogs"}
     # No managed AWS policies and no inline policies on the handler's role.
     role = default.to_json()["Resources"][role_id]["Properties"]
