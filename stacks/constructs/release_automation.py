@@ -28,7 +28,7 @@ PARAMETER_ID = "RequestedModelPackageArn"  # the handler's PARAMETER
 FUNCTION_OUTPUT = "ReleaseFunctionName"
 APPROVAL_EVENT = "SageMaker Model Package State Change"
 STACK_EVENT = "CloudFormation Stack Status Change"
-SETTLED_STATUSES = ["UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE"]
+SETTLED_STATUSES = ["CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE"]
 # The calls the release function makes (its policy grants exactly these).
 RELEASE_ACTIONS = ("sagemaker:ListModelPackages", "cloudformation:DescribeStacks",
                    "cloudformation:UpdateStack", "iam:PassRole")

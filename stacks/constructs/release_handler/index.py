@@ -3,8 +3,8 @@
 It runs on three kinds of event and does the same thing for each (``reconcile``):
 
 * a model package in the group turned Approved (EventBridge, ``aws.sagemaker``);
-* EndpointStack settled after an update (EventBridge, ``aws.cloudformation``): an approval that came while
-  the stack was busy is rolled out now;
+* EndpointStack settled after its creation or an update (EventBridge, ``aws.cloudformation``): an approval
+  that came while the stack was busy is rolled out now;
 * a direct invocation (``python -m ops rollback``), after the serving version was rejected.
 
 ``reconcile`` compares the newest Approved version with the one the stack serves (its output) and, when they
