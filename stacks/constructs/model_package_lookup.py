@@ -33,7 +33,8 @@ DESCRIBE_ACTION = "sagemaker:DescribeModelPackage"
 
 
 class ModelPackageLookup(Construct):
-    """A custom resource whose ``model_package_arn`` is the newest Approved version of ``group_name``."""
+    """A custom resource whose ``model_package_arn`` is ``requested`` (checked to be Approved in the group
+    ``group_name``) or, when that is empty, the newest Approved version of the group."""
 
     def __init__(
         self,

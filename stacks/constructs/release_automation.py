@@ -72,7 +72,8 @@ class ModelRelease(Construct):
             self, "Handler",
             runtime=lambda_.Runtime.PYTHON_3_14,
             handler="index.handler",
-            code=lambda_.Code.from_asset(str(HANDLER_DIR)),
+            # Only the handler: bytecode a test run leaves beside it would change the asset hash.
+            code=lambda_.Code.from_asset(str(HANDLER_DIR), exclude=["__pycache__", "*.pyc"]),
             timeout=Duration.seconds(60),
             role=role,
             log_group=log_group,
