@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Aws, CfnOutput, CfnParameter, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnOutput, CfnParameter, DefaultStackSynthesizer, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -29,9 +29,11 @@ FUNCTION_OUTPUT = "ReleaseFunctionName"
 APPROVAL_EVENT = "SageMaker Model Package State Change"
 STACK_EVENT = "CloudFormation Stack Status Change"
 SETTLED_STATUSES = ["CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE"]
-# The calls the release function makes (its policy grants exactly these).
+# What the release function's policy grants: its own calls, and what CloudFormation checks of the caller of
+# UpdateStack (passing the deploy role; reading the SSM-typed BootstrapVersion parameter CDK adds, which
+# CloudFormation resolves with the caller's credentials, as CDK's own deploy role may).
 RELEASE_ACTIONS = ("sagemaker:ListModelPackages", "cloudformation:DescribeStacks",
-                   "cloudformation:UpdateStack", "iam:PassRole")
+                   "cloudformation:UpdateStack", "iam:PassRole", "ssm:GetParameters")
 
 
 class ModelRelease(Construct):
@@ -50,6 +52,9 @@ class ModelRelease(Construct):
         self.requested: str = parameter.value_as_string
         # The role CloudFormation deploys this stack with (CDK's bootstrap): the release uses it too.
         deploy_role_arn = Fn.sub(stack.synthesizer.cloud_formation_execution_role_arn)
+        qualifier = stack.synthesizer.bootstrap_qualifier or DefaultStackSynthesizer.DEFAULT_QUALIFIER
+        bootstrap_version = stack.format_arn(service="ssm", resource="parameter",
+                                             resource_name=f"cdk-bootstrap/{qualifier}/version")
 
         log_group = logs.LogGroup(self, "Logs", encryption_key=key, removal_policy=RemovalPolicy.DESTROY)
         log_group.node.default_child.retention_in_days = log_retention_days
@@ -65,6 +70,8 @@ class ModelRelease(Construct):
             iam.PolicyStatement(
                 sid="DeployAsTheCdkDeployRole", actions=["iam:PassRole"], resources=[deploy_role_arn],
                 conditions={"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}}),
+            iam.PolicyStatement(sid="ResolveBootstrapVersion", actions=["ssm:GetParameters"],
+                                resources=[bootstrap_version]),
             iam.PolicyStatement(sid="HandlerLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
                                 resources=[log_group.log_group_arn]),
         ])

@@ -19,6 +19,7 @@ from tests.stacks.iam_evaluation import RolePolicies
 
 THIS_STACK = PSEUDO["AWS::StackId"]
 DEPLOY_ROLE = f"arn:aws:iam::{ACCOUNT}:role/cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}"
+BOOTSTRAP_VERSION = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/cdk-bootstrap/hnb659fds/version"
 TO_CLOUDFORMATION = {"iam:PassedToService": "cloudformation.amazonaws.com"}
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:model-package/jax-llm-gpt/7"
 
@@ -99,6 +100,7 @@ def test_the_function_may_update_only_this_stack_as_the_deploy_role(template, fu
               ("cloudformation:DescribeStacks", THIS_STACK, {}),
               ("cloudformation:UpdateStack", THIS_STACK, {}),
               ("iam:PassRole", DEPLOY_ROLE, TO_CLOUDFORMATION),
+              ("ssm:GetParameters", BOOTSTRAP_VERSION, {}),
               ("logs:CreateLogStream", log_stream, {}), ("logs:PutLogEvents", log_stream, {})]
     assert [c for c in needed if not policies.allows(*c)] == []
     other_stack = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/TrainingStack/1234"
@@ -114,6 +116,7 @@ def test_the_function_may_update_only_this_stack_as_the_deploy_role(template, fu
         ("sagemaker:UpdateEndpoint", f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/jax-llm-endpoint", {}),
         ("sagemaker:CreateModel", f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model/x", {}),
         ("sagemaker:UpdateModelPackage", package, {}),
+        ("ssm:GetParameters", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/team/database-password", {}),
     ]
     assert [c for c in must_deny if policies.allows(*c)] == []
     # The function's calls (checked against its source in test_release_handler.py) and its logs; the key

@@ -234,5 +234,6 @@ def test_the_calls_the_function_makes_are_the_actions_its_policy_grants():
                      ("cloudformation", "update_stack")}
     actions = {f"{service}:{boto3.client(service, region_name='us-east-1').meta.method_to_api_mapping[name]}"
                for service, name in calls}
-    # UpdateStack with a RoleARN also needs iam:PassRole on that role.
-    assert actions | {"iam:PassRole"} == set(RELEASE_ACTIONS)
+    # UpdateStack with a RoleARN also needs iam:PassRole on that role, and CloudFormation resolves the
+    # stack's SSM-typed BootstrapVersion parameter with the caller's credentials.
+    assert actions | {"iam:PassRole", "ssm:GetParameters"} == set(RELEASE_ACTIONS)
