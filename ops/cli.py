@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ops import endpoint_invocation, model_registry, pipeline_runs
+from ops import endpoint_invocation, images, model_registry, pipeline_runs, release
 from ops.aws import Aws
 from ops.errors import OpsError, translate
 from ops.stack_outputs import require_output, stack_outputs
@@ -18,6 +18,7 @@ TRAINING_PIPELINE_OUTPUT = "TrainingPipelineName"
 TUNING_PIPELINE_OUTPUT = "TuningPipelineName"
 GROUP_OUTPUT = "ModelPackageGroupName"
 ENDPOINT_OUTPUT = "EndpointName"
+IMAGE_OUTPUT = "ImageUri"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,6 +66,22 @@ def _parser() -> argparse.ArgumentParser:
         decide.add_argument("--group", help="model package group (default: from TrainingStack's outputs)")
         decide.add_argument("--description", help="why (stored as the ApprovalDescription)")
         decide.set_defaults(status=status)
+
+    status = commands.add_parser("release", help="the release path of EndpointStack").add_subparsers(
+        dest="release_command", required=True).add_parser(
+        "status", help="which version serves, which is rolling out, and the last rollouts")
+    status.add_argument("--last", type=int, default=5, help="how many rollouts to show (default 5)")
+    rollback = commands.add_parser(
+        "rollback", help="reject the serving version and roll the previous Approved one back out")
+    rollback.add_argument("--reason", default="rolled back with python -m ops rollback",
+                          help="why (stored in the rejected version's ApprovalDescription)")
+    rollback.add_argument("--group", help="model package group (default: from TrainingStack's outputs)")
+
+    prune = commands.add_parser("images", help="the image repository").add_subparsers(
+        dest="images_command", required=True).add_parser(
+        "prune", help="delete the images no model version and no pipeline uses (says which first)")
+    prune.add_argument("--yes", action="store_true", help="delete them (without it: only say which)")
+    prune.add_argument("--group", help="model package group (default: from TrainingStack's outputs)")
 
     invoke = commands.add_parser("invoke", help="send a prompt to the endpoint (TGI's or OpenAI's schema)")
     invoke.add_argument("prompt")
@@ -118,7 +135,45 @@ def _decide(args: argparse.Namespace, aws: Aws) -> None:
     package = model_registry.set_approval(aws, arn, args.status, args.description)
     print(f"{arn} is now {package['ModelApprovalStatus']}")
     if args.status == "Approved":
-        print(f"Deploy it: cdk deploy EndpointStack -c modelPackageArn={arn}")
+        print("EndpointStack rolls the newest Approved version out by itself; follow it with "
+              "`python -m ops release status` (or pin this one: "
+              f"cdk deploy EndpointStack -c modelPackageArn={arn})")
+
+
+def _release(args: argparse.Namespace, aws: Aws) -> None:
+    """release status: what EndpointStack serves and rolls out, and its last rollouts."""
+    print("\n".join(release.describe(release.release_status(aws, args.endpoint_stack, args.last))))
+
+
+def _rollback(args: argparse.Namespace, aws: Aws) -> None:
+    """rollback: the serving version Rejected, the previous Approved one rolled out by the release path."""
+    group = args.group or _output(aws, args.training_stack, GROUP_OUTPUT)
+    previous, outcome = release.rollback(aws, args.endpoint_stack, group, args.reason)
+    print(f"Rolling back to version {previous.version} ({previous.arn}): {outcome.get('outcome')}, "
+          f"{outcome.get('detail', '')}. Follow it with `python -m ops release status`.")
+
+
+def _prune(args: argparse.Namespace, aws: Aws) -> None:
+    """images prune: say which unreferenced images go, and with --yes delete them."""
+    outputs = stack_outputs(aws, args.training_stack)
+    group = args.group or require_output(outputs, GROUP_OUTPUT, args.training_stack)
+    current = require_output(outputs, IMAGE_OUTPUT, args.training_stack)
+    repository, used = images.references(aws, group, current)
+    every = images.repository_images(aws, repository)
+    unused = images.unreferenced(every, used)
+    print(f"{repository}: {len(every)} images, {len(every) - len(unused)} used by a model version or the "
+          f"pipelines, {len(unused)} unused.")
+    for image in unused:
+        print(f"  {'deleting' if args.yes else 'would delete'} {image.digest} "
+              f"{','.join(image.tags) or '(untagged)'} pushed {image.pushed_at:%Y-%m-%d}")
+    if not args.yes:
+        if unused:
+            print("Nothing deleted: run again with --yes to delete these.")
+        return
+    failures = images.delete(aws, repository, unused)
+    if failures:
+        raise OpsError("Some images were not deleted: " + "; ".join(failures))
+    print(f"Deleted {len(unused)} images.")
 
 
 def _invoke(args: argparse.Namespace, aws: Aws) -> None:
@@ -152,6 +207,9 @@ _COMMANDS = {
     "approve": _decide,
     "reject": _decide,
     "invoke": _invoke,
+    "release": _release,
+    "rollback": _rollback,
+    "images": _prune,
 }
 
 

@@ -14,6 +14,7 @@ from stacks.constructs.autoscaling import EndpointAutoscaling
 from stacks.constructs.endpoint import VARIANT_NAME, ModelEndpoint
 from stacks.constructs.endpoint_monitoring import EndpointMonitoring
 from stacks.constructs.model_package_lookup import ModelPackageLookup
+from stacks.constructs.release_automation import ModelRelease
 from stacks.constructs.serving_metrics import ServingMetrics
 from stacks.settings import Settings
 
@@ -43,12 +44,15 @@ class EndpointStack(Stack):
 
         if endpoint_settings.model_package_arn:
             model_package_arn = endpoint_settings.model_package_arn
-        else:
+        else:  # approving a version rolls it out (a pinned ARN is not followed)
+            release = ModelRelease(self, "Release", group_name=model_package_group_name, key=key,
+                                   log_retention_days=settings.storage.log_retention_days)
             model_package_arn = ModelPackageLookup(
                 self,
                 "NewestApprovedModel",
                 group_name=model_package_group_name,
                 refresh_token=endpoint_settings.lookup_token,
+                requested=release.requested,
                 key=key,
                 log_retention_days=settings.storage.log_retention_days,
             ).model_package_arn

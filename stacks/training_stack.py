@@ -44,7 +44,7 @@ class TrainingStack(Stack):
 
         image = ImageRepository(
             self, "Image", repository_name=settings.project.name, key=self.key,
-            max_image_count=settings.image.max_image_count, cpu_only=settings.image.cpu_only,
+            untagged_image_days=settings.image.untagged_image_days, cpu_only=settings.image.cpu_only,
             log_retention_days=settings.storage.log_retention_days, removal_policy=removal)
         self.repository: ecr.Repository = image.repository
         self.image_tag: str = image.image_tag

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_kms as kms
@@ -24,7 +24,7 @@ class ImageRepository(Construct):
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, repository_name: str, key: kms.IKey,
-                 max_image_count: int, cpu_only: bool, log_retention_days: int,
+                 untagged_image_days: int, cpu_only: bool, log_retention_days: int,
                  removal_policy: RemovalPolicy) -> None:
         super().__init__(scope, construct_id)
         self.repository = ecr.Repository(
@@ -34,9 +34,13 @@ class ImageRepository(Construct):
             image_tag_mutability=ecr.TagMutability.IMMUTABLE,
             encryption=ecr.RepositoryEncryption.KMS,
             encryption_key=key,
+            # Only untagged images expire. Every image this project pushes is tagged (its content hash), and a
+            # tagged image may be what a registered model version (a rollback target) or the pipelines run:
+            # those are deleted only by `python -m ops images prune`, which checks the references first.
             lifecycle_rules=[ecr.LifecycleRule(
-                description=f"Keep the {max_image_count} newest images",
-                max_image_count=max_image_count,
+                description=f"Expire untagged images {untagged_image_days} days after their push",
+                tag_status=ecr.TagStatus.UNTAGGED,
+                max_image_age=Duration.days(untagged_image_days),
             )],
             removal_policy=removal_policy,
         )

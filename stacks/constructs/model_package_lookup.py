@@ -1,4 +1,5 @@
-"""Deploy-time lookup of the newest Approved model package in a group (so `cdk synth` never calls AWS).
+"""Deploy-time lookup of the model package to serve (so `cdk synth` never calls AWS): the version the release
+function requested (checked to be Approved in the group), else the newest Approved one.
 
 Why a small inline Python function and not an AwsCustomResource: AwsCustomResource could call
 ListModelPackages, but with no Approved version it would fail on reading
@@ -8,14 +9,14 @@ approval. This handler fails the deploy with "no Approved version ... approve on
 the very same file against moto.
 
 CloudFormation calls the handler when the resource is created and when its properties change, not on
-every deploy: pass a new ``-c modelPackageLookupToken=...`` to look up the newest Approved version again.
+every deploy: the release function changes ``requested`` (a stack parameter) when a version is approved.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import CustomResource, Duration, RemovalPolicy
+from aws_cdk import CustomResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -28,10 +29,12 @@ from stacks.nag import acknowledge
 HANDLER_SOURCE = Path(__file__).with_name("model_package_lookup_handler.py")
 RESOURCE_TYPE = "Custom::NewestApprovedModelPackage"
 LOOKUP_ACTION = "sagemaker:ListModelPackages"
+DESCRIBE_ACTION = "sagemaker:DescribeModelPackage"
 
 
 class ModelPackageLookup(Construct):
-    """A custom resource whose ``model_package_arn`` is the newest Approved version of ``group_name``."""
+    """A custom resource whose ``model_package_arn`` is ``requested`` (checked to be Approved in the group
+    ``group_name``) or, when that is empty, the newest Approved version of the group."""
 
     def __init__(
         self,
@@ -40,10 +43,12 @@ class ModelPackageLookup(Construct):
         *,
         group_name: str,
         refresh_token: str,
+        requested: str,
         key: kms.IKey,
         log_retention_days: int,
     ) -> None:
         super().__init__(scope, construct_id)
+        self._group = group_name
         log_group = logs.LogGroup(self, "Logs", encryption_key=key, removal_policy=RemovalPolicy.DESTROY)
         log_group.node.default_child.retention_in_days = log_retention_days  # any value CloudWatch accepts
         role = iam.Role(
@@ -59,6 +64,10 @@ class ModelPackageLookup(Construct):
             statements=[
                 # ListModelPackages has no resource-level permissions: IAM only accepts '*' for it.
                 iam.PolicyStatement(sid="ListModelPackages", actions=[LOOKUP_ACTION], resources=["*"]),
+                # SageMaker lower-cases names in ARNs.
+                iam.PolicyStatement(sid="DescribeGroupPackages", actions=[DESCRIBE_ACTION], resources=[
+                    Stack.of(self).format_arn(service="sagemaker", resource="model-package",
+                                              resource_name=f"{group_name.lower()}/*")]),
                 iam.PolicyStatement(
                     sid="HandlerLogs",
                     actions=["logs:CreateLogStream", "logs:PutLogEvents"],
@@ -82,7 +91,8 @@ class ModelPackageLookup(Construct):
             "Resource",
             service_token=self.function.function_arn,
             resource_type=RESOURCE_TYPE,
-            properties={"ModelPackageGroupName": group_name, "LookupToken": refresh_token},
+            properties={"ModelPackageGroupName": group_name, "LookupToken": refresh_token,
+                        "Requested": requested},
         )
         # The handler runs when this resource is created: its permissions must be attached by then.
         resource.node.add_dependency(self.policy)
@@ -96,6 +106,12 @@ class ModelPackageLookup(Construct):
             "AwsSolutions-IAM5[Resource::*]",
             "sagemaker:ListModelPackages has no resource-level permissions; the policy allows only "
             "that read-only action on '*'.",
+        )
+        acknowledge(
+            self.policy,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:"
+            f"model-package/{self._group.lower()}/*]",
+            "Model package versions are numbered by SageMaker within our one group.",
         )
         concurrency = "Invoked only by CloudFormation while this stack deploys, one request at a time."
         dlq = (

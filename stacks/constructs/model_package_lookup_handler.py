@@ -1,4 +1,8 @@
-"""Lambda custom resource (inlined): the newest Approved model package in a group, at deploy time."""
+"""Lambda custom resource (inlined): the model package to serve, at deploy time.
+
+The version the release function requested (the stack parameter ModelPackageArn), checked to be an Approved
+version of the group; without one, the newest Approved version in the group.
+"""
 
 import json
 import urllib.request
@@ -32,15 +36,27 @@ def newest_approved(client, group):
     return summaries[0]["ModelPackageArn"]
 
 
+def requested_version(client, group, arn):
+    """`arn` when it is an Approved version of `group`; NoApprovedVersion saying what it is otherwise."""
+    package = client.describe_model_package(ModelPackageName=arn)
+    if package.get("ModelPackageGroupName") != group or package.get("ModelApprovalStatus") != "Approved":
+        raise NoApprovedVersion(
+            f"Requested model package {arn} is {package.get('ModelApprovalStatus')} in group "
+            f"{package.get('ModelPackageGroupName')}, not an Approved version of {group}: not deployed."
+        )
+    return arn
+
+
 def handler(event, context):
     """CloudFormation request in, response PUT to the pre-signed ResponseURL; failures carry the reason."""
     status, reason, data = "SUCCESS", "", {}
     physical_id = event.get("PhysicalResourceId", "none")
     try:
         if event["RequestType"] != "Delete":  # nothing was created, so a delete has nothing to undo
-            physical_id = newest_approved(
-                boto3.client("sagemaker"), event["ResourceProperties"]["ModelPackageGroupName"]
-            )
+            properties, client = event["ResourceProperties"], boto3.client("sagemaker")
+            group, requested = properties["ModelPackageGroupName"], properties.get("Requested", "")
+            physical_id = (requested_version(client, group, requested) if requested
+                           else newest_approved(client, group))
             data = {"ModelPackageArn": physical_id}
     except NoApprovedVersion as exc:
         status, reason = "FAILED", str(exc)

@@ -6,10 +6,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from jax_llm.contract.metrics import OBJECTIVE_METRIC
+from jax_llm.contract.paths import PER_JOB_CHECKPOINTS_ENV
 from stacks.pipeline import parameters as p
-from stacks.pipeline.expressions import Expression, join, parameter, step_property
+from stacks.pipeline.expressions import Expression, execution_id, join, parameter, step_property
 from stacks.pipeline.resources import PipelineResources
-from stacks.pipeline.steps import CAPACITY_RETRY, SERVICE_RETRY, training_job_definition
+from stacks.pipeline.steps import (CAPACITY_RETRY, CHECKPOINT_LOCAL_PATH, SERVICE_RETRY,
+                                   training_job_definition)
 from stacks.settings import TUNED_HYPERPARAMETERS, PipelineSettings, TuningSettings
 
 TUNING_OUTPUT_PREFIX = "tuning"
@@ -37,13 +39,24 @@ def tuning_step(name: str, res: PipelineResources, pipeline: PipelineSettings, t
                 tuned_names: Mapping[str, str] | None = None) -> dict:
     """CreateHyperParameterTuningJob: minimise val_loss, automatic early stopping, limits from parameters.
 
-    The tuner's training jobs get no CheckpointConfig: they would all share its one S3 URI, and a trial
-    restoring another trial's checkpoint (other hyperparameters) would be silently wrong. A spot
-    interruption therefore restarts a trial from step 0.
+    On spot, the trials of the built-in trainer checkpoint so that an interrupted trial resumes: all of them
+    get the definition's one CheckpointConfig (one S3 prefix, restored whole into every trial), so each is
+    told (``JAX_LLM_CHECKPOINTS_PER_JOB``) to keep its checkpoints under ``jobs/<its training job name>``
+    and never reads another trial's weights. A team's own script cannot be told, so its trials get none.
+    On demand, a trial's instances stay warm for the next trial (``tuning.warm_pool_seconds``).
     """
     definition = training_job_definition(res, pipeline, spot=spot, prepared=prepared,
                                          output_prefix=TUNING_OUTPUT_PREFIX, checkpoints=False)
     definition["StaticHyperParameters"] = static_hyperparameters
+    if spot and tuned_names is None:
+        definition["CheckpointConfig"] = {
+            "S3Uri": join([f"s3://{res.artifacts_bucket_name}/checkpoints", execution_id(), "tuning", ""],
+                          on="/"),
+            "LocalPath": CHECKPOINT_LOCAL_PATH,
+        }
+        definition["Environment"][PER_JOB_CHECKPOINTS_ENV] = "true"
+    if not spot and tuning.warm_pool_seconds:
+        definition["ResourceConfig"]["KeepAlivePeriodInSeconds"] = tuning.warm_pool_seconds
     arguments = {
         "HyperParameterTuningJobConfig": {
             "Strategy": "Bayesian",

@@ -39,14 +39,14 @@ class ImageSettings:
     """The container image built from containers/jax-llm and its ECR repository."""
 
     cpu_only: bool  # imageCpuOnly: build the CPU-only variant (no CUDA wheels, no EFA)
-    max_image_count: int  # ecrMaxImageCount: the lifecycle rule keeps this many newest images
+    untagged_image_days: int  # ecrUntaggedImageDays: untagged images expire this many days after their push
 
     @classmethod
     def from_context(cls, ctx: Context) -> ImageSettings:
         """Read the image section."""
         return cls(
             cpu_only=ctx.boolean("imageCpuOnly"),
-            max_image_count=ctx.integer("ecrMaxImageCount", minimum=1, maximum=1000),
+            untagged_image_days=ctx.integer("ecrUntaggedImageDays", minimum=1, maximum=3650),
         )
 
 

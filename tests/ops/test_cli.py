@@ -211,6 +211,7 @@ def test_versions_of_a_missing_group_is_a_clear_error(cli, training_stack):
 def test_approve_makes_the_version_the_newest_approved_one(cli, moto, registered):
     result = cli("approve", "2", "--description", "lowest val_loss")
     assert result.code == 0, result.err
+    assert "python -m ops release status" in result.out
     assert f"cdk deploy EndpointStack -c modelPackageArn={registered[1]}" in result.out
     sagemaker = _client(moto, "sagemaker")
     # The query EndpointStack's deploy-time lookup makes.

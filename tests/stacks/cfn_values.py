@@ -14,7 +14,8 @@ from typing import Any
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 PSEUDO = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT,
-          "AWS::URLSuffix": "amazonaws.com", "AWS::StackName": "TrainingStack", "AWS::NoValue": None}
+          "AWS::URLSuffix": "amazonaws.com", "AWS::StackName": "TrainingStack", "AWS::NoValue": None,
+          "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/ThisStack/6a7e8feb-b491-4cf7"}
 # Explicit name properties, by resource type.
 NAME_PROPERTIES = {"AWS::S3::Bucket": "BucketName", "AWS::IAM::Role": "RoleName",
                    "AWS::ECR::Repository": "RepositoryName", "AWS::Logs::LogGroup": "LogGroupName",

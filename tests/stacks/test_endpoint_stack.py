@@ -13,7 +13,8 @@ from aws_cdk.assertions import Annotations, Match, Template
 
 from jax_llm.contract.serving import DEFAULT_MAX_BATCH
 from stacks.constructs.endpoint import VARIANT_NAME, has_instance_storage
-from stacks.constructs.model_package_lookup import HANDLER_SOURCE, LOOKUP_ACTION, RESOURCE_TYPE
+from stacks.constructs.model_package_lookup import (DESCRIBE_ACTION, HANDLER_SOURCE, LOOKUP_ACTION,
+                                                   RESOURCE_TYPE)
 from stacks.settings import Settings, SettingsError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,11 +65,10 @@ def _props(template: Template, kind: str) -> dict[str, Any]:
     return _one(template, kind)[1]["Properties"]
 
 
-def _lookup_log_group(template: Template) -> tuple[str, dict[str, Any]]:
-    """The lookup handler's log group (the endpoint's own is tested in test_serving_metrics.py)."""
-    _, function = _one(template, "AWS::Lambda::Function")
-    log_group_id = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
-    return log_group_id, template.to_json()["Resources"][log_group_id]
+def _lookup_function(template: Template) -> tuple[str, dict[str, Any]]:
+    """The lookup's handler function (the stack has the release function too): (logical id, resource)."""
+    function_id = _one(template, RESOURCE_TYPE)[1]["Properties"]["ServiceToken"]["Fn::GetAtt"][0]
+    return function_id, template.to_json()["Resources"][function_id]
 
 
 # --- the model version: looked up at deploy time, or pinned -------------------------------------------
@@ -82,23 +82,24 @@ def test_model_serves_the_package_the_lookup_finds(default):
 
 def test_lookup_asks_for_the_group_and_its_handler_is_the_tested_file_inlined(default, settings):
     _, lookup = _one(default, RESOURCE_TYPE)
-    function_id, function = _one(default, "AWS::Lambda::Function")
+    function_id, function = _lookup_function(default)
     assert lookup["Properties"] == {
         "ServiceToken": {"Fn::GetAtt": [function_id, "Arn"]},
         "ModelPackageGroupName": settings.registry.model_package_group_name,
         "LookupToken": "",
+        "Requested": {"Ref": "RequestedModelPackageArn"},  # set by the release function on approval
     }
     assert function["Properties"]["Code"] == {"ZipFile": HANDLER_SOURCE.read_text()}
     assert function["Properties"]["Handler"] == "index.handler"
     assert function["Properties"]["Runtime"].startswith("python3.")
 
 
-def test_lookup_handler_may_list_model_packages_and_write_its_logs_and_nothing_else(default):
-    function_id, function = _one(default, "AWS::Lambda::Function")
+def test_lookup_handler_may_read_the_groups_packages_and_write_its_logs_only(default, settings):
+    function_id, function = _lookup_function(default)
     role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
-    policy_id, policy = _one(default, "AWS::IAM::ManagedPolicy")
-    log_group_id, _ = _lookup_log_group(default)
-    assert policy["Properties"]["Roles"] == [{"Ref": role_id}]
+    ((policy_id, policy),) = [(k, v) for k, v in default.find_resources("AWS::IAM::ManagedPolicy").items()
+                              if v["Properties"]["Roles"] == [{"Ref": role_id}]]
+    log_group_id = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
     statements = {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
     assert statements["ListModelPackages"] == {
         "Sid": "ListModelPackages",
@@ -108,7 +109,11 @@ def test_lookup_handler_may_list_model_packages_and_write_its_logs_and_nothing_e
     }
     assert statements["HandlerLogs"]["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"]
     assert statements["HandlerLogs"]["Resource"] == {"Fn::GetAtt": [log_group_id, "Arn"]}
-    assert set(statements) == {"ListModelPackages", "HandlerLogs"}
+    group = settings.registry.model_package_group_name.lower()
+    assert statements["DescribeGroupPackages"]["Action"] == DESCRIBE_ACTION
+    described = json.dumps(statements["DescribeGroupPackages"]["Resource"])
+    assert described.endswith(f':model-package/{group}/*"]]}}')
+    assert set(statements) == {"ListModelPackages", "DescribeGroupPackages", "HandlerLogs"}
     # No managed AWS policies and no inline policies on the handler's role.
     role = default.to_json()["Resources"][role_id]["Properties"]
     assert "ManagedPolicyArns" not in role and "Policies" not in role
@@ -117,9 +122,11 @@ def test_lookup_handler_may_list_model_packages_and_write_its_logs_and_nothing_e
 
 
 def test_handler_logs_are_encrypted_and_retained(default, settings):
-    log_group = _lookup_log_group(default)[1]["Properties"]
-    assert log_group["RetentionInDays"] == settings.storage.log_retention_days
-    assert "KmsKeyId" in log_group
+    log_groups = default.find_resources("AWS::Logs::LogGroup").values()
+    assert len(log_groups) == 3  # the lookup's, the release function's and the endpoint's
+    for log_group in log_groups:
+        assert log_group["Properties"]["RetentionInDays"] == settings.storage.log_retention_days
+        assert "KmsKeyId" in log_group["Properties"]
 
 
 def test_with_removal_policy_destroy_the_endpoint_log_group_goes_with_the_stack(pinned):

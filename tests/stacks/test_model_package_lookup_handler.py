@@ -17,7 +17,7 @@ import pytest
 from moto import mock_aws
 
 from stacks.constructs import model_package_lookup_handler as lookup
-from stacks.constructs.model_package_lookup import LOOKUP_ACTION
+from stacks.constructs.model_package_lookup import DESCRIBE_ACTION, LOOKUP_ACTION
 
 GROUP = "jax-llm-gpt"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jax-llm:abc"
@@ -150,12 +150,35 @@ def test_an_unexpected_error_is_reported_not_left_hanging(sagemaker, response_ur
     assert response["Reason"] == f"KeyError: 'ModelPackageGroupName' (log stream {CONTEXT.log_stream_name})"
 
 
-def test_the_one_api_call_is_the_action_the_policy_grants():
-    """The handler calls list_model_packages (IAM action sagemaker:ListModelPackages) and nothing else."""
+def test_a_requested_approved_version_is_served_even_when_a_newer_one_is_approved(sagemaker, response_url):
+    """The release function's parameter wins over the newest Approved (e.g. a rollout still under way)."""
+    url, responses = response_url
+    requested = _register(sagemaker, "Approved")
+    _register(sagemaker, "Approved")
+    event = _event("Update", url, PhysicalResourceId="arn:old")
+    event["ResourceProperties"]["Requested"] = requested
+    lookup.handler(event, CONTEXT)
+    assert responses[0][1]["Status"] == "SUCCESS"
+    assert responses[0][1]["Data"] == {"ModelPackageArn": requested}
+
+
+def test_a_requested_version_that_is_no_longer_approved_fails_the_update(sagemaker, response_url):
+    url, responses = response_url
+    requested = _register(sagemaker, "Approved")
+    sagemaker.update_model_package(ModelPackageArn=requested, ModelApprovalStatus="Rejected")
+    event = _event("Update", url, PhysicalResourceId="arn:old")
+    event["ResourceProperties"]["Requested"] = requested
+    lookup.handler(event, CONTEXT)
+    response = responses[0][1]
+    assert response["Status"] == "FAILED"
+    assert response["Reason"] == (f"Requested model package {requested} is Rejected in group {GROUP}, not an "
+                                  f"Approved version of {GROUP}: not deployed.")
+
+
+def test_the_api_calls_are_the_actions_the_policy_grants():
+    """The handler calls list_model_packages and describe_model_package and nothing else."""
     source = lookup.__loader__.get_source(lookup.__name__)
     calls = {line.split("client.")[1].split("(")[0] for line in source.splitlines() if "client." in line}
-    assert calls == {"list_model_packages"}
-    operation = boto3.client("sagemaker", region_name="us-east-1").meta.method_to_api_mapping[
-        "list_model_packages"
-    ]
-    assert f"sagemaker:{operation}" == LOOKUP_ACTION
+    assert calls == {"list_model_packages", "describe_model_package"}
+    mapping = boto3.client("sagemaker", region_name="us-east-1").meta.method_to_api_mapping
+    assert {f"sagemaker:{mapping[c]}" for c in calls} == {LOOKUP_ACTION, DESCRIBE_ACTION}

@@ -23,7 +23,7 @@ def settings_with(**overrides) -> Settings:
 def test_cdk_json_defaults_parse_into_typed_sections():
     settings = Settings.from_context(CONTEXT)
     assert settings.project.name == CONTEXT["projectName"]
-    assert settings.image.max_image_count == CONTEXT["ecrMaxImageCount"]
+    assert settings.image.untagged_image_days == CONTEXT["ecrUntaggedImageDays"]
     assert settings.image.cpu_only is False
     assert settings.storage.data_bucket_name == ""
     assert settings.registry.model_package_group_name == CONTEXT["modelPackageGroupName"]
@@ -39,8 +39,8 @@ def test_every_setting_read_from_context_is_defaulted_in_cdk_json():
 
 def test_command_line_strings_are_converted():
     # `cdk synth -c key=value` passes every value as a string.
-    settings = settings_with(ecrMaxImageCount="7", imageCpuOnly="true", logRetentionDays="30")
-    assert settings.image.max_image_count == 7
+    settings = settings_with(ecrUntaggedImageDays="7", imageCpuOnly="true", logRetentionDays="30")
+    assert settings.image.untagged_image_days == 7
     assert settings.image.cpu_only is True
     assert settings.storage.log_retention_days == 30
 
@@ -55,8 +55,8 @@ def test_settings_are_immutable():
     ("projectName", "Jax_LLM", "lower-case letters"),
     ("removalPolicy", "delete", "one of retain, destroy"),
     ("imageCpuOnly", "yes", "true or false"),
-    ("ecrMaxImageCount", 0, "an integer >= 1"),
-    ("ecrMaxImageCount", "many", "an integer >= 1"),
+    ("ecrUntaggedImageDays", 0, "an integer >= 1"),
+    ("ecrUntaggedImageDays", "many", "an integer >= 1"),
     ("dataBucketName", "Team_Data", "an S3 bucket name"),
     ("logRetentionDays", 42, "one of 1, 3, 5"),
     ("kmsPendingWindowDays", 3, ">= 7 and <= 30"),
@@ -81,15 +81,15 @@ def test_spot_max_wait_must_exceed_max_runtime():
 
 def test_missing_key_is_an_error_not_a_silent_default():
     context = dict(CONTEXT)
-    del context["ecrMaxImageCount"]
-    with pytest.raises(SettingsError, match="'ecrMaxImageCount'.*defaulted in cdk.json"):
+    del context["ecrUntaggedImageDays"]
+    with pytest.raises(SettingsError, match="'ecrUntaggedImageDays'.*defaulted in cdk.json"):
         Settings.from_context(context)
 
 
 def test_cdk_synth_stops_with_the_message(cdk_cli):
-    result: subprocess.CompletedProcess = cdk_cli(["synth", "--quiet", "-c", "ecrMaxImageCount=0"])
+    result: subprocess.CompletedProcess = cdk_cli(["synth", "--quiet", "-c", "ecrUntaggedImageDays=0"])
     assert result.returncode != 0
-    assert "context key 'ecrMaxImageCount' has value '0'; allowed: an integer >= 1" in result.stderr
+    assert "context key 'ecrUntaggedImageDays' has value '0'; allowed: an integer >= 1" in result.stderr
 
 
 @pytest.mark.parametrize(("key", "name"), [("tuningLearningRateRange", "learning_rate"),

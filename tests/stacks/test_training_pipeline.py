@@ -14,6 +14,7 @@ from aws_cdk import App, Stack
 
 from jax_llm.contract.hyperparameters import FIELDS, parse_hyperparameters
 from jax_llm.contract.metrics import METRIC_DEFINITIONS, OBJECTIVE_METRIC
+from jax_llm.contract.paths import PER_JOB_CHECKPOINTS_ENV
 from stacks.constructs.training_trigger import definition_digest
 from stacks.settings import Settings, SettingsError
 from tests.stacks.cfn_values import TemplateValues, resources_of_type, walk_steps
@@ -203,8 +204,15 @@ def test_tuning_searches_lr_warmup_and_weight_decay_and_registers_the_best_job(t
     static = args["TrainingJobDefinition"]["StaticHyperParameters"]
     assert set(static) == set(FIELDS) - set(scaling)  # tuned ones are the tuner's to set
     assert args["TrainingJobDefinition"]["AlgorithmSpecification"]["TrainingImage"] == outputs["ImageUri"]
-    # Trials must not share one checkpoint prefix: a trial would resume another trial's weights.
-    assert "CheckpointConfig" not in args["TrainingJobDefinition"]
+    # Spot trials checkpoint under one prefix (one CheckpointConfig for all), each in its own jobs/<name>.
+    job = args["TrainingJobDefinition"]
+    assert job["CheckpointConfig"] == {
+        "S3Uri": {"Std:Join": {"On": "/", "Values": [
+            f"s3://{outputs['ArtifactsBucketName']}/checkpoints", {"Get": "Execution.PipelineExecutionId"},
+            "tuning", ""]}},
+        "LocalPath": "/opt/ml/checkpoints"}
+    assert job["Environment"][PER_JOB_CHECKPOINTS_ENV] == "true"
+    assert "KeepAlivePeriodInSeconds" not in job["ResourceConfig"]  # spot trials: no warm pool
     register = steps["RegisterModelSpotFromTokenized"]["Arguments"]["InferenceSpecification"]["Containers"][0]
     url = register["ModelDataUrl"]["Std:Join"]["Values"]
     assert url == [f"s3://{outputs['ArtifactsBucketName']}/tuning",
@@ -214,6 +222,20 @@ def test_tuning_searches_lr_warmup_and_weight_decay_and_registers_the_best_job(t
     gate = steps["CheckValLossSpotFromTokenized"]["Arguments"]["Conditions"][0]
     best = "Steps.TuneSpotFromTokenized.BestTrainingJob.FinalHyperParameterTuningJobObjectiveMetric.Value"
     assert gate["LeftValue"] == {"Get": best}
+
+
+def test_on_demand_trials_keep_their_instances_warm_and_sync_no_checkpoints(tuning, synthesized_app):
+    """Warm pools for on-demand trials (the next trial starts on the same instances); spot trials get none."""
+    seconds = Settings.from_context(synthesized_app.app).tuning.warm_pool_seconds
+    assert seconds > 0  # the default
+    steps = steps_by_name(tuning)
+    for name in ("TuneOnDemandFromRaw", "TuneOnDemandFromTokenized"):
+        job = steps[name]["Arguments"]["TrainingJobDefinition"]
+        assert job["ResourceConfig"]["KeepAlivePeriodInSeconds"] == seconds
+        assert "CheckpointConfig" not in job and PER_JOB_CHECKPOINTS_ENV not in job["Environment"]
+    for name in ("TuneSpotFromRaw", "TuneSpotFromTokenized"):
+        job = steps[name]["Arguments"]["TrainingJobDefinition"]
+        assert "KeepAlivePeriodInSeconds" not in job["ResourceConfig"] and "CheckpointConfig" in job
 
 
 def test_deploying_starts_the_training_pipeline_once_per_definition(template, outputs, synthesized_app):

@@ -147,6 +147,8 @@ def test_the_tuner_tunes_the_script_under_its_own_names_when_told_them(synth_app
         )  # warmup: no name given, not searched
         static = job["StaticHyperParameters"]
         assert "learning-rate" not in static and static["epochs"] == "20"
+        # The script cannot be told to keep its checkpoints per trial, so its trials sync none.
+        assert "CheckpointConfig" not in job
         assert static["sagemaker_program"] == '"train.py"'
         assert "code" in {c["ChannelName"] for c in job["InputDataConfig"]}
 

@@ -74,7 +74,7 @@ def test_kms_key_lets_cloudwatch_logs_encrypt_only_this_accounts_log_groups(reso
         "arn:", {"Ref": "AWS::Partition"}, ":iam::", {"Ref": "AWS::AccountId"}, ":root"]]}})]
 
 
-def test_ecr_repository_scans_keeps_tags_immutable_and_expires_old_images(template, stack):
+def test_ecr_repository_scans_keeps_tags_immutable_and_expires_untagged_images(template, stack):
     template.has_resource_properties("AWS::ECR::Repository", {
         "RepositoryName": stack.settings.project.name,
         "ImageScanningConfiguration": {"ScanOnPush": True},
@@ -84,8 +84,8 @@ def test_ecr_repository_scans_keeps_tags_immutable_and_expires_old_images(templa
     repo = template.find_resources("AWS::ECR::Repository")
     (props,) = [r["Properties"] for r in repo.values()]
     (rule,) = json.loads(props["LifecyclePolicy"]["LifecyclePolicyText"])["rules"]
-    assert rule["selection"] == {"tagStatus": "any", "countType": "imageCountMoreThan",
-                                 "countNumber": stack.settings.image.max_image_count}
+    assert rule["selection"] == {"tagStatus": "untagged", "countType": "sinceImagePushed",
+                                 "countUnit": "days", "countNumber": stack.settings.image.untagged_image_days}
     assert rule["action"] == {"type": "expire"}
 
 

@@ -7,6 +7,10 @@ import os
 from pathlib import Path
 
 DEFAULT_ROOT = "/opt/ml"
+# Set by the tuning pipeline: its trials share one checkpoint S3 prefix, and SageMaker restores everything
+# under it into every trial's checkpoint directory, so each trial keeps its own: checkpoints/jobs/<name>.
+PER_JOB_CHECKPOINTS_ENV = "JAX_LLM_CHECKPOINTS_PER_JOB"
+JOB_NAME_ENV = "TRAINING_JOB_NAME"  # SageMaker sets it in every training container; a spot restart keeps it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -14,12 +18,20 @@ class SageMakerPaths:
     """The `/opt/ml` tree as training, processing and serving containers see it."""
 
     root: Path
+    checkpoint_job: str = ""  # a tuning trial's job name: its checkpoints are checkpoints/jobs/<name>
 
     @classmethod
     def from_env(cls, environ: os._Environ | dict | None = None) -> "SageMakerPaths":
-        """Reads the root from `SAGEMAKER_BASE_DIR` (the training toolkit's variable), else `/opt/ml`."""
+        """Reads the root from `SAGEMAKER_BASE_DIR` (the training toolkit's variable), else `/opt/ml`, and
+        with `JAX_LLM_CHECKPOINTS_PER_JOB=true` the job's checkpoint directory from `TRAINING_JOB_NAME`."""
         environ = os.environ if environ is None else environ
-        return cls(Path(environ.get("SAGEMAKER_BASE_DIR") or DEFAULT_ROOT))
+        job = ""
+        if environ.get(PER_JOB_CHECKPOINTS_ENV, "").lower() in ("1", "true"):
+            job = environ.get(JOB_NAME_ENV, "")
+            if not job or "/" in job or job.startswith("."):
+                raise ValueError(f"{PER_JOB_CHECKPOINTS_ENV} is set, so checkpoints are kept per job, but "
+                                 f"{JOB_NAME_ENV} is {job!r}, not a training job name")
+        return cls(Path(environ.get("SAGEMAKER_BASE_DIR") or DEFAULT_ROOT), job)
 
     # Training job: input/config/*.json, input/data/<channel>/, model/, output/, checkpoints/.
     @property
@@ -65,7 +77,9 @@ class SageMakerPaths:
 
     @property
     def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
+        """This job's checkpoints: the directory SageMaker syncs, or its jobs/<name> for a tuning trial."""
+        synced = self.root / "checkpoints"
+        return synced / "jobs" / self.checkpoint_job if self.checkpoint_job else synced
 
     # Processing job: config/*.json, processing/input/<name>/, processing/output/<name>/.
     @property
