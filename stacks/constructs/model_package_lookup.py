@@ -55,7 +55,8 @@ class ModelPackageLookup(Construct):
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"Finds the newest Approved model package in {group_name}",
+            description=f"Finds the model package to serve (requested and Approved, else the newest "
+            f"Approved) in {group_name}",
         )
         self.policy = iam.ManagedPolicy(
             self,
@@ -84,7 +85,7 @@ class ModelPackageLookup(Construct):
             timeout=Duration.seconds(60),
             role=role,
             log_group=log_group,
-            description="CloudFormation custom resource: newest Approved model package of a group",
+            description="CloudFormation custom resource: the Approved model package of a group to serve",
         )
         resource = CustomResource(
             self,

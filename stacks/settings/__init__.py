@@ -22,7 +22,14 @@ from stacks.settings.resources import ImageSettings, ProjectSettings, RegistrySe
 from stacks.settings.script import REPO, ScriptSettings
 from stacks.settings.tuning import TUNED_HYPERPARAMETERS, TuningSettings
 
-__all__ = ["REPO", "TUNED_HYPERPARAMETERS", "Context", "EndpointSettings", "ImageSettings",
+# Keys an earlier version read, and what replaced them: a value left in cdk.json, cdk.context.json or on the
+# command line would otherwise be ignored without a word.
+RETIRED_KEYS = {
+    "ecrMaxImageCount": "ecrUntaggedImageDays (only untagged images expire; a tagged one may be deployed)",
+    "endpointTargetInvocationsPerInstance": "endpointTargetConcurrencyPercent (autoscaling tracks concurrency)",
+}
+
+__all__ = ["RETIRED_KEYS", "REPO", "TUNED_HYPERPARAMETERS", "Context", "EndpointSettings", "ImageSettings",
            "PipelineSettings", "ProjectSettings", "RegistrySettings", "ScriptSettings", "Settings",
            "SettingsError", "StorageSettings", "TuningSettings"]
 
@@ -44,6 +51,8 @@ class Settings:
     def from_context(cls, source: Any) -> Settings:
         """Read and validate all sections from a construct's context or a plain mapping."""
         ctx = Context.of(source)
+        for key, instead in RETIRED_KEYS.items():
+            ctx.retired(key, instead)
         return cls(
             project=ProjectSettings.from_context(ctx),
             image=ImageSettings.from_context(ctx),

@@ -137,6 +137,12 @@ class Context:
                                             f"{minimum} <= low < high{'' if maximum is None else f' <= {maximum}'}")
         return value[0], value[1]
 
+    def retired(self, key: str, instead: str) -> None:
+        """A key this app no longer reads must not be set: say what replaced it."""
+        value = self._lookup(key)
+        if value is not None:
+            raise SettingsError(key, value, f"nothing: this setting is retired, use {instead}")
+
     def require(self, condition: bool, key: str, value: Any, allowed: str) -> None:
         """A cross-field check: raise a SettingsError on ``key`` unless ``condition`` holds."""
         if not condition:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from jax_llm.contract.hyperparameters import FIELDS
-from stacks.settings import Context, Settings, SettingsError
+from stacks.settings import RETIRED_KEYS, Context, Settings, SettingsError
 
 REPO = Path(__file__).resolve().parents[2]
 CONTEXT = json.loads((REPO / "cdk.json").read_text())["context"]
@@ -32,7 +32,7 @@ def test_cdk_json_defaults_parse_into_typed_sections():
 def test_every_setting_read_from_context_is_defaulted_in_cdk_json():
     read: list[str] = []
     Settings.from_context(Context(lambda key: read.append(key) or CONTEXT.get(key)))
-    assert read and [key for key in read if key not in CONTEXT] == []
+    assert read and [key for key in read if key not in CONTEXT and key not in RETIRED_KEYS] == []
     # ...and every setting in cdk.json is read (feature flags, "@...", belong to the CDK itself).
     assert [key for key in CONTEXT if not key.startswith("@") and key not in read] == []
 
@@ -107,3 +107,11 @@ def test_a_log_scale_learning_rate_range_cannot_start_at_zero():
     with pytest.raises(SettingsError) as error:
         settings_with(tuningLearningRateRange=[0, 0.001])
     assert error.value.key == "tuningLearningRateRange" and "log scale" in str(error.value)
+
+
+@pytest.mark.parametrize("key", sorted(RETIRED_KEYS))
+def test_a_retired_key_stops_synth_naming_what_replaced_it(key):
+    assert key not in CONTEXT
+    with pytest.raises(SettingsError) as error:
+        settings_with(**{key: "30"})
+    assert error.value.key == key and RETIRED_KEYS[key] in str(error.value)
