@@ -1,11 +1,9 @@
 """MLflow tracking of one training run: parameters, metric history, tags and artifacts, never failing the job.
 
-Set by the environment (MLflow's own variables where MLflow has one):
-    MLFLOW_TRACKING_URI       a server URL, a local store (`file:...`, `sqlite:...`) or a SageMaker managed
-                              MLflow ARN (through the `sagemaker-mlflow` plugin); unset: no tracking at all
-    MLFLOW_EXPERIMENT_NAME    the experiment (one per pipeline); default `jax-llm`
-    JAX_LLM_MLFLOW_PARENT_RUN a key (the tuning job): this run becomes a child of the run tagged with it
-    TRAINING_JOB_NAME (SageMaker's), JAX_LLM_PIPELINE_EXECUTION, JAX_LLM_IMAGE_TAG: tags of the run
+The environment decides (names and tags in `jax_llm.contract.tracking`): MLFLOW_TRACKING_URI (a server
+URL, a local store such as `sqlite:...`, or a SageMaker managed MLflow ARN through the `sagemaker-mlflow`
+plugin; unset: no tracking at all), MLFLOW_EXPERIMENT_NAME, JAX_LLM_MLFLOW_PARENT_RUN (this run becomes a
+child of the run tagged with that key: a tuning job's trials), and the tags' variables.
 
 Every MLflow call runs on one background thread, so a slow server never holds up a training step. The
 first call that fails is said once on stderr and ends tracking for the run; training goes on. `mlflow` is
@@ -24,15 +22,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-URI_ENV = "MLFLOW_TRACKING_URI"
-EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
-PARENT_ENV = "JAX_LLM_MLFLOW_PARENT_RUN"
-DEFAULT_EXPERIMENT = "jax-llm"
-# Environment variable -> the run tag it becomes.
-TAG_ENV = {"TRAINING_JOB_NAME": "sagemaker.job_name",
-           "JAX_LLM_PIPELINE_EXECUTION": "sagemaker.pipeline_execution",
-           "JAX_LLM_IMAGE_TAG": "image_tag"}
-PARENT_TAG = "jax_llm.parent_key"  # on the parent run: the key its children name
+from jax_llm.contract.tracking import (ARTIFACT_LOCATION_ENV, DEFAULT_EXPERIMENT, EXPERIMENT_ENV,
+                                       JOB_NAME_ENV, PARENT_ENV, PARENT_TAG, TAG_ENV, URI_ENV)
+
 # A server that does not answer should cost seconds, not MLflow's default of 7 retries of 120 s each.
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
 BATCH_LIMIT = 100  # MLflow's most params (and tags) per log_batch call
@@ -59,9 +51,9 @@ class RunTracker(NoTracking):
     """One MLflow run, written from a background thread; created by `start`."""
 
     def __init__(self, uri: str, experiment: str, run_name: str | None, tags: dict[str, str],
-                 parent_key: str | None):
+                 parent_key: str | None, artifact_location: str | None = None):
         self.uri, self.experiment, self.run_name = uri, experiment, run_name
-        self.tags, self.parent_key = tags, parent_key
+        self.tags, self.parent_key, self.artifact_location = tags, parent_key, artifact_location
         self.client = None
         self.run_id: str | None = None
         self.failed = False
@@ -96,7 +88,7 @@ class RunTracker(NoTracking):
         from mlflow import MlflowClient
 
         self.client = MlflowClient(tracking_uri=self.uri)
-        experiment_id = experiment_id_of(self.client, self.experiment)
+        experiment_id = experiment_id_of(self.client, self.experiment, self.artifact_location)
         tags = dict(self.tags)
         if self.parent_key:
             tags["mlflow.parentRunId"] = parent_run_id(self.client, experiment_id, self.parent_key)
@@ -142,13 +134,13 @@ class RunTracker(NoTracking):
                   f"{CLOSE_TIMEOUT_S:.0f} s; they are not logged", file=sys.stderr, flush=True)
 
 
-def experiment_id_of(client, name: str) -> str:
+def experiment_id_of(client, name: str, artifact_location: str | None = None) -> str:
     """The experiment's id, created when missing (another job may create it at the same moment)."""
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, artifact_location=artifact_location)
     except Exception:  # noqa: BLE001 - lost the race to another job: read theirs
         found = client.get_experiment_by_name(name)
         if found is None:
@@ -181,4 +173,5 @@ def start(environ: Mapping[str, str] | None = None, *, first_host: bool = True) 
         return NoTracking()
     tags = {tag: environ[name] for name, tag in TAG_ENV.items() if environ.get(name)}
     return RunTracker(uri, environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT,
-                      environ.get("TRAINING_JOB_NAME"), tags, environ.get(PARENT_ENV) or None)
+                      environ.get(JOB_NAME_ENV), tags, environ.get(PARENT_ENV) or None,
+                      environ.get(ARTIFACT_LOCATION_ENV) or None)
