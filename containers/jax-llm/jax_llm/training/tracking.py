@@ -12,6 +12,7 @@ imported only when a URI is set.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -25,33 +26,49 @@ from typing import Any
 from jax_llm.contract.tracking import (ARTIFACT_LOCATION_ENV, DEFAULT_EXPERIMENT, EXPERIMENT_ENV,
                                        JOB_NAME_ENV, PARENT_ENV, PARENT_TAG, TAG_ENV, URI_ENV)
 
+RECORD_FILE = "mlflow_run.json"  # in output/data/: the record a step after the job logs
 # A server that does not answer should cost seconds, not MLflow's default of 7 retries of 120 s each.
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
 BATCH_LIMIT = 100  # MLflow's most params (and tags) per log_batch call
 CLOSE_TIMEOUT_S = 120.0
 
 
-class NoTracking:
-    """What a run without a tracking URI (and every host but the first) gets: every call does nothing."""
+class RunRecord:
+    """What a run logs, kept in memory and written beside the loss curves (`RECORD_FILE`, uploaded with the
+    job's output), so that a step outside a network-isolated job can log it afterwards (`track_job`).
+    Without a tracking URI this is all a run gets."""
+
+    def __init__(self) -> None:
+        self.params: dict[str, str] = {}
+        self.metrics: list[list] = []  # [name, value, step, timestamp in ms]
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        """Nothing."""
+        """Parameters, as MLflow stores them (strings)."""
+        self.params.update({str(k): str(v) for k, v in params.items()})
 
-    def log_metrics(self, metrics: Mapping[str, float | None], step: int) -> None:
-        """Nothing."""
+    def log_metrics(self, metrics: Mapping[str, float | None], step: int,
+                    timestamp_ms: int | None = None) -> None:
+        """Metrics at `step`; None values (an unknown MFU) are left out."""
+        stamp = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+        self.metrics += [[k, float(v), step, stamp] for k, v in metrics.items() if v is not None]
 
     def log_artifacts(self, paths: list[Path]) -> None:
-        """Nothing."""
+        """Files for the run's artifacts (a record keeps none: they travel in the job's outputs)."""
+
+    def save(self, path: Path) -> None:
+        """Writes the record as JSON."""
+        Path(path).write_text(json.dumps({"params": self.params, "metrics": self.metrics}) + "\n")
 
     def close(self, status: str = "FINISHED") -> None:
-        """Nothing."""
+        """Ends the run as `status` (FINISHED, FAILED, KILLED)."""
 
 
-class RunTracker(NoTracking):
-    """One MLflow run, written from a background thread; created by `start`."""
+class RunTracker(RunRecord):
+    """The record, also logged to one MLflow run as it grows, from a background thread; made by `start`."""
 
     def __init__(self, uri: str, experiment: str, run_name: str | None, tags: dict[str, str],
                  parent_key: str | None, artifact_location: str | None = None):
+        super().__init__()
         self.uri, self.experiment, self.run_name = uri, experiment, run_name
         self.tags, self.parent_key, self.artifact_location = tags, parent_key, artifact_location
         self.client = None
@@ -98,7 +115,8 @@ class RunTracker(NoTracking):
               f"{self.uri}", flush=True)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        """Logs parameters (values as MLflow stores them: strings)."""
+        """Records and logs parameters."""
+        super().log_params(params)
         items = [(str(k), str(v)) for k, v in params.items()]
 
         def call() -> None:
@@ -108,15 +126,17 @@ class RunTracker(NoTracking):
                 self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in items[i:i + BATCH_LIMIT]])
         self._call(call)
 
-    def log_metrics(self, metrics: Mapping[str, float | None], step: int) -> None:
-        """Logs the metrics at `step`; None values (an unknown MFU) are left out."""
-        stamp = int(time.time() * 1000)
-        values = {k: float(v) for k, v in metrics.items() if v is not None}
+    def log_metrics(self, metrics: Mapping[str, float | None], step: int,
+                    timestamp_ms: int | None = None) -> None:
+        """Records and logs the metrics at `step`."""
+        before = len(self.metrics)
+        super().log_metrics(metrics, step, timestamp_ms)
+        added = self.metrics[before:]
 
         def call() -> None:
             from mlflow.entities import Metric
 
-            self.client.log_batch(self.run_id, metrics=[Metric(k, v, stamp, step) for k, v in values.items()])
+            self.client.log_batch(self.run_id, metrics=[Metric(k, v, stamp, at) for k, v, at, stamp in added])
         self._call(call)
 
     def log_artifacts(self, paths: list[Path]) -> None:
@@ -165,12 +185,12 @@ def parent_run_id(client, experiment_id: str, key: str) -> str:
     return oldest()
 
 
-def start(environ: Mapping[str, str] | None = None, *, first_host: bool = True) -> NoTracking:
-    """A RunTracker when `MLFLOW_TRACKING_URI` is set and this is the first host, else NoTracking."""
+def start(environ: Mapping[str, str] | None = None, *, first_host: bool = True) -> RunRecord:
+    """A RunTracker when `MLFLOW_TRACKING_URI` is set and this is the first host, else a RunRecord only."""
     environ = os.environ if environ is None else environ
     uri = environ.get(URI_ENV, "").strip()
     if not uri or not first_host:
-        return NoTracking()
+        return RunRecord()
     tags = {tag: environ[name] for name, tag in TAG_ENV.items() if environ.get(name)}
     return RunTracker(uri, environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT,
                       environ.get(JOB_NAME_ENV), tags, environ.get(PARENT_ENV) or None,

@@ -196,6 +196,7 @@ class Trainer:
                    extra={"hyperparameters": dataclasses.asdict(self.config)})
         write_loss_curves(self.paths.output_data, self.history)
         self._log(f"exported model to {self.paths.model}: {json.dumps(metrics)}")
+        self.tracker.save(self.paths.output_data / tracking.RECORD_FILE)
         self.tracker.log_artifacts([self.paths.output_data / PNG_FILE, self.paths.output_data / JSON_FILE,
                                     self.paths.model / METRICS_FILE])
 
