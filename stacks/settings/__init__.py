@@ -20,11 +20,12 @@ from stacks.settings.endpoint import EndpointSettings
 from stacks.settings.pipeline import PipelineSettings
 from stacks.settings.resources import ImageSettings, ProjectSettings, RegistrySettings, StorageSettings
 from stacks.settings.script import REPO, ScriptSettings
+from stacks.settings.tracking import TrackingSettings
 from stacks.settings.tuning import TUNED_HYPERPARAMETERS, TuningSettings
 
 __all__ = ["REPO", "TUNED_HYPERPARAMETERS", "Context", "EndpointSettings", "ImageSettings",
            "PipelineSettings", "ProjectSettings", "RegistrySettings", "ScriptSettings", "Settings",
-           "SettingsError", "StorageSettings", "TuningSettings"]
+           "SettingsError", "StorageSettings", "TrackingSettings", "TuningSettings"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Settings:
     script: ScriptSettings
     tuning: TuningSettings
     endpoint: EndpointSettings
+    tracking: TrackingSettings
 
     @classmethod
     def from_context(cls, source: Any) -> Settings:
@@ -53,4 +55,5 @@ class Settings:
             script=ScriptSettings.from_context(ctx),
             tuning=TuningSettings.from_context(ctx, pipeline),
             endpoint=EndpointSettings.from_context(ctx, pipeline),
+            tracking=TrackingSettings.from_context(ctx),
         )
