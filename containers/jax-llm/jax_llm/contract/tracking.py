@@ -4,6 +4,8 @@ Set in the job's Environment (the pipeline's steps, local mode) and read by `jax
 MLflow's own variable names where MLflow has one. Stdlib only: the stacks and local mode import it.
 """
 
+import logging
+
 URI_ENV = "MLFLOW_TRACKING_URI"  # a server URL, a local store, or a SageMaker managed MLflow ARN; unset: off
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"  # one experiment per pipeline
 # Where an experiment the run creates keeps its artifacts (local mode: beside its store); unset: the store's.
@@ -19,3 +21,10 @@ DEFAULT_EXPERIMENT = "jax-llm"
 TAG_ENV = {JOB_NAME_ENV: "sagemaker.job_name", PIPELINE_EXECUTION_ENV: "sagemaker.pipeline_execution",
            IMAGE_TAG_ENV: "image_tag"}
 PARENT_TAG = "jax_llm.parent_key"  # on the parent run: the key its children name
+
+
+def quiet_arn_plugin(uri: str) -> None:
+    """For a URI that is not an ARN: sagemaker-mlflow's header provider (0.5.0) parses every URI as an ARN
+    and fails on any other, which MLflow logs as a warning on every request; keep those out of the log."""
+    if not uri.startswith("arn:"):
+        logging.getLogger("mlflow.tracking.request_header.registry").setLevel(logging.ERROR)

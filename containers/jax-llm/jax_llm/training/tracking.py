@@ -13,7 +13,6 @@ imported only when a URI is set.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import queue
 import sys
@@ -24,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from jax_llm.contract.tracking import (ARTIFACT_LOCATION_ENV, DEFAULT_EXPERIMENT, EXPERIMENT_ENV,
-                                       JOB_NAME_ENV, PARENT_ENV, PARENT_TAG, TAG_ENV, URI_ENV)
+                                       JOB_NAME_ENV, PARENT_ENV, PARENT_TAG, TAG_ENV, URI_ENV,
+                                       quiet_arn_plugin)
 
 RECORD_FILE = "mlflow_run.json"  # in output/data/: the record a step after the job logs
 # A server that does not answer should cost seconds, not MLflow's default of 7 retries of 120 s each.
@@ -98,10 +98,7 @@ class RunTracker(RunRecord):
     def _open(self) -> None:
         for key, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(key, value)
-        if not self.uri.startswith("arn:"):
-            # sagemaker-mlflow's header provider (0.5.0) parses every URI as an ARN and fails on any other,
-            # which MLflow logs as a warning on every request: keep those out of the job's log.
-            logging.getLogger("mlflow.tracking.request_header.registry").setLevel(logging.ERROR)
+        quiet_arn_plugin(self.uri)
         from mlflow import MlflowClient
 
         self.client = MlflowClient(tracking_uri=self.uri)
