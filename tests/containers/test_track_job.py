@@ -119,13 +119,17 @@ def test_a_tuning_jobs_trials_are_child_runs_of_its_run(tiny_training_run, mlflo
     assert len(runs) == 3
 
 
-def test_an_unreachable_server_or_a_missing_model_still_exits_0(tiny_training_run, s3_env, tmp_path):
+def test_an_unreachable_server_or_a_missing_model_still_exits_0(
+        tiny_training_run, s3_env, tmp_path, monkeypatch, capsys):
     uri = _upload_job(tiny_training_run.root, "training", "job-a", tmp_path)
     nobody = f"http://127.0.0.1:{free_port()}"
-    done = _track(["--model-uri", uri], {**s3_env, "MLFLOW_TRACKING_URI": nobody})
-    assert done.returncode == 0 and "MLflow tracking off for this run" in done.stderr
-    assert "job-a: not logged" in done.stdout  # the job's name read from its S3 key
-    missing = _track(["--model-uri", f"s3://{BUCKET}/training/nope/output/model.tar.gz"],
-                     {**s3_env, "MLFLOW_TRACKING_URI": nobody})
-    assert missing.returncode == 0 and "not logged" in missing.stderr
-    assert _track(["--tuning-job", "t"], s3_env).returncode == 2  # --output-path is required with it
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", nobody)
+    assert track_job.main(["--model-uri", uri]) == 0
+    said = capsys.readouterr()
+    assert "MLflow tracking off for this run" in said.err
+    assert "job-a: not logged" in said.out  # the job's name read from its S3 key
+    assert track_job.main(["--model-uri", f"s3://{BUCKET}/training/nope/output/model.tar.gz"]) == 0
+    assert "not logged" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        track_job.main(["--tuning-job", "t"])  # --output-path is required with it
+    assert usage.value.code == 2
