@@ -113,6 +113,7 @@ def test_a_tuning_jobs_trials_are_child_runs_of_its_run(tiny_training_run, mlflo
     experiment = client.get_experiment_by_name("jax-llm-tuning-replayed")
     runs = client.search_runs([experiment.experiment_id])
     [parent] = [r for r in runs if r.data.tags.get("jax_llm.parent_key") == tuning]
+    assert parent.info.run_name == tuning and parent.info.status == "FINISHED"  # ended once all are logged
     children = sorted((r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id),
                       key=lambda r: r.info.run_name)
     assert [c.info.run_name for c in children] == trials  # the failed trial left no model: not logged

@@ -57,6 +57,7 @@ def main(argv: list[str]) -> int:
             for job in jobs:
                 log_job(f"{args.output_path.rstrip('/')}/{job}/output/{MODEL_ARCHIVE}", job,
                         parent_key=args.tuning_job)
+            tracking.finish_parent(os.environ, args.tuning_job)
         else:
             log_job(args.model_uri, args.job_name or Path(args.model_uri).parent.parent.name)
     except Exception as error:  # noqa: BLE001 - tracking must never fail the pipeline

@@ -182,6 +182,17 @@ def parent_run_id(client, experiment_id: str, key: str) -> str:
     return oldest()
 
 
+def finish_parent(environ: Mapping[str, str], key: str) -> None:
+    """Ends the parent run of `key` (a tuning job whose trials are all logged) as FINISHED."""
+    from mlflow import MlflowClient
+
+    quiet_arn_plugin(environ[URI_ENV])
+    client = MlflowClient(tracking_uri=environ[URI_ENV])
+    experiment_id = experiment_id_of(client, environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT,
+                                     environ.get(ARTIFACT_LOCATION_ENV) or None)
+    client.set_terminated(parent_run_id(client, experiment_id, key), "FINISHED")
+
+
 def start(environ: Mapping[str, str] | None = None, *, first_host: bool = True) -> RunRecord:
     """A RunTracker when `MLFLOW_TRACKING_URI` is set and this is the first host, else a RunRecord only."""
     environ = os.environ if environ is None else environ
