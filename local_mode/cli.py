@@ -7,7 +7,7 @@ import signal
 import time
 from pathlib import Path
 
-from local_mode import container_engine, demo
+from local_mode import container_engine, demo, tracking
 from local_mode.base_image import BaseImageError
 from local_mode.endpoint import EndpointError, LocalEndpoint
 from local_mode.packaging import PackagingError
@@ -75,6 +75,12 @@ def parser() -> argparse.ArgumentParser:
         "--entry-point", help="script mode: the team's own script (train.py, a module or a .sh)"
     )
     train.add_argument("--source-dir", type=Path, help="script mode: the directory holding --entry-point")
+    train.add_argument(
+        "--tracking-uri",
+        help="MLflow: a server URL, a local store or a SageMaker managed MLflow ARN; `none` turns tracking "
+        "off (default: the SQLite store <workdir>/mlflow.db; off with --docker)",
+    )
+    train.add_argument("--experiment", default=tracking.DEFAULT_EXPERIMENT, help="MLflow experiment")
 
     serve = commands.add_parser(
         "serve", parents=[common], help="endpoint: unpack model.tar.gz into a fresh tree and serve it"
@@ -111,6 +117,7 @@ def train(args: argparse.Namespace) -> int:
     channels = {c: getattr(args, c) for c in ("train", "validation", "tokenizer") if getattr(args, c)}
     if args.source_dir and not args.entry_point:
         raise TreeError("--source-dir needs --entry-point (the script in it to run)")
+    environment = tracking.environment(args.tracking_uri, args.experiment, args.workdir, docker=args.docker)
     result = run_training(
         args.workdir,
         args.job_name or _job_name("train"),
@@ -122,7 +129,11 @@ def train(args: argparse.Namespace) -> int:
         engine=container_engine.engine(args.docker, log=say),
         entry_point=args.entry_point,
         source_dir=args.source_dir,
+        environment=environment,
     )
+    if environment:
+        uri = environment[tracking.URI_ENV]
+        say(f"MLflow run in experiment {args.experiment!r}: {tracking.how_to_look(uri)}")
     return 0 if result.ok else 1
 
 

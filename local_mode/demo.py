@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from local_mode import container_engine
+from local_mode import container_engine, tracking
 from local_mode.endpoint import LocalEndpoint
 from local_mode.packaging import MODEL_ARCHIVE, package_model
 from local_mode.runner import REPO, run_processing, run_training, say
@@ -49,6 +49,9 @@ DEMO_HYPERPARAMETERS = {
     "seed": 0,
 }
 SAMPLE_PARAMETERS = {"max_new_tokens": 48, "temperature": 0.8, "top_k": 40, "do_sample": True, "seed": 0}
+EXPERIMENT = "demo"  # the MLflow experiment of the demo's two runs (trained and untrained)
+UNTRAINED_RUN = "demo-untrained"
+HELD_OUT_METRIC = "held_out_loss"  # both models on the same validation tokens: the comparison in `mlflow ui`
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -122,12 +125,37 @@ def build_corpus(destination: Path, max_bytes: int) -> tuple[int, int]:
     return files, total
 
 
-def sample(endpoint: LocalEndpoint, label: str) -> None:
-    """Prints each prompt's completion from the endpoint."""
+def sample(endpoint: LocalEndpoint, label: str) -> str:
+    """Prints each prompt's completion from the endpoint; returns what it printed."""
     say(f"samples {label}:")
+    printed = []
     for prompt in PROMPTS:
         (answer,) = endpoint.invoke(prompt, **SAMPLE_PARAMETERS)
-        print(f"----- prompt {prompt!r}\n{prompt}{answer['generated_text']}\n", flush=True)
+        printed.append(f"----- prompt {prompt!r}\n{prompt}{answer['generated_text']}\n")
+        print(printed[-1], flush=True)
+    return "\n".join(printed)
+
+
+def held_out_loss(model_dir: Path, validation: Path, *, rows: int = 16, batches: int = 8) -> float:
+    """Mean next-token cross-entropy of an exported model on the first windows of the validation shards: the
+    same tokens for any model, so the untrained and trained runs compare on it."""
+    import numpy as np
+    import optax
+
+    from jax_llm.data.shards import open_shard
+    from jax_llm.model.export import load_model
+
+    model = load_model(model_dir)
+    seq_len = model.config.max_seq_len
+    tokens = np.concatenate([np.asarray(open_shard(path)) for path in sorted(validation.glob("*.bin"))])
+    count = min(rows * batches, (len(tokens) - 1) // seq_len)
+    windows = np.stack([tokens[i * seq_len:(i + 1) * seq_len + 1] for i in range(count)]).astype(np.int32)
+    losses = []
+    for start in range(0, count, rows):
+        chunk = windows[start:start + rows]
+        logits, _ = model(chunk[:, :-1])
+        losses.append(float(optax.softmax_cross_entropy_with_integer_labels(logits, chunk[:, 1:]).mean()))
+    return float(np.mean(losses))
 
 
 def untrained_archive(model_dir: Path, seed: int, destination: Path) -> Path:
@@ -183,6 +211,7 @@ def _run(args: argparse.Namespace) -> int:
     # A shorter --steps keeps the warmup inside the run (the trainer refuses warmup_steps > max_steps).
     warmup = min(DEMO_HYPERPARAMETERS["warmup_steps"], max(1, args.steps // 10))
     hyperparameters = {**DEMO_HYPERPARAMETERS, "max_steps": args.steps, "warmup_steps": warmup}
+    environment = tracking.environment(None, EXPERIMENT, args.workdir, docker=args.docker)
     with stages.stage(f"training job `train`: tiny GPT, {args.steps} steps"):
         trained = run_training(
             args.workdir,
@@ -190,6 +219,7 @@ def _run(args: argparse.Namespace) -> int:
             hyperparameters=hyperparameters,
             channels={n: data / n for n in ("train", "validation", "tokenizer")},
             engine=engine,
+            environment=environment,
         )
         if not trained.ok:
             raise StageFailed(f"training failed: {trained.failure_reason.splitlines()[0]}")
@@ -200,13 +230,18 @@ def _run(args: argparse.Namespace) -> int:
     with stages.stage("endpoint `serve`: an untrained model, then the trained one, same prompts"):
         model_dir, seed = trained.trees["algo-1"].model, DEMO_HYPERPARAMETERS["seed"]
         untrained = untrained_archive(model_dir, seed, trained.output_dir.parent / "untrained")
+        samples = {}
         for label, archive in (
             ("before training (the step-0 initialization)", untrained),
             (f"after {args.steps} steps", trained.model_archive),
         ):
             with LocalEndpoint(archive, work / "endpoint", engine=engine, log=lambda line: None) as endpoint:
                 endpoint.wait_until_healthy()
-                sample(endpoint, label)
+                samples[archive] = sample(endpoint, label)
+    if environment:
+        record_runs(environment[tracking.URI_ENV], hyperparameters, data / "validation",
+                    {"demo-train": (model_dir, samples[trained.model_archive]),
+                     UNTRAINED_RUN: (untrained.parent / "model", samples[untrained])})
 
     say(f"finished in {stages.elapsed:.0f} s; where things are:")
     say(f"  model archive (what SageMaker uploads to S3): {trained.model_archive}")
@@ -214,4 +249,20 @@ def _run(args: argparse.Namespace) -> int:
     say(f"  loss plot:                                    {plot}")
     listed = ", ".join(map(str, templates)) or "(synth skipped)"
     say(f"  CloudFormation templates:                     {listed}")
+    if environment:
+        look = tracking.how_to_look(environment[tracking.URI_ENV])
+        say(f"  MLflow runs (untrained and trained):          {look}")
     return 0
+
+
+def record_runs(uri: str, hyperparameters: dict, validation: Path, models: dict[str, tuple[Path, str]]
+                ) -> None:
+    """Adds each model's held-out loss and samples to its MLflow run: the trainer's own run for the trained
+    model, a new one (step 0, same hyperparameters) for the untrained one."""
+    for run_name, (model_dir, text) in models.items():
+        loss = held_out_loss(model_dir, validation)
+        existing = tracking.run_id_of(uri, EXPERIMENT, run_name) if run_name != UNTRAINED_RUN else None
+        params = {**hyperparameters, "max_steps": 0} if existing is None else None
+        tracking.record(uri, existing, experiment=EXPERIMENT, run_name=run_name, params=params,
+                        metrics={HELD_OUT_METRIC: loss}, artifacts={"samples.txt": text})
+        say(f"MLflow run {run_name}: {HELD_OUT_METRIC}={loss:.4f}, samples.txt")

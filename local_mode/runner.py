@@ -222,9 +222,11 @@ def _training_command(
     job_name: str,
     hosts: list[str],
     port: int,
+    environment: Mapping[str, str],
 ) -> HostCommand:
     """One host's `train`: a container on the job's network, or a host process."""
     env = {
+        **environment,
         "TRAINING_JOB_NAME": job_name,
         "TRAINING_JOB_ARN": f"arn:aws:sagemaker:local:000000000000:training-job/{job_name}",
     }
@@ -255,11 +257,13 @@ def run_training(
     engine: ContainerEngine | None = None,
     entry_point: str | None = None,
     source_dir: Path | None = None,
+    environment: Mapping[str, str] | None = None,
     log: Log = print,
 ) -> JobResult:
     """A training job: one tree and one `train` per host (in `engine`'s containers, or as processes);
     packages model.tar.gz when all succeed. `entry_point` in `source_dir`: the team's own script (script
-    mode), sent as the SDK sends it to a job with network isolation: the `code` channel."""
+    mode), sent as the SDK sends it to a job with network isolation: the `code` channel. `environment`: the
+    job's Environment map (CreateTrainingJob's), e.g. where MLflow tracking goes."""
     names = host_names(hosts)
     job_dir = Path(workdir).resolve() / job_name
     if entry_point:
@@ -289,7 +293,7 @@ def run_training(
     }
     coordinator_port = free_port()
     commands = {
-        host: _training_command(engine, host, paths, job_name, names, coordinator_port)
+        host: _training_command(engine, host, paths, job_name, names, coordinator_port, environment or {})
         for host, paths in trees.items()
     }
     say(f"training job {job_name}: {hosts} host(s) {', '.join(names)}, trees under {job_dir}")

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ops import endpoint_invocation, images, model_registry, pipeline_runs, release
+from ops import endpoint_invocation, experiment_runs, images, model_registry, pipeline_runs, release
 from ops.aws import Aws
 from ops.errors import OpsError, translate
 from ops.stack_outputs import require_output, stack_outputs
@@ -19,6 +19,7 @@ TUNING_PIPELINE_OUTPUT = "TuningPipelineName"
 GROUP_OUTPUT = "ModelPackageGroupName"
 ENDPOINT_OUTPUT = "EndpointName"
 IMAGE_OUTPUT = "ImageUri"
+TRACKING_OUTPUT = "MlflowTrackingServerArn"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,6 +83,14 @@ def _parser() -> argparse.ArgumentParser:
         "prune", help="delete the images no model version and no pipeline uses (says which first)")
     prune.add_argument("--yes", action="store_true", help="delete them (without it: only say which)")
     prune.add_argument("--group", help="model package group (default: from TrainingStack's outputs)")
+
+    runs = commands.add_parser("runs", help="recent training and tuning runs, final metrics (MLflow)")
+    runs.add_argument("--tracking-uri", help="MLflow tracking server ARN or URL (default: TrainingStack's "
+                      f"{TRACKING_OUTPUT}; without one, the Model Registry's versions are listed)")
+    runs.add_argument("--experiment", action="append",
+                      help="MLflow experiment (repeatable; default: both pipelines' names)")
+    runs.add_argument("--limit", type=int, default=20, help="how many runs (default %(default)s)")
+    runs.set_defaults(group=None, json=False)
 
     invoke = commands.add_parser("invoke", help="send a prompt to the endpoint (TGI's or OpenAI's schema)")
     invoke.add_argument("prompt")
@@ -176,6 +185,21 @@ def _prune(args: argparse.Namespace, aws: Aws) -> None:
     print(f"Deleted {len(unused)} images.")
 
 
+def _runs(args: argparse.Namespace, aws: Aws) -> None:
+    """runs: the newest MLflow runs of both pipelines; the registry's versions when nothing tracks them."""
+    outputs = {} if args.tracking_uri and args.experiment else stack_outputs(aws, args.training_stack)
+    uri = args.tracking_uri or outputs.get(TRACKING_OUTPUT)
+    if not uri:
+        print(f"Stack {args.training_stack!r} tracks no runs in MLflow (trackingServer=none); "
+              "its registered model versions:")
+        _versions(args, aws)
+        return
+    experiments = args.experiment or [require_output(outputs, key, args.training_stack)
+                                      for key in (TRAINING_PIPELINE_OUTPUT, TUNING_PIPELINE_OUTPUT)]
+    runs = experiment_runs.list_runs(uri, experiments, args.limit, profile=args.profile)
+    print("\n".join(experiment_runs.table(runs)) or f"No run in {', '.join(experiments)} yet.")
+
+
 def _invoke(args: argparse.Namespace, aws: Aws) -> None:
     """invoke: one prompt, printed whole or token by token."""
     if args.system and args.schema != "chat":
@@ -210,6 +234,7 @@ _COMMANDS = {
     "release": _release,
     "rollback": _rollback,
     "images": _prune,
+    "runs": _runs,
 }
 
 

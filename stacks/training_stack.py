@@ -16,6 +16,7 @@ from stacks.constructs.image_repository import ImageRepository
 from stacks.constructs.model_registry import ModelRegistry
 from stacks.constructs.training_code import TrainingCode
 from stacks.constructs.training_pipeline import TrainingPipelines
+from stacks.constructs.tracking_server import TrackingServer, grant_logging, ui_command
 from stacks.constructs.training_trigger import TrainingTrigger
 from stacks.pipeline.resources import PipelineResources
 from stacks.settings import Settings
@@ -64,6 +65,17 @@ class TrainingStack(Stack):
         self.model_package_group_name: str = registry.group_name
         self.model_package_group_arn: str = registry.group_arn
 
+        self.tracking_arn: str | None = None  # where the pipelines' runs are tracked (MLflow); None: nowhere
+        server_name = f"{settings.project.name}-mlflow" if settings.tracking.mode == "create" else None
+        if server_name is not None:
+            self.tracking_arn = TrackingServer(
+                self, "Tracking", name=server_name, bucket=self.artifacts_bucket, key=self.key,
+                size=settings.tracking.server_size).arn
+        elif settings.tracking.mode == "existing":
+            self.tracking_arn = settings.tracking.server_arn
+        if self.tracking_arn is not None:
+            grant_logging(self.execution_role_policy, self.tracking_arn)
+
         code = None
         if settings.script.enabled:  # the team's own training script, sent as the SDK sends source_dir
             code = TrainingCode(self, "TrainingCode", source_dir=settings.script.path,
@@ -75,7 +87,8 @@ class TrainingStack(Stack):
                 artifacts_bucket_name=self.artifacts_bucket.bucket_name,
                 data_bucket_name=self.data_bucket.bucket_name, kms_key_arn=self.key.key_arn,
                 model_package_group_name=self.model_package_group_name,
-                training_code_uri=code and code.s3_uri, training_code_file=code and code.file_name))
+                training_code_uri=code and code.s3_uri, training_code_file=code and code.file_name,
+                tracking_arn=self.tracking_arn, image_tag=self.image_tag))
         self.pipelines = pipelines
         if settings.pipeline.start_training:
             trigger = TrainingTrigger(
@@ -99,3 +112,8 @@ class TrainingStack(Stack):
             ("PipelineRoleArn", pipelines.pipeline_role.role.role_arn, "The role the pipelines run as"),
         ]:
             CfnOutput(self, output_id, value=value, description=description)
+        if self.tracking_arn is not None:
+            CfnOutput(self, "MlflowTrackingServerArn", value=self.tracking_arn,
+                      description="MLflow tracking server of every training and tuning run")
+            CfnOutput(self, "MlflowUi", value=ui_command(server_name, settings.tracking.server_arn),
+                      description="Prints a URL of the MLflow UI (open it within 5 minutes)")

@@ -130,3 +130,41 @@ def tiny_training_run(tmp_path_factory) -> TrainingRun:
     if code != 0:
         pytest.fail(f"tiny training run exited {code}:\n{log[-4000:]}")
     return TrainingRun(root, log)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """The `mlflow` package's own tracking server on 127.0.0.1 (SQLite store, artifacts proxied into a tmp
+    directory) for the whole session; yields its URL."""
+    import time
+    import urllib.request
+
+    from local_mode.runner import free_port
+
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    log = open(root / "server.log", "w")  # noqa: SIM115 - owned by the server until it stops
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+         "--artifacts-destination", str(root / "artifacts")],
+        stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"mlflow server did not start:\n{(root / 'server.log').read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()

@@ -29,12 +29,16 @@ class TrainingPipelines(Construct):
             self, "Role", execution_role_arn=resources.execution_role_arn,
             model_package_group_name=resources.model_package_group_name)
         stack = Stack.of(self)
-        self.training_definition = training_definition(resources, pipeline, script)
-        # The tuner tunes the team's script only when it is told the script's names for what it searches.
-        tuning_resources = resources if script.tuned else replace(resources, training_code_uri=None)
-        self.tuning_definition = tuning_definition(tuning_resources, pipeline, tuning, script)
         self.training_pipeline_name = f"{project_name}-training"
         self.tuning_pipeline_name = f"{project_name}-tuning"
+        # One MLflow experiment per pipeline, named after it.
+        self.training_definition = training_definition(
+            replace(resources, tracking_experiment=self.training_pipeline_name), pipeline, script)
+        # The tuner tunes the team's script only when it is told the script's names for what it searches.
+        tuning_resources = replace(resources, tracking_experiment=self.tuning_pipeline_name)
+        if not script.tuned:
+            tuning_resources = replace(tuning_resources, training_code_uri=None)
+        self.tuning_definition = tuning_definition(tuning_resources, pipeline, tuning, script)
         self.training = self._pipeline("Training", self.training_pipeline_name, self.training_definition,
                                        "Prepare, train the JAX GPT, register it when val_loss clears the bar")
         self.tuning = self._pipeline("Tuning", self.tuning_pipeline_name, self.tuning_definition,

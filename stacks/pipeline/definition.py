@@ -1,4 +1,5 @@
-"""The two pipeline definitions: training (train, gate on val_loss, register) and tuning (tune instead).
+"""The two pipeline definitions: training (train, gate on val_loss, register) and tuning (tune instead);
+with a tracking server, a Track step beside the gate logs the run(s) to MLflow (``tracking``).
 
 Both share the parameters, the run-time switches (prepare or not, spot or on-demand; see
 ``branches``) and the registration gate; only the job step and where the model and its val_loss
@@ -14,6 +15,7 @@ from stacks.pipeline.branches import Variant, run_time_switches
 from stacks.pipeline.expressions import step_property
 from stacks.pipeline.resources import PipelineResources
 from stacks.pipeline.steps import registration_gate, script_hyperparameters, training_step
+from stacks.pipeline.tracking import track_training_step, track_tuning_step
 from stacks.pipeline.tuning import best_model_data_url, best_val_loss, tuning_step
 from stacks.settings import PipelineSettings, ScriptSettings, TuningSettings
 
@@ -41,8 +43,9 @@ def training_definition(res: PipelineResources, pipeline: PipelineSettings,
         train = f"Train{variant.suffix}"
         val_loss = step_property(train, f"FinalMetricDataList['{OBJECTIVE_METRIC}'].Value")
         model = step_property(train, "ModelArtifacts.S3ModelArtifacts")
+        track = [track_training_step(f"Track{variant.suffix}", res, train)] if res.tracking_arn else []
         return [training_step(train, res, pipeline, spot=variant.spot, prepared=variant.prepared,
-                              hyperparameters=job_hyperparameters),
+                              hyperparameters=job_hyperparameters), *track,
                 registration_gate(variant.suffix, res, pipeline, source="a training pipeline run",
                                   val_loss=val_loss, model_data_url=model)]
 
@@ -64,8 +67,9 @@ def tuning_definition(res: PipelineResources, pipeline: PipelineSettings, tuning
 
     def chain(variant: Variant) -> list[dict]:
         tune = f"Tune{variant.suffix}"
+        track = [track_tuning_step(f"Track{variant.suffix}", res, tune)] if res.tracking_arn else []
         return [tuning_step(tune, res, pipeline, tuning, spot=variant.spot, prepared=variant.prepared,
-                            static_hyperparameters=static_values, tuned_names=tuned_names),
+                            static_hyperparameters=static_values, tuned_names=tuned_names), *track,
                 registration_gate(variant.suffix, res, pipeline, source="the best job of a tuning run",
                                   val_loss=best_val_loss(tune),
                                   model_data_url=best_model_data_url(tune, res))]

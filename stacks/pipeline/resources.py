@@ -17,3 +17,6 @@ class PipelineResources:
     model_package_group_name: str  # the Model Registry group models are registered in
     training_code_uri: str | None = None  # script mode: the team's sourcedir.tar.gz (the `code` channel)
     training_code_file: str | None = None  # its file name in the channel's directory (the object's key)
+    tracking_arn: str | None = None  # the MLflow tracking server the Track steps log to; None: no Track steps
+    tracking_experiment: str | None = None  # the MLflow experiment of this pipeline's runs (its name)
+    image_tag: str | None = None  # the image's content tag, a tag of every run

@@ -20,6 +20,7 @@ from stacks.settings.endpoint import EndpointSettings
 from stacks.settings.pipeline import PipelineSettings
 from stacks.settings.resources import ImageSettings, ProjectSettings, RegistrySettings, StorageSettings
 from stacks.settings.script import REPO, ScriptSettings
+from stacks.settings.tracking import TrackingSettings
 from stacks.settings.tuning import TUNED_HYPERPARAMETERS, TuningSettings
 
 # Keys an earlier version read, and what replaced them: a value left in cdk.json, cdk.context.json or on the
@@ -31,7 +32,7 @@ RETIRED_KEYS = {
 
 __all__ = ["RETIRED_KEYS", "REPO", "TUNED_HYPERPARAMETERS", "Context", "EndpointSettings", "ImageSettings",
            "PipelineSettings", "ProjectSettings", "RegistrySettings", "ScriptSettings", "Settings",
-           "SettingsError", "StorageSettings", "TuningSettings"]
+           "SettingsError", "StorageSettings", "TrackingSettings", "TuningSettings"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Settings:
     script: ScriptSettings
     tuning: TuningSettings
     endpoint: EndpointSettings
+    tracking: TrackingSettings
 
     @classmethod
     def from_context(cls, source: Any) -> Settings:
@@ -62,4 +64,5 @@ class Settings:
             script=ScriptSettings.from_context(ctx),
             tuning=TuningSettings.from_context(ctx, pipeline),
             endpoint=EndpointSettings.from_context(ctx, pipeline),
+            tracking=TrackingSettings.from_context(ctx),
         )

@@ -20,7 +20,8 @@ PSEUDO = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCO
 NAME_PROPERTIES = {"AWS::S3::Bucket": "BucketName", "AWS::IAM::Role": "RoleName",
                    "AWS::ECR::Repository": "RepositoryName", "AWS::Logs::LogGroup": "LogGroupName",
                    "AWS::SageMaker::ModelPackageGroup": "ModelPackageGroupName",
-                   "AWS::SageMaker::Pipeline": "PipelineName", "AWS::IAM::ManagedPolicy": "ManagedPolicyName"}
+                   "AWS::SageMaker::Pipeline": "PipelineName", "AWS::IAM::ManagedPolicy": "ManagedPolicyName",
+                   "AWS::SageMaker::MlflowTrackingServer": "TrackingServerName"}
 
 
 class TemplateValues:
@@ -54,6 +55,8 @@ class TemplateValues:
                 f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package-group/{name}",
             "AWS::SageMaker::Pipeline": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/{name.lower()}",
             "AWS::Lambda::Function": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}",
+            "AWS::SageMaker::MlflowTrackingServer":
+                f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:mlflow-tracking-server/{name}",
         }
         return arns.get(kind, f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:resource/{logical_id}")
 

@@ -110,7 +110,8 @@ def test_every_job_step_is_a_valid_request(definitions, service_model):
             assert not report.has_errors(), f"{where}:\n{report.generate_report()}"
             assert not substitution.problems, f"{where}: {substitution.problems}"
             checked += 1
-    assert checked == 18  # per pipeline: Prepare, then a job and a registration in each of the 4 variants
+    # Per pipeline: Prepare, then a job, its Track step and a registration in each of the 4 variants.
+    assert checked == 26
 
 
 def test_a_wrong_parameter_type_is_caught(definitions, service_model):

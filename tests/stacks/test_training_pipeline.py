@@ -80,10 +80,10 @@ def test_each_run_prepares_or_not_then_trains_on_spot_or_not_then_gates_on_val_l
         assert switch["Conditions"] == [
             {"Type": "Equals", "LeftValue": {"Get": "Parameters.UseSpotInstances"}, "RightValue": True}]
         on_demand = [s["Name"] for s in switch["ElseSteps"]]
-        assert on_demand == [f"TrainOnDemand{data}", f"CheckValLossOnDemand{data}"]
+        assert on_demand == [f"TrainOnDemand{data}", f"TrackOnDemand{data}", f"CheckValLossOnDemand{data}"]
         (wait_check,) = switch["IfSteps"]
-        assert [s["Name"] for s in wait_check["Arguments"]["IfSteps"]] == [f"TrainSpot{data}",
-                                                                           f"CheckValLossSpot{data}"]
+        assert [s["Name"] for s in wait_check["Arguments"]["IfSteps"]] == [
+            f"TrainSpot{data}", f"TrackSpot{data}", f"CheckValLossSpot{data}"]
         assert wait_check["Arguments"]["ElseSteps"][0]["Type"] == "Fail"
     for variant in VARIANTS:
         train = steps[f"Train{variant}"]

@@ -7,6 +7,8 @@ import json
 import pytest
 from aws_cdk import Stack
 
+from stacks.constructs.tracking_server import LOGGING_ACTIONS
+
 STACK_ID = "TrainingStack"
 
 
@@ -179,6 +181,8 @@ def test_execution_role_statements_are_exactly_these(resources, stack):
     key = resolve(stack, stack.key.key_arn)
     artifacts, data = (resolve(stack, b.bucket_arn) for b in (stack.artifacts_bucket, stack.data_bucket))
     logs = "arn:{Partition}:logs:{Region}:{AccountId}:log-group:/aws/sagemaker/*"
+    tuning_jobs = resolve(stack, stack.format_arn(service="sagemaker", resource="hyper-parameter-tuning-job",
+                                                  resource_name="*"))
     expected = {
         "EcrAuthorizationToken": ("ecr:GetAuthorizationToken", "*"),
         "EcrPullProjectImage": (
@@ -192,6 +196,9 @@ def test_execution_role_statements_are_exactly_these(resources, stack):
         "CloudWatchLogs": (["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams",
                             "logs:PutLogEvents"], [logs, logs + ":log-stream:*"]),
         "CloudWatchMetrics": ("cloudwatch:PutMetricData", "*"),
+        # Logging runs to the stack's MLflow tracking server (the Track steps), and finding a tuner's trials.
+        "MlflowLogRuns": (LOGGING_ACTIONS, resolve(stack, stack.tracking_arn)),
+        "ListTuningTrials": ("sagemaker:ListTrainingJobsForHyperParameterTuningJob", tuning_jobs),
     }
     statements = statements_by_sid(resources, role_ref)
     assert set(statements) == set(expected)

@@ -2,7 +2,8 @@
 
 hyperparameters -> jax.distributed -> data -> model/optimizer state (sharded) -> restore the latest
 checkpoint -> train (log, evaluate, checkpoint) -> export `model/` and the loss curves. On SIGTERM
-the loop checkpoints at the current step and raises `Interrupted` (no export).
+the loop checkpoints at the current step and raises `Interrupted` (no export). With MLFLOW_TRACKING_URI
+set, the first host also logs the run to MLflow (`tracking`).
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ import jax
 import numpy as np
 
 from jax_llm.contract import distributed
-from jax_llm.training import sharding
+from jax_llm.training import sharding, tracking
 from jax_llm.training.checkpointing import Checkpointer
 from jax_llm.data.channels import load_training_data
-from jax_llm.model.export import save_model
+from jax_llm.model.export import METRICS_FILE, save_model
 from jax_llm.contract.hyperparameters import HyperparameterError, TrainConfig
 from jax_llm.training.interruption import Interrupted, StopFlag
-from jax_llm.training.loss_curves import write_loss_curves
+from jax_llm.training.loss_curves import JSON_FILE, PNG_FILE, write_loss_curves
 from jax_llm.contract.metrics import format_eval_line, format_train_line
 from jax_llm.model.config import ModelConfig
 from jax_llm.training.optimizer import learning_rate_schedule, make_optimizer
@@ -78,6 +79,9 @@ class Trainer:
         self.train_step = step_fn.lower(self.train_state.state, example).compile()  # compiled once, here
         self.eval_step = make_eval_step(self.train_state, self.batch_sharding)
         self._log(f"train step compiled in {time.perf_counter() - started:.1f} s")
+        self.tracker = tracking.start(first_host=self.process_index == 0)
+        self.tracker.log_params({**dataclasses.asdict(config), **{
+            f"model.{k}": v for k, v in dataclasses.asdict(self.model_config).items()}})
 
     def _log(self, line: str) -> None:
         if self.process_index == 0:
@@ -119,6 +123,7 @@ class Trainer:
         val_loss = float(np.mean(jax.device_get(losses)))
         self.history["val_loss"].append([done, val_loss])
         self._log(format_eval_line(done, c.max_steps, val_loss=val_loss))
+        self.tracker.log_metrics({"val_loss": val_loss}, done)
         return val_loss
 
     def step(self, step: int):
@@ -145,10 +150,13 @@ class Trainer:
         flops_per_sec = tokens_per_sec * self.flops_per_token
         mfu = None if self.peak is None else flops_per_sec / (self.peak * self.n_devices)
         self.history["train_loss"].append([done, train_loss])
+        learning_rate = float(self.schedule(done - 1))
         self._log(format_train_line(
-            done, c.max_steps, train_loss=train_loss, learning_rate=float(self.schedule(done - 1)),
+            done, c.max_steps, train_loss=train_loss, learning_rate=learning_rate,
             tokens_per_sec=tokens_per_sec, mfu=mfu, elapsed_s=now - run_started,
             eta_s=seconds_per_step * (c.max_steps - done)))
+        self.tracker.log_metrics({"train_loss": train_loss, "learning_rate": learning_rate,
+                                  "tokens_per_sec": tokens_per_sec, "mfu": mfu}, done)
         return train_loss
 
     def train(self) -> dict:
@@ -188,6 +196,9 @@ class Trainer:
                    extra={"hyperparameters": dataclasses.asdict(self.config)})
         write_loss_curves(self.paths.output_data, self.history)
         self._log(f"exported model to {self.paths.model}: {json.dumps(metrics)}")
+        self.tracker.save(self.paths.output_data / tracking.RECORD_FILE)
+        self.tracker.log_artifacts([self.paths.output_data / PNG_FILE, self.paths.output_data / JSON_FILE,
+                                    self.paths.model / METRICS_FILE])
 
     def close(self) -> None:
         """Releases the checkpointer (after its pending saves)."""
@@ -203,16 +214,23 @@ def _check_batch_layout(config: TrainConfig, n_devices: int, n_processes: int) -
 
 
 def run(config: TrainConfig, paths: SageMakerPaths, stop: StopFlag) -> dict:
-    """Trains (or resumes) and exports; returns the final metrics.
+    """Trains (or resumes) and exports; returns the final metrics. The MLflow run ends FINISHED, KILLED
+    (SIGTERM) or FAILED with it.
 
     The scratch directory for tokenized raw text is removed however the run ends: done, failed or
     stopped by SIGTERM (which ends it with the Interrupted exception, through here).
     """
     with tempfile.TemporaryDirectory(prefix="jax-llm-data-") as work_dir:
         training = Trainer(config, paths, stop, Path(work_dir))
+        status = "FAILED"
         try:
             metrics = training.train()
             training.export(metrics)
+            status = "FINISHED"
             return metrics
+        except Interrupted:
+            status = "KILLED"
+            raise
         finally:
+            training.tracker.close(status)
             training.close()
