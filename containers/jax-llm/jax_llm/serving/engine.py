@@ -216,9 +216,9 @@ class Engine:
         if slot is not None:
             self.scheduler.release(slot)
         generation = Generation(seq.text.text, tuple(seq.tokens), reason, seq.prompt.seed, self._stats(seq))
-        seq.sink(last, generation)
-        if self.observe is not None:
+        if self.observe is not None:  # first: a client that has its answer finds it counted
             self.observe(generation)
+        seq.sink(last, generation)
 
     def _stats(self, seq: Sequence) -> RequestStats:
         n, first, last = len(seq.tokens), seq.first_token_at, seq.last_token_at
