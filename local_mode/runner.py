@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jax_llm.contract.paths import SageMakerPaths
+from jax_llm.contract.paths import JOB_NAME_ENV, SageMakerPaths
 from local_mode.base_image import CONTEXT as CONTAINER_SOURCE
 from local_mode.container_engine import CONTAINER_ROOT, ISOLATED, ContainerEngine, container_name
 from local_mode.packaging import (
@@ -227,7 +227,7 @@ def _training_command(
     """One host's `train`: a container on the job's network, or a host process."""
     env = {
         **environment,
-        "TRAINING_JOB_NAME": job_name,
+        JOB_NAME_ENV: job_name,
         "TRAINING_JOB_ARN": f"arn:aws:sagemaker:local:000000000000:training-job/{job_name}",
     }
     if engine is not None:  # containers find algo-1 by name and meet at its port, as on SageMaker

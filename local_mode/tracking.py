@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from jax_llm.contract.tracking import ARTIFACT_LOCATION_ENV, EXPERIMENT_ENV, URI_ENV
+from jax_llm.training.tracking import experiment_id_of
 
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
@@ -76,9 +77,7 @@ def record(uri: str, run_id: str | None, *, experiment: str, run_name: str,
 
     client = MlflowClient(uri)
     if run_id is None:
-        found = client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-        run_id = client.create_run(experiment_id, run_name=run_name).info.run_id
+        run_id = client.create_run(experiment_id_of(client, experiment), run_name=run_name).info.run_id
         client.set_terminated(run_id, "FINISHED")
     for key, value in (params or {}).items():
         client.log_param(run_id, key, value)

@@ -6,6 +6,8 @@ MLflow's own variable names where MLflow has one. Stdlib only: the stacks and lo
 
 import logging
 
+from jax_llm.contract.paths import JOB_NAME_ENV
+
 URI_ENV = "MLFLOW_TRACKING_URI"  # a server URL, a local store, or a SageMaker managed MLflow ARN; unset: off
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"  # one experiment per pipeline
 # Where an experiment the run creates keeps its artifacts (local mode: beside its store); unset: the store's.
@@ -14,7 +16,6 @@ ARTIFACT_LOCATION_ENV = "JAX_LLM_MLFLOW_ARTIFACT_LOCATION"
 PARENT_ENV = "JAX_LLM_MLFLOW_PARENT_RUN"
 PIPELINE_EXECUTION_ENV = "JAX_LLM_PIPELINE_EXECUTION"
 IMAGE_TAG_ENV = "JAX_LLM_IMAGE_TAG"
-JOB_NAME_ENV = "TRAINING_JOB_NAME"  # SageMaker's own, in every training container
 DEFAULT_EXPERIMENT = "jax-llm"
 
 # Environment variable -> the run tag it becomes.
