@@ -120,8 +120,7 @@ def rollback(aws: Aws, stack_name: str, group: str, reason: str) -> tuple[model_
     approved = [v for v in versions if v.approval_status == "Approved" and v.arn != serving.arn]
     newer = [v.version for v in approved if v.version > serving.version]
     if newer:
-        raise OpsError(f"Version {newer[0]} is Approved and newer than the serving version {serving.version}"
-                       " "
+        raise OpsError(f"Version {newer[0]} is Approved and newer than the serving version {serving.version} "
                        f"(its rollout failed?): reject it first (`python -m ops reject {newer[0]}`), "
                        "or roll forward by approving a fixed version.")
     previous = next((v for v in approved if v.version < serving.version), None)

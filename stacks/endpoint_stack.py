@@ -15,6 +15,7 @@ from stacks.constructs.endpoint import VARIANT_NAME, ModelEndpoint
 from stacks.constructs.endpoint_monitoring import EndpointMonitoring
 from stacks.constructs.model_package_lookup import ModelPackageLookup
 from stacks.constructs.release_automation import ModelRelease
+from stacks.constructs.release_handler.index import SERVING_OUTPUT
 from stacks.constructs.serving_metrics import ServingMetrics
 from stacks.settings import Settings
 
@@ -102,7 +103,7 @@ class EndpointStack(Stack):
         body = json.dumps({"inputs": EXAMPLE_PROMPT, "parameters": {"max_new_tokens": 32}})
         for output_id, value, description in [
             ("EndpointName", serving.endpoint.attr_endpoint_name, "SageMaker endpoint serving the model"),
-            ("ModelPackageArn", model_package_arn, "The model package version the endpoint serves"),
+            (SERVING_OUTPUT, model_package_arn, "The model package version the endpoint serves"),
             (
                 "ExampleInvocation",
                 f"python -m ops invoke '{EXAMPLE_PROMPT}' --max-new-tokens 32   # or: aws sagemaker-runtime "

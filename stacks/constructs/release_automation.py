@@ -21,10 +21,10 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from stacks.checkov import skip_checkov
+from stacks.constructs.release_handler.index import PARAMETER as PARAMETER_ID
 from stacks.nag import acknowledge
 
 HANDLER_DIR = Path(__file__).with_name("release_handler")
-PARAMETER_ID = "RequestedModelPackageArn"  # the handler's PARAMETER
 FUNCTION_OUTPUT = "ReleaseFunctionName"
 APPROVAL_EVENT = "SageMaker Model Package State Change"
 STACK_EVENT = "CloudFormation Stack Status Change"
