@@ -26,6 +26,9 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _TOKEN_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _TOKENS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+# Each event's fields, as the contract's table lists them.
+_FIELDS = {event: {m.field for m in LOG_METRICS if m.event == event}
+           for event in (REQUEST_EVENT, ENGINE_EVENT)}
 
 
 def _stdout(line: str) -> None:
@@ -123,7 +126,7 @@ class ServingMetrics:
 
     def emit(self, event: str, values: dict[str, float | int | None], **labels: str) -> None:
         """A metric line of `event`: exactly the contract's fields of that event, and some labels."""
-        fields = {m.field for m in LOG_METRICS if m.event == event}
+        fields = _FIELDS.get(event, set())
         if set(values) != fields:
             raise ValueError(f"{event} lines carry {sorted(fields)}, got {sorted(values)}")
         line = metric_line(event, **values, **labels)
