@@ -6,23 +6,30 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from tests.image.conftest import train_in_image
+from tests.image.conftest import ImageJob, train_in_image
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "script_mode" / "src"
 SDK_STYLE = {"learning-rate": 0.1, "batch-size": 512, "epochs": 1}
 
 
-def test_the_example_script_trains_in_a_container_from_the_code_channel(image, corpus, tmp_path) -> None:
-    job = train_in_image(
+@pytest.fixture(scope="module")
+def script_job(image, corpus, tmp_path_factory) -> ImageJob:
+    """The example script trained once in a container: the training and the serving test both read it."""
+    return train_in_image(
         image,
-        tmp_path,
+        tmp_path_factory.mktemp("image-script"),
         "image-script",
         channels={"train": corpus},
         hyperparameters=SDK_STYLE,
         entry_point="train.py",
         source_dir=EXAMPLE,
     )
+
+
+def test_the_example_script_trains_in_a_container_from_the_code_channel(script_job) -> None:
+    job = script_job
     assert job.result.ok, job.log[-3000:]
     tree = job.result.trees["algo-1"]
     written = json.loads(tree.hyperparameters.read_text())
@@ -64,20 +71,12 @@ def test_a_failing_script_s_error_reaches_output_failure_from_the_container(imag
     assert failure.startswith("train.py: error: argument --epochs: invalid int value: 'many'")
 
 
-def test_the_example_handler_serves_the_script_s_model_from_a_container(image, corpus, tmp_path) -> None:
+def test_the_example_handler_serves_the_script_s_model_from_a_container(image, script_job, tmp_path) -> None:
     import httpx
 
     from local_mode.endpoint import LocalEndpoint
 
-    job = train_in_image(
-        image,
-        tmp_path,
-        "image-script-serve",
-        channels={"train": corpus},
-        hyperparameters=SDK_STYLE,
-        entry_point="train.py",
-        source_dir=EXAMPLE,
-    )
+    job = script_job
     assert job.result.ok, job.log[-3000:]
     with LocalEndpoint(
         job.result.model_archive,
