@@ -55,7 +55,9 @@ def image() -> ContainerEngine:
             pytest.fail(f"{message}. CI must run them: .ci/run installs Podman first.")
         _NOT_RUN.append(message)
         pytest.skip(message)
-    engine = ContainerEngine(name, tag="localhost/jax-llm:test")  # CPU: tests never have a GPU
+    # CPU: tests never have a GPU. JAX_LLM_TEST_IMAGE names another tag, so that two checkouts testing at
+    # once on one machine do not replace each other's image.
+    engine = ContainerEngine(name, tag=os.environ.get("JAX_LLM_TEST_IMAGE", "localhost/jax-llm:test"))
     start = time.monotonic()
     engine.build(log=print)
     print(f"image {engine.tag} built with {name} in {time.monotonic() - start:.0f} s")
