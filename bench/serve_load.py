@@ -150,7 +150,7 @@ def start_server(root: Path, slots: int, cache_dir: Path, log: Path, max_context
 
 def start_engine(root: Path, slots: int, cache_dir: Path, max_context: int | None):
     """The server's own engine (same loader, same settings as the subprocesses), started in this process."""
-    from jax_llm.serving.loader import load_engine
+    from jax_llm.serving.engine.loader import load_engine
     from jax_llm.serving.settings import ServingSettings
 
     return load_engine(ServingSettings.from_env(server_env(root, slots, cache_dir, max_context)))
@@ -168,7 +168,7 @@ class Result:
         return (self.latency_s - self.ttft_s) / (self.tokens - 1) if self.tokens > 1 else None
 
 
-# The server's histograms (jax_llm.serving.metrics) that the client's view is compared with.
+# The server's histograms (jax_llm.serving.api.metrics) that the client's view is compared with.
 SERVER_HISTOGRAMS = {"ttft": "jax_llm_time_to_first_token_seconds", "tpot": "jax_llm_time_per_output_token_seconds"}
 
 
@@ -262,7 +262,7 @@ def engine_level(engine, requests: list[dict], concurrency: int) -> dict:
     Each client tokenizes its request as the HTTP handler does and takes every token through a
     streaming sink; what is left out is the socket, the HTTP parser and the SSE events, on both sides.
     """
-    from jax_llm.serving.schema import parse_request
+    from jax_llm.serving.api.tgi_schema import parse_request
 
     def one(payload: dict) -> Result:
         done, first = threading.Event(), []

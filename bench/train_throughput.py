@@ -28,7 +28,6 @@ from pathlib import Path
 
 import jax
 
-from jax_llm.training import sharding
 from jax_llm.contract.hyperparameters import parse_hyperparameters
 from jax_llm.training.interruption import StopFlag
 from jax_llm.contract.paths import SageMakerPaths

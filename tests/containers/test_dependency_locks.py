@@ -6,8 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
+from tests.support import CONTAINER_SRC
 
-CONTAINER = Path(__file__).resolve().parents[2] / "containers" / "jax-llm"
+CONTAINER = CONTAINER_SRC
 LOCKS = {"requirements.lock": "requirements.txt", "requirements-cuda.lock": "requirements-cuda.txt"}
 
 

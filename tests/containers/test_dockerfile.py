@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
+from tests.support import CONTAINER_SRC, REPO
 
-REPO = Path(__file__).resolve().parents[2]
-CONTAINER = REPO / "containers" / "jax-llm"
+CONTAINER = CONTAINER_SRC
 HADOLINT = REPO / ".venv" / "bin" / "hadolint"
 
 

@@ -18,7 +18,7 @@ import pytest
 from local_mode import container_engine
 from local_mode.container_engine import ContainerEngine
 from local_mode.runner import JobResult, run_training
-from tests.conftest import write_stdlib_corpus
+from tests.support import write_stdlib_corpus
 
 # The SDK's own values: local mode's tree JSON-encodes them as the estimators do ("tiny" -> "\"tiny\"").
 # Per-step losses and a checkpoint every 4 steps, so that a stopped job and its resumption can be compared

@@ -6,7 +6,7 @@ import json
 
 from jax_llm.data.shards import read_header
 from local_mode.runner import run_processing
-from tests.conftest import CORPUS_MODULES, write_stdlib_corpus
+from tests.support import CORPUS_MODULES, write_stdlib_corpus
 
 
 def test_prepare_reads_its_input_and_writes_the_tokenizer_and_shards_where_the_job_config_says(

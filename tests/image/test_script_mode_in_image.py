@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.image.conftest import ImageJob, train_in_image
+from tests.support import REPO
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "script_mode" / "src"
+EXAMPLE = REPO / "examples" / "script_mode" / "src"
 SDK_STYLE = {"learning-rate": 0.1, "batch-size": 512, "epochs": 1}
 
 

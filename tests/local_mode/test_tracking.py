@@ -9,7 +9,7 @@ from tokenizers import Tokenizer
 
 from jax_llm.data.shards import ShardWriter
 from local_mode import cli, demo, tracking
-from tests.conftest import write_stdlib_corpus
+from tests.support import write_stdlib_corpus
 
 HYPERPARAMETERS = ["preset=tiny", "max_steps=8", "batch_size=8", "seq_len=64", "learning_rate=0.003",
                    "warmup_steps=2", "vocab_size=512", "log_every=4", "eval_every=4", "eval_batches=2",

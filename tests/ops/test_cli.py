@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from pathlib import Path
 
 import boto3
 import pytest
-from jax_llm.serving.openai_schema import ChunkWriter, parse_chat, parse_completion
-from jax_llm.serving.schema import Generation, RequestError, Token, error_event, stream_event
+from jax_llm.serving.api.openai_schema import ChunkWriter, parse_chat, parse_completion
+from jax_llm.serving.api.tgi_schema import error_event, stream_event
+from jax_llm.serving.engine.types import Generation, RequestError, Token
 
 from ops.endpoint_invocation import (
     ServerSentEvents,
@@ -29,8 +29,8 @@ from ops.errors import OpsError
 from stacks.pipeline.definition import training_definition, tuning_definition
 from stacks.pipeline.resources import PipelineResources
 from stacks.settings import Settings
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 
 GROUP = "jax-llm-gpt"
 TRAINING_PIPELINE = "jax-llm-training"

@@ -7,7 +7,7 @@ import time
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
-from local_mode.runner import free_port
+from tests.support import free_port
 from tests.ops.test_cli import GROUP, TRAINING_PIPELINE, TUNING_PIPELINE, _deploy_stack, _register
 
 

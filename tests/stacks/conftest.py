@@ -25,8 +25,8 @@ from aws_cdk.assertions import Template
 
 from stacks.app_builder import build_app
 from tests.stacks.cfn_values import pipeline_definitions
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 CDK_CLI = REPO / "node_modules" / ".bin" / "cdk"
 # What the CLI adds to the context when it runs app.py (`cdk synth --no-version-reporting`), so that the
 # in-process synth writes the templates the CLI writes.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +15,8 @@ from stacks.constructs.endpoint import VARIANT_NAME, has_instance_storage
 from stacks.constructs.model_package_lookup import (DESCRIBE_ACTION, HANDLER_SOURCE, LOOKUP_ACTION,
                                                    RESOURCE_TYPE)
 from stacks.settings import Settings, SettingsError
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 CDK_CONTEXT = json.loads((REPO / "cdk.json").read_text())["context"]
 PINNED_ARN = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/jax-llm-gpt/7"
 # A GPU type without instance storage, so the endpoint config may carry a volume KMS key.

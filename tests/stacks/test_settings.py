@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from jax_llm.contract.hyperparameters import FIELDS
 from stacks.settings import RETIRED_KEYS, Context, Settings, SettingsError
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 CONTEXT = json.loads((REPO / "cdk.json").read_text())["context"]
 
 

@@ -11,8 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 CFN_LINT = REPO / ".venv" / "bin" / "cfn-lint"
 CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
 # W3005 ("dependency already enforced by a GetAtt"): CDK adds an explicit DependsOn on a Lambda

@@ -15,10 +15,10 @@ import httpx
 import pytest
 
 from jax_llm.model.export import TOKENIZER_FILE, load_model
-from jax_llm.serving.runner import ModelRunner
+from jax_llm.serving.engine.runner import ModelRunner
 from jax_llm.serving.settings import ServingSettings
 from jax_llm.data.tokenizer import load_tokenizer
-from local_mode.runner import free_port
+from tests.support import REPO, free_port
 
 SLOTS = 4
 
@@ -46,7 +46,6 @@ def runner(tiny_model, tiny_training_run) -> ModelRunner:
 
 # ---- The server over HTTP ------------------------------------------------------------------------
 
-REPO = Path(__file__).resolve().parents[3]
 QUEUE = 28  # with SLOTS, capacity 32: the concurrency test fills it, the 422 test overflows it
 BODY_TIMEOUT_S = 2  # a partial body held open is answered 408 after this
 

@@ -7,15 +7,15 @@ import sys
 
 import uvicorn
 
-from jax_llm.serving.app import create_app
-from jax_llm.serving.handler import user_program
-from jax_llm.serving.handler_app import create_handler_app
+from jax_llm.serving.api.app import create_app
+from jax_llm.serving.handler.user_code import user_program
+from jax_llm.serving.handler.app import create_handler_app
 from jax_llm.serving.settings import ServingSettings, SettingsError
 
 
 def _load_engine(settings: ServingSettings, observe):
     # Imported here so that the socket is open before JAX is imported (a second or more).
-    from jax_llm.serving.loader import load_engine
+    from jax_llm.serving.engine.loader import load_engine
 
     return load_engine(settings, observe)
 

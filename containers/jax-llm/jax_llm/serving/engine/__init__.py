@@ -1,0 +1,1 @@
+"""The engine: requests in, tokens out, knowing nothing of HTTP or of either schema."""

@@ -1,0 +1,1 @@
+"""The inference-toolkit server for a model directory with the team's own `code/inference.py`."""
