@@ -9,7 +9,7 @@ import pytest
 from stacks.settings import Settings, SettingsError
 from tests.stacks.cfn_values import ACCOUNT, REGION, TemplateValues, resources_of_type, walk_steps
 from tests.stacks.iam_evaluation import RolePolicies
-from tests.stacks.test_settings import settings_with
+from tests.stacks.settings.test_settings import settings_with
 
 SERVER_KIND = "AWS::SageMaker::MlflowTrackingServer"
 SERVER_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:mlflow-tracking-server/jax-llm-mlflow"
