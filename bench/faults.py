@@ -33,9 +33,9 @@ from pathlib import Path
 import httpx
 
 from bench.serve_load import build_model, corpus_texts, machine, make_requests, start_server
+from jax_llm.contract.paths import BASE_DIR_VARIABLE, IMAGE_SOURCE
 from local_mode.tree import lay_out_training_tree
 
-REPO = Path(__file__).resolve().parents[1]
 JSON = {"Content-Type": "application/json"}
 QUEUE = 256
 
@@ -227,8 +227,8 @@ HYPERPARAMETERS = {
 
 def _train(root: Path) -> tuple[int, str]:
     env = {
-        "SAGEMAKER_BASE_DIR": str(root),
-        "PYTHONPATH": str(REPO / "containers" / "jax-llm"),
+        BASE_DIR_VARIABLE: str(root),
+        "PYTHONPATH": str(IMAGE_SOURCE),
         "JAX_PLATFORMS": "cpu",
         "PATH": "/usr/bin:/bin",
     }

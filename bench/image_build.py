@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from jax_llm.contract.paths import IMAGE_SOURCE
 from local_mode import base_image, container_engine
 from local_mode.container_engine import ContainerEngine
 
@@ -50,7 +51,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         context = Path(tmp) / "jax-llm"
-        shutil.copytree(base_image.CONTEXT, context, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(IMAGE_SOURCE, context, ignore=shutil.ignore_patterns("__pycache__"))
         with open(context / "jax_llm" / "__init__.py", "a") as init:
             init.write(f"# bench/image_build.py: a one-line change at {time.time()}\n")
         figures["rebuild after a one-line source change"] = timed(engine.build, say, base, context)

@@ -42,9 +42,10 @@ from pathlib import Path
 
 import httpx
 
-from local_mode.runner import free_port
+from jax_llm.contract.paths import SageMakerPaths
+from jax_llm.contract.serving import MAX_BATCH_VARIABLE, PORT_VARIABLE
+from local_mode.runner import free_port, host_environment
 
-REPO = Path(__file__).resolve().parents[1]
 CORPUS = ("argparse.py", "textwrap.py", "difflib.py", "json/decoder.py")
 
 
@@ -107,14 +108,12 @@ class Server:
 
 def server_env(root: Path, slots: int, cache_dir: Path, max_context: int | None) -> dict[str, str]:
     """The serving environment: this one's (JAX_LLM_COMPUTE_DTYPE and the like pass through) plus the bench's."""
-    return {
-        **os.environ,
-        "SAGEMAKER_BASE_DIR": str(root),
-        "JAX_LLM_MAX_BATCH": str(slots),
+    return host_environment(SageMakerPaths(root), {
+        MAX_BATCH_VARIABLE: str(slots),
         "JAX_LLM_MAX_QUEUE": "1024",
         "JAX_LLM_COMPILE_CACHE_DIR": str(cache_dir),
         "JAX_LLM_MAX_CONTEXT": str(max_context or ""),
-    }
+    })
 
 
 def start_server(root: Path, slots: int, cache_dir: Path, log: Path, max_context: int | None,
@@ -125,8 +124,7 @@ def start_server(root: Path, slots: int, cache_dir: Path, log: Path, max_context
     env = {
         **server_env(root, slots, cache_dir, max_context),
         **settings,
-        "SAGEMAKER_BIND_TO_PORT": str(port),
-        "PYTHONPATH": str(REPO / "containers" / "jax-llm"),
+        PORT_VARIABLE: str(port),
     }
     started = time.perf_counter()
     process = subprocess.Popen(

@@ -30,7 +30,7 @@ import jax
 
 from jax_llm.contract.hyperparameters import parse_hyperparameters
 from jax_llm.training.interruption import StopFlag
-from jax_llm.contract.paths import SageMakerPaths
+from jax_llm.contract.paths import BASE_DIR_VARIABLE, TRAIN_CHANNEL, SageMakerPaths
 from jax_llm.training.peak_flops import measure_matmul_peak, table_peak
 from jax_llm.training.trainer import Trainer
 from local_mode.demo import build_corpus
@@ -42,8 +42,8 @@ def make_trainer(hyperparameters: dict) -> Trainer:
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
     build_corpus(work / "corpus", max_bytes=1_000_000)  # stdlib sources as text, as the local-mode demo uses
     paths = lay_out_training_tree(work / "opt-ml", hyperparameters=hyperparameters,
-                                  channels={"train": work / "corpus"})
-    os.environ["SAGEMAKER_BASE_DIR"] = str(paths.root)
+                                  channels={TRAIN_CHANNEL: work / "corpus"})
+    os.environ[BASE_DIR_VARIABLE] = str(paths.root)
     config = parse_hyperparameters(json.loads(paths.hyperparameters.read_text()))
     return Trainer(config, SageMakerPaths(paths.root), StopFlag(), work / "data")
 

@@ -16,7 +16,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-CONTEXT = Path(__file__).resolve().parent.parent / "containers" / "jax-llm"  # the image's build context
+from jax_llm.contract.paths import IMAGE_SOURCE
+
 BASE_VARIABLE = "LOCAL_MODE_BASE_IMAGE"  # a base image to build on, taken as it is
 MIRROR_VARIABLE = "LOCAL_MODE_DEBIAN_MIRROR"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -31,7 +32,7 @@ class BaseImageError(RuntimeError):
 
 def dockerfile_default() -> str:
     """The Dockerfile's own `ARG BASE_IMAGE=` default: the one place the shipped base is named."""
-    (default,) = re.findall(r"^ARG BASE_IMAGE=(\S+)$", (CONTEXT / "Dockerfile").read_text(), re.MULTILINE)
+    (default,) = re.findall(r"^ARG BASE_IMAGE=(\S+)$", (IMAGE_SOURCE / "Dockerfile").read_text(), re.MULTILINE)
     return default
 
 

@@ -7,6 +7,8 @@ import signal
 import time
 from pathlib import Path
 
+from jax_llm.contract.paths import DATA_CHANNELS, RAW_INPUT, TRAIN_CHANNEL
+from jax_llm.contract.serving import SERVING_PORT
 from local_mode import container_engine, demo, tracking
 from local_mode.base_image import BaseImageError
 from local_mode.endpoint import EndpointError, LocalEndpoint
@@ -53,9 +55,9 @@ def parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train", parents=[common], help="training job on 1..N local hosts; writes model.tar.gz"
     )
-    for channel in ("train", "validation", "tokenizer"):
+    for channel in DATA_CHANNELS:
         train.add_argument(
-            f"--{channel}", type=Path, required=channel == "train", help=f"the {channel} channel's data"
+            f"--{channel}", type=Path, required=channel == TRAIN_CHANNEL, help=f"the {channel} channel's data"
         )
     train.add_argument(
         "--hp",
@@ -86,7 +88,7 @@ def parser() -> argparse.ArgumentParser:
         "serve", parents=[common], help="endpoint: unpack model.tar.gz into a fresh tree and serve it"
     )
     serve.add_argument("--model", type=Path, required=True, help="a model.tar.gz from `train`")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--port", type=int, default=SERVING_PORT)
     serve.add_argument("--entry-point", help="the team's inference handler (inference.py) in --source-dir")
     serve.add_argument("--source-dir", type=Path, help="the directory holding --entry-point")
 
@@ -104,8 +106,8 @@ def prepare(args: argparse.Namespace) -> int:
     result = run_processing(
         args.workdir,
         _job_name("prepare"),
-        inputs={"raw": args.raw},
-        outputs={n: args.output / n for n in ("tokenizer", "train", "validation")},
+        inputs={RAW_INPUT: args.raw},
+        outputs={n: args.output / n for n in DATA_CHANNELS},
         arguments=["prepare", *extra],
         engine=container_engine.engine(args.docker, log=say),
     )
@@ -114,7 +116,7 @@ def prepare(args: argparse.Namespace) -> int:
 
 def train(args: argparse.Namespace) -> int:
     """A training job on the given channels; model.tar.gz under the job's output/."""
-    channels = {c: getattr(args, c) for c in ("train", "validation", "tokenizer") if getattr(args, c)}
+    channels = {c: getattr(args, c) for c in DATA_CHANNELS if getattr(args, c)}
     if args.source_dir and not args.entry_point:
         raise TreeError("--source-dir needs --entry-point (the script in it to run)")
     environment = tracking.environment(args.tracking_uri, args.experiment, args.workdir, docker=args.docker)

@@ -21,12 +21,12 @@ from pathlib import Path
 
 from jax_llm.contract.paths import DEFAULT_ROOT as CONTAINER_ROOT
 from local_mode import base_image
-from local_mode.base_image import CONTEXT
+from jax_llm.contract.paths import IMAGE_SOURCE
+from jax_llm.contract.serving import SERVING_PORT
 
 ENGINES = ("docker", "podman")  # tried in this order
 ENGINE_VARIABLE = "LOCAL_MODE_ENGINE"  # forces one of ENGINES
 IMAGE_TAG = "localhost/jax-llm:local"
-SERVING_PORT = 8080  # the port SageMaker sends /ping and /invocations to
 CA_SECRET_ID = "pip-ca"  # the Dockerfile's build secret: a CA bundle for a TLS-inspecting proxy
 PROBE_TIMEOUT_S = 20
 ISOLATED = "none"  # the network of a container that may reach nothing (EnableNetworkIsolation)
@@ -101,7 +101,7 @@ class ContainerEngine:
         return "gpu" if self.gpu else "cpu"
 
     def build_argv(
-        self, base: str, ca_bundle: Path | None = None, context: Path = CONTEXT, *, no_cache: bool = False
+        self, base: str, ca_bundle: Path | None = None, context: Path = IMAGE_SOURCE, *, no_cache: bool = False
     ) -> list[str]:
         """`build` of `context` on `base`; the dependency layer stays cached across code changes."""
         argv = [
@@ -164,7 +164,7 @@ class ContainerEngine:
         return [self.name, "stop", "--time", str(max(1, round(grace_s))), container]
 
     def build(
-        self, log: Log, base: str | None = None, context: Path = CONTEXT, *, no_cache: bool = False
+        self, log: Log, base: str | None = None, context: Path = IMAGE_SOURCE, *, no_cache: bool = False
     ) -> None:
         """Builds the image from `context` (containers/jax-llm) on `base`, or on what base_image resolves."""
         base = base or base_image.resolve(self.name, log)

@@ -14,9 +14,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from jax_llm.contract.paths import DATA_CHANNELS, MODEL_ARCHIVE, RAW_INPUT, VALIDATION_CHANNEL
 from local_mode import container_engine, tracking
 from local_mode.endpoint import LocalEndpoint
-from local_mode.packaging import MODEL_ARCHIVE, package_model
+from local_mode.packaging import package_model
 from local_mode.runner import REPO, run_processing, run_training, say
 
 PROMPTS = ("def __init__(self", "import os\n", "class ", "    for i in range(")
@@ -200,8 +201,8 @@ def _run(args: argparse.Namespace) -> int:
         prepared = run_processing(
             args.workdir,
             "demo-prepare",
-            inputs={"raw": work / "raw"},
-            outputs={n: data / n for n in ("tokenizer", "train", "validation")},
+            inputs={RAW_INPUT: work / "raw"},
+            outputs={n: data / n for n in DATA_CHANNELS},
             arguments=["prepare", "--vocab-size", str(args.vocab_size), "--validation-fraction", "0.05"],
             engine=engine,
         )
@@ -217,7 +218,7 @@ def _run(args: argparse.Namespace) -> int:
             args.workdir,
             "demo-train",
             hyperparameters=hyperparameters,
-            channels={n: data / n for n in ("train", "validation", "tokenizer")},
+            channels={n: data / n for n in DATA_CHANNELS},
             engine=engine,
             environment=environment,
         )
@@ -239,7 +240,7 @@ def _run(args: argparse.Namespace) -> int:
                 endpoint.wait_until_healthy()
                 samples[archive] = sample(endpoint, label)
     if environment:
-        record_runs(environment[tracking.URI_ENV], hyperparameters, data / "validation",
+        record_runs(environment[tracking.URI_ENV], hyperparameters, data / VALIDATION_CHANNEL,
                     {"demo-train": (model_dir, samples[trained.model_archive]),
                      UNTRAINED_RUN: (untrained.parent / "model", samples[untrained])})
 

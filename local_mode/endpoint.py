@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from jax_llm.contract.paths import SageMakerPaths
+from jax_llm.contract.serving import PORT_VARIABLE, PROGRAM_VARIABLE
 from local_mode.container_engine import ContainerEngine, container_name
 from local_mode.packaging import add_code, unpack_model
 from local_mode.runner import HostCommand, Log, free_port, host_environment, say, start_process
@@ -45,7 +46,7 @@ class LocalEndpoint:
         environment = {}
         if entry_point:
             add_code(self.paths.model, source_dir or Path("."), entry_point)
-            environment["SAGEMAKER_PROGRAM"] = entry_point
+            environment[PROGRAM_VARIABLE] = entry_point
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.lines: list[str] = []
@@ -61,7 +62,7 @@ class LocalEndpoint:
                 port=self.port,
             )
         else:
-            env = host_environment(self.paths, {"SAGEMAKER_BIND_TO_PORT": str(self.port), **environment})
+            env = host_environment(self.paths, {PORT_VARIABLE: str(self.port), **environment})
             self.command = HostCommand([sys.executable, "-m", "jax_llm", "serve"], env)
         say(f"serving {model_archive} at {self.url} (model unpacked into {self.paths.model})")
         # Stopped by SIGTERM, not Ctrl-C, as SageMaker stops an endpoint's container.

@@ -10,9 +10,6 @@ from pathlib import Path
 from jax_llm.contract.paths import SageMakerPaths
 from local_mode.tree import fresh_root
 
-MODEL_ARCHIVE = "model.tar.gz"
-SOURCE_ARCHIVE = "sourcedir.tar.gz"  # what the SDK uploads for entry_point/source_dir
-OUTPUT_ARCHIVE = "output.tar.gz"  # /opt/ml/output/data, uploaded beside the model
 
 
 class PackagingError(ValueError):

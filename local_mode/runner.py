@@ -19,21 +19,15 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jax_llm.contract.paths import JOB_NAME_ENV, SageMakerPaths
-from local_mode.base_image import CONTEXT as CONTAINER_SOURCE
+from jax_llm.contract.failure import FAILURE_REASON_CHARS
+from jax_llm.contract.paths import (BASE_DIR_VARIABLE, CODE_CHANNEL, IMAGE_SOURCE, JOB_NAME_ENV, MODEL_ARCHIVE,
+                                    OUTPUT_ARCHIVE, SOURCE_ARCHIVE, SageMakerPaths)
+from jax_llm.contract.script_mode import PROGRAM, SUBMIT_DIRECTORY
 from local_mode.container_engine import CONTAINER_ROOT, ISOLATED, ContainerEngine, container_name
-from local_mode.packaging import (
-    MODEL_ARCHIVE,
-    OUTPUT_ARCHIVE,
-    SOURCE_ARCHIVE,
-    pack_directories,
-    pack_source,
-    package_model,
-)
+from local_mode.packaging import pack_directories, pack_source, package_model
 from local_mode.tree import host_names, lay_out_processing_tree, lay_out_training_tree
 
 REPO = Path(__file__).resolve().parent.parent
-FAILURE_CHARS = 1024  # SageMaker keeps this much of /opt/ml/output/failure as the FailureReason
 STOP_GRACE_S = 30.0  # SIGTERM, then SIGKILL this much later (SageMaker waits 120 s; a laptop user less)
 CLIENT_EXIT_S = 30.0  # a `docker/podman run` client's wait for its stopped container's exit code
 
@@ -66,7 +60,7 @@ class JobResult:
         for host, code in self.exit_codes.items():
             if code != 0:
                 text = self.failures.get(host) or f"exited with code {code} and wrote no failure file"
-                return f"{host}: {text[:FAILURE_CHARS]}"
+                return f"{host}: {text[:FAILURE_REASON_CHARS]}"
         return ""
 
     @property
@@ -96,10 +90,10 @@ def host_environment(paths: SageMakerPaths, extra: Mapping[str, str] | None = No
     return {
         **os.environ,
         "PYTHONPATH": str(
-            CONTAINER_SOURCE
+            IMAGE_SOURCE
         ),  # only what the image holds: a stray import fails here as it would there
         "PYTHONUNBUFFERED": "1",
-        "SAGEMAKER_BASE_DIR": str(paths.root),
+        BASE_DIR_VARIABLE: str(paths.root),
         **(extra or {}),
     }
 
@@ -267,16 +261,16 @@ def run_training(
     names = host_names(hosts)
     job_dir = Path(workdir).resolve() / job_name
     if entry_point:
-        pack_source(source_dir or Path("."), job_dir / "code" / SOURCE_ARCHIVE)
-        channels = {**channels, "code": job_dir / "code"}
+        pack_source(source_dir or Path("."), job_dir / CODE_CHANNEL / SOURCE_ARCHIVE)
+        channels = {**channels, CODE_CHANNEL: job_dir / CODE_CHANNEL}
 
     def script_mode(host: str) -> dict[str, str]:
         if not entry_point:
             return {}
         seen = Path(CONTAINER_ROOT) if engine is not None else job_dir / host
         return {
-            "sagemaker_program": entry_point,
-            "sagemaker_submit_directory": str(seen / "input" / "data" / "code" / SOURCE_ARCHIVE),
+            PROGRAM: entry_point,
+            SUBMIT_DIRECTORY: str(SageMakerPaths(seen).channel(CODE_CHANNEL) / SOURCE_ARCHIVE),
         }
 
     trees = {

@@ -9,17 +9,12 @@ import sys
 from collections.abc import Sequence
 
 from ops import endpoint_invocation, experiment_runs, images, model_registry, pipeline_runs, release
+from stacks.names import (ENDPOINT_OUTPUT, ENDPOINT_STACK, GROUP_OUTPUT, IMAGE_OUTPUT, TRACKING_OUTPUT, TRAINING_PIPELINE_OUTPUT,
+                          TRAINING_STACK, TUNING_PIPELINE_OUTPUT)
 from ops.aws import Aws
 from ops.errors import OpsError, translate
 from ops.stack_outputs import require_output, stack_outputs
 
-# Output keys of the deployed stacks that the CLI reads (TrainingStack's and EndpointStack's CfnOutputs).
-TRAINING_PIPELINE_OUTPUT = "TrainingPipelineName"
-TUNING_PIPELINE_OUTPUT = "TuningPipelineName"
-GROUP_OUTPUT = "ModelPackageGroupName"
-ENDPOINT_OUTPUT = "EndpointName"
-IMAGE_OUTPUT = "ImageUri"
-TRACKING_OUTPUT = "MlflowTrackingServerArn"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,10 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--endpoint-url", help="AWS endpoint URL override, for emulators such as moto")
     parser.add_argument(
-        "--training-stack", default="TrainingStack", help="CloudFormation name of TrainingStack"
+        "--training-stack", default=TRAINING_STACK, help="CloudFormation name of TrainingStack"
     )
     parser.add_argument(
-        "--endpoint-stack", default="EndpointStack", help="CloudFormation name of EndpointStack"
+        "--endpoint-stack", default=ENDPOINT_STACK, help="CloudFormation name of EndpointStack"
     )
     commands = parser.add_subparsers(dest="command", required=True)
 

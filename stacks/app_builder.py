@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_cdk import App, Environment
 
+from stacks import names
 from stacks.endpoint_stack import EndpointStack
 from stacks.nag import add_nag_checks
 from stacks.settings import Settings
@@ -16,9 +17,9 @@ def build_app(app: App) -> App:
     # Environment-agnostic stacks: account and region come from the deploying credentials, so synth
     # needs none and makes no AWS call.
     env = Environment()
-    training = TrainingStack(app, "TrainingStack", settings=settings, env=env,
+    training = TrainingStack(app, names.TRAINING_STACK, settings=settings, env=env,
                              description="JAX LLM on SageMaker: image, buckets, KMS key, execution role, Model Registry")
-    EndpointStack(app, "EndpointStack", settings=settings, env=env, key=training.key,
+    EndpointStack(app, names.ENDPOINT_STACK, settings=settings, env=env, key=training.key,
                   artifacts_bucket=training.artifacts_bucket, execution_role=training.execution_role,
                   execution_role_policy=training.execution_role_policy,
                   model_package_group_name=training.model_package_group_name,

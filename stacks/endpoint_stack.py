@@ -10,6 +10,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks import names
 from stacks.constructs.autoscaling import EndpointAutoscaling
 from stacks.constructs.endpoint import VARIANT_NAME, ModelEndpoint
 from stacks.constructs.endpoint_monitoring import EndpointMonitoring
@@ -102,15 +103,15 @@ class EndpointStack(Stack):
         self.model_package_arn = model_package_arn
         body = json.dumps({"inputs": EXAMPLE_PROMPT, "parameters": {"max_new_tokens": 32}})
         for output_id, value, description in [
-            ("EndpointName", serving.endpoint.attr_endpoint_name, "SageMaker endpoint serving the model"),
+            (names.ENDPOINT_OUTPUT, serving.endpoint.attr_endpoint_name, "SageMaker endpoint serving the model"),
             (SERVING_OUTPUT, model_package_arn, "The model package version the endpoint serves"),
             (
-                "ExampleInvocation",
+                names.EXAMPLE_INVOCATION_OUTPUT,
                 f"python -m ops invoke '{EXAMPLE_PROMPT}' --max-new-tokens 32   # or: aws sagemaker-runtime "
                 f"invoke-endpoint --endpoint-name {endpoint_name} --content-type application/json "
                 f"--cli-binary-format raw-in-base64-out --body '{body}' /dev/stdout",
                 "Invoke the endpoint with TGI's request schema",
             ),
-            ("DashboardName", monitoring.dashboard.dashboard_name, "CloudWatch dashboard of the endpoint"),
+            (names.DASHBOARD_OUTPUT, monitoring.dashboard.dashboard_name, "CloudWatch dashboard of the endpoint"),
         ]:
             CfnOutput(self, output_id, value=value, description=description)

@@ -9,6 +9,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks import names
 from stacks.constructs.buckets import ProjectBuckets
 from stacks.constructs.encryption import EncryptionKey
 from stacks.constructs.execution_role import SageMakerExecutionRole
@@ -97,23 +98,23 @@ class TrainingStack(Stack):
                 key=self.key, log_retention_days=settings.storage.log_retention_days,
                 depends_on=[pipelines.training, pipelines.pipeline_role.policy, self.execution_role_policy,
                             self.image_deployment])
-            CfnOutput(self, "TrainingExecutionArn", value=trigger.execution_arn,
+            CfnOutput(self, names.TRAINING_EXECUTION_OUTPUT, value=trigger.execution_arn,
                       description="The pipeline execution the latest change of the training definition started")
 
         for output_id, value, description in [
-            ("ImageUri", self.image_uri, "The jax-llm image at its content tag"),
-            ("ExecutionRoleArn", self.execution_role.role_arn, "SageMaker execution role"),
-            ("ArtifactsBucketName", self.artifacts_bucket.bucket_name, "Models, checkpoints, pipeline files"),
-            ("DataBucketName", self.data_bucket.bucket_name, "Training data"),
-            ("KmsKeyArn", self.key.key_arn, "KMS key for S3 objects and SageMaker volumes"),
-            ("ModelPackageGroupName", self.model_package_group_name, "Model Registry group"),
-            ("TrainingPipelineName", pipelines.training_pipeline_name, "Prepare, train, gate, register"),
-            ("TuningPipelineName", pipelines.tuning_pipeline_name, "Tune, gate, register the best model"),
-            ("PipelineRoleArn", pipelines.pipeline_role.role.role_arn, "The role the pipelines run as"),
+            (names.IMAGE_OUTPUT, self.image_uri, "The jax-llm image at its content tag"),
+            (names.EXECUTION_ROLE_OUTPUT, self.execution_role.role_arn, "SageMaker execution role"),
+            (names.ARTIFACTS_BUCKET_OUTPUT, self.artifacts_bucket.bucket_name, "Models, checkpoints, pipeline files"),
+            (names.DATA_BUCKET_OUTPUT, self.data_bucket.bucket_name, "Training data"),
+            (names.KMS_KEY_OUTPUT, self.key.key_arn, "KMS key for S3 objects and SageMaker volumes"),
+            (names.GROUP_OUTPUT, self.model_package_group_name, "Model Registry group"),
+            (names.TRAINING_PIPELINE_OUTPUT, pipelines.training_pipeline_name, "Prepare, train, gate, register"),
+            (names.TUNING_PIPELINE_OUTPUT, pipelines.tuning_pipeline_name, "Tune, gate, register the best model"),
+            (names.PIPELINE_ROLE_OUTPUT, pipelines.pipeline_role.role.role_arn, "The role the pipelines run as"),
         ]:
             CfnOutput(self, output_id, value=value, description=description)
         if self.tracking_arn is not None:
-            CfnOutput(self, "MlflowTrackingServerArn", value=self.tracking_arn,
+            CfnOutput(self, names.TRACKING_OUTPUT, value=self.tracking_arn,
                       description="MLflow tracking server of every training and tuning run")
-            CfnOutput(self, "MlflowUi", value=ui_command(server_name, settings.tracking.server_arn),
+            CfnOutput(self, names.TRACKING_UI_OUTPUT, value=ui_command(server_name, settings.tracking.server_arn),
                       description="Prints a URL of the MLflow UI (open it within 5 minutes)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jax_llm.contract.paths import DATA_CHANNELS, TOKENIZER_CHANNEL, TRAIN_CHANNEL, VALIDATION_CHANNEL
 from stacks.pipeline.expressions import Expression, parameter
 from stacks.settings import TUNED_HYPERPARAMETERS, PipelineSettings, TuningSettings  # noqa: F401
 
@@ -17,6 +18,8 @@ RAW_DATA_URI = "RawDataUri"
 TRAIN_DATA_URI = "TrainDataUri"
 VALIDATION_DATA_URI = "ValidationDataUri"
 TOKENIZER_URI = "TokenizerUri"
+# The pipeline parameter that names each data channel's S3 URI.
+CHANNEL_URIS = {TRAIN_CHANNEL: TRAIN_DATA_URI, VALIDATION_CHANNEL: VALIDATION_DATA_URI, TOKENIZER_CHANNEL: TOKENIZER_URI}
 PROCESSING_INSTANCE_TYPE = "ProcessingInstanceType"
 INSTANCE_TYPE = "TrainingInstanceType"
 INSTANCE_COUNT = "TrainingInstanceCount"
@@ -54,9 +57,7 @@ def data_parameters(pipeline: PipelineSettings, data_bucket_name: str) -> list[P
     return [Parameter(PREPARE_DATA, "Boolean", pipeline.prepare_data),
             Parameter(RAW_DATA_URI, "String", f"{base}/{pipeline.raw_data_prefix}/"),
             Parameter(PROCESSING_INSTANCE_TYPE, "String", pipeline.processing_instance_type),
-            Parameter(TRAIN_DATA_URI, "String", f"{tokenized}/train/"),
-            Parameter(VALIDATION_DATA_URI, "String", f"{tokenized}/validation/"),
-            Parameter(TOKENIZER_URI, "String", f"{tokenized}/tokenizer/")]
+            *[Parameter(CHANNEL_URIS[c], "String", f"{tokenized}/{c}/") for c in DATA_CHANNELS]]
 
 
 def training_parameters(pipeline: PipelineSettings) -> list[Parameter]:

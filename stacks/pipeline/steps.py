@@ -10,17 +10,15 @@ import json
 from typing import Any
 
 from jax_llm.contract.metrics import METRIC_DEFINITIONS, OBJECTIVE_METRIC
+from jax_llm.contract.paths import CODE_CHANNEL, CONTAINER_PATHS, DATA_CHANNELS, RAW_INPUT
+from jax_llm.contract.script_mode import PROGRAM, SUBMIT_DIRECTORY
 from stacks.pipeline import parameters as p
 from stacks.pipeline.expressions import Expression, condition, execution_id, join, parameter, step_property
 from stacks.pipeline.resources import PipelineResources
 from stacks.settings import PipelineSettings, ScriptSettings
 
 PREPARE_STEP = "Prepare"
-CHANNELS = ("train", "validation", "tokenizer")  # the data channels `train` reads; `prepare` writes all three
-CODE_CHANNEL = "code"  # script mode's source channel
-CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
-PROCESSING_INPUT = "/opt/ml/processing/input/raw"
-PROCESSING_OUTPUT = "/opt/ml/processing/output"
+CHECKPOINT_LOCAL_PATH = str(CONTAINER_PATHS.checkpoints)
 PREPARE_MAX_RUNTIME_SECONDS = 24 * 3600
 
 # Capacity errors (no GPUs of that type free right now) are worth waiting out; the job itself is unchanged.
@@ -38,10 +36,10 @@ def prepare_step(res: PipelineResources, pipeline: PipelineSettings) -> dict:
         "S3Output": {
             # Per execution, so two runs never mix shards.
             "S3Uri": join([f"s3://{res.artifacts_bucket_name}/prepared", execution_id(), channel], on="/"),
-            "LocalPath": f"{PROCESSING_OUTPUT}/{channel}",
+            "LocalPath": str(CONTAINER_PATHS.processing_output(channel)),
             "S3UploadMode": "EndOfJob",
         },
-    } for channel in CHANNELS]
+    } for channel in DATA_CHANNELS]
     arguments = {
         "ProcessingResources": {"ClusterConfig": {
             "InstanceCount": 1,
@@ -53,8 +51,8 @@ def prepare_step(res: PipelineResources, pipeline: PipelineSettings) -> dict:
         "AppSpecification": {"ImageUri": res.image_uri,
                              "ContainerArguments": ["prepare", "--vocab-size", parameter("vocab_size")]},
         "RoleArn": res.execution_role_arn,
-        "ProcessingInputs": [{"InputName": "raw", "S3Input": {
-            "S3Uri": parameter(p.RAW_DATA_URI), "LocalPath": PROCESSING_INPUT, "S3DataType": "S3Prefix",
+        "ProcessingInputs": [{"InputName": RAW_INPUT, "S3Input": {
+            "S3Uri": parameter(p.RAW_DATA_URI), "LocalPath": str(CONTAINER_PATHS.processing_input(RAW_INPUT)), "S3DataType": "S3Prefix",
             "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}}],
         "ProcessingOutputConfig": {"Outputs": outputs, "KmsKeyId": res.kms_key_arn},
         "StoppingCondition": {"MaxRuntimeInSeconds": PREPARE_MAX_RUNTIME_SECONDS},
@@ -68,9 +66,8 @@ def channel_uris(prepared: bool) -> dict[str, Expression]:
     """Each channel's S3 URI: the Prepare step's output when this run prepared the data, else a parameter."""
     if prepared:
         return {c: step_property(PREPARE_STEP, f"ProcessingOutputConfig.Outputs['{c}'].S3Output.S3Uri")
-                for c in CHANNELS}
-    return {"train": parameter(p.TRAIN_DATA_URI), "validation": parameter(p.VALIDATION_DATA_URI),
-            "tokenizer": parameter(p.TOKENIZER_URI)}
+                for c in DATA_CHANNELS}
+    return {c: parameter(p.CHANNEL_URIS[c]) for c in DATA_CHANNELS}
 
 
 def training_job_definition(res: PipelineResources, pipeline: PipelineSettings, *, spot: bool, prepared: bool,
@@ -131,8 +128,8 @@ def _code_channel(res: PipelineResources) -> list[dict]:
 def script_hyperparameters(script: ScriptSettings, res: PipelineResources) -> dict[str, str]:
     """The training job's HyperParameters in script mode: the script's own plus the SDK's two keys, the source
     being the `code` channel's archive as the container sees it."""
-    return {**script.hyperparameters, "sagemaker_program": json.dumps(script.entry_point),
-            "sagemaker_submit_directory": json.dumps(f"/opt/ml/input/data/{CODE_CHANNEL}/{res.training_code_file}")}
+    source = CONTAINER_PATHS.channel(CODE_CHANNEL) / res.training_code_file
+    return {**script.hyperparameters, PROGRAM: json.dumps(script.entry_point), SUBMIT_DIRECTORY: json.dumps(str(source))}
 
 
 def training_step(name: str, res: PipelineResources, pipeline: PipelineSettings, *, spot: bool,

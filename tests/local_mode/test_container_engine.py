@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from jax_llm.contract.paths import IMAGE_SOURCE
 from local_mode import base_image, container_engine
 from local_mode.container_engine import ContainerEngine, EngineError
 
@@ -72,7 +73,7 @@ def test_stop_is_sigterm_then_sigkill_after_the_grace_period() -> None:
 def test_the_build_uses_arguments_the_dockerfile_declares_and_hands_the_ca_over_as_a_secret(
     tmp_path: Path,
 ) -> None:
-    dockerfile = (base_image.CONTEXT / "Dockerfile").read_text()
+    dockerfile = (IMAGE_SOURCE / "Dockerfile").read_text()
     bundle = tmp_path / "ca.crt"
     argv = ContainerEngine("podman").build_argv("localhost/base:1", bundle)
     build_args = dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv) if a == "--build-arg")
@@ -84,7 +85,7 @@ def test_the_build_uses_arguments_the_dockerfile_declares_and_hands_the_ca_over_
     assert argv[argv.index("--secret") + 1] == f"id=pip-ca,src={bundle}"
     assert "--mount=type=secret,id=pip-ca" in dockerfile  # the id the Dockerfile mounts
     assert argv[argv.index("--format") + 1] == "docker"  # podman's OCI format would drop SHELL
-    assert argv[-1] == str(base_image.CONTEXT)
+    assert argv[-1] == str(IMAGE_SOURCE)
     gpu = ContainerEngine("docker", gpu=True).build_argv("b")
     assert "VARIANT=gpu" in gpu and "--secret" not in gpu and "--format" not in gpu
 

@@ -21,6 +21,8 @@ IGNORED_KEYS = frozenset({"_tuning_objective_metric"})
 
 PRESETS = ("tiny", "125m", "350m", "1.3b")  # mirrors jax_llm.model.config.PRESETS (which imports jax)
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
+# 256 byte symbols plus the EOS token: the smallest vocabulary a byte-level BPE can have.
+MIN_VOCAB_SIZE = 257
 
 
 class HyperparameterError(ValueError):
@@ -66,7 +68,7 @@ class TrainConfig:
     log_every: int = _field(10, "log train metrics every N steps", minimum=1)
     seed: int = _field(0, "seed of parameter init and of the data order", minimum=0, maximum=2**31 - 1)
     vocab_size: int = _field(32000, "BPE vocabulary size when the tokenizer is trained here (no channel)",
-                             minimum=260, maximum=262144)
+                             minimum=MIN_VOCAB_SIZE, maximum=262144)
     fsdp: bool = _field(False, "shard parameters and optimizer state across all devices (FSDP)")
     remat: bool = _field(False, "recompute activations in the backward pass to save memory")
     compute_dtype: str = _field("auto", "activation/matmul dtype; auto: bfloat16 on GPU, float32 on CPU",

@@ -6,7 +6,24 @@ import dataclasses
 import os
 from pathlib import Path
 
+# containers/jax-llm, where this package sits on the machine that builds the image: its build context.
+IMAGE_SOURCE = Path(__file__).resolve().parents[2]
 DEFAULT_ROOT = "/opt/ml"
+BASE_DIR_VARIABLE = "SAGEMAKER_BASE_DIR"  # the training toolkit's name for a root other than /opt/ml
+
+# Channels (`input/data/<name>/` in training, `processing/output/<name>/` of `prepare`): the data `train`
+# reads (only `train` is required) and `prepare` writes, and script mode's source under network isolation.
+TRAIN_CHANNEL = "train"
+VALIDATION_CHANNEL = "validation"
+TOKENIZER_CHANNEL = "tokenizer"
+DATA_CHANNELS = (TRAIN_CHANNEL, VALIDATION_CHANNEL, TOKENIZER_CHANNEL)
+CODE_CHANNEL = "code"
+SOURCE_ARCHIVE = "sourcedir.tar.gz"  # what the SDK uploads for entry_point/source_dir
+RAW_INPUT = "raw"  # `prepare`'s ProcessingInput of raw text
+# What SageMaker makes of a training job's /opt/ml/model and /opt/ml/output/data, side by side in S3 under
+# <output path>/<job name>/output/.
+MODEL_ARCHIVE = "model.tar.gz"
+OUTPUT_ARCHIVE = "output.tar.gz"
 # Set by the tuning pipeline: its trials share one checkpoint S3 prefix, and SageMaker restores everything
 # under it into every trial's checkpoint directory, so each trial keeps its own: checkpoints/jobs/<name>.
 PER_JOB_CHECKPOINTS_ENV = "JAX_LLM_CHECKPOINTS_PER_JOB"
@@ -31,7 +48,7 @@ class SageMakerPaths:
             if not job or "/" in job or job.startswith("."):
                 raise ValueError(f"{PER_JOB_CHECKPOINTS_ENV} is set, so checkpoints are kept per job, but "
                                  f"{JOB_NAME_ENV} is {job!r}, not a training job name")
-        return cls(Path(environ.get("SAGEMAKER_BASE_DIR") or DEFAULT_ROOT), job)
+        return cls(Path(environ.get(BASE_DIR_VARIABLE) or DEFAULT_ROOT), job)
 
     # Training job: input/config/*.json, input/data/<channel>/, model/, output/, checkpoints/.
     @property
@@ -97,3 +114,13 @@ class SageMakerPaths:
     @property
     def processing(self) -> Path:
         return self.root / "processing"
+
+    def processing_input(self, name: str) -> Path:
+        return self.processing / "input" / name
+
+    def processing_output(self, name: str) -> Path:
+        return self.processing / "output" / name
+
+
+# The tree as the container sees it on SageMaker: the absolute paths a job definition names (LocalPath).
+CONTAINER_PATHS = SageMakerPaths(Path(DEFAULT_ROOT))

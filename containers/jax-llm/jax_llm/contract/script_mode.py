@@ -31,12 +31,12 @@ from pathlib import Path
 from jax_llm.contract import distributed
 from jax_llm.contract.failure import FAILURE_REASON_CHARS
 from jax_llm.contract.hyperparameters import decode_hyperparameter
-from jax_llm.contract.paths import SageMakerPaths
+from jax_llm.contract.paths import BASE_DIR_VARIABLE, CODE_CHANNEL, SOURCE_ARCHIVE, SageMakerPaths
 from jax_llm.contract.requirements import pip_install
 
 PROGRAM = "sagemaker_program"
 SUBMIT_DIRECTORY = "sagemaker_submit_directory"
-CODE_CHANNEL_SOURCE = "input/data/code/sourcedir.tar.gz"  # where the SDK points it under network isolation
+CODE_CHANNEL_SOURCE = f"input/data/{CODE_CHANNEL}/{SOURCE_ARCHIVE}"  # where the SDK points it under network isolation
 TAIL_LINES = 40
 
 
@@ -128,7 +128,7 @@ def run(paths: SageMakerPaths, raw_hyperparameters: Mapping[str, str]) -> int:
     install_requirements(code_dir)
     for directory in (paths.model, paths.output_data):  # SageMaker's tree has them; a script may assume so
         directory.mkdir(parents=True, exist_ok=True)
-    os.environ["SAGEMAKER_BASE_DIR"] = str(paths.root)  # the toolkit reads the tree from here too
+    os.environ[BASE_DIR_VARIABLE] = str(paths.root)  # the toolkit reads the tree from here too
     toolkit = environment.Environment()
     env = {**os.environ, **toolkit.to_env_vars(), **jax_environment(paths, os.environ),
            "PYTHONUNBUFFERED": "1",

@@ -12,6 +12,13 @@ from __future__ import annotations
 import dataclasses
 import json
 
+# SageMaker sends /ping and /invocations to this port, unless PORT_VARIABLE names another (multi-container
+# endpoints).
+SERVING_PORT = 8080
+PORT_VARIABLE = "SAGEMAKER_BIND_TO_PORT"
+# A model directory with code/<this, or inference.py>: the team's own inference handler.
+PROGRAM_VARIABLE = "SAGEMAKER_PROGRAM"
+
 # Decode slots: requests generating at once (the compiled decode batch), unless the environment variable
 # MAX_BATCH_VARIABLE says otherwise. The endpoint's concurrency autoscaling target is derived from it.
 DEFAULT_MAX_BATCH = 32

@@ -17,7 +17,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from jax_llm.contract.paths import SageMakerPaths
+from jax_llm.contract.paths import TOKENIZER_CHANNEL, TRAIN_CHANNEL, VALIDATION_CHANNEL, SageMakerPaths
 from jax_llm.data.shards import SHARD_SUFFIX, ShardError, ShardWriter, open_shard, read_header
 from jax_llm.data.text_corpus import (CorpusError, encode_pieces, is_text_file, iter_pieces, iter_texts,
                                       list_files)
@@ -88,7 +88,7 @@ def _open_channel(paths: SageMakerPaths, config: dict, name: str, required: bool
     shards = [f for f in files if f.name.endswith(SHARD_SUFFIX)]
     texts = [f for f in files if is_text_file(f)]
     channel = Channel(name, path, spec.get("S3DistributionType", "FullyReplicated"), shards, texts)
-    if name == "tokenizer":
+    if name == TOKENIZER_CHANNEL:
         return channel
     if shards and texts:
         raise channel.error(f"holds both token shards ({shards[0].name}) and raw text ({texts[0].name}); use one kind")
@@ -167,9 +167,9 @@ def load_training_data(paths: SageMakerPaths, *, vocab_size: int, seq_len: int, 
                        validation_fraction: float = DEFAULT_VALIDATION_FRACTION) -> TrainingData:
     """Reads the train/validation/tokenizer channels; raises DataError naming the channel and path."""
     config = _read_json(paths.input_data_config)
-    train_channel = _open_channel(paths, config, "train", required=True)
-    validation_channel = _open_channel(paths, config, "validation", required=False)
-    tokenizer_channel = _open_channel(paths, config, "tokenizer", required=False)
+    train_channel = _open_channel(paths, config, TRAIN_CHANNEL, required=True)
+    validation_channel = _open_channel(paths, config, VALIDATION_CHANNEL, required=False)
+    tokenizer_channel = _open_channel(paths, config, TOKENIZER_CHANNEL, required=False)
     Path(work_dir).mkdir(parents=True, exist_ok=True)
     tokenizer, tokenizer_file = _tokenizer(tokenizer_channel, train_channel, vocab_size, work_dir, _host_count(paths))
 

@@ -19,14 +19,16 @@ import argparse
 import json
 from pathlib import Path
 
+from jax_llm.contract.hyperparameters import MIN_VOCAB_SIZE
 from jax_llm.contract.failure import write_failure, write_message
-from jax_llm.contract.paths import DEFAULT_ROOT, SageMakerPaths
+from jax_llm.contract.paths import (DATA_CHANNELS, DEFAULT_ROOT, RAW_INPUT, TOKENIZER_CHANNEL, TRAIN_CHANNEL,
+                                    VALIDATION_CHANNEL, SageMakerPaths)
 from jax_llm.data.shards import ShardWriter
 from jax_llm.data.text_corpus import encode_pieces, is_text_file, iter_pieces, iter_texts, list_files
 from jax_llm.data.tokenizer import (TOKENIZER_FILE, eos_id, fingerprint, load_tokenizer, save_tokenizer,
                                     train_tokenizer)
 
-OUTPUTS = ("tokenizer", "train", "validation")
+OUTPUTS = DATA_CHANNELS  # one output per channel that `train` reads
 
 
 class PrepareError(Exception):
@@ -56,15 +58,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     """The job's ContainerArguments after `prepare`."""
     parser = _Parser(prog="python -m jax_llm prepare", description=__doc__.splitlines()[0])
     parser.add_argument("--vocab-size", type=int, default=32768,
-                        help="BPE vocabulary size, EOS included (at least 257; ignored with a tokenizer input)")
+                        help=f"BPE vocabulary size, EOS included (at least {MIN_VOCAB_SIZE}; ignored with a tokenizer input)")
     parser.add_argument("--validation-fraction", type=_fraction, default=0.02,
                         help="share of documents held out for validation; 0 writes no validation shards")
     parser.add_argument("--shard-size-tokens", type=_positive_int, default=1 << 26,
                         help="tokens per shard file (2 bytes each below 65536 vocab, else 4)")
-    parser.add_argument("--input-name", default="raw", help="the ProcessingInput holding the raw text")
+    parser.add_argument("--input-name", default=RAW_INPUT, help="the ProcessingInput holding the raw text")
     args = parser.parse_args(argv)
-    if args.vocab_size < 257:
-        parser.error(f"argument --vocab-size: must be at least 257 (256 bytes + EOS), got {args.vocab_size}")
+    if args.vocab_size < MIN_VOCAB_SIZE:
+        parser.error(f"argument --vocab-size: must be at least {MIN_VOCAB_SIZE} (256 bytes + EOS), got {args.vocab_size}")
     return args
 
 
@@ -85,10 +87,10 @@ def _local_paths(paths: SageMakerPaths, input_name: str) -> tuple[Path, Path | N
               for i in config.get("ProcessingInputs", []) if "S3Input" in i}
     outputs = {o["OutputName"]: _rebase(o["S3Output"]["LocalPath"], paths)
                for o in config.get("ProcessingOutputConfig", {}).get("Outputs", []) if "S3Output" in o}
-    raw = inputs.get(input_name, paths.processing / "input" / input_name)
-    tokenizer = inputs.get("tokenizer", paths.processing / "input" / "tokenizer")
+    raw = inputs.get(input_name, paths.processing_input(input_name))
+    tokenizer = inputs.get(TOKENIZER_CHANNEL, paths.processing_input(TOKENIZER_CHANNEL))
     return (raw, tokenizer if tokenizer.is_dir() else None,
-            {name: outputs.get(name, paths.processing / "output" / name) for name in OUTPUTS})
+            {name: outputs.get(name, paths.processing_output(name)) for name in OUTPUTS})
 
 
 def _host(paths: SageMakerPaths) -> tuple[str, int]:
@@ -122,13 +124,13 @@ def prepare(args: argparse.Namespace, paths: SageMakerPaths) -> dict:
                            f"give a 'tokenizer' input, or run on one instance")
     else:
         tokenizer = train_tokenizer(iter_texts(texts), args.vocab_size)
-    save_tokenizer(tokenizer, outputs["tokenizer"] / TOKENIZER_FILE)
+    save_tokenizer(tokenizer, outputs[TOKENIZER_CHANNEL] / TOKENIZER_FILE)
 
     suffix = f"-{host}" if hosts > 1 else ""
     meta = dict(vocab_size=tokenizer.get_vocab_size(), eos_id=eos_id(tokenizer), fingerprint=fingerprint(tokenizer),
                 shard_size=args.shard_size_tokens)
-    train = ShardWriter(outputs["train"], f"train{suffix}", **meta)
-    validation = ShardWriter(outputs["validation"], f"validation{suffix}", **meta)
+    train = ShardWriter(outputs[TRAIN_CHANNEL], f"{TRAIN_CHANNEL}{suffix}", **meta)
+    validation = ShardWriter(outputs[VALIDATION_CHANNEL], f"{VALIDATION_CHANNEL}{suffix}", **meta)
     period = round(1 / args.validation_fraction) if args.validation_fraction > 0 else 0
     with train, validation:
         documents = encode_pieces(tokenizer, iter_pieces(texts),
@@ -138,8 +140,8 @@ def prepare(args: argparse.Namespace, paths: SageMakerPaths) -> dict:
                            f"but there are only {documents}: raise it, or pass 0 to let training hold out a slice")
     return {"documents": documents, "files": len(texts), "vocab_size": tokenizer.get_vocab_size(),
             "tokenizer_fingerprint": fingerprint(tokenizer),
-            "train": {"tokens": train.total_tokens, "shards": len(train.paths)},
-            "validation": {"tokens": validation.total_tokens, "shards": len(validation.paths)}}
+            TRAIN_CHANNEL: {"tokens": train.total_tokens, "shards": len(train.paths)},
+            VALIDATION_CHANNEL: {"tokens": validation.total_tokens, "shards": len(validation.paths)}}
 
 
 def main(argv: list[str]) -> int:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from jax_llm.contract.hyperparameters import MIN_VOCAB_SIZE
+
 EOS_TOKEN = "<|endoftext|>"
 TOKENIZER_FILE = "tokenizer.json"
-# 256 byte symbols plus the EOS token: the smallest vocabulary a byte-level BPE can have.
-MIN_VOCAB_SIZE = 257
 
 
 class TokenizerError(ValueError):

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from jax_llm.contract.paths import SageMakerPaths
-from jax_llm.contract.serving import DEFAULT_MAX_BATCH, MAX_BATCH_VARIABLE
+from jax_llm.contract.serving import DEFAULT_MAX_BATCH, MAX_BATCH_VARIABLE, PORT_VARIABLE, SERVING_PORT
 
 ONLINE_PAYLOAD_MB = 6  # InvokeEndpoint's fixed request limit
 ONLINE_TIMEOUT_S = 55.0  # InvokeEndpoint's client gives up at 60 s; answer before, with what we have
@@ -54,7 +54,7 @@ class ServingSettings:
 
     model_dir: Path  # /opt/ml/model (SAGEMAKER_BASE_DIR/model)
     host: str = "0.0.0.0"
-    port: int = 8080  # SAGEMAKER_BIND_TO_PORT (multi-container endpoints) overrides
+    port: int = SERVING_PORT  # PORT_VARIABLE (multi-container endpoints) overrides
     # Decode slots: requests generating at once (the compiled decode batch).
     max_batch: int = DEFAULT_MAX_BATCH
     max_queue: int = 256  # requests waiting for a slot before /invocations answers 429
@@ -93,7 +93,7 @@ class ServingSettings:
             )
         return cls(
             model_dir=SageMakerPaths.from_env(env).model,
-            port=_int(env, "SAGEMAKER_BIND_TO_PORT", cls.port, 1),
+            port=_int(env, PORT_VARIABLE, cls.port, 1),
             max_batch=max_batch,
             max_queue=_int(env, "JAX_LLM_MAX_QUEUE", cls.max_queue, 0),
             max_prefill_batch=_int(env, "JAX_LLM_MAX_PREFILL_BATCH", 0, 1) or None,

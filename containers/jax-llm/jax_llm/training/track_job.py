@@ -24,10 +24,10 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from jax_llm.contract.paths import MODEL_ARCHIVE, OUTPUT_ARCHIVE
 from jax_llm.contract.tracking import JOB_NAME_ENV, PARENT_ENV, URI_ENV
 from jax_llm.training import tracking
 
-MODEL_ARCHIVE, OUTPUT_ARCHIVE = "model.tar.gz", "output.tar.gz"  # SageMaker's names, side by side in S3
 ARTIFACTS = ("loss_curves.png", "loss_curves.json", "metrics.json")  # from the loss curves and model/
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from jax_llm.contract.requirements import pip_install
+from jax_llm.contract.serving import PROGRAM_VARIABLE
 
-PROGRAM_VARIABLE = "SAGEMAKER_PROGRAM"
 DEFAULT_PROGRAM = "inference.py"
 DEFAULT_ACCEPT_VARIABLE = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
 
