@@ -1,13 +1,33 @@
-# Everything a fresh machine needs (Python 3.11+, Node 20+, the package registries) is installed here.
+# Everything a fresh machine needs (Python 3.11+, Node.js LTS, the package registries) is installed here.
+# Node: the releases the pinned CDK's jsii runtime supports (it names them when it starts on any other;
+# the pinned CLI's AWS SDK asks for 22+ too). 20 and the odd releases still run, with a warning;
+# anything below 20 stops setup. See docs/contributing.md#nodejs.
+NODE_SUPPORTED := 22 24
+NODE_MINIMUM := 20
 PYTHON ?= python3
 VENV := .venv
 CHECKOV_VENV := .venv-checkov
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export PYTHONPATH := $(CURDIR):$(CURDIR)/containers/jax-llm
 
-.PHONY: setup test demo synth lock clean
+.PHONY: setup check-node lint test demo synth lock clean
 
-setup: $(VENV)/.installed $(CHECKOV_VENV)/.installed node_modules/.installed
+setup: check-node $(VENV)/.installed $(CHECKOV_VENV)/.installed node_modules/.installed
+
+check-node:
+	@want="Node.js $(firstword $(NODE_SUPPORTED)) or $(lastword $(NODE_SUPPORTED)) (LTS)"; \
+	found=$$(node -p 'process.versions.node' 2>/dev/null) || { \
+		echo "Node.js not found (or it does not run): the CDK CLI needs $$want" >&2; exit 1; }; \
+	major=$${found%%.*}; \
+	if [ "$$major" -lt $(NODE_MINIMUM) ]; then \
+		echo "Node.js $$found found; the pinned CDK needs $$want, and $(NODE_MINIMUM) at the very least" >&2; exit 1; \
+	fi; \
+	case " $(NODE_SUPPORTED) " in *" $$major "*) ;; *) \
+		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2; \
+		echo "!! WARNING: Node.js $$found found; the pinned CDK supports $$want." >&2; \
+		echo "!! It still runs for now (the CDK prints the same warning); install $$want." >&2; \
+		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2;; \
+	esac
 
 $(VENV)/.installed: requirements.txt containers/jax-llm/requirements.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -25,7 +45,14 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-test: setup
+# Fast offline checks first (seconds): ruff's lint and format rules (pyproject.toml) and actionlint on
+# .github/workflows; then the test suite.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/actionlint
+
+test: setup lint
 	$(VENV)/bin/python -m pytest
 
 demo: setup

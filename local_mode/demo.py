@@ -56,7 +56,7 @@ HELD_OUT_METRIC = "held_out_loss"  # both models on the same validation tokens: 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The demo's knobs; the defaults finish in under 10 minutes on a 2-core CPU (README)."""
+    """The demo's knobs; the defaults finish in under 10 minutes on a 2-core CPU (docs/benchmarks.md)."""
     parser.add_argument("--steps", type=int, default=600, help="training steps (default %(default)s)")
     parser.add_argument("--corpus-mb", type=float, default=4.0, help="MB of stdlib source to train on")
     parser.add_argument("--vocab-size", type=int, default=2048, help="BPE vocabulary trained by prepare")

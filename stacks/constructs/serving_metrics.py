@@ -12,7 +12,7 @@ names the endpoint or instance, so the metrics have none: every instance of the 
 
 The log group is created here, before the endpoint (SageMaker would otherwise create it on first log,
 unencrypted and kept forever). A group left by an earlier endpoint of the same name makes the deploy stop
-with "already exists": ``cdk deploy --import-existing-resources`` adopts it (README, EndpointStack).
+with "already exists": ``cdk deploy --import-existing-resources`` adopts it (docs/stacks.md, token metrics).
 """
 
 from __future__ import annotations

@@ -176,5 +176,5 @@ def read_hyperparameters(path: Path) -> TrainConfig:
 
 
 def describe() -> list[tuple[str, str, str, str]]:
-    """(name, type, default, meaning) for every hyperparameter: the README table is generated from this."""
+    """(name, type, default, meaning) of each hyperparameter; a test checks docs/training.md's table."""
     return [(f.name, f.type, json.dumps(f.default), f.metadata["meaning"]) for f in FIELDS.values()]
