@@ -80,7 +80,6 @@ def test_every_field_is_described_for_the_readme():
 
 
 def test_readme_table_lists_every_hyperparameter_with_its_default():
-
     readme = (REPO / "docs" / "training.md").read_text()
     for name, kind, default, _ in describe():
         row = f"| `{name}` | {kind} | `{default}` |"
