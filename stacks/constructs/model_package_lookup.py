@@ -1,12 +1,12 @@
 """Deploy-time lookup of the model package to serve (so `cdk synth` never calls AWS): the version the release
 function requested (checked to be Approved in the group), else the newest Approved one.
 
-Why a small inline Python function and not an AwsCustomResource: AwsCustomResource could call
+Why a small Python function and not an AwsCustomResource: AwsCustomResource could call
 ListModelPackages, but with no Approved version it would fail on reading
 ``ModelPackageSummaryList.0.ModelPackageArn`` from an empty list, an error that says nothing about
-approval. This handler fails the deploy with "no Approved version ... approve one with ...". Its code
-(model_package_lookup_handler.py) is inlined in the template: no asset bucket, and the test suite runs
-the very same file against moto.
+approval. This handler fails the deploy with "no Approved version ... approve one with ...". Its code is
+the asset folder `model_package_lookup_handler/` (one `index.py`, the layout of every Lambda here), and the
+test suite runs the very same file against moto.
 
 CloudFormation calls the handler when the resource is created and when its properties change, not on
 every deploy: the release function changes ``requested`` (a stack parameter) when a version is approved.
@@ -26,7 +26,7 @@ from constructs import Construct
 from stacks.checkov import skip_checkov
 from stacks.nag import acknowledge
 
-HANDLER_SOURCE = Path(__file__).with_name("model_package_lookup_handler.py")
+HANDLER_DIR = Path(__file__).with_name("model_package_lookup_handler")
 RESOURCE_TYPE = "Custom::NewestApprovedModelPackage"
 LOOKUP_ACTION = "sagemaker:ListModelPackages"
 DESCRIBE_ACTION = "sagemaker:DescribeModelPackage"
@@ -81,7 +81,8 @@ class ModelPackageLookup(Construct):
             "Handler",
             runtime=lambda_.Runtime.PYTHON_3_14,
             handler="index.handler",
-            code=lambda_.Code.from_inline(HANDLER_SOURCE.read_text()),
+            # Only the handler: bytecode a test run leaves beside it would change the asset hash.
+            code=lambda_.Code.from_asset(str(HANDLER_DIR), exclude=["__pycache__", "*.pyc"]),
             timeout=Duration.seconds(60),
             role=role,
             log_group=log_group,

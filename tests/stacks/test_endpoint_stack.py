@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from aws_cdk.assertions import Annotations, Match, Template
 
 from jax_llm.contract.serving import DEFAULT_MAX_BATCH
 from stacks.constructs.endpoint import VARIANT_NAME, has_instance_storage
-from stacks.constructs.model_package_lookup import (DESCRIBE_ACTION, HANDLER_SOURCE, LOOKUP_ACTION,
+from stacks.constructs.model_package_lookup import (DESCRIBE_ACTION, HANDLER_DIR, LOOKUP_ACTION,
                                                    RESOURCE_TYPE)
 from stacks.settings import Settings, SettingsError
 from tests.support import REPO
@@ -79,7 +80,7 @@ def test_model_serves_the_package_the_lookup_finds(default):
     assert container == {"ModelPackageName": {"Fn::GetAtt": [lookup_id, "ModelPackageArn"]}}
 
 
-def test_lookup_asks_for_the_group_and_its_handler_is_the_tested_file_inlined(default, settings):
+def test_lookup_asks_for_the_group_and_its_handler_is_the_tested_file(synthesized_app, default, settings):
     _, lookup = _one(default, RESOURCE_TYPE)
     function_id, function = _lookup_function(default)
     assert lookup["Properties"] == {
@@ -88,7 +89,9 @@ def test_lookup_asks_for_the_group_and_its_handler_is_the_tested_file_inlined(de
         "LookupToken": "",
         "Requested": {"Ref": "RequestedModelPackageArn"},  # set by the release function on approval
     }
-    assert function["Properties"]["Code"] == {"ZipFile": HANDLER_SOURCE.read_text()}
+    asset = Path(synthesized_app.outdir) / function["Metadata"]["aws:asset:path"]
+    assert sorted(p.name for p in asset.iterdir()) == ["index.py"]
+    assert (asset / "index.py").read_text() == (HANDLER_DIR / "index.py").read_text()
     assert function["Properties"]["Handler"] == "index.handler"
     assert function["Properties"]["Runtime"].startswith("python3.")
 

@@ -16,7 +16,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from stacks.constructs import model_package_lookup_handler as lookup
+from stacks.constructs.model_package_lookup_handler import index as lookup
 from stacks.constructs.model_package_lookup import DESCRIBE_ACTION, LOOKUP_ACTION
 
 GROUP = "jax-llm-gpt"
