@@ -14,7 +14,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from jax_llm.contract.paths import DATA_CHANNELS, MODEL_ARCHIVE, RAW_INPUT, VALIDATION_CHANNEL
+from jax_llm.contract.paths import DATA_CHANNELS, LOSS_CURVES_PNG, MODEL_ARCHIVE, RAW_INPUT, VALIDATION_CHANNEL
+from jax_llm.host_tools import held_out_loss, save_initial_model
 from local_mode import container_engine, tracking
 from local_mode.endpoint import LocalEndpoint
 from local_mode.packaging import package_model
@@ -137,38 +138,9 @@ def sample(endpoint: LocalEndpoint, label: str) -> str:
     return "\n".join(printed)
 
 
-def held_out_loss(model_dir: Path, validation: Path, *, rows: int = 16, batches: int = 8) -> float:
-    """Mean next-token cross-entropy of an exported model on the first windows of the validation shards: the
-    same tokens for any model, so the untrained and trained runs compare on it."""
-    import numpy as np
-    import optax
-
-    from jax_llm.data.shards import open_shard
-    from jax_llm.model.export import load_model
-
-    model = load_model(model_dir)
-    seq_len = model.config.max_seq_len
-    tokens = np.concatenate([np.asarray(open_shard(path)) for path in sorted(validation.glob("*.bin"))])
-    count = min(rows * batches, (len(tokens) - 1) // seq_len)
-    windows = np.stack([tokens[i * seq_len:(i + 1) * seq_len + 1] for i in range(count)]).astype(np.int32)
-    losses = []
-    for start in range(0, count, rows):
-        chunk = windows[start:start + rows]
-        logits, _ = model(chunk[:, :-1])
-        losses.append(float(optax.softmax_cross_entropy_with_integer_labels(logits, chunk[:, 1:]).mean()))
-    return float(np.mean(losses))
-
-
 def untrained_archive(model_dir: Path, seed: int, destination: Path) -> Path:
     """The exported architecture at its step-0 initialization, packaged as the trained model is."""
-    from flax import nnx
-
-    from jax_llm.model.export import TOKENIZER_FILE, read_model_config, save_model
-    from jax_llm.model.gpt import GPT
-
-    # The trainer initializes GPT(config, rngs=nnx.Rngs(params=seed)): the same call gives its step-0 weights.
-    model = GPT(read_model_config(model_dir), rngs=nnx.Rngs(params=seed))
-    save_model(destination / "model", model, model_dir / TOKENIZER_FILE)
+    save_initial_model(model_dir, seed, destination / "model")
     package_model([destination / "model"], destination / MODEL_ARCHIVE)
     return destination / MODEL_ARCHIVE
 
@@ -224,9 +196,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         if not trained.ok:
             raise StageFailed(f"training failed: {trained.failure_reason.splitlines()[0]}")
-        from jax_llm.training.loss_curves import PNG_FILE  # the trainer writes the plot into output/data/
-
-        plot = trained.trees["algo-1"].output_data / PNG_FILE
+        plot = trained.trees["algo-1"].output_data / LOSS_CURVES_PNG
 
     with stages.stage("endpoint `serve`: an untrained model, then the trained one, same prompts"):
         model_dir, seed = trained.trees["algo-1"].model, DEMO_HYPERPARAMETERS["seed"]

@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from jax_llm.contract.tracking import ARTIFACT_LOCATION_ENV, EXPERIMENT_ENV, URI_ENV
-from jax_llm.training.tracking import experiment_id_of
+from jax_llm.contract.tracking import ARTIFACT_LOCATION_ENV, EXPERIMENT_ENV, URI_ENV, experiment_id_of
 
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"

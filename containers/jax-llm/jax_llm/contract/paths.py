@@ -24,6 +24,10 @@ RAW_INPUT = "raw"  # `prepare`'s ProcessingInput of raw text
 # <output path>/<job name>/output/.
 MODEL_ARCHIVE = "model.tar.gz"
 OUTPUT_ARCHIVE = "output.tar.gz"
+# What a finished training job leaves for people and tools: beside the weights in model/, and in output/data/.
+METRICS_FILE = "metrics.json"  # model/: the final train and validation losses
+LOSS_CURVES_JSON = "loss_curves.json"  # output/data/
+LOSS_CURVES_PNG = "loss_curves.png"  # output/data/
 # Set by the tuning pipeline: its trials share one checkpoint S3 prefix, and SageMaker restores everything
 # under it into every trial's checkpoint directory, so each trial keeps its own: checkpoints/jobs/<name>.
 PER_JOB_CHECKPOINTS_ENV = "JAX_LLM_CHECKPOINTS_PER_JOB"

@@ -29,3 +29,18 @@ def quiet_arn_plugin(uri: str) -> None:
     and fails on any other, which MLflow logs as a warning on every request; keep those out of the log."""
     if not uri.startswith("arn:"):
         logging.getLogger("mlflow.tracking.request_header.registry").setLevel(logging.ERROR)
+
+
+def experiment_id_of(client, name: str, artifact_location: str | None = None) -> str:
+    """The experiment's id, created when missing (another job may create it at the same moment). `client` is
+    an `mlflow.MlflowClient`: the trainer's and local mode's, which both find experiments by this rule."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except Exception:  # noqa: BLE001 - lost the race to another job: read theirs
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id

@@ -23,6 +23,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from jax_llm.contract.paths import METRICS_FILE
 from jax_llm.model.chat_template import write_chat_template
 from jax_llm.model.config import ModelConfig
 from jax_llm.model.gpt import GPT
@@ -31,7 +32,6 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
 PARAMS_FILE = "params.npz"
-METRICS_FILE = "metrics.json"
 
 
 def _flat_params(model: GPT) -> dict[str, np.ndarray]:

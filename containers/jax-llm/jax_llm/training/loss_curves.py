@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-JSON_FILE = "loss_curves.json"
-PNG_FILE = "loss_curves.png"
+from jax_llm.contract.paths import LOSS_CURVES_JSON, LOSS_CURVES_PNG
 
 
 def write_loss_curves(out_dir: Path, history: dict[str, list[list[float]]]) -> None:
@@ -18,7 +17,7 @@ def write_loss_curves(out_dir: Path, history: dict[str, list[list[float]]]) -> N
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / JSON_FILE).write_text(json.dumps(history) + "\n")
+    (out_dir / LOSS_CURVES_JSON).write_text(json.dumps(history) + "\n")
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, points in history.items():
         if points:
@@ -29,5 +28,5 @@ def write_loss_curves(out_dir: Path, history: dict[str, list[list[float]]]) -> N
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out_dir / PNG_FILE, dpi=100)
+    fig.savefig(out_dir / LOSS_CURVES_PNG, dpi=100)
     plt.close(fig)

@@ -24,11 +24,12 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from jax_llm.contract.paths import MODEL_ARCHIVE, OUTPUT_ARCHIVE
+from jax_llm.contract.paths import (LOSS_CURVES_JSON, LOSS_CURVES_PNG, METRICS_FILE, MODEL_ARCHIVE,
+                                    OUTPUT_ARCHIVE)
 from jax_llm.contract.tracking import JOB_NAME_ENV, PARENT_ENV, URI_ENV
 from jax_llm.training import tracking
 
-ARTIFACTS = ("loss_curves.png", "loss_curves.json", "metrics.json")  # from the loss curves and model/
+ARTIFACTS = (LOSS_CURVES_PNG, LOSS_CURVES_JSON, METRICS_FILE)  # from the loss curves and model/
 
 
 def parser() -> argparse.ArgumentParser:
@@ -110,7 +111,7 @@ def run_record(model_dir: Path, output_dir: Path) -> dict:
         return json.loads(recorded.read_text())
     config = json.loads((model_dir / "config.json").read_text())
     params = {**config.get("hyperparameters", {}), **{f"model.{k}": v for k, v in config["model"].items()}}
-    metrics_file = model_dir / "metrics.json"
+    metrics_file = model_dir / METRICS_FILE
     final = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     step = int(final.get("steps", 0))
     metrics = [[k, final[k], step, None] for k in ("train_loss", "val_loss") if k in final]

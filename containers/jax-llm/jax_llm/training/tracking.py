@@ -24,7 +24,7 @@ from typing import Any
 
 from jax_llm.contract.tracking import (ARTIFACT_LOCATION_ENV, DEFAULT_EXPERIMENT, EXPERIMENT_ENV,
                                        JOB_NAME_ENV, PARENT_ENV, PARENT_TAG, TAG_ENV, URI_ENV,
-                                       quiet_arn_plugin)
+                                       experiment_id_of, quiet_arn_plugin)
 
 RECORD_FILE = "mlflow_run.json"  # in output/data/: the record a step after the job logs
 # A server that does not answer should cost seconds, not MLflow's default of 7 retries of 120 s each.
@@ -149,20 +149,6 @@ class RunTracker(RunRecord):
         if self._thread.is_alive():
             print(f"MLflow tracking: {self.uri} did not take the run's last records within "
                   f"{CLOSE_TIMEOUT_S:.0f} s; they are not logged", file=sys.stderr, flush=True)
-
-
-def experiment_id_of(client, name: str, artifact_location: str | None = None) -> str:
-    """The experiment's id, created when missing (another job may create it at the same moment)."""
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    try:
-        return client.create_experiment(name, artifact_location=artifact_location)
-    except Exception:  # noqa: BLE001 - lost the race to another job: read theirs
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            raise
-        return found.experiment_id
 
 
 def parent_run_id(client, experiment_id: str, key: str) -> str:

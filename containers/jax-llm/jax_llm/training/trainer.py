@@ -21,14 +21,14 @@ from jax_llm.contract import distributed
 from jax_llm.training import sharding, tracking
 from jax_llm.training.checkpointing import Checkpointer
 from jax_llm.data.channels import load_training_data
-from jax_llm.model.export import METRICS_FILE, save_model
+from jax_llm.model.export import save_model
 from jax_llm.contract.hyperparameters import HyperparameterError, TrainConfig
 from jax_llm.training.interruption import Interrupted, StopFlag
-from jax_llm.training.loss_curves import JSON_FILE, PNG_FILE, write_loss_curves
+from jax_llm.training.loss_curves import write_loss_curves
 from jax_llm.contract.metrics import format_eval_line, format_train_line
 from jax_llm.model.config import ModelConfig
 from jax_llm.training.optimizer import learning_rate_schedule, make_optimizer
-from jax_llm.contract.paths import SageMakerPaths
+from jax_llm.contract.paths import LOSS_CURVES_JSON, LOSS_CURVES_PNG, METRICS_FILE, SageMakerPaths
 from jax_llm.training.peak_flops import device_peak
 from jax_llm.training.train_step import abstract_state, create_train_state, make_eval_step, make_train_step
 
@@ -197,7 +197,7 @@ class Trainer:
         write_loss_curves(self.paths.output_data, self.history)
         self._log(f"exported model to {self.paths.model}: {json.dumps(metrics)}")
         self.tracker.save(self.paths.output_data / tracking.RECORD_FILE)
-        self.tracker.log_artifacts([self.paths.output_data / PNG_FILE, self.paths.output_data / JSON_FILE,
+        self.tracker.log_artifacts([self.paths.output_data / LOSS_CURVES_PNG, self.paths.output_data / LOSS_CURVES_JSON,
                                     self.paths.model / METRICS_FILE])
 
     def close(self) -> None:
