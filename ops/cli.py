@@ -12,6 +12,7 @@ from ops import endpoint_invocation, experiment_runs, images, model_registry, pi
 from ops.aws import Aws
 from ops.errors import OpsError, translate
 from ops.stack_outputs import require_output, stack_outputs
+from stacks.constructs.release_handler.index import COMPONENT_OUTPUT
 
 # Output keys of the deployed stacks that the CLI reads (TrainingStack's and EndpointStack's CfnOutputs).
 TRAINING_PIPELINE_OUTPUT = "TrainingPipelineName"
@@ -98,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="the request's schema: TGI's, OpenAI's completions, or OpenAI's chat (default: tgi)")
     invoke.add_argument("--system", help="chat: a system message before the prompt")
     invoke.add_argument("--endpoint-name", help="endpoint (default: from EndpointStack's outputs)")
+    invoke.add_argument("--inference-component", help="the endpoint's inference component to invoke (default: "
+                        "EndpointStack's, when it serves in inference-components mode)")
     invoke.add_argument("--stream", action="store_true", help="print tokens as they are generated")
     invoke.add_argument("--max-new-tokens", type=int, default=64)
     invoke.add_argument("--temperature", type=float)
@@ -204,7 +207,12 @@ def _invoke(args: argparse.Namespace, aws: Aws) -> None:
     """invoke: one prompt, printed whole or token by token."""
     if args.system and args.schema != "chat":
         raise OpsError("--system needs --schema chat")
-    endpoint = args.endpoint_name or _output(aws, args.endpoint_stack, ENDPOINT_OUTPUT)
+    if args.endpoint_name:
+        endpoint, component = args.endpoint_name, args.inference_component
+    else:  # an EndpointStack of inference components names its component in an output too
+        outputs = stack_outputs(aws, args.endpoint_stack)
+        endpoint = require_output(outputs, ENDPOINT_OUTPUT, args.endpoint_stack)
+        component = args.inference_component or outputs.get(COMPONENT_OUTPUT)
     endpoint_invocation.require_in_service(aws, endpoint)
     parameters = {
         "max_new_tokens": args.max_new_tokens,
@@ -216,10 +224,10 @@ def _invoke(args: argparse.Namespace, aws: Aws) -> None:
     }
     body = endpoint_invocation.request_body(args.schema, args.prompt, parameters, args.stream, args.system)
     if not args.stream:
-        for text in endpoint_invocation.answer_texts(args.schema, endpoint_invocation.invoke(aws, endpoint, body)):
+        for text in endpoint_invocation.answer_texts(args.schema, endpoint_invocation.invoke(aws, endpoint, body, component)):
             print(text)
         return
-    for event in endpoint_invocation.invoke_stream(aws, endpoint, body):
+    for event in endpoint_invocation.invoke_stream(aws, endpoint, body, component):
         print(endpoint_invocation.event_text(args.schema, event), end="", flush=True)
     print()
 
