@@ -43,6 +43,16 @@ class Rollout:
 
 
 @dataclass
+class Component:
+    """The inference component serving in inference-components mode, as DescribeInferenceComponent says."""
+
+    name: str
+    status: str  # InService, Creating, Updating, Failed, Deleting
+    copies: int  # running now (0: scaled to zero)
+    desired_copies: int
+
+
+@dataclass
 class ReleaseStatus:
     """What EndpointStack serves and requests, whether approvals roll out, and its last rollouts."""
 
@@ -52,16 +62,6 @@ class ReleaseStatus:
     function: str | None  # the release function; None when the stack is pinned (-c modelPackageArn)
     rollouts: list[Rollout] = field(default_factory=list)
     component: Component | None = None  # inference-components mode: the component serving the version
-
-
-@dataclass
-class Component:
-    """The inference component serving in inference-components mode, as DescribeInferenceComponent says."""
-
-    name: str
-    status: str  # InService, Creating, Updating, Failed, Deleting
-    copies: int  # running now (0: scaled to zero)
-    desired_copies: int
 
     @property
     def rolling_out(self) -> str | None:
