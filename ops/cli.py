@@ -8,7 +8,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ops import endpoint_invocation, experiment_runs, images, model_registry, pipeline_runs, release
+from ops import (batch_generation, endpoint_invocation, experiment_runs, images, model_registry, pipeline_runs,
+                 release)
 from ops.aws import Aws
 from ops.errors import OpsError, translate
 from ops.stack_outputs import require_output, stack_outputs
@@ -21,6 +22,8 @@ GROUP_OUTPUT = "ModelPackageGroupName"
 ENDPOINT_OUTPUT = "EndpointName"
 IMAGE_OUTPUT = "ImageUri"
 TRACKING_OUTPUT = "MlflowTrackingServerArn"
+ROLE_OUTPUT = "ExecutionRoleArn"
+KEY_OUTPUT = "KmsKeyArn"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -92,6 +95,19 @@ def _parser() -> argparse.ArgumentParser:
                       help="MLflow experiment (repeatable; default: both pipelines' names)")
     runs.add_argument("--limit", type=int, default=20, help="how many runs (default %(default)s)")
     runs.set_defaults(group=None, json=False)
+
+    generate = commands.add_parser(
+        "generate", help="answer a JSON Lines file of TGI requests with a model version (a batch transform job)")
+    generate.add_argument("--model-package", required=True, help="version number in the group, or its ARN")
+    generate.add_argument("--input", required=True, help="s3://.../prompts.jsonl: one TGI request per line")
+    generate.add_argument("--output", required=True, help="s3://... prefix: answers in <prefix>/<file>.out")
+    generate.add_argument("--instance-type", help="default: the first instance type the version supports")
+    generate.add_argument("--instance-count", type=int, default=1)
+    generate.add_argument("--max-concurrent", type=int,
+                          help="requests per instance at once (default: what the container advertises)")
+    generate.add_argument("--wait", action="store_true", help="wait for the job to end and say where the "
+                          "answers are (without it: print the job's name and return)")
+    generate.add_argument("--group", help="model package group (default: from TrainingStack's outputs)")
 
     invoke = commands.add_parser("invoke", help="send a prompt to the endpoint (TGI's or OpenAI's schema)")
     invoke.add_argument("prompt")
@@ -232,6 +248,29 @@ def _invoke(args: argparse.Namespace, aws: Aws) -> None:
     print()
 
 
+def _generate(args: argparse.Namespace, aws: Aws) -> None:
+    """generate: a transform job over a JSON Lines file, on a registered version."""
+    outputs = stack_outputs(aws, args.training_stack)
+    if args.model_package.startswith("arn:"):
+        arn = args.model_package
+    else:
+        group = args.group or require_output(outputs, GROUP_OUTPUT, args.training_stack)
+        arn = model_registry.resolve_version(aws, group, args.model_package)
+    instance_type = args.instance_type or model_registry.default_instance_type(aws, arn)
+    job = batch_generation.GenerationJob(
+        model_package_arn=arn, input_uri=args.input, output_uri=args.output, instance_type=instance_type,
+        instance_count=args.instance_count, max_concurrent=args.max_concurrent)
+    name = batch_generation.start(aws, job, role_arn=require_output(outputs, ROLE_OUTPUT, args.training_stack),
+                                  kms_key_arn=outputs.get(KEY_OUTPUT))
+    print(f"Started transform job {name} ({instance_type} x {args.instance_count}) on {arn}")
+    if not args.wait:
+        print(f"Follow it with `aws sagemaker describe-transform-job --transform-job-name {name}`; answers "
+              f"go to {batch_generation.output_location(job)}")
+        return
+    batch_generation.wait(aws, name, progress=lambda status: print(f"  {status}", flush=True))
+    print(f"Answers: {batch_generation.output_location(job)}")
+
+
 _COMMANDS = {
     "train": _run,
     "tune": _run,
@@ -239,6 +278,7 @@ _COMMANDS = {
     "approve": _decide,
     "reject": _decide,
     "invoke": _invoke,
+    "generate": _generate,
     "release": _release,
     "rollback": _rollback,
     "images": _prune,
