@@ -44,6 +44,7 @@ class MetricScope:
     utilization_namespace: str
     gpu: tuple[str, ...]
     host: tuple[str, ...]
+    errors: tuple[str, ...] = ("Invocation4XXErrors", "Invocation5XXErrors", "InvocationModelErrors")
 
     @classmethod
     def of_variant(cls, endpoint_name: str, variant_name: str) -> MetricScope:
@@ -59,7 +60,9 @@ class MetricScope:
         return cls({"InferenceComponentName": component_name}, "copy", "copies", "InvocationsPerCopy",
                    "ConcurrentRequestsPerCopy", COMPONENT_NAMESPACE,
                    ("GPUUtilizationNormalized", "GPUMemoryUtilizationNormalized"),
-                   ("CPUUtilizationNormalized", "MemoryUtilizationNormalized"))
+                   ("CPUUtilizationNormalized", "MemoryUtilizationNormalized"),
+                   # Requests that found no copy (scaled to zero, or all copies starting) fail with this.
+                   (*cls.errors, "NoCapacityInvocationFailures"))
 
 
 class EndpointMonitoring(Construct):
@@ -161,10 +164,7 @@ class EndpointMonitoring(Construct):
             self._metric("ModelLatency", p, label=f"ModelLatency {p} (µs)") for p in ("p50", "p90", "p99")
         ]
         overhead = self._metric("OverheadLatency", "p90", label="OverheadLatency p90 (µs)")
-        errors = [
-            self._metric(name, "Sum")
-            for name in ("Invocation4XXErrors", "Invocation5XXErrors", "InvocationModelErrors")
-        ]
+        errors = [self._metric(name, "Sum") for name in self._scope.errors]
         namespace = self._scope.utilization_namespace
         gpu = [self._metric(name, "Average", namespace) for name in self._scope.gpu]
         host = [self._metric(name, "Average", namespace) for name in self._scope.host]
