@@ -74,7 +74,8 @@ def transform_request(name: str, job: GenerationJob, kms_key_arn: str | None) ->
         },
         "TransformOutput": {"S3OutputPath": job.output_uri, "Accept": REQUEST_TYPE, "AssembleWith": "Line"},
         "TransformResources": {"InstanceType": job.instance_type, "InstanceCount": job.instance_count},
-        "ModelClientConfig": {"InvocationsTimeoutInSeconds": INVOCATION_TIMEOUT_S, "InvocationsMaxRetries": 1},
+        "ModelClientConfig": {"InvocationsTimeoutInSeconds": INVOCATION_TIMEOUT_S,
+                              "InvocationsMaxRetries": 1},
     }
     if job.max_concurrent is not None:
         request["MaxConcurrentTransforms"] = job.max_concurrent
@@ -113,8 +114,9 @@ def wait(aws: Aws, name: str, *, poll_s: float = 30.0,
         time.sleep(poll_s)
     sagemaker.delete_model(ModelName=name)
     if status != "Completed":
-        raise OpsError(f"Transform job {name} {status.lower()}: {described.get('FailureReason', 'no reason given')}"
-                       f" (its logs: /aws/sagemaker/TransformJobs, streams {name}/...)")
+        reason = described.get("FailureReason", "no reason given")
+        raise OpsError(f"Transform job {name} {status.lower()}: {reason} "
+                       f"(its logs: /aws/sagemaker/TransformJobs, streams {name}/...)")
     return described
 
 

@@ -8,8 +8,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ops import (batch_generation, endpoint_invocation, experiment_runs, images, model_registry, pipeline_runs,
-                 release)
+from ops import (batch_generation, endpoint_invocation, experiment_runs, images, model_registry,
+                 pipeline_runs, release)
 from ops.aws import Aws
 from ops.errors import OpsError, translate
 from ops.stack_outputs import require_output, stack_outputs
@@ -97,7 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     runs.set_defaults(group=None, json=False)
 
     generate = commands.add_parser(
-        "generate", help="answer a JSON Lines file of TGI requests with a model version (a batch transform job)")
+        "generate",
+        help="answer a JSON Lines file of TGI requests with a model version (a batch transform job)")
     generate.add_argument("--model-package", required=True, help="version number in the group, or its ARN")
     generate.add_argument("--input", required=True, help="s3://.../prompts.jsonl: one TGI request per line")
     generate.add_argument("--output", required=True, help="s3://... prefix: answers in <prefix>/<file>.out")
@@ -115,8 +116,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="the request's schema: TGI's, OpenAI's completions, or OpenAI's chat (default: tgi)")
     invoke.add_argument("--system", help="chat: a system message before the prompt")
     invoke.add_argument("--endpoint-name", help="endpoint (default: from EndpointStack's outputs)")
-    invoke.add_argument("--inference-component", help="the endpoint's inference component to invoke (default: "
-                        "EndpointStack's, when it serves in inference-components mode)")
+    invoke.add_argument("--inference-component",
+                        help="the endpoint's inference component to invoke (default: EndpointStack's, "
+                             "when it serves in inference-components mode)")
     invoke.add_argument("--stream", action="store_true", help="print tokens as they are generated")
     invoke.add_argument("--max-new-tokens", type=int, default=64)
     invoke.add_argument("--temperature", type=float)
@@ -240,7 +242,8 @@ def _invoke(args: argparse.Namespace, aws: Aws) -> None:
     }
     body = endpoint_invocation.request_body(args.schema, args.prompt, parameters, args.stream, args.system)
     if not args.stream:
-        for text in endpoint_invocation.answer_texts(args.schema, endpoint_invocation.invoke(aws, endpoint, body, component)):
+        answer = endpoint_invocation.invoke(aws, endpoint, body, component)
+        for text in endpoint_invocation.answer_texts(args.schema, answer):
             print(text)
         return
     for event in endpoint_invocation.invoke_stream(aws, endpoint, body, component):
@@ -260,8 +263,8 @@ def _generate(args: argparse.Namespace, aws: Aws) -> None:
     job = batch_generation.GenerationJob(
         model_package_arn=arn, input_uri=args.input, output_uri=args.output, instance_type=instance_type,
         instance_count=args.instance_count, max_concurrent=args.max_concurrent)
-    name = batch_generation.start(aws, job, role_arn=require_output(outputs, ROLE_OUTPUT, args.training_stack),
-                                  kms_key_arn=outputs.get(KEY_OUTPUT))
+    role_arn = require_output(outputs, ROLE_OUTPUT, args.training_stack)
+    name = batch_generation.start(aws, job, role_arn=role_arn, kms_key_arn=outputs.get(KEY_OUTPUT))
     print(f"Started transform job {name} ({instance_type} x {args.instance_count}) on {arn}")
     if not args.wait:
         print(f"Follow it with `aws sagemaker describe-transform-job --transform-job-name {name}`; answers "

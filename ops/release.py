@@ -92,7 +92,8 @@ def _component(aws: Aws, name: str) -> Component:
         described = aws.client("sagemaker").describe_inference_component(InferenceComponentName=name)
     runtime = described.get("RuntimeConfig") or {}
     return Component(name=name, status=described["InferenceComponentStatus"],
-                     copies=runtime.get("CurrentCopyCount", 0), desired_copies=runtime.get("DesiredCopyCount", 0))
+                     copies=runtime.get("CurrentCopyCount", 0),
+                     desired_copies=runtime.get("DesiredCopyCount", 0))
 
 
 def _rollouts(cloudformation, stack_name: str, limit: int) -> list[Rollout]:

@@ -107,6 +107,8 @@ class EndpointStack(Stack):
 
         self.endpoint_name = endpoint_name
         self.model_package_arn = model_package_arn
+        component_description = "The inference component serving the model" + (
+            " (its copies scale to zero when idle)" if endpoint_settings.scales_to_zero else "")
         body = json.dumps({"inputs": EXAMPLE_PROMPT, "parameters": {"max_new_tokens": 32}})
         # An endpoint of inference components takes requests for one of them.
         target = f"--endpoint-name {endpoint_name}" + (
@@ -122,8 +124,6 @@ class EndpointStack(Stack):
                 "Invoke the endpoint with TGI's request schema",
             ),
             ("DashboardName", monitoring.dashboard.dashboard_name, "CloudWatch dashboard of the endpoint"),
-            *([(COMPONENT_OUTPUT, component_name, "The inference component serving the model (its copies "
-                "scale to zero when idle)" if endpoint_settings.scales_to_zero
-                else "The inference component serving the model")] if component_name else []),
+            *([(COMPONENT_OUTPUT, component_name, component_description)] if component_name else []),
         ]:
             CfnOutput(self, output_id, value=value, description=description)

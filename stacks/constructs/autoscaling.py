@@ -10,10 +10,10 @@ the instances still answer without queueing, since a new GPU instance takes minu
 In inference-components mode the scalable target is the component's copy count instead, tracked on
 concurrent requests per copy; SageMaker's managed instance scaling adds and removes the instances the copies
 need. With a minimum of 0 copies, target tracking scales in to zero but never out of it (no copy, no
-metric): the documented way back is a step-scaling policy that adds a copy when the NoCapacityInvocationFailures
-alarm fires, which is the first request that found no copy (SageMaker Developer Guide, "Scale an endpoint to
-zero instances"; "Auto scaling policy overview": "you must use step scaling if you want to enable an endpoint
-to scale out from zero active instances").
+metric): the documented way back is a step-scaling policy that adds a copy when the alarm on
+NoCapacityInvocationFailures fires, which is the first request that found no copy (SageMaker Developer
+Guide, "Scale an endpoint to zero instances"; "Auto scaling policy overview": "you must use step scaling if
+you want to enable an endpoint to scale out from zero active instances").
 
 SageMaker refuses an UpdateEndpoint that changes the instance type of a variant registered as a scalable
 target, and CloudFormation cannot deregister it before updating the endpoint in the same deploy. Changing

@@ -9,7 +9,8 @@ In inference-components mode SageMaker publishes the invocation metrics per comp
 the resources the copies reserve (``/aws/sagemaker/InferenceComponents``, ``GPUUtilizationNormalized``, ...):
 ``MetricScope`` holds those names for each mode, and the same alarms and dashboard are built from it.
 
-The alarms name the endpoint and variant (or component) as fixed strings (not references to the endpoint), because the
+The alarms name the endpoint and variant (or component) as fixed strings (not references to the endpoint),
+because the
 endpoint refers to the alarms in its AutoRollbackConfiguration: references both ways would be a cycle.
 """
 
@@ -221,7 +222,8 @@ class EndpointMonitoring(Construct):
             for statistic in ("Average", "Maximum")
         ]
         slots = cloudwatch.HorizontalAnnotation(value=settings.slots, label=f"{settings.slots} decode slots")
-        concurrency = self._metric(self._scope.concurrency, "Average", label=f"concurrent requests per {unit}")
+        concurrency = self._metric(self._scope.concurrency, "Average",
+                                   label=f"concurrent requests per {unit}")
         target = cloudwatch.HorizontalAnnotation(
             value=settings.target_concurrency, label=f"autoscaling target {settings.target_concurrency:g}"
         )

@@ -52,7 +52,8 @@ class ModelComponent(Construct):
             number_of_accelerator_devices_required=settings.copy_accelerators or None,
             min_memory_required_in_mb=settings.copy_memory_mb,
         )
-        batch = sagemaker.CfnInferenceComponent.InferenceComponentCapacitySizeProperty
+        ic = sagemaker.CfnInferenceComponent
+        batch = ic.InferenceComponentCapacitySizeProperty
         self.component = sagemaker.CfnInferenceComponent(
             self,
             "Component",
@@ -62,7 +63,7 @@ class ModelComponent(Construct):
             specification=sagemaker.CfnInferenceComponent.InferenceComponentSpecificationProperty(
                 model_name=model.attr_model_name,
                 compute_resource_requirements=requirements,
-                startup_parameters=sagemaker.CfnInferenceComponent.InferenceComponentStartupParametersProperty(
+                startup_parameters=ic.InferenceComponentStartupParametersProperty(
                     container_startup_health_check_timeout_in_seconds=settings.startup_timeout_seconds,
                     model_data_download_timeout_in_seconds=settings.download_timeout_seconds,
                 ),
@@ -71,7 +72,7 @@ class ModelComponent(Construct):
                 copy_count=settings.initial_copy_count
             ),
             deployment_config=sagemaker.CfnInferenceComponent.InferenceComponentDeploymentConfigProperty(
-                rolling_update_policy=sagemaker.CfnInferenceComponent.InferenceComponentRollingUpdatePolicyProperty(
+                rolling_update_policy=ic.InferenceComponentRollingUpdatePolicyProperty(
                     maximum_batch_size=batch(type="CAPACITY_PERCENT", value=settings.traffic_step_percent),
                     wait_interval_in_seconds=settings.bake_seconds,
                     maximum_execution_timeout_in_seconds=min(settings.deployment_timeout_seconds,

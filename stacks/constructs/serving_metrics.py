@@ -1,7 +1,8 @@
 """The endpoint's log group, and the metric filters that make CloudWatch metrics of the server's metric lines.
 
-SageMaker ships the container's stdout to ``/aws/sagemaker/Endpoints/<endpoint name>`` (in inference-components
-mode: ``/aws/sagemaker/InferenceComponents/<component name>``, one stream per copy); the server writes one
+SageMaker ships the container's stdout to ``/aws/sagemaker/Endpoints/<endpoint name>`` (in
+inference-components mode: ``/aws/sagemaker/InferenceComponents/<component name>``, one stream per copy); the
+server writes one
 JSON line per finished request and one per engine report (``jax_llm.contract.serving``). A metric filter per
 field of that table publishes it, so no agent runs in the container and the image needs no AWS permission.
 

@@ -148,9 +148,9 @@ def training_step(name: str, res: PipelineResources, pipeline: PipelineSettings,
 
 def register_step(name: str, res: PipelineResources, pipeline: PipelineSettings, *, model_data_url: Any,
                   val_loss: Expression, description: str) -> dict:
-    """A RegisterModel step: CreateModelPackage in the group, approval status from a parameter. The model is
-    model.tar.gz (ModelDataUrl) or, uncompressed, the S3 prefix of its files (ModelDataSource), which SageMaker
-    copies into /opt/ml/model without an unpack."""
+    """A RegisterModel step: CreateModelPackage in the group, approval status from a parameter. The model
+    is model.tar.gz (ModelDataUrl) or, uncompressed, the S3 prefix of its files (ModelDataSource), which
+    SageMaker copies into /opt/ml/model without an unpack."""
     if pipeline.uncompressed_model:
         container = {"Image": res.image_uri, "ModelDataSource": {"S3DataSource": {
             "S3Uri": model_data_url, "S3DataType": "S3Prefix", "CompressionType": "None"}}}

@@ -143,7 +143,7 @@ class EndpointSettings:
 
     @property
     def target_concurrency(self) -> float:
-        """Concurrent requests per instance (or per copy) that autoscaling holds: a share of the decode slots."""
+        """Concurrent requests per instance (or copy) that autoscaling holds: a share of the decode slots."""
         return self.slots * self.target_concurrency_percent / 100
 
     @property

@@ -54,8 +54,8 @@ class PipelineSettings:
     max_val_loss: float  # registerMaxValLoss: register the model only when val_loss <= this
     model_approval_status: str  # modelApprovalStatus: status of a newly registered model package
     inference_instance_types: tuple[str, ...]  # inferenceInstanceTypes: real-time instances of the package
-    # modelDataCompression: gzip (model.tar.gz, unpacked before serving) or none (the files under an S3 prefix,
-    # registered as ModelDataSource and copied to /opt/ml/model as they are: no unpack on a cold start)
+    # modelDataCompression: gzip (model.tar.gz, unpacked before serving) or none (the files under an
+    # S3 prefix, registered as ModelDataSource, copied to /opt/ml/model as they are: no unpack on start)
     model_data_compression: str
 
     @property

@@ -428,7 +428,8 @@ def test_invoke_on_an_endpoint_of_inference_components_names_the_stack_s_compone
     """In inference-components mode EndpointStack names its component in an output; every request names it
     (InvokeEndpoint refuses a request without it on such an endpoint). moto ignores the parameter, so the
     request is read as botocore sends it, after botocore validated it against the API model."""
-    _deploy_stack(moto, "ComponentStack", {"EndpointName": ENDPOINT, COMPONENT_OUTPUT: "jax-llm-endpoint-model"})
+    component = "jax-llm-endpoint-model"
+    _deploy_stack(moto, "ComponentStack", {"EndpointName": ENDPOINT, COMPONENT_OUTPUT: component})
     sent: list[dict] = []
     real = Aws.client
 
@@ -445,4 +446,4 @@ def test_invoke_on_an_endpoint_of_inference_components_names_the_stack_s_compone
     assert result.code == 0, result.err
     assert result.out == " copy's answer\n"
     # InvokeEndpoint carries the component in a header (the API model's InferenceComponentName location).
-    assert [p["headers"].get("X-Amzn-SageMaker-Inference-Component") for p in sent] == ["jax-llm-endpoint-model"]
+    assert [p["headers"].get("X-Amzn-SageMaker-Inference-Component") for p in sent] == [component]

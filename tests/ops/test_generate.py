@@ -54,7 +54,8 @@ def test_generate_runs_a_transform_job_split_by_line_and_waits_for_it(cli, moto,
     result = cli("generate", "--model-package", version, "--input", INPUT, "--output", OUTPUT, "--wait")
     assert result.code == 0, result.err
     lines = result.out.splitlines()
-    assert lines[0].startswith("Started transform job jax-llm-generate-v") and versions[int(version) - 1] in lines[0]
+    assert lines[0].startswith("Started transform job jax-llm-generate-v")
+    assert versions[int(version) - 1] in lines[0]
     assert "ml.g5.xlarge x 1" in lines[0]  # the version's first instance type
     assert lines[-1] == f"Answers: {OUTPUT}/prompts.jsonl.out"
     sagemaker = boto3.client("sagemaker", endpoint_url=moto)

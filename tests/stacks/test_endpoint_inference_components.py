@@ -187,8 +187,8 @@ def test_with_a_floor_of_copies_there_is_no_path_from_zero_to_add():
     resources = _autoscaling_in_a_bare_stack(endpointMinCopyCount=1, endpointInitialCopyCount=1)
     _, target = _one(resources, "AWS::ApplicationAutoScaling::ScalableTarget")
     assert target["MinCapacity"] == 1
-    assert [r["Properties"]["PolicyType"] for r in
-            _of_type(resources, "AWS::ApplicationAutoScaling::ScalingPolicy").values()] == ["TargetTrackingScaling"]
+    policies = _of_type(resources, "AWS::ApplicationAutoScaling::ScalingPolicy").values()
+    assert [r["Properties"]["PolicyType"] for r in policies] == ["TargetTrackingScaling"]
     assert _of_type(resources, "AWS::CloudWatch::Alarm") == {}
 
 
@@ -288,7 +288,8 @@ def test_every_request_is_valid_for_botocore(resources):
 
 @pytest.mark.parametrize("overrides, key, allowed", [
     ({"endpointMode": "serverless"}, "endpointMode", "one of variant, inference-components"),
-    ({"endpointMinInstanceCount": 0}, "endpointMinInstanceCount", "0 needs endpointMode=inference-components"),
+    ({"endpointMinInstanceCount": 0}, "endpointMinInstanceCount",
+     "0 needs endpointMode=inference-components"),
     ({**MODE, "endpointMinCopyCount": 3, "endpointMaxCopyCount": 2}, "endpointMaxCopyCount",
      "at least endpointMinCopyCount (3)"),
     ({**MODE, "endpointInitialCopyCount": 9}, "endpointInitialCopyCount", "between endpointMinCopyCount"),

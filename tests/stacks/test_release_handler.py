@@ -254,8 +254,10 @@ def test_in_inference_components_mode_an_approval_updates_the_stack_the_same_way
     newer = sagemaker.create_model_package(
         ModelPackageGroupName=GROUP, ModelApprovalStatus="PendingManualApproval",
         InferenceSpecification={"Containers": [{"Image": IMAGE, "ModelDataSource": {"S3DataSource": {
-            "S3Uri": "s3://b/training/j2/output/model/", "S3DataType": "S3Prefix", "CompressionType": "None"}}}],
-            "SupportedContentTypes": ["application/json"], "SupportedResponseMIMETypes": ["application/json"]},
+            "S3Uri": "s3://b/training/j2/output/model/", "S3DataType": "S3Prefix",
+            "CompressionType": "None"}}}],
+            "SupportedContentTypes": ["application/json"],
+            "SupportedResponseMIMETypes": ["application/json"]},
     )["ModelPackageArn"]
     _expect_describe(cloudformation, "UPDATE_COMPLETE", serving, component="jax-llm-endpoint-model")
     _expect_update(cloudformation, newer)
