@@ -103,6 +103,12 @@ class EndpointSettings:
         ctx.require(max(low, 1) <= settings.initial_instance_count <= high, "endpointInitialInstanceCount",
                     settings.initial_instance_count,
                     f"between endpointMinInstanceCount ({low}) and endpointMaxInstanceCount ({high})")
+        # A rolling update of an inference component replaces 5-50 % of its copies per batch
+        # (SageMaker API reference, InferenceComponentRollingUpdatePolicy.MaximumBatchSize).
+        step = settings.traffic_step_percent
+        ctx.require(not settings.inference_components or 5 <= step <= 50, "endpointTrafficStepPercent", step,
+                    f"between 5 and 50 with endpointMode={IC_MODE} (the copies a rolling update replaces at "
+                    "once)")
         low, high = settings.min_copy_count, settings.max_copy_count
         ctx.require(low <= high, "endpointMaxCopyCount", high, f"at least endpointMinCopyCount ({low})")
         ctx.require(low <= settings.initial_copy_count <= high, "endpointInitialCopyCount",

@@ -295,6 +295,7 @@ def test_every_request_is_valid_for_botocore(resources):
     ({**MODE, "endpointInitialCopyCount": 9}, "endpointInitialCopyCount", "between endpointMinCopyCount"),
     ({**MODE, "endpointCopyMemoryMb": 64}, "endpointCopyMemoryMb", "an integer >= 128"),
     ({**MODE, "endpointCopyAccelerators": -1}, "endpointCopyAccelerators", "an integer >= 0"),
+    ({**MODE, "endpointTrafficStepPercent": 75}, "endpointTrafficStepPercent", "between 5 and 50"),
 ])
 def test_a_wrong_mode_setting_names_the_key_and_what_is_allowed(overrides, key, allowed):
     with pytest.raises(SettingsError, match=f"context key '{key}'") as error:
