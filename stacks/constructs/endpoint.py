@@ -76,7 +76,7 @@ class ModelEndpoint(Construct):
                 # Set beside a model package as the SageMaker SDK's ModelPackage sets it: the decode slots.
                 environment=settings.container_environment or None,
             ),
-            # The container needs nothing from the network: model.tar.gz is unpacked for it by SageMaker.
+            # The container needs nothing from the network: SageMaker puts the model data in /opt/ml/model.
             enable_network_isolation=True,
         )
         # SageMaker pulls the image as the role as soon as the Model exists: without this dependency the
@@ -106,19 +106,23 @@ class ModelEndpoint(Construct):
             Annotations.of(self.config).add_info(f"No volume KMS key on the endpoint config: {reason}")
             acknowledge(self.config, "NIST.800.53.R5-SageMakerEndpointConfigurationKMSKeyConfigured", reason)
 
-        if components:
-            # The config changes only with the instance settings; releases update the component instead.
-            self.endpoint = sagemaker.CfnEndpoint(
-                self, "Endpoint", endpoint_name=endpoint_name,
-                endpoint_config_name=self.config.attr_endpoint_config_name)
-            self.component: ModelComponent | None = ModelComponent(
-                self, "Component", settings=settings, endpoint=self.endpoint, variant_name=VARIANT_NAME,
-                model=self.model, rollback_alarms=rollback_alarms)
-            self.endpoint_name: str = endpoint_name
-            self.variant_name: str = VARIANT_NAME
+        self.endpoint_name: str = endpoint_name
+        self.variant_name: str = VARIANT_NAME
+        self.component: ModelComponent | None = None
+        if not components:
+            self.endpoint = self._blue_green_endpoint(settings, endpoint_name, rollback_alarms)
             return
-        self.component = None
-        self.endpoint = sagemaker.CfnEndpoint(
+        # The config changes only with the instance settings; releases update the component instead.
+        self.endpoint = sagemaker.CfnEndpoint(self, "Endpoint", endpoint_name=endpoint_name,
+                                              endpoint_config_name=self.config.attr_endpoint_config_name)
+        self.component = ModelComponent(self, "Component", settings=settings, endpoint=self.endpoint,
+                                        variant_name=VARIANT_NAME, model=self.model,
+                                        rollback_alarms=rollback_alarms)
+
+    def _blue_green_endpoint(self, settings: EndpointSettings, endpoint_name: str,
+                             rollback_alarms: Sequence[cloudwatch.IAlarm]) -> sagemaker.CfnEndpoint:
+        """Variant mode's endpoint: a new config is rolled out blue/green, rolled back by the alarms."""
+        return sagemaker.CfnEndpoint(
             self,
             "Endpoint",
             endpoint_name=endpoint_name,
@@ -144,8 +148,6 @@ class ModelEndpoint(Construct):
                 sagemaker.CfnEndpoint.VariantPropertyProperty(variant_property_type="DataCaptureConfig")
             ],
         )
-        self.endpoint_name: str = endpoint_name
-        self.variant_name: str = VARIANT_NAME
 
     def _variant(self, settings: EndpointSettings) -> sagemaker.CfnEndpointConfig.ProductionVariantProperty:
         """The variant that serves the Model on ``initial_instance_count`` instances."""
