@@ -8,13 +8,14 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ops import endpoint_invocation, experiment_runs, images, model_registry, pipeline_runs, release
-from stacks.names import (ENDPOINT_OUTPUT, ENDPOINT_STACK, GROUP_OUTPUT, IMAGE_OUTPUT, TRACKING_OUTPUT, TRAINING_PIPELINE_OUTPUT,
-                          TRAINING_STACK, TUNING_PIPELINE_OUTPUT)
+from ops import (batch_generation, endpoint_invocation, experiment_runs, images, model_registry,
+                 pipeline_runs, release)
 from ops.aws import Aws
 from ops.errors import OpsError, translate
 from ops.stack_outputs import require_output, stack_outputs
-
+from stacks.names import (COMPONENT_OUTPUT, ENDPOINT_OUTPUT, ENDPOINT_STACK, EXECUTION_ROLE_OUTPUT, GROUP_OUTPUT,
+                          IMAGE_OUTPUT, KMS_KEY_OUTPUT, TRACKING_OUTPUT, TRAINING_PIPELINE_OUTPUT, TRAINING_STACK,
+                          TUNING_PIPELINE_OUTPUT)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,12 +88,29 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--limit", type=int, default=20, help="how many runs (default %(default)s)")
     runs.set_defaults(group=None, json=False)
 
+    generate = commands.add_parser(
+        "generate",
+        help="answer a JSON Lines file of TGI requests with a model version (a batch transform job)")
+    generate.add_argument("--model-package", required=True, help="version number in the group, or its ARN")
+    generate.add_argument("--input", required=True, help="s3://.../prompts.jsonl: one TGI request per line")
+    generate.add_argument("--output", required=True, help="s3://... prefix: answers in <prefix>/<file>.out")
+    generate.add_argument("--instance-type", help="default: the first instance type the version supports")
+    generate.add_argument("--instance-count", type=int, default=1)
+    generate.add_argument("--max-concurrent", type=int,
+                          help="requests per instance at once (default: what the container advertises)")
+    generate.add_argument("--wait", action="store_true", help="wait for the job to end and say where the "
+                          "answers are (without it: print the job's name and return)")
+    generate.add_argument("--group", help="model package group (default: from TrainingStack's outputs)")
+
     invoke = commands.add_parser("invoke", help="send a prompt to the endpoint (TGI's or OpenAI's schema)")
     invoke.add_argument("prompt")
     invoke.add_argument("--schema", choices=endpoint_invocation.SCHEMAS, default="tgi",
                         help="the request's schema: TGI's, OpenAI's completions, or OpenAI's chat (default: tgi)")
     invoke.add_argument("--system", help="chat: a system message before the prompt")
     invoke.add_argument("--endpoint-name", help="endpoint (default: from EndpointStack's outputs)")
+    invoke.add_argument("--inference-component",
+                        help="the endpoint's inference component to invoke (default: EndpointStack's, "
+                             "when it serves in inference-components mode)")
     invoke.add_argument("--stream", action="store_true", help="print tokens as they are generated")
     invoke.add_argument("--max-new-tokens", type=int, default=64)
     invoke.add_argument("--temperature", type=float)
@@ -199,7 +217,12 @@ def _invoke(args: argparse.Namespace, aws: Aws) -> None:
     """invoke: one prompt, printed whole or token by token."""
     if args.system and args.schema != "chat":
         raise OpsError("--system needs --schema chat")
-    endpoint = args.endpoint_name or _output(aws, args.endpoint_stack, ENDPOINT_OUTPUT)
+    if args.endpoint_name:
+        endpoint, component = args.endpoint_name, args.inference_component
+    else:  # an EndpointStack of inference components names its component in an output too
+        outputs = stack_outputs(aws, args.endpoint_stack)
+        endpoint = require_output(outputs, ENDPOINT_OUTPUT, args.endpoint_stack)
+        component = args.inference_component or outputs.get(COMPONENT_OUTPUT)
     endpoint_invocation.require_in_service(aws, endpoint)
     parameters = {
         "max_new_tokens": args.max_new_tokens,
@@ -211,12 +234,36 @@ def _invoke(args: argparse.Namespace, aws: Aws) -> None:
     }
     body = endpoint_invocation.request_body(args.schema, args.prompt, parameters, args.stream, args.system)
     if not args.stream:
-        for text in endpoint_invocation.answer_texts(args.schema, endpoint_invocation.invoke(aws, endpoint, body)):
+        answer = endpoint_invocation.invoke(aws, endpoint, body, component)
+        for text in endpoint_invocation.answer_texts(args.schema, answer):
             print(text)
         return
-    for event in endpoint_invocation.invoke_stream(aws, endpoint, body):
+    for event in endpoint_invocation.invoke_stream(aws, endpoint, body, component):
         print(endpoint_invocation.event_text(args.schema, event), end="", flush=True)
     print()
+
+
+def _generate(args: argparse.Namespace, aws: Aws) -> None:
+    """generate: a transform job over a JSON Lines file, on a registered version."""
+    outputs = stack_outputs(aws, args.training_stack)
+    if args.model_package.startswith("arn:"):
+        arn = args.model_package
+    else:
+        group = args.group or require_output(outputs, GROUP_OUTPUT, args.training_stack)
+        arn = model_registry.resolve_version(aws, group, args.model_package)
+    instance_type = args.instance_type or model_registry.default_instance_type(aws, arn)
+    job = batch_generation.GenerationJob(
+        model_package_arn=arn, input_uri=args.input, output_uri=args.output, instance_type=instance_type,
+        instance_count=args.instance_count, max_concurrent=args.max_concurrent)
+    role_arn = require_output(outputs, EXECUTION_ROLE_OUTPUT, args.training_stack)
+    name = batch_generation.start(aws, job, role_arn=role_arn, kms_key_arn=outputs.get(KMS_KEY_OUTPUT))
+    print(f"Started transform job {name} ({instance_type} x {args.instance_count}) on {arn}")
+    if not args.wait:
+        print(f"Follow it with `aws sagemaker describe-transform-job --transform-job-name {name}`; answers "
+              f"go to {batch_generation.output_location(job)}")
+        return
+    batch_generation.wait(aws, name, progress=lambda status: print(f"  {status}", flush=True))
+    print(f"Answers: {batch_generation.output_location(job)}")
 
 
 _COMMANDS = {
@@ -226,6 +273,7 @@ _COMMANDS = {
     "approve": _decide,
     "reject": _decide,
     "invoke": _invoke,
+    "generate": _generate,
     "release": _release,
     "rollback": _rollback,
     "images": _prune,

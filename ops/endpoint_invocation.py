@@ -97,12 +97,18 @@ def _runtime_error(exc: ClientError) -> OpsError:
     return OpsError(f"Invocation failed ({error.get('Code', 'Unknown')}): {error.get('Message', exc)}")
 
 
-def invoke(aws: Aws, endpoint_name: str, body: bytes) -> Any:
-    """One InvokeEndpoint call; returns the decoded JSON answer."""
+def _target(endpoint_name: str, component: str | None) -> dict[str, str]:
+    """The endpoint, and on an endpoint of inference components the component, that a request goes to."""
+    return {"EndpointName": endpoint_name, **({"InferenceComponentName": component} if component else {})}
+
+
+def invoke(aws: Aws, endpoint_name: str, body: bytes, component: str | None = None) -> Any:
+    """One InvokeEndpoint call (to ``component`` when the endpoint serves inference components); returns the
+    decoded JSON answer."""
     runtime = aws.client("sagemaker-runtime")
     try:
         response = runtime.invoke_endpoint(
-            EndpointName=endpoint_name, Body=body, ContentType=CONTENT_TYPE, Accept=CONTENT_TYPE
+            **_target(endpoint_name, component), Body=body, ContentType=CONTENT_TYPE, Accept=CONTENT_TYPE
         )
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("ModelError", "ValidationError"):
@@ -147,12 +153,14 @@ def stream_tokens(events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         yield event
 
 
-def invoke_stream(aws: Aws, endpoint_name: str, body: bytes) -> Iterator[dict[str, Any]]:
+def invoke_stream(aws: Aws, endpoint_name: str, body: bytes,
+                  component: str | None = None) -> Iterator[dict[str, Any]]:
     """InvokeEndpointWithResponseStream: yields the stream's events (TGI's or OpenAI's chunks) as they come."""
     runtime = aws.client("sagemaker-runtime")
     try:
         response = runtime.invoke_endpoint_with_response_stream(
-            EndpointName=endpoint_name, Body=body, ContentType=CONTENT_TYPE, Accept="text/event-stream"
+            **_target(endpoint_name, component), Body=body, ContentType=CONTENT_TYPE,
+            Accept="text/event-stream"
         )
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("ModelError", "ValidationError"):

@@ -83,3 +83,14 @@ def set_approval(aws: Aws, arn: str, status: str, description: str | None = None
         request["ApprovalDescription"] = description
     sagemaker.update_model_package(**request)
     return sagemaker.describe_model_package(ModelPackageName=arn)
+
+
+def default_instance_type(aws: Aws, arn: str) -> str:
+    """The first instance type the version supports for batch transform, else for real-time inference."""
+    with not_found_as(f"Model package {arn} not found: list versions with `python -m ops versions`."):
+        package = aws.client("sagemaker").describe_model_package(ModelPackageName=arn)
+    spec = package.get("InferenceSpecification") or {}
+    types = spec.get("SupportedTransformInstanceTypes") or spec.get("SupportedRealtimeInferenceInstanceTypes")
+    if not types:
+        raise OpsError(f"Model package {arn} names no instance type it runs on: pass --instance-type.")
+    return types[0]

@@ -1,5 +1,10 @@
 """Releases from a laptop: which model version serves, which is rolling out, the last rollouts; rollback.
 
+Both serving modes release the same way (an update of EndpointStack): in variant mode the endpoint's
+blue/green update rolls the version out, in inference-components mode the component's rolling update does;
+for the latter the status also shows the component's copies (DescribeInferenceComponent), zero when it has
+scaled to zero.
+
 Everything is read from EndpointStack itself: its ``ModelPackageArn`` output (serving), its
 ``RequestedModelPackageArn`` parameter (what the release function asked for), and its stack events, where
 each rollout is the update whose ClientRequestToken is ``release-<version>-<time>`` (the release function's
@@ -15,7 +20,9 @@ from datetime import datetime
 from ops import model_registry
 from ops.aws import Aws
 from ops.errors import OpsError, not_found_as
-from stacks.constructs.release_handler.index import PARAMETER, SERVING_OUTPUT, released_version, version_of
+from stacks.names import COMPONENT_OUTPUT
+from stacks.constructs.release_handler.index import (PARAMETER, SERVING_OUTPUT,
+                                                      released_version, version_of)
 
 FUNCTION_OUTPUT = "ReleaseFunctionName"  # EndpointStack's output naming the release function
 STACK_RESOURCE = "AWS::CloudFormation::Stack"
@@ -37,6 +44,16 @@ class Rollout:
 
 
 @dataclass
+class Component:
+    """The inference component serving in inference-components mode, as DescribeInferenceComponent says."""
+
+    name: str
+    status: str  # InService, Creating, Updating, Failed, Deleting
+    copies: int  # running now (0: scaled to zero)
+    desired_copies: int
+
+
+@dataclass
 class ReleaseStatus:
     """What EndpointStack serves and requests, whether approvals roll out, and its last rollouts."""
 
@@ -45,6 +62,7 @@ class ReleaseStatus:
     requested: str | None
     function: str | None  # the release function; None when the stack is pinned (-c modelPackageArn)
     rollouts: list[Rollout] = field(default_factory=list)
+    component: Component | None = None  # inference-components mode: the component serving the version
 
     @property
     def rolling_out(self) -> str | None:
@@ -61,9 +79,22 @@ def release_status(aws: Aws, stack_name: str, limit: int = 5) -> ReleaseStatus:
         stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     parameters = {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters", [])}
+    component = outputs.get(COMPONENT_OUTPUT)
     return ReleaseStatus(stack_status=stack["StackStatus"], serving=outputs.get(SERVING_OUTPUT),
                          requested=parameters.get(PARAMETER) or None, function=outputs.get(FUNCTION_OUTPUT),
-                         rollouts=_rollouts(cloudformation, stack_name, limit))
+                         rollouts=_rollouts(cloudformation, stack_name, limit),
+                         component=_component(aws, component) if component else None)
+
+
+def _component(aws: Aws, name: str) -> Component:
+    """The inference component's status and copies."""
+    with not_found_as(f"Inference component {name!r} (EndpointStack's output {COMPONENT_OUTPUT}) does not "
+                      "exist: the stack's last update may have failed; see its events."):
+        described = aws.client("sagemaker").describe_inference_component(InferenceComponentName=name)
+    runtime = described.get("RuntimeConfig") or {}
+    return Component(name=name, status=described["InferenceComponentStatus"],
+                     copies=runtime.get("CurrentCopyCount", 0),
+                     desired_copies=runtime.get("DesiredCopyCount", 0))
 
 
 def _rollouts(cloudformation, stack_name: str, limit: int) -> list[Rollout]:
@@ -138,6 +169,14 @@ def rollback(aws: Aws, stack_name: str, group: str, reason: str) -> tuple[model_
     return previous, outcome
 
 
+def _describe_component(component: Component) -> str:
+    """The line on the inference component: its state and copies, and what a request does at zero."""
+    copies = f"{component.copies} of {component.desired_copies} copies"
+    if component.desired_copies == 0:
+        copies = "scaled to zero: the first request fails and starts a copy (minutes), retry after it"
+    return f"Component:    {component.name} {component.status}, {copies}"
+
+
 def describe(status: ReleaseStatus) -> list[str]:
     """The lines `python -m ops release status` prints."""
     def version(arn: str | None) -> str:
@@ -149,6 +188,7 @@ def describe(status: ReleaseStatus) -> list[str]:
              f"Rolling out:  {version(status.rolling_out)}" + (f" (stack {status.stack_status})"
                                                                if status.rolling_out else ""),
              f"Stack:        {status.stack_status}; {mode}",
+             *([_describe_component(status.component)] if status.component else []),
              "Last rollouts:" if status.rollouts else "Last rollouts: none yet"]
     for r in status.rollouts:
         line = f"  version {r.version:<4} {r.started:%Y-%m-%d %H:%M} UTC  {r.outcome}"

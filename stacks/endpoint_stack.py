@@ -13,18 +13,20 @@ from constructs import Construct
 from stacks import names
 from stacks.constructs.autoscaling import EndpointAutoscaling
 from stacks.constructs.endpoint import VARIANT_NAME, ModelEndpoint
-from stacks.constructs.endpoint_monitoring import EndpointMonitoring
+from stacks.constructs.endpoint_monitoring import EndpointMonitoring, MetricScope
+from stacks.constructs.inference_component import inference_component_name
 from stacks.constructs.model_package_lookup import ModelPackageLookup
 from stacks.constructs.release_automation import ModelRelease
 from stacks.constructs.release_handler.index import SERVING_OUTPUT
-from stacks.constructs.serving_metrics import ServingMetrics
+from stacks.constructs.serving_metrics import ServingMetrics, component_log_group_name
 from stacks.settings import Settings
 
 EXAMPLE_PROMPT = "Once upon a time"
 
 
 class EndpointStack(Stack):
-    """Serves ``-c modelPackageArn=...``, or the group's newest Approved version, found at deploy time."""
+    """Serves ``-c modelPackageArn=...``, or the group's newest Approved version, found at deploy time, on a
+    production variant or (``endpointMode=inference-components``) as an inference component."""
 
     def __init__(
         self,
@@ -43,6 +45,8 @@ class EndpointStack(Stack):
         endpoint_settings = settings.endpoint
         # A fixed name: the rollback alarms must name the endpoint without referring to it (see monitoring).
         endpoint_name = f"{settings.project.name}-endpoint"
+        components = endpoint_settings.inference_components
+        component_name = inference_component_name(endpoint_name) if components else None
 
         if endpoint_settings.model_package_arn:
             model_package_arn = endpoint_settings.model_package_arn
@@ -66,13 +70,15 @@ class EndpointStack(Stack):
             key=key,
             log_retention_days=settings.storage.log_retention_days,
             retain=settings.project.removal_policy == "retain",
+            log_group_name=component_log_group_name(component_name) if component_name else None,
         )
         monitoring = EndpointMonitoring(
             self,
             "Monitoring",
             settings=endpoint_settings,
             endpoint_name=endpoint_name,
-            variant_name=VARIANT_NAME,
+            scope_of_metrics=MetricScope.of_component(component_name) if component_name
+            else MetricScope.of_variant(endpoint_name, VARIANT_NAME),
             serving_metrics=serving_metrics,
         )
         serving = ModelEndpoint(
@@ -87,7 +93,7 @@ class EndpointStack(Stack):
             capture_bucket=artifacts_bucket,
             rollback_alarms=monitoring.rollback_alarms,
         )
-        # The endpoint's log group must exist before its first instance logs (SageMaker would create it).
+        # The log group must exist before the first container logs (SageMaker would create it).
         serving.endpoint.node.add_dependency(serving_metrics.log_group)
         if endpoint_settings.autoscaling:
             EndpointAutoscaling(
@@ -96,22 +102,29 @@ class EndpointStack(Stack):
                 settings=endpoint_settings,
                 endpoint_name=endpoint_name,
                 variant_name=VARIANT_NAME,
-                endpoint=serving.endpoint,
+                endpoint=serving.component or serving.endpoint,
+                component_name=component_name,
             )
 
         self.endpoint_name = endpoint_name
         self.model_package_arn = model_package_arn
+        component_description = "The inference component serving the model" + (
+            " (its copies scale to zero when idle)" if endpoint_settings.scales_to_zero else "")
         body = json.dumps({"inputs": EXAMPLE_PROMPT, "parameters": {"max_new_tokens": 32}})
+        # An endpoint of inference components takes requests for one of them.
+        target = f"--endpoint-name {endpoint_name}" + (
+            f" --inference-component-name {component_name}" if component_name else "")
         for output_id, value, description in [
             (names.ENDPOINT_OUTPUT, serving.endpoint.attr_endpoint_name, "SageMaker endpoint serving the model"),
             (SERVING_OUTPUT, model_package_arn, "The model package version the endpoint serves"),
             (
                 names.EXAMPLE_INVOCATION_OUTPUT,
                 f"python -m ops invoke '{EXAMPLE_PROMPT}' --max-new-tokens 32   # or: aws sagemaker-runtime "
-                f"invoke-endpoint --endpoint-name {endpoint_name} --content-type application/json "
+                f"invoke-endpoint {target} --content-type application/json "
                 f"--cli-binary-format raw-in-base64-out --body '{body}' /dev/stdout",
                 "Invoke the endpoint with TGI's request schema",
             ),
             (names.DASHBOARD_OUTPUT, monitoring.dashboard.dashboard_name, "CloudWatch dashboard of the endpoint"),
+            *([(names.COMPONENT_OUTPUT, component_name, component_description)] if component_name else []),
         ]:
             CfnOutput(self, output_id, value=value, description=description)

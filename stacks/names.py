@@ -24,3 +24,4 @@ TRACKING_UI_OUTPUT = "MlflowUi"
 ENDPOINT_OUTPUT = "EndpointName"
 EXAMPLE_INVOCATION_OUTPUT = "ExampleInvocation"
 DASHBOARD_OUTPUT = "DashboardName"
+COMPONENT_OUTPUT = "InferenceComponentName"  # inference-components mode: the component serving the model

@@ -1,8 +1,13 @@
 """The SageMaker Model, endpoint config and endpoint that serve one model package version.
 
-Updates are blue/green: a new model package (or any config change) replaces the Model and the endpoint
-config, and CloudFormation's UpdateEndpoint shifts traffic to the new fleet in canary or linear steps,
-rolling back on its own when a rollback alarm fires during a bake period.
+Variant mode (the default): the Model sits on the endpoint config's production variant. Updates are
+blue/green: a new model package (or any config change) replaces the Model and the endpoint config, and
+CloudFormation's UpdateEndpoint shifts traffic to the new fleet in canary or linear steps, rolling back on
+its own when a rollback alarm fires during a bake period.
+
+Inference-components mode: the variant holds only instances, scaled by SageMaker (managed instance scaling,
+down to zero), and the Model is served by an inference component (``inference_component.py``) whose updates
+are rolling. The endpoint config then no longer changes with the model version.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from stacks.constructs.inference_component import ModelComponent
 from stacks.nag import acknowledge
 from stacks.settings import EndpointSettings
 
@@ -43,7 +49,8 @@ def has_instance_storage(instance_type: str) -> bool:
 
 
 class ModelEndpoint(Construct):
-    """Model (network-isolated, from ``model_package_arn``), endpoint config and blue/green endpoint."""
+    """Model (network-isolated, from ``model_package_arn``), endpoint config and endpoint: blue/green on a
+    variant, or an inference component with rolling updates (``component``, None in variant mode)."""
 
     def __init__(
         self,
@@ -69,7 +76,7 @@ class ModelEndpoint(Construct):
                 # Set beside a model package as the SageMaker SDK's ModelPackage sets it: the decode slots.
                 environment=settings.container_environment or None,
             ),
-            # The container needs nothing from the network: model.tar.gz is unpacked for it by SageMaker.
+            # The container needs nothing from the network: SageMaker puts the model data in /opt/ml/model.
             enable_network_isolation=True,
         )
         # SageMaker pulls the image as the role as soon as the Model exists: without this dependency the
@@ -77,24 +84,20 @@ class ModelEndpoint(Construct):
         self.model.node.add_dependency(execution_role_policy)
 
         volume_key = None if has_instance_storage(settings.instance_type) else key.key_arn
+        components = settings.inference_components
         self.config = sagemaker.CfnEndpointConfig(
             self,
             "Config",
-            production_variants=[
-                sagemaker.CfnEndpointConfig.ProductionVariantProperty(
-                    variant_name=VARIANT_NAME,
-                    model_name=self.model.attr_model_name,
-                    instance_type=settings.instance_type,
-                    # Only the first deployment uses this count: updates keep the scaled count (see below).
-                    initial_instance_count=settings.initial_instance_count,
-                    initial_variant_weight=1.0,
-                    container_startup_health_check_timeout_in_seconds=settings.startup_timeout_seconds,
-                    model_data_download_timeout_in_seconds=settings.download_timeout_seconds,
-                )
-            ],
+            production_variants=[self._ic_variant(settings) if components else self._variant(settings)],
             kms_key_id=volume_key,
-            data_capture_config=self._data_capture(settings, capture_bucket, key),
+            # An endpoint of inference components names the role its components run as on the config.
+            execution_role_arn=execution_role.role_arn if components else None,
+            data_capture_config=None if components else self._data_capture(settings, capture_bucket, key),
         )
+        if components and settings.data_capture_percent:
+            Annotations.of(self.config).add_info(
+                "endpointDataCapturePercent is not applied with endpointMode=inference-components: data "
+                "capture is configured for variant-mode endpoints only (docs/stacks.md).")
         if volume_key is None:
             reason = (
                 f"{settings.instance_type} has local NVMe instance storage, encrypted in hardware; "
@@ -103,7 +106,23 @@ class ModelEndpoint(Construct):
             Annotations.of(self.config).add_info(f"No volume KMS key on the endpoint config: {reason}")
             acknowledge(self.config, "NIST.800.53.R5-SageMakerEndpointConfigurationKMSKeyConfigured", reason)
 
-        self.endpoint = sagemaker.CfnEndpoint(
+        self.endpoint_name: str = endpoint_name
+        self.variant_name: str = VARIANT_NAME
+        self.component: ModelComponent | None = None
+        if not components:
+            self.endpoint = self._blue_green_endpoint(settings, endpoint_name, rollback_alarms)
+            return
+        # The config changes only with the instance settings; releases update the component instead.
+        self.endpoint = sagemaker.CfnEndpoint(self, "Endpoint", endpoint_name=endpoint_name,
+                                              endpoint_config_name=self.config.attr_endpoint_config_name)
+        self.component = ModelComponent(self, "Component", settings=settings, endpoint=self.endpoint,
+                                        variant_name=VARIANT_NAME, model=self.model,
+                                        rollback_alarms=rollback_alarms)
+
+    def _blue_green_endpoint(self, settings: EndpointSettings, endpoint_name: str,
+                             rollback_alarms: Sequence[cloudwatch.IAlarm]) -> sagemaker.CfnEndpoint:
+        """Variant mode's endpoint: a new config is rolled out blue/green, rolled back by the alarms."""
+        return sagemaker.CfnEndpoint(
             self,
             "Endpoint",
             endpoint_name=endpoint_name,
@@ -129,8 +148,38 @@ class ModelEndpoint(Construct):
                 sagemaker.CfnEndpoint.VariantPropertyProperty(variant_property_type="DataCaptureConfig")
             ],
         )
-        self.endpoint_name: str = endpoint_name
-        self.variant_name: str = VARIANT_NAME
+
+    def _variant(self, settings: EndpointSettings) -> sagemaker.CfnEndpointConfig.ProductionVariantProperty:
+        """The variant that serves the Model on ``initial_instance_count`` instances."""
+        return sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+            variant_name=VARIANT_NAME,
+            model_name=self.model.attr_model_name,
+            instance_type=settings.instance_type,
+            # Only the first deployment uses this count: updates keep the scaled count (see the endpoint).
+            initial_instance_count=settings.initial_instance_count,
+            initial_variant_weight=1.0,
+            container_startup_health_check_timeout_in_seconds=settings.startup_timeout_seconds,
+            model_data_download_timeout_in_seconds=settings.download_timeout_seconds,
+        )
+
+    @staticmethod
+    def _ic_variant(settings: EndpointSettings) -> sagemaker.CfnEndpointConfig.ProductionVariantProperty:
+        """A variant of instances only, which SageMaker adds and removes as the components' copies need them
+        (managed instance scaling); its minimum is 0 when the copies may scale to zero, so that the last
+        instance goes when the last copy does."""
+        return sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+            variant_name=VARIANT_NAME,
+            instance_type=settings.instance_type,
+            initial_instance_count=settings.initial_instance_count,
+            managed_instance_scaling=sagemaker.CfnEndpointConfig.ManagedInstanceScalingProperty(
+                status="ENABLED",
+                min_instance_count=0 if settings.scales_to_zero else settings.min_instance_count,
+                max_instance_count=settings.max_instance_count,
+            ),
+            # A copy holds requests for seconds to a minute: send each to the copy with the fewest in flight.
+            routing_config=sagemaker.CfnEndpointConfig.RoutingConfigProperty(
+                routing_strategy="LEAST_OUTSTANDING_REQUESTS"),
+        )
 
     @staticmethod
     def _data_capture(

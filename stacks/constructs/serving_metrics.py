@@ -1,6 +1,8 @@
 """The endpoint's log group, and the metric filters that make CloudWatch metrics of the server's metric lines.
 
-SageMaker ships the container's stdout to ``/aws/sagemaker/Endpoints/<endpoint name>``; the server writes one
+SageMaker ships the container's stdout to ``/aws/sagemaker/Endpoints/<endpoint name>`` (in
+inference-components mode: ``/aws/sagemaker/InferenceComponents/<component name>``, one stream per copy); the
+server writes one
 JSON line per finished request and one per engine report (``jax_llm.contract.serving``). A metric filter per
 field of that table publishes it, so no agent runs in the container and the image needs no AWS permission.
 
@@ -27,11 +29,17 @@ from jax_llm.contract.serving import LOG_METRICS, NAMESPACE, LogMetric
 from stacks.constructs.execution_role import SAGEMAKER_LOG_GROUP_PREFIX
 
 ENDPOINT_LOG_GROUP_PREFIX = f"{SAGEMAKER_LOG_GROUP_PREFIX}Endpoints/"
+COMPONENT_LOG_GROUP_PREFIX = f"{SAGEMAKER_LOG_GROUP_PREFIX}InferenceComponents/"
 
 
 def endpoint_log_group_name(endpoint_name: str) -> str:
     """The log group SageMaker writes an endpoint's container output to."""
     return f"{ENDPOINT_LOG_GROUP_PREFIX}{endpoint_name}"
+
+
+def component_log_group_name(component_name: str) -> str:
+    """The log group SageMaker writes an inference component's container output to."""
+    return f"{COMPONENT_LOG_GROUP_PREFIX}{component_name}"
 
 
 def metric_namespace(endpoint_name: str) -> str:
@@ -40,7 +48,8 @@ def metric_namespace(endpoint_name: str) -> str:
 
 
 class ServingMetrics(Construct):
-    """The endpoint's encrypted log group and one metric filter per field of the contract's metric lines."""
+    """The endpoint's encrypted log group and one metric filter per field of the contract's metric lines
+    (``log_group_name``: the group the container logs to, by default the endpoint's)."""
 
     def __init__(
         self,
@@ -51,6 +60,7 @@ class ServingMetrics(Construct):
         key: kms.IKey,
         log_retention_days: int,
         retain: bool,
+        log_group_name: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         # Kept (``retain``) as RetainExceptOnCreate: a failed first deploy leaves no group behind, and a kept
@@ -58,7 +68,7 @@ class ServingMetrics(Construct):
         self.log_group = logs.LogGroup(
             self,
             "Logs",
-            log_group_name=endpoint_log_group_name(endpoint_name),
+            log_group_name=log_group_name or endpoint_log_group_name(endpoint_name),
             encryption_key=key,
             removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE if retain else RemovalPolicy.DESTROY,
         )

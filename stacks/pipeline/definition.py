@@ -72,6 +72,6 @@ def tuning_definition(res: PipelineResources, pipeline: PipelineSettings, tuning
                             static_hyperparameters=static_values, tuned_names=tuned_names), *track,
                 registration_gate(variant.suffix, res, pipeline, source="the best job of a tuning run",
                                   val_loss=best_val_loss(tune),
-                                  model_data_url=best_model_data_url(tune, res))]
+                                  model_data_url=best_model_data_url(tune, res, pipeline.uncompressed_model))]
 
     return _definition(parameters, run_time_switches(res, pipeline, chain))

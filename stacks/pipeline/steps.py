@@ -94,7 +94,9 @@ def training_job_definition(res: PipelineResources, pipeline: PipelineSettings, 
                                             "S3DataDistributionType": "FullyReplicated"}},
         } for channel, uri in channel_uris(prepared).items()] + _code_channel(res),
         "OutputDataConfig": {"S3OutputPath": f"s3://{res.artifacts_bucket_name}/{output_prefix}",
-                             "KmsKeyId": res.kms_key_arn},
+                             "KmsKeyId": res.kms_key_arn,
+                             # NONE: /opt/ml/model's files land under <job>/output/model/ as they are.
+                             **({"CompressionType": "NONE"} if pipeline.uncompressed_model else {})},
         "ResourceConfig": {
             "InstanceType": parameter(p.INSTANCE_TYPE),
             "InstanceCount": parameter(p.INSTANCE_COUNT),
@@ -143,13 +145,20 @@ def training_step(name: str, res: PipelineResources, pipeline: PipelineSettings,
 
 def register_step(name: str, res: PipelineResources, pipeline: PipelineSettings, *, model_data_url: Any,
                   val_loss: Expression, description: str) -> dict:
-    """A RegisterModel step: CreateModelPackage in the group, approval status from a parameter."""
+    """A RegisterModel step: CreateModelPackage in the group, approval status from a parameter. The model
+    is model.tar.gz (ModelDataUrl) or, uncompressed, the S3 prefix of its files (ModelDataSource), which
+    SageMaker copies into /opt/ml/model without an unpack."""
+    if pipeline.uncompressed_model:
+        container = {"Image": res.image_uri, "ModelDataSource": {"S3DataSource": {
+            "S3Uri": model_data_url, "S3DataType": "S3Prefix", "CompressionType": "None"}}}
+    else:
+        container = {"Image": res.image_uri, "ModelDataUrl": model_data_url}
     arguments = {
         "ModelPackageGroupName": res.model_package_group_name,
         "ModelPackageDescription": description,
         "ModelApprovalStatus": parameter(p.APPROVAL_STATUS),
         "InferenceSpecification": {
-            "Containers": [{"Image": res.image_uri, "ModelDataUrl": model_data_url}],
+            "Containers": [container],
             "SupportedContentTypes": ["application/json"],
             "SupportedResponseMIMETypes": ["application/json", "text/event-stream"],
             "SupportedRealtimeInferenceInstanceTypes": list(pipeline.inference_instance_types),

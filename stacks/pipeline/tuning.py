@@ -77,7 +77,9 @@ def best_val_loss(step_name: str) -> Expression:
     return step_property(step_name, "BestTrainingJob.FinalHyperParameterTuningJobObjectiveMetric.Value")
 
 
-def best_model_data_url(step_name: str, res: PipelineResources) -> Any:
-    """The best training job's model.tar.gz: <S3OutputPath>/<training job name>/output/model.tar.gz."""
+def best_model_data_url(step_name: str, res: PipelineResources, uncompressed: bool = False) -> Any:
+    """The best training job's model: <S3OutputPath>/<training job name>/output/model.tar.gz, or, written
+    uncompressed, the prefix of its files, <S3OutputPath>/<training job name>/output/model/."""
     return join([f"s3://{res.artifacts_bucket_name}/{TUNING_OUTPUT_PREFIX}",
-                 step_property(step_name, "BestTrainingJob.TrainingJobName"), "output/model.tar.gz"], on="/")
+                 step_property(step_name, "BestTrainingJob.TrainingJobName"),
+                 "output/model/" if uncompressed else "output/model.tar.gz"], on="/")

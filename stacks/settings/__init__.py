@@ -55,7 +55,7 @@ class Settings:
         ctx = Context.of(source)
         for key, instead in RETIRED_KEYS.items():
             ctx.retired(key, instead)
-        return cls(
+        settings = cls(
             project=ProjectSettings.from_context(ctx),
             image=ImageSettings.from_context(ctx),
             storage=StorageSettings.from_context(ctx),
@@ -66,3 +66,10 @@ class Settings:
             endpoint=EndpointSettings.from_context(ctx, pipeline),
             tracking=TrackingSettings.from_context(ctx),
         )
+        # The Track step reads a job's model.tar.gz and the output.tar.gz beside it
+        # (jax_llm.training.track_job); an uncompressed model is a prefix it cannot read yet.
+        ctx.require(not settings.pipeline.uncompressed_model or settings.tracking.mode == "none",
+                    "modelDataCompression", settings.pipeline.model_data_compression,
+                    "gzip while runs are tracked in MLflow (trackingServer is "
+                    f"{settings.tracking.mode!r}; none allows modelDataCompression=none)")
+        return settings

@@ -13,6 +13,11 @@ from stacks.settings.pipeline import PipelineSettings
 MODEL_PACKAGE_ARN = re.compile(
     r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/[a-zA-Z0-9-]{1,63}/\d+$")
 TRAFFIC_SHIFTING_MODES = ("CANARY", "LINEAR")
+# variant: the model on a production variant (min 1 instance, blue/green updates); inference-components: the
+# model as an inference component on an endpoint with managed instance scaling (copies and instances may
+# scale to zero; rolling updates).
+VARIANT_MODE, IC_MODE = "variant", "inference-components"
+ENDPOINT_MODES = (VARIANT_MODE, IC_MODE)
 # SageMaker stops a blue/green update that takes longer than this (MaximumExecutionTimeoutInSeconds).
 MAX_DEPLOYMENT_SECONDS = 14400
 
@@ -21,12 +26,13 @@ MAX_DEPLOYMENT_SECONDS = 14400
 class EndpointSettings:
     """The real-time endpoint: model version, instances, autoscaling, blue/green updates and alarms."""
 
+    mode: str  # endpointMode: variant (a production variant) or inference-components (scale to zero)
     model_package_arn: str  # modelPackageArn: version to serve; "" = newest Approved, found at deploy time
     lookup_token: str  # modelPackageLookupToken: a new value makes a deploy look up the newest Approved again
     instance_type: str  # endpointInstanceType: GPU instance of the variant
     initial_instance_count: int  # endpointInitialInstanceCount: instances when the endpoint is created
     autoscaling: bool  # endpointAutoscaling: false removes the scalable target (to change instance type)
-    min_instance_count: int  # endpointMinInstanceCount: autoscaling floor
+    min_instance_count: int  # endpointMinInstanceCount: autoscaling floor (0 only with inference-components)
     max_instance_count: int  # endpointMaxInstanceCount: autoscaling ceiling
     decode_slots: int  # endpointDecodeSlots: requests one instance generates at once; 0 = the image's default
     target_concurrency_percent: int  # endpointTargetConcurrencyPercent: scaling target, % of the decode slots
@@ -42,11 +48,18 @@ class EndpointSettings:
     latency_alarm_ms: int  # endpointLatencyAlarmMs: p90 ModelLatency that rolls an update back
     ttft_alarm_ms: int  # endpointTimeToFirstTokenAlarmMs: p90 time to first token that rolls an update back
     error_alarm_count: int  # endpointErrorAlarmCount: 5xx responses per minute that roll an update back
+    # inference-components mode only (read, and checked, in both modes):
+    copy_accelerators: int  # endpointCopyAccelerators: GPUs one copy of the model reserves (0 on CPU types)
+    copy_memory_mb: int  # endpointCopyMemoryMb: host memory one copy reserves, MiB
+    initial_copy_count: int  # endpointInitialCopyCount: copies when the component is created
+    min_copy_count: int  # endpointMinCopyCount: copies autoscaling keeps; 0 = scale to zero when idle
+    max_copy_count: int  # endpointMaxCopyCount: copies autoscaling may start
 
     @classmethod
     def from_context(cls, ctx: Context, pipeline: PipelineSettings) -> EndpointSettings:
         """Read the endpoint section; counts, steps and timeouts are checked against each other."""
         settings = cls(
+            mode=ctx.choice("endpointMode", ENDPOINT_MODES),
             model_package_arn=ctx.text("modelPackageArn", MODEL_PACKAGE_ARN,
                                        "a versioned model package ARN (arn:aws:sagemaker:<region>:<account>:"
                                        "model-package/<group>/<version>)", allow_empty=True),
@@ -55,7 +68,7 @@ class EndpointSettings:
             instance_type=ctx.ml_instance_type("endpointInstanceType"),
             initial_instance_count=ctx.integer("endpointInitialInstanceCount", minimum=1, maximum=100),
             autoscaling=ctx.boolean("endpointAutoscaling"),
-            min_instance_count=ctx.integer("endpointMinInstanceCount", minimum=1, maximum=100),
+            min_instance_count=ctx.integer("endpointMinInstanceCount", minimum=0, maximum=100),
             max_instance_count=ctx.integer("endpointMaxInstanceCount", minimum=1, maximum=100),
             decode_slots=ctx.integer("endpointDecodeSlots", minimum=0, maximum=1024),
             target_concurrency_percent=ctx.integer("endpointTargetConcurrencyPercent", minimum=10,
@@ -75,13 +88,32 @@ class EndpointSettings:
             latency_alarm_ms=ctx.integer("endpointLatencyAlarmMs", minimum=1, maximum=60000),
             ttft_alarm_ms=ctx.integer("endpointTimeToFirstTokenAlarmMs", minimum=1, maximum=60000),
             error_alarm_count=ctx.integer("endpointErrorAlarmCount", minimum=1),
+            copy_accelerators=ctx.integer("endpointCopyAccelerators", minimum=0, maximum=16),
+            copy_memory_mb=ctx.integer("endpointCopyMemoryMb", minimum=128, maximum=4 * 1024 * 1024),
+            initial_copy_count=ctx.integer("endpointInitialCopyCount", minimum=1, maximum=100),
+            min_copy_count=ctx.integer("endpointMinCopyCount", minimum=0, maximum=100),
+            max_copy_count=ctx.integer("endpointMaxCopyCount", minimum=1, maximum=100),
         )
         low, high = settings.min_instance_count, settings.max_instance_count
+        # Only an endpoint of inference components can have no instance (SageMaker's scale-to-zero rule).
+        ctx.require(low >= 1 or settings.inference_components, "endpointMinInstanceCount", low,
+                    f"at least 1 with endpointMode={VARIANT_MODE} (0 needs endpointMode={IC_MODE})")
         ctx.require(low <= high, "endpointMaxInstanceCount", high,
                     f"at least endpointMinInstanceCount ({low})")
-        ctx.require(low <= settings.initial_instance_count <= high, "endpointInitialInstanceCount",
+        ctx.require(max(low, 1) <= settings.initial_instance_count <= high, "endpointInitialInstanceCount",
                     settings.initial_instance_count,
                     f"between endpointMinInstanceCount ({low}) and endpointMaxInstanceCount ({high})")
+        # A rolling update of an inference component replaces 5-50 % of its copies per batch
+        # (SageMaker API reference, InferenceComponentRollingUpdatePolicy.MaximumBatchSize).
+        step = settings.traffic_step_percent
+        ctx.require(not settings.inference_components or 5 <= step <= 50, "endpointTrafficStepPercent", step,
+                    f"between 5 and 50 with endpointMode={IC_MODE} (the copies a rolling update replaces at "
+                    "once)")
+        low, high = settings.min_copy_count, settings.max_copy_count
+        ctx.require(low <= high, "endpointMaxCopyCount", high, f"at least endpointMinCopyCount ({low})")
+        ctx.require(low <= settings.initial_copy_count <= high, "endpointInitialCopyCount",
+                    settings.initial_copy_count,
+                    f"between endpointMinCopyCount ({low}) and endpointMaxCopyCount ({high})")
         ctx.require(settings.target_concurrency >= 1, "endpointTargetConcurrencyPercent",
                     settings.target_concurrency_percent, f"at least one request of the {settings.slots} "
                     "decode slots (endpointDecodeSlots, 0 = the image's default)")
@@ -96,6 +128,16 @@ class EndpointSettings:
         return settings
 
     @property
+    def inference_components(self) -> bool:
+        """True when the model is served as an inference component (endpointMode=inference-components)."""
+        return self.mode == IC_MODE
+
+    @property
+    def scales_to_zero(self) -> bool:
+        """True when idle copies, and then idle instances, go down to zero."""
+        return self.inference_components and self.autoscaling and self.min_copy_count == 0
+
+    @property
     def slots(self) -> int:
         """Decode slots of one instance: endpointDecodeSlots, or the image's default when that is 0."""
         return self.decode_slots or DEFAULT_MAX_BATCH
@@ -107,7 +149,7 @@ class EndpointSettings:
 
     @property
     def target_concurrency(self) -> float:
-        """Concurrent requests per instance that autoscaling holds: the given share of the decode slots."""
+        """Concurrent requests per instance (or copy) that autoscaling holds: a share of the decode slots."""
         return self.slots * self.target_concurrency_percent / 100
 
     @property

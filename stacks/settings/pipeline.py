@@ -30,6 +30,9 @@ def _canonical_hyperparameters(key: str, overrides: dict[str, str]) -> dict[str,
 ENVIRONMENT_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,1023}$")
 
 
+MODEL_DATA_COMPRESSIONS = ("gzip", "none")
+
+
 @dataclass(frozen=True)
 class PipelineSettings:
     """The training pipeline: data, instances, spot, limits, hyperparameters, registration, deploy runs."""
@@ -51,6 +54,14 @@ class PipelineSettings:
     max_val_loss: float  # registerMaxValLoss: register the model only when val_loss <= this
     model_approval_status: str  # modelApprovalStatus: status of a newly registered model package
     inference_instance_types: tuple[str, ...]  # inferenceInstanceTypes: real-time instances of the package
+    # modelDataCompression: gzip (model.tar.gz, unpacked before serving) or none (the files under an
+    # S3 prefix, registered as ModelDataSource, copied to /opt/ml/model as they are: no unpack on start)
+    model_data_compression: str
+
+    @property
+    def uncompressed_model(self) -> bool:
+        """True when training jobs write the model uncompressed and versions register its S3 prefix."""
+        return self.model_data_compression == "none"
 
     @classmethod
     def from_context(cls, ctx: Context) -> PipelineSettings:
@@ -81,6 +92,7 @@ class PipelineSettings:
                                        "a JSON object of environment variable names to string values"),
             max_val_loss=ctx.number("registerMaxValLoss", minimum=0.0),
             model_approval_status=ctx.choice("modelApprovalStatus", ("PendingManualApproval", "Approved")),
+            model_data_compression=ctx.choice("modelDataCompression", MODEL_DATA_COMPRESSIONS),
             inference_instance_types=tuple(instance_types),
         )
         # SageMaker rejects a spot job whose wait limit does not exceed its runtime limit.

@@ -25,7 +25,9 @@ from ops.endpoint_invocation import (
     request_body,
     stream_tokens,
 )
+from ops.aws import Aws
 from ops.errors import OpsError
+from stacks.names import COMPONENT_OUTPUT
 from stacks.pipeline.definition import training_definition, tuning_definition
 from stacks.pipeline.resources import PipelineResources
 from stacks.settings import Settings
@@ -419,3 +421,29 @@ def test_an_openai_error_event_mid_stream_raises_with_its_message():
         RequestError(500, "generation", "the engine failed"))
     with pytest.raises(OpsError, match=r"failed mid-stream \(generation\): the engine failed"):
         list(stream_tokens(decode_event_stream([{"PayloadPart": {"Bytes": raw}}])))
+
+
+def test_invoke_on_an_endpoint_of_inference_components_names_the_stack_s_component(cli, moto, endpoint,
+                                                                                monkeypatch):
+    """In inference-components mode EndpointStack names its component in an output; every request names it
+    (InvokeEndpoint refuses a request without it on such an endpoint). moto ignores the parameter, so the
+    request is read as botocore sends it, after botocore validated it against the API model."""
+    component = "jax-llm-endpoint-model"
+    _deploy_stack(moto, "ComponentStack", {"EndpointName": ENDPOINT, COMPONENT_OUTPUT: component})
+    sent: list[dict] = []
+    real = Aws.client
+
+    def client(self, service):
+        made = real(self, service)
+        if service == "sagemaker-runtime" and not sent:
+            made.meta.events.register("before-call.sagemaker-runtime.InvokeEndpoint",
+                                      lambda params, **_: sent.append(params))
+        return made
+
+    monkeypatch.setattr(Aws, "client", client)
+    _queue_endpoint_result(moto, json.dumps([{"generated_text": " copy's answer"}]))
+    result = cli("--endpoint-stack", "ComponentStack", "invoke", "Hello")
+    assert result.code == 0, result.err
+    assert result.out == " copy's answer\n"
+    # InvokeEndpoint carries the component in a header (the API model's InferenceComponentName location).
+    assert [p["headers"].get("X-Amzn-SageMaker-Inference-Component") for p in sent] == [component]

@@ -20,6 +20,7 @@ from botocore.stub import Stubber
 from ops import release
 from ops.aws import Aws
 from stacks.constructs.release_automation import FUNCTION_OUTPUT, PARAMETER_ID
+from stacks.names import COMPONENT_OUTPUT
 
 GROUP = "jax-llm-gpt"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jax-llm:abc"
@@ -63,8 +64,11 @@ def _package(moto: str, arn: str) -> dict:
     return boto3.client("sagemaker", endpoint_url=moto).describe_model_package(ModelPackageName=arn)
 
 
-def _stack(stubber: Stubber, status: str, serving: str, requested: str = "", pinned: bool = False) -> None:
+def _stack(stubber: Stubber, status: str, serving: str, requested: str = "", pinned: bool = False,
+           component: str | None = None) -> None:
     outputs = [{"OutputKey": "ModelPackageArn", "OutputValue": serving}]
+    if component:  # inference-components mode
+        outputs.append({"OutputKey": COMPONENT_OUTPUT, "OutputValue": component})
     if not pinned:
         outputs.append({"OutputKey": FUNCTION_OUTPUT, "OutputValue": FUNCTION})
     stack = {"StackId": STACK_ID, "StackName": "EndpointStack", "StackStatus": status, "Outputs": outputs,
@@ -179,3 +183,36 @@ def test_rollback_refuses_and_changes_nothing(cli, moto, stubbed, versions, appr
 
 def test_the_output_names_are_the_stacks():
     assert release.FUNCTION_OUTPUT == FUNCTION_OUTPUT and release.PARAMETER == PARAMETER_ID
+
+
+@pytest.mark.parametrize("current, desired, line", [
+    (2, 2, "Component:    jax-llm-endpoint-model InService, 2 of 2 copies"),
+    (0, 0, "Component:    jax-llm-endpoint-model InService, scaled to zero: the first request fails and "
+           "starts a copy (minutes), retry after it"),
+])
+def test_status_in_inference_components_mode_shows_the_component_and_its_copies(
+        cli, stubbed, versions, monkeypatch, current, desired, line):
+    """DescribeInferenceComponent is not emulated by moto: a Stubber on a real client checks the request and
+    answers in the real response shape."""
+    component = "jax-llm-endpoint-model"
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+    real = Aws.client
+    monkeypatch.setattr(Aws, "client", lambda self, service: sagemaker if service == "sagemaker"
+                        else real(self, service))
+    cloudformation = stubbed["cloudformation"]
+    _stack(cloudformation, "UPDATE_COMPLETE", serving=versions[1], requested=versions[1], component=component)
+    cloudformation.add_response("describe_stack_events", {"StackEvents": []}, {"StackName": "EndpointStack"})
+    now = datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC)
+    with Stubber(sagemaker) as stubber:
+        stubber.add_response("describe_inference_component", {
+            "InferenceComponentName": component, "InferenceComponentArn": f"arn:aws:sagemaker:us-east-1:"
+            f"123456789012:inference-component/{component}", "EndpointName": "jax-llm-endpoint",
+            "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/jax-llm-endpoint",
+            "VariantName": "primary", "InferenceComponentStatus": "InService", "CreationTime": now,
+            "LastModifiedTime": now,
+            "RuntimeConfig": {"DesiredCopyCount": desired, "CurrentCopyCount": current}},
+            {"InferenceComponentName": component})
+        result = cli("release", "status")
+        stubber.assert_no_pending_responses()
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[3] == line

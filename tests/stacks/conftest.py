@@ -4,7 +4,8 @@
   from cdk.json's context, synthesized once per session, with a ``Template`` per stack id and the
   cdk-nag findings that were not acknowledged.
 * ``cdk_out``: the cloud assembly written by the pinned CDK CLI (``cdk synth``), offline, with no AWS
-  credentials and no Docker engine; the template linters (cfn-lint, checkov) read it.
+  credentials and no Docker engine; the template linters (cfn-lint, checkov) read it. ``cli_assembly``
+  gives the same for each endpoint mode (``endpointMode``), each synthesized once per session.
 * ``synth_app``: a factory for the rare test that needs another context (each call costs a synth).
 * ``definitions``: pipeline name -> definition, parsed once from ``synthesized_app``'s TrainingStack.
 """
@@ -128,9 +129,25 @@ def cdk_cli() -> Callable[[list[str]], subprocess.CompletedProcess]:
 
 
 @pytest.fixture(scope="session")
-def cdk_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The cloud assembly of a real `cdk synth` by the pinned CLI, run offline."""
-    outdir = tmp_path_factory.mktemp("cli") / "cdk.out"
-    result = run_cdk(["synth", "--quiet", "--output", str(outdir)])
-    assert result.returncode == 0, f"cdk synth failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
-    return outdir
+def cli_assembly(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """The cloud assembly of a real `cdk synth` by the pinned CLI, run offline, for an endpoint mode
+    (cdk.json's default mode with no extra context); each mode is synthesized once per session."""
+    assemblies: dict[str, Path] = {}
+    default_mode = cdk_json_context()["endpointMode"]
+
+    def assembly(mode: str = default_mode) -> Path:
+        if mode not in assemblies:
+            outdir = tmp_path_factory.mktemp("cli") / "cdk.out"
+            extra = [] if mode == default_mode else ["-c", f"endpointMode={mode}"]
+            result = run_cdk(["synth", "--quiet", "--output", str(outdir), *extra])
+            assert result.returncode == 0, \
+                f"cdk synth failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
+            assemblies[mode] = outdir
+        return assemblies[mode]
+    return assembly
+
+
+@pytest.fixture(scope="session")
+def cdk_out(cli_assembly: Callable[[str], Path]) -> Path:
+    """The cloud assembly of a real `cdk synth` by the pinned CLI with cdk.json's defaults, run offline."""
+    return cli_assembly()

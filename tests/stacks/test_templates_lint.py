@@ -1,7 +1,8 @@
 """cfn-lint and checkov over every template (and staged Dockerfile) that a real `cdk synth` writes.
 
 The templates are found through the cloud assembly's manifest, so every stack the app gains later is
-linted without changing this file.
+linted without changing this file. Each endpoint mode (a production variant, or inference components) is
+synthesized and linted: they differ in EndpointStack's resources.
 """
 
 from __future__ import annotations
@@ -13,11 +14,19 @@ from pathlib import Path
 import pytest
 from tests.support import REPO
 
+from stacks.settings.endpoint import ENDPOINT_MODES
+
 CFN_LINT = REPO / ".venv" / "bin" / "cfn-lint"
 CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
 # W3005 ("dependency already enforced by a GetAtt"): CDK adds an explicit DependsOn on a Lambda
 # function's role; CloudFormation ignores the redundancy. Every other error, warning and note counts.
 CFN_LINT_IGNORED = ["W3005"]
+
+
+@pytest.fixture(scope="module", params=ENDPOINT_MODES)
+def cdk_out(request: pytest.FixtureRequest, cli_assembly) -> Path:
+    """The CLI's cloud assembly for each endpoint mode (synthesized once per mode per session)."""
+    return cli_assembly(request.param)
 
 
 @pytest.fixture(scope="module")

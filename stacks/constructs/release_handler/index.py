@@ -25,6 +25,7 @@ from botocore.exceptions import ClientError
 
 PARAMETER = "RequestedModelPackageArn"  # the stack parameter the update changes
 SERVING_OUTPUT = "ModelPackageArn"  # the stack output naming the version the endpoint serves
+# In inference-components mode, the stack output naming the component (absent in variant mode).
 TOKEN_PREFIX = "release-"
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"]
 # Statuses a stack can be updated from; any other one that is not *_IN_PROGRESS needs a person.

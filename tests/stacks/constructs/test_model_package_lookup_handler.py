@@ -182,3 +182,23 @@ def test_the_api_calls_are_the_actions_the_policy_grants():
     assert calls == {"list_model_packages", "describe_model_package"}
     mapping = boto3.client("sagemaker", region_name="us-east-1").meta.method_to_api_mapping
     assert {f"sagemaker:{mapping[c]}" for c in calls} == {LOOKUP_ACTION, DESCRIBE_ACTION}
+
+
+def test_an_uncompressed_version_is_found_and_requested_like_a_tar_gz_one(sagemaker, response_url):
+    """A version registered with modelDataCompression=none (ModelDataSource, an S3 prefix) after one with
+    model.tar.gz: the lookup names versions, not their data, so both serve."""
+    url, responses = response_url
+    tar_gz = _register(sagemaker, "Approved")
+    uncompressed = sagemaker.create_model_package(
+        ModelPackageGroupName=GROUP, ModelApprovalStatus="Approved",
+        InferenceSpecification={
+            "Containers": [{"Image": IMAGE, "ModelDataSource": {"S3DataSource": {
+                "S3Uri": "s3://b/training/j2/output/model/", "S3DataType": "S3Prefix",
+                "CompressionType": "None"}}}],
+            "SupportedContentTypes": ["application/json"], "SupportedResponseMIMETypes": ["application/json"]},
+    )["ModelPackageArn"]
+    lookup.handler(_event("Create", url), CONTEXT)
+    event = _event("Update", url, PhysicalResourceId=uncompressed)
+    event["ResourceProperties"]["Requested"] = tar_gz  # a rollback to the tar.gz version
+    lookup.handler(event, CONTEXT)
+    assert [r["Data"]["ModelPackageArn"] for _, r in responses] == [uncompressed, tar_gz]

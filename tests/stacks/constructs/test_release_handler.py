@@ -17,6 +17,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from stacks.constructs.release_automation import PARAMETER_ID, RELEASE_ACTIONS
+from stacks.names import COMPONENT_OUTPUT
 from stacks.constructs.release_handler import index as release
 
 GROUP = "jax-llm-gpt"
@@ -79,13 +80,16 @@ def _settled(status: str, token: str) -> dict:
                        "client-request-token": token}}
 
 
-def _expect_describe(stubber: Stubber, status: str, serving: str, requested: str = "") -> None:
+def _expect_describe(stubber: Stubber, status: str, serving: str, requested: str = "",
+                     component: str | None = None) -> None:
     stack = {"StackId": STACK_ID, "StackName": "EndpointStack", "StackStatus": status,
              "CreationTime": datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC),
              "Parameters": [{"ParameterKey": "BootstrapVersion", "ParameterValue": "/cdk-bootstrap/version"},
                             {"ParameterKey": PARAMETER_ID, "ParameterValue": requested}],
              "Outputs": [{"OutputKey": "EndpointName", "OutputValue": "jax-llm-endpoint"},
                          {"OutputKey": "ModelPackageArn", "OutputValue": serving}]}
+    if component:  # inference-components mode
+        stack["Outputs"].append({"OutputKey": COMPONENT_OUTPUT, "OutputValue": component})
     stubber.add_response("describe_stacks", {"Stacks": [stack]}, {"StackName": STACK_ID})
 
 
@@ -237,3 +241,35 @@ def test_the_calls_the_function_makes_are_the_actions_its_policy_grants():
     # UpdateStack with a RoleARN also needs iam:PassRole on that role, and CloudFormation resolves the
     # stack's SSM-typed BootstrapVersion parameter with the caller's credentials.
     assert actions | {"iam:PassRole", "ssm:GetParameters"} == set(RELEASE_ACTIONS)
+
+
+# --- inference-components mode: the same stack update; the component's rolling update does the rollout ----
+
+
+def test_in_inference_components_mode_an_approval_updates_the_stack_the_same_way(sagemaker, cloudformation,
+                                                                                  clock):
+    """CloudFormation turns the new Model name into an update of the component, which SageMaker rolls out
+    copy batch by copy batch under the same alarms; the function's request is the variant mode's. The newer
+    version is registered uncompressed (ModelDataSource): the function reads no model data either way."""
+    serving = _register(sagemaker, "Approved")
+    newer = sagemaker.create_model_package(
+        ModelPackageGroupName=GROUP, ModelApprovalStatus="PendingManualApproval",
+        InferenceSpecification={"Containers": [{"Image": IMAGE, "ModelDataSource": {"S3DataSource": {
+            "S3Uri": "s3://b/training/j2/output/model/", "S3DataType": "S3Prefix",
+            "CompressionType": "None"}}}],
+            "SupportedContentTypes": ["application/json"],
+            "SupportedResponseMIMETypes": ["application/json"]},
+    )["ModelPackageArn"]
+    _expect_describe(cloudformation, "UPDATE_COMPLETE", serving, component="jax-llm-endpoint-model")
+    _expect_update(cloudformation, newer)
+    outcome = release.handler(_approve(sagemaker, newer), CONTEXT)
+    assert outcome["outcome"] == "started" and outcome["target"] == newer
+
+
+def test_in_inference_components_mode_a_rolled_back_update_is_not_retried(sagemaker, cloudformation):
+    serving = _register(sagemaker, "Approved")
+    failed = _register(sagemaker, "Approved")
+    _expect_describe(cloudformation, "UPDATE_ROLLBACK_COMPLETE", serving, requested=failed,
+                     component="jax-llm-endpoint-model")
+    outcome = release.handler(_settled("UPDATE_ROLLBACK_COMPLETE", f"release-2-{NOW}"), CONTEXT)
+    assert outcome["outcome"] == "not retried"
