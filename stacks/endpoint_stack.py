@@ -52,15 +52,15 @@ class EndpointStack(Stack):
             model_package_arn = endpoint_settings.model_package_arn
         else:  # approving a version rolls it out (a pinned ARN is not followed)
             release = ModelRelease(self, "Release", group_name=model_package_group_name, key=key,
-                                   log_retention_days=settings.storage.log_retention_days)
+                                   storage=settings.storage)
             model_package_arn = ModelPackageLookup(
                 self,
                 "NewestApprovedModel",
                 group_name=model_package_group_name,
-                refresh_token=endpoint_settings.lookup_token,
+                endpoint=endpoint_settings,
                 requested=release.requested,
                 key=key,
-                log_retention_days=settings.storage.log_retention_days,
+                storage=settings.storage,
             ).model_package_arn
 
         serving_metrics = ServingMetrics(
@@ -68,7 +68,7 @@ class EndpointStack(Stack):
             "ServingMetrics",
             endpoint_name=endpoint_name,
             key=key,
-            log_retention_days=settings.storage.log_retention_days,
+            storage=settings.storage,
             retain=settings.project.removal_policy == "retain",
             log_group_name=component_log_group_name(component_name) if component_name else None,
         )

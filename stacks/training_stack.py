@@ -33,21 +33,18 @@ class TrainingStack(Stack):
                    else RemovalPolicy.RETAIN)
 
         self.key: kms.Key = EncryptionKey(
-            self, "Encryption", alias=f"alias/{settings.project.name}",
-            pending_window_days=settings.storage.kms_pending_window_days, removal_policy=removal).key
+            self, "Encryption", alias=f"alias/{settings.project.name}", storage=settings.storage,
+            removal_policy=removal).key
 
         buckets = ProjectBuckets(
-            self, "Buckets", key=self.key, data_bucket_name=settings.storage.data_bucket_name,
-            noncurrent_version_days=settings.storage.noncurrent_version_days,
-            access_log_retention_days=settings.storage.access_log_retention_days, removal_policy=removal)
+            self, "Buckets", key=self.key, storage=settings.storage, removal_policy=removal)
         self.artifacts_bucket: s3.IBucket = buckets.artifacts_bucket
         self.data_bucket: s3.IBucket = buckets.data_bucket
         self.access_logs_bucket: s3.IBucket = buckets.access_logs_bucket
 
         image = ImageRepository(
-            self, "Image", repository_name=settings.project.name, key=self.key,
-            untagged_image_days=settings.image.untagged_image_days, cpu_only=settings.image.cpu_only,
-            log_retention_days=settings.storage.log_retention_days, removal_policy=removal)
+            self, "Image", repository_name=settings.project.name, key=self.key, image=settings.image,
+            storage=settings.storage, removal_policy=removal)
         self.repository: ecr.Repository = image.repository
         self.image_tag: str = image.image_tag
         self.image_uri: str = image.image_uri
@@ -61,8 +58,7 @@ class TrainingStack(Stack):
         self.execution_role_policy: iam.ManagedPolicy = role.policy
 
         registry = ModelRegistry(
-            self, "ModelRegistry", group_name=settings.registry.model_package_group_name,
-            removal_policy=removal)
+            self, "ModelRegistry", registry=settings.registry, removal_policy=removal)
         self.model_package_group_name: str = registry.group_name
         self.model_package_group_arn: str = registry.group_arn
 
@@ -71,7 +67,7 @@ class TrainingStack(Stack):
         if server_name is not None:
             self.tracking_arn = TrackingServer(
                 self, "Tracking", name=server_name, bucket=self.artifacts_bucket, key=self.key,
-                size=settings.tracking.server_size).arn
+                tracking=settings.tracking).arn
         elif settings.tracking.mode == "existing":
             self.tracking_arn = settings.tracking.server_arn
         if self.tracking_arn is not None:
@@ -95,7 +91,7 @@ class TrainingStack(Stack):
             trigger = TrainingTrigger(
                 self, "StartTraining", pipeline_name=pipelines.training_pipeline_name,
                 pipeline_arn=pipelines.training_pipeline_arn, definition=pipelines.training_definition,
-                key=self.key, log_retention_days=settings.storage.log_retention_days,
+                key=self.key, storage=settings.storage,
                 depends_on=[pipelines.training, pipelines.pipeline_role.policy, self.execution_role_policy,
                             self.image_deployment])
             CfnOutput(self, names.TRAINING_EXECUTION_OUTPUT, value=trigger.execution_arn,

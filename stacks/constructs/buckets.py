@@ -7,6 +7,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks.settings import StorageSettings
+
 from stacks.checkov import skip_checkov
 from stacks.nag import acknowledge
 
@@ -14,11 +16,10 @@ from stacks.nag import acknowledge
 class ProjectBuckets(Construct):
     """KMS-encrypted, TLS-only, versioned buckets with public access blocked and access logging.
 
-    ``data_bucket_name`` names an existing data bucket to use instead of creating one ("" creates one).
+    ``storage.data_bucket_name`` names an existing data bucket to use instead of creating one ("" creates one).
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, key: kms.IKey, data_bucket_name: str,
-                 noncurrent_version_days: int, access_log_retention_days: int,
+    def __init__(self, scope: Construct, construct_id: str, *, key: kms.IKey, storage: StorageSettings,
                  removal_policy: RemovalPolicy) -> None:
         super().__init__(scope, construct_id)
         # S3 server access logs cannot be delivered to an SSE-KMS bucket, hence S3-managed keys here.
@@ -27,7 +28,7 @@ class ProjectBuckets(Construct):
             encryption=s3.BucketEncryption.S3_MANAGED,
             versioned=True,
             lifecycle_rules=[s3.LifecycleRule(
-                expiration=Duration.days(access_log_retention_days),
+                expiration=Duration.days(storage.access_log_retention_days),
                 noncurrent_version_expiration=Duration.days(1),
                 abort_incomplete_multipart_upload_after=Duration.days(1),
             )],
@@ -46,11 +47,12 @@ class ProjectBuckets(Construct):
             "need a second logging pipeline for no recovery benefit to the project's data.")
 
         self.artifacts_bucket = self._encrypted_bucket(
-            "Artifacts", key, noncurrent_version_days, removal_policy)
-        if data_bucket_name:
-            self.data_bucket: s3.IBucket = s3.Bucket.from_bucket_name(self, "Data", data_bucket_name)
+            "Artifacts", key, storage.noncurrent_version_days, removal_policy)
+        if storage.data_bucket_name:
+            self.data_bucket: s3.IBucket = s3.Bucket.from_bucket_name(self, "Data", storage.data_bucket_name)
         else:
-            self.data_bucket = self._encrypted_bucket("Data", key, noncurrent_version_days, removal_policy)
+            self.data_bucket = self._encrypted_bucket(
+                "Data", key, storage.noncurrent_version_days, removal_policy)
 
     def _encrypted_bucket(self, construct_id: str, key: kms.IKey, noncurrent_version_days: int,
                           removal_policy: RemovalPolicy) -> s3.Bucket:

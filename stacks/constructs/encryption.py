@@ -7,6 +7,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
+from stacks.settings import StorageSettings
+
 # What CloudWatch Logs does with a log group's key (its documented key-policy actions, spelt out).
 LOGS_KEY_ACTIONS = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey",
                     "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom", "kms:ReEncryptTo"]
@@ -15,7 +17,7 @@ LOGS_KEY_ACTIONS = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:Genera
 class EncryptionKey(Construct):
     """A symmetric KMS key with yearly automatic rotation."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, alias: str, pending_window_days: int,
+    def __init__(self, scope: Construct, construct_id: str, *, alias: str, storage: StorageSettings,
                  removal_policy: RemovalPolicy) -> None:
         super().__init__(scope, construct_id)
         self.key = kms.Key(
@@ -23,7 +25,7 @@ class EncryptionKey(Construct):
             alias=alias,
             description="Encrypts the JAX LLM project's S3 data, ECR images and SageMaker volumes",
             enable_key_rotation=True,
-            pending_window=Duration.days(pending_window_days),
+            pending_window=Duration.days(storage.kms_pending_window_days),
             removal_policy=removal_policy,
         )
         # CloudWatch Logs encrypts log groups of this account and region with the key (the log-group KMS

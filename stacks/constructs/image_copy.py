@@ -10,6 +10,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from stacks.settings import StorageSettings
+
 from stacks.checkov import skip_checkov
 from stacks.nag import acknowledge
 
@@ -28,7 +30,7 @@ class ImageCopy(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, source_repository: ecr.IRepository,
                  source_uri: str, repository: ecr.IRepository, destination_uri: str, key: kms.IKey,
-                 log_retention_days: int) -> None:
+                 storage: StorageSettings) -> None:
         super().__init__(scope, construct_id)
         self.role = iam.Role(self, "HandlerRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                              description="Copies the jax-llm image asset into the project repository")
@@ -44,7 +46,7 @@ class ImageCopy(Construct):
         handler = _handler_function(Stack.of(self))
         log_group = handler.node.find_child("LogGroup").node.default_child
         log_group.kms_key_id = key.key_arn
-        log_group.retention_in_days = log_retention_days
+        log_group.retention_in_days = storage.log_retention_days
 
         self.policy = iam.ManagedPolicy(self, "HandlerPolicy", roles=[self.role], statements=[
             iam.PolicyStatement(sid="EcrAuthorizationToken", actions=["ecr:GetAuthorizationToken"],

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
+from jax_llm.contract.paths import IMAGE_SOURCE
 from stacks.constructs.image_copy import ImageCopy
-
-CONTAINER_DIR = Path(__file__).resolve().parents[2] / "containers" / "jax-llm"
+from stacks.settings import ImageSettings, StorageSettings
 
 
 class ImageRepository(Construct):
@@ -24,8 +22,7 @@ class ImageRepository(Construct):
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, repository_name: str, key: kms.IKey,
-                 untagged_image_days: int, cpu_only: bool, log_retention_days: int,
-                 removal_policy: RemovalPolicy) -> None:
+                 image: ImageSettings, storage: StorageSettings, removal_policy: RemovalPolicy) -> None:
         super().__init__(scope, construct_id)
         self.repository = ecr.Repository(
             self, "Repository",
@@ -38,24 +35,23 @@ class ImageRepository(Construct):
             # tagged image may be what a registered model version (a rollback target) or the pipelines run:
             # those are deleted only by `python -m ops images prune`, which checks the references first.
             lifecycle_rules=[ecr.LifecycleRule(
-                description=f"Expire untagged images {untagged_image_days} days after their push",
+                description=f"Expire untagged images {image.untagged_image_days} days after their push",
                 tag_status=ecr.TagStatus.UNTAGGED,
-                max_image_age=Duration.days(untagged_image_days),
+                max_image_age=Duration.days(image.untagged_image_days),
             )],
             removal_policy=removal_policy,
         )
         self.asset = ecr_assets.DockerImageAsset(
             self, "Asset",
-            directory=str(CONTAINER_DIR),
+            directory=str(IMAGE_SOURCE),
             platform=ecr_assets.Platform.LINUX_AMD64,
-            build_args={"VARIANT": "cpu"} if cpu_only else None,  # the Dockerfile's default: gpu
+            build_args={"VARIANT": "cpu"} if image.cpu_only else None,  # the Dockerfile's default: gpu
         )
         # The asset hash covers the build context and build arguments: a content tag, stable across synths.
         self.image_tag: str = self.asset.asset_hash
         self.image_uri: str = self.repository.repository_uri_for_tag(self.image_tag)
         self.copy = ImageCopy(
             self, "Copy", source_repository=self.asset.repository, source_uri=self.asset.image_uri,
-            repository=self.repository, destination_uri=self.image_uri, key=key,
-            log_retention_days=log_retention_days)
+            repository=self.repository, destination_uri=self.image_uri, key=key, storage=storage)
         # Whatever starts containers from image_uri depends on this: the copy has finished by then.
         self.deployment: Construct = self.copy.deployment

@@ -23,6 +23,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from stacks.settings import EndpointSettings, StorageSettings
+
 from stacks.checkov import skip_checkov
 from stacks.nag import acknowledge
 
@@ -42,15 +44,15 @@ class ModelPackageLookup(Construct):
         construct_id: str,
         *,
         group_name: str,
-        refresh_token: str,
+        endpoint: EndpointSettings,
         requested: str,
         key: kms.IKey,
-        log_retention_days: int,
+        storage: StorageSettings,
     ) -> None:
         super().__init__(scope, construct_id)
         self._group = group_name
         log_group = logs.LogGroup(self, "Logs", encryption_key=key, removal_policy=RemovalPolicy.DESTROY)
-        log_group.node.default_child.retention_in_days = log_retention_days  # any value CloudWatch accepts
+        log_group.node.default_child.retention_in_days = storage.log_retention_days  # any value CloudWatch accepts
         role = iam.Role(
             self,
             "Role",
@@ -93,7 +95,7 @@ class ModelPackageLookup(Construct):
             "Resource",
             service_token=self.function.function_arn,
             resource_type=RESOURCE_TYPE,
-            properties={"ModelPackageGroupName": group_name, "LookupToken": refresh_token,
+            properties={"ModelPackageGroupName": group_name, "LookupToken": endpoint.lookup_token,
                         "Requested": requested},
         )
         # The handler runs when this resource is created: its permissions must be attached by then.

@@ -20,6 +20,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from stacks.settings import StorageSettings
+
 from stacks.checkov import skip_checkov
 from stacks.constructs.release_handler.index import PARAMETER as PARAMETER_ID
 from stacks.nag import acknowledge
@@ -40,7 +42,7 @@ class ModelRelease(Construct):
     """The ``requested`` parameter, the release function and the two rules that start it."""
 
     def __init__(self, scope: Construct, construct_id: str, *, group_name: str, key: kms.IKey,
-                 log_retention_days: int) -> None:
+                 storage: StorageSettings) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         parameter = CfnParameter(
@@ -57,7 +59,7 @@ class ModelRelease(Construct):
                                              resource_name=f"cdk-bootstrap/{qualifier}/version")
 
         log_group = logs.LogGroup(self, "Logs", encryption_key=key, removal_policy=RemovalPolicy.DESTROY)
-        log_group.node.default_child.retention_in_days = log_retention_days
+        log_group.node.default_child.retention_in_days = storage.log_retention_days
         role = iam.Role(
             self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"Rolls the newest Approved version of {group_name} out to {stack.stack_name}")

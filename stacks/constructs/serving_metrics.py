@@ -25,6 +25,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from stacks.settings import StorageSettings
+
 from jax_llm.contract.serving import LOG_METRICS, NAMESPACE, LogMetric
 from stacks.constructs.execution_role import SAGEMAKER_LOG_GROUP_PREFIX
 
@@ -58,7 +60,7 @@ class ServingMetrics(Construct):
         *,
         endpoint_name: str,
         key: kms.IKey,
-        log_retention_days: int,
+        storage: StorageSettings,
         retain: bool,
         log_group_name: str | None = None,
     ) -> None:
@@ -73,7 +75,7 @@ class ServingMetrics(Construct):
             removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE if retain else RemovalPolicy.DESTROY,
         )
         # Any value CloudWatch accepts (the L2 property takes only its enum).
-        self.log_group.node.default_child.retention_in_days = log_retention_days
+        self.log_group.node.default_child.retention_in_days = storage.log_retention_days
         self.namespace = metric_namespace(endpoint_name)
         self.metrics: dict[str, LogMetric] = {m.field: m for m in LOG_METRICS}
         for metric in LOG_METRICS:

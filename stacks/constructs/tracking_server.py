@@ -9,6 +9,8 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from stacks.settings import TrackingSettings
+
 from stacks.nag import acknowledge, wildcard_resource
 
 ARTIFACT_PREFIX = "mlflow"  # in the artifacts bucket: the server's artifact store
@@ -25,7 +27,7 @@ class TrackingServer(Construct):
     bucket's KMS key), run as a service role that may use exactly that prefix and the key."""
 
     def __init__(self, scope: Construct, construct_id: str, *, name: str, bucket: s3.IBucket, key: kms.IKey,
-                 size: str) -> None:
+                 tracking: TrackingSettings) -> None:
         super().__init__(scope, construct_id)
         self.role = iam.Role(
             self, "Role", description="The MLflow tracking server's access to its artifact store",
@@ -45,7 +47,7 @@ class TrackingServer(Construct):
                     "The server names its artifacts per run at run time, all under its own prefix.")
         self.server = sagemaker.CfnMlflowTrackingServer(
             self, "Server", tracking_server_name=name, artifact_store_uri=f"s3://{bucket.bucket_name}/"
-            f"{ARTIFACT_PREFIX}", role_arn=self.role.role_arn, tracking_server_size=size,
+            f"{ARTIFACT_PREFIX}", role_arn=self.role.role_arn, tracking_server_size=tracking.server_size,
             automatic_model_registration=False)  # the Model Registry is the pipelines' gate, not MLflow's
         self.server.node.add_dependency(policy)
         self.arn: str = self.server.attr_tracking_server_arn

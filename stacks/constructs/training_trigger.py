@@ -22,6 +22,7 @@ from constructs import Construct, IDependable
 
 from stacks.checkov import skip_checkov
 from stacks.nag import acknowledge
+from stacks.settings import StorageSettings
 
 DIGEST_CHARS = 16  # 64 bits of sha256: plenty to tell definitions apart, short enough to read in the console
 # AwsCustomResource runs every instance in a stack on one singleton function with this construct id.
@@ -45,11 +46,11 @@ class TrainingTrigger(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, pipeline_name: str, pipeline_arn: str,
                  definition: dict, depends_on: Sequence[IDependable], key: kms.IKey,
-                 log_retention_days: int) -> None:
+                 storage: StorageSettings) -> None:
         super().__init__(scope, construct_id)
         self.digest = definition_digest(self, definition)
         log_group = logs.LogGroup(self, "Logs", encryption_key=key)
-        log_group.node.default_child.retention_in_days = log_retention_days  # any value CloudWatch accepts
+        log_group.node.default_child.retention_in_days = storage.log_retention_days  # any value CloudWatch accepts
         self.role = iam.Role(self, "ProviderRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                              description="Starts the training pipeline when a deploy changed its definition")
         self.policy = iam.ManagedPolicy(self, "ProviderPolicy", roles=[self.role], statements=[

@@ -18,6 +18,7 @@ from jax_llm.contract.serving import LOG_METRICS, NAMESPACE
 from stacks.constructs.serving_metrics import ServingMetrics
 from stacks.settings import Settings
 from tests.stacks.cfn_values import TemplateValues, resources_of_type
+from tests.stacks.conftest import cdk_json_context
 from tests.stacks.iam_evaluation import RolePolicies
 
 # What CloudWatch accepts as a namespace (AWS::Logs::MetricFilter's MetricNamespace pattern).
@@ -104,8 +105,9 @@ def test_one_metric_filter_per_field_of_the_contract_table(template, endpoint_na
 def _bare(endpoint_names: list[str]) -> Template:
     stack = Stack(App(), "Bare")
     key = kms.Key(stack, "Key")
+    storage = Settings.from_context(cdk_json_context()).storage
     for i, name in enumerate(endpoint_names):
-        ServingMetrics(stack, f"Metrics{i}", endpoint_name=name, key=key, log_retention_days=30, retain=True)
+        ServingMetrics(stack, f"Metrics{i}", endpoint_name=name, key=key, storage=storage, retain=True)
     return Template.from_stack(stack)
 
 
