@@ -14,6 +14,7 @@ from jax_llm.model.export import TOKENIZER_FILE, load_model, read_model_config
 from jax_llm.serving.engine import Engine
 from jax_llm.serving.runner import ModelRunner
 from jax_llm.serving.settings import ServingSettings
+from jax_llm.serving.startup import StartupTimes
 from jax_llm.data.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -28,24 +29,31 @@ def enable_compilation_cache(settings: ServingSettings) -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def load_engine(settings: ServingSettings, observe=None) -> Engine:
+def load_engine(settings: ServingSettings, observe=None, times: StartupTimes | None = None) -> Engine:
     """Loads model and tokenizer from `settings.model_dir`, compiles prefill and decode, starts the engine.
-    `observe`: called with every finished generation (the server's metrics)."""
+    `observe`: called with every finished generation (the server's metrics); `times`: the start budget,
+    filled phase by phase (model_read, device_transfer, compile and warm_up per program, engine_start)."""
+    times = times or StartupTimes()
     start = time.perf_counter()
-    enable_compilation_cache(settings)
+    with times.phase("import"):  # JAX's backend comes up on its first use, here
+        enable_compilation_cache(settings)
+        jax.devices()
     overrides = {"compute_dtype": settings.compute_dtype} if settings.compute_dtype else {}
-    # Rotary positions have no table to cut: a shorter context is only a shorter KV cache and fewer buckets.
-    overrides["max_seq_len"] = settings.context(read_model_config(settings.model_dir).max_seq_len)
-    model = load_model(settings.model_dir, **overrides)
-    tokenizer = load_tokenizer(settings.model_dir / TOKENIZER_FILE)
+    with times.phase("model_read"):
+        # Rotary positions have no table to cut: a shorter context is only a shorter KV cache and fewer buckets.
+        overrides["max_seq_len"] = settings.context(read_model_config(settings.model_dir).max_seq_len)
+        tokenizer = load_tokenizer(settings.model_dir / TOKENIZER_FILE)
+    model = load_model(settings.model_dir, phase=times.phase, **overrides)
     buckets = settings.prompt_buckets(model.config.max_seq_len)
     prefill_batch = settings.max_prefill_batch or (8 if jax.default_backend() == "gpu" else 1)
-    runner = ModelRunner(model, settings.max_batch, buckets, prefill_batch)
-    runner.warm_up()
-    engine = Engine(runner, tokenizer, settings.max_queue, settings.default_max_new_tokens, observe=observe)
-    engine.start()
+    with times.phase("device_transfer"):  # the KV cache's allocation
+        runner = ModelRunner(model, settings.max_batch, buckets, prefill_batch)
+    runner.warm_up(times.program)
+    with times.phase("engine_start"):
+        engine = Engine(runner, tokenizer, settings.max_queue, settings.default_max_new_tokens, observe=observe)
+        engine.start()
     log.info(
-        "model from %s ready in %.1f s on %s: %d slots, context %d, prompt buckets %s",
+        "model from %s loaded in %.1f s on %s: %d slots, context %d, prompt buckets %s",
         settings.model_dir,
         time.perf_counter() - start,
         jax.devices()[0].device_kind,
