@@ -10,7 +10,7 @@ from pathlib import Path
 from local_mode import container_engine, demo, tracking
 from local_mode.base_image import BaseImageError
 from local_mode.endpoint import EndpointError, LocalEndpoint
-from local_mode.packaging import PackagingError
+from local_mode.packaging import COMPRESSION_TYPES, PackagingError
 from local_mode.runner import run_processing, run_training, say
 from local_mode.tree import TreeError, parse_cli_value
 
@@ -81,11 +81,23 @@ def parser() -> argparse.ArgumentParser:
         "off (default: the SQLite store <workdir>/mlflow.db; off with --docker)",
     )
     train.add_argument("--experiment", default=tracking.DEFAULT_EXPERIMENT, help="MLflow experiment")
+    train.add_argument(
+        "--compression",
+        choices=COMPRESSION_TYPES,
+        default="GZIP",
+        help="OutputDataConfig.CompressionType: GZIP writes output/model.tar.gz, NONE the model's files under "
+        "output/model/ (what a ModelDataSource S3 prefix serves without an unpack)",
+    )
 
     serve = commands.add_parser(
-        "serve", parents=[common], help="endpoint: unpack model.tar.gz into a fresh tree and serve it"
+        "serve", parents=[common], help="endpoint: model data into a fresh tree's model/, then serve it"
     )
-    serve.add_argument("--model", type=Path, required=True, help="a model.tar.gz from `train`")
+    serve.add_argument(
+        "--model",
+        type=Path,
+        required=True,
+        help="a model.tar.gz from `train` (unpacked), or an uncompressed model directory (copied as it is)",
+    )
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--entry-point", help="the team's inference handler (inference.py) in --source-dir")
     serve.add_argument("--source-dir", type=Path, help="the directory holding --entry-point")
@@ -113,7 +125,7 @@ def prepare(args: argparse.Namespace) -> int:
 
 
 def train(args: argparse.Namespace) -> int:
-    """A training job on the given channels; model.tar.gz under the job's output/."""
+    """A training job on the given channels; model.tar.gz (or, uncompressed, model/) under the job's output/."""
     channels = {c: getattr(args, c) for c in ("train", "validation", "tokenizer") if getattr(args, c)}
     if args.source_dir and not args.entry_point:
         raise TreeError("--source-dir needs --entry-point (the script in it to run)")
@@ -130,6 +142,7 @@ def train(args: argparse.Namespace) -> int:
         entry_point=args.entry_point,
         source_dir=args.source_dir,
         environment=environment,
+        compression=args.compression,
     )
     if environment:
         uri = environment[tracking.URI_ENV]

@@ -1,4 +1,5 @@
-"""A local endpoint: model.tar.gz unpacked into a fresh tree, `serve` started on it, invoked over HTTP."""
+"""A local endpoint: model data (model.tar.gz unpacked, or an uncompressed model directory copied) in a fresh
+tree, `serve` started on it, invoked over HTTP."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ class LocalEndpoint:
         else:
             env = host_environment(self.paths, {"SAGEMAKER_BIND_TO_PORT": str(self.port), **environment})
             self.command = HostCommand([sys.executable, "-m", "jax_llm", "serve"], env)
-        say(f"serving {model_archive} at {self.url} (model unpacked into {self.paths.model})")
+        say(f"serving {model_archive} at {self.url} (model data in {self.paths.model})")
         # Stopped by SIGTERM, not Ctrl-C, as SageMaker stops an endpoint's container.
         self.process, self._pump = start_process(
             self.command.argv, self.command.env, prefix="[serve] ", sink=self.lines, log=log

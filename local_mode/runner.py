@@ -1,7 +1,8 @@
 """SageMaker jobs on this machine: the image's entry points on /opt/ml trees, as processes or containers.
 
 <workdir>/<job>/algo-1/ ... algo-N/   one /opt/ml tree per host (training), or <job>/processing-tree/
-<workdir>/<job>/output/               what SageMaker uploads to S3: model.tar.gz, output.tar.gz
+<workdir>/<job>/output/               what SageMaker uploads to S3: model.tar.gz, output.tar.gz, or
+                                      uncompressed (CompressionType NONE) model/ and data/
 """
 
 from __future__ import annotations
@@ -23,9 +24,14 @@ from jax_llm.contract.paths import JOB_NAME_ENV, SageMakerPaths
 from local_mode.base_image import CONTEXT as CONTAINER_SOURCE
 from local_mode.container_engine import CONTAINER_ROOT, ISOLATED, ContainerEngine, container_name
 from local_mode.packaging import (
+    COMPRESSION_TYPES,
     MODEL_ARCHIVE,
+    MODEL_PREFIX,
     OUTPUT_ARCHIVE,
+    OUTPUT_DATA_PREFIX,
+    PackagingError,
     SOURCE_ARCHIVE,
+    copy_directories,
     pack_directories,
     pack_source,
     package_model,
@@ -82,6 +88,12 @@ class JobResult:
     @property
     def model_archive(self) -> Path:
         return self.output_dir / MODEL_ARCHIVE
+
+    @property
+    def model_data(self) -> Path:
+        """What ModelArtifacts.S3ModelArtifacts names: model.tar.gz, or the uncompressed model's prefix."""
+        prefix = self.output_dir / MODEL_PREFIX
+        return prefix if prefix.is_dir() else self.model_archive
 
 
 def free_port() -> int:
@@ -258,12 +270,16 @@ def run_training(
     entry_point: str | None = None,
     source_dir: Path | None = None,
     environment: Mapping[str, str] | None = None,
+    compression: str = "GZIP",
     log: Log = print,
 ) -> JobResult:
     """A training job: one tree and one `train` per host (in `engine`'s containers, or as processes);
-    packages model.tar.gz when all succeed. `entry_point` in `source_dir`: the team's own script (script
+    packages model.tar.gz when all succeed (`compression="NONE"`: the model's files under output/model/,
+    as OutputDataConfig.CompressionType NONE uploads them). `entry_point` in `source_dir`: the team's own script (script
     mode), sent as the SDK sends it to a job with network isolation: the `code` channel. `environment`: the
     job's Environment map (CreateTrainingJob's), e.g. where MLflow tracking goes."""
+    if compression not in COMPRESSION_TYPES:  # refused before any GPU hour is spent, as CreateTrainingJob does
+        raise PackagingError(f"compression {compression!r} must be one of {', '.join(COMPRESSION_TYPES)}")
     names = host_names(hosts)
     job_dir = Path(workdir).resolve() / job_name
     if entry_point:
@@ -316,9 +332,14 @@ def run_training(
         for paths in trees.values():
             shutil.copytree(paths.checkpoints, checkpoints, dirs_exist_ok=True)
     if result.ok:
-        package_model([p.model for p in trees.values()], result.model_archive)
-        pack_directories([p.output_data for p in trees.values()], result.output_dir / OUTPUT_ARCHIVE)
-        say(f"training job {job_name} completed; model: {result.model_archive}")
+        output_data = [p.output_data for p in trees.values()]
+        if compression == "NONE":
+            package_model([p.model for p in trees.values()], result.output_dir / MODEL_PREFIX, compression)
+            copy_directories(output_data, result.output_dir / OUTPUT_DATA_PREFIX)
+        else:
+            package_model([p.model for p in trees.values()], result.model_archive, compression)
+            pack_directories(output_data, result.output_dir / OUTPUT_ARCHIVE)
+        say(f"training job {job_name} completed; model: {result.model_data}")
     else:
         say(f"training job {job_name} failed: {result.summary}")
     return result
