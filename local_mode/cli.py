@@ -1,4 +1,4 @@
-"""The command line of `python -m local_mode {prepare,train,serve,demo}`: arguments to runner calls."""
+"""The command line of `python -m local_mode {prepare,train,serve,transform,demo}`: arguments to runner calls."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from local_mode.base_image import BaseImageError
 from local_mode.endpoint import EndpointError, LocalEndpoint
 from local_mode.packaging import COMPRESSION_TYPES, PackagingError
 from local_mode.runner import run_processing, run_training, say
+from local_mode.transform import TransformError, run_transform
 from local_mode.tree import TreeError, parse_cli_value
 
 WORKDIR = Path(".local-mode")
@@ -102,6 +103,21 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--entry-point", help="the team's inference handler (inference.py) in --source-dir")
     serve.add_argument("--source-dir", type=Path, help="the directory holding --entry-point")
 
+    transform = commands.add_parser(
+        "transform",
+        parents=[common],
+        help="batch transform job: the model served, each line of --input one request, answers in "
+        "--output/<input name>.out",
+    )
+    transform.add_argument("--model", type=Path, required=True, help="model.tar.gz or a model directory")
+    transform.add_argument("--input", type=Path, required=True, help="JSON Lines: one request per line")
+    transform.add_argument("--output", type=Path, required=True, help="gets <input name>.out")
+    transform.add_argument(
+        "--max-concurrent",
+        type=int,
+        help="MaxConcurrentTransforms (default: what the container's /execution-parameters says)",
+    )
+
     demo.add_arguments(
         commands.add_parser(
             "demo", parents=[common], help="the whole lifecycle: synth, prepare, train, serve, invoke"
@@ -167,7 +183,24 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"prepare": prepare, "train": train, "serve": serve, "demo": demo.run}
+def transform(args: argparse.Namespace) -> int:
+    """A transform job over --input; answers in --output. A record answered with an error fails the job (1)."""
+    try:
+        run_transform(
+            args.model,
+            args.input,
+            args.output,
+            args.workdir / _job_name("transform"),
+            engine=container_engine.engine(args.docker, log=say),
+            max_concurrent=args.max_concurrent,
+        )
+    except TransformError as error:
+        say(f"transform job failed: {error}")
+        return 1
+    return 0
+
+
+COMMANDS = {"prepare": prepare, "train": train, "serve": serve, "transform": transform, "demo": demo.run}
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -180,7 +213,13 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         return COMMANDS[args.command](args)
-    except (TreeError, PackagingError, EndpointError, BaseImageError, container_engine.EngineError) as error:
+    except (
+        TreeError,
+        PackagingError,
+        EndpointError,
+        BaseImageError,
+        container_engine.EngineError,
+    ) as error:
         say(f"error: {error}")
         return 2
     except KeyboardInterrupt:

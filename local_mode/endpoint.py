@@ -8,6 +8,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +39,14 @@ class LocalEndpoint:
         engine: ContainerEngine | None = None,
         entry_point: str | None = None,
         source_dir: Path | None = None,
+        environment: Mapping[str, str] | None = None,
         log: Log = print,
     ):
         """`entry_point` in `source_dir`: the team's inference handler, added to the model as the SDK's
-        `Model(entry_point=..., source_dir=...)` repacks it (into `code/`, SAGEMAKER_PROGRAM naming it)."""
+        `Model(entry_point=..., source_dir=...)` repacks it (into `code/`, SAGEMAKER_PROGRAM naming it).
+        `environment`: more of the container's variables (a transform job's SAGEMAKER_BATCH and the like)."""
         self.paths: SageMakerPaths = unpack_model(model_archive, root)
-        environment = {}
+        environment = dict(environment or {})
         if entry_point:
             add_code(self.paths.model, source_dir or Path("."), entry_point)
             environment["SAGEMAKER_PROGRAM"] = entry_point
