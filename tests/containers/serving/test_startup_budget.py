@@ -4,13 +4,16 @@ line, and the phases add up to the time from process start to the first 200 on /
 from __future__ import annotations
 
 import json
+import shutil
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from jax_llm.contract.serving import STARTUP_EVENT, STARTUP_METRICS, STARTUP_PHASES
+from jax_llm.model.export import COMPILE_CACHE_DIR
 from jax_llm.serving.startup import StartupTimes
+from tests.containers.serving.conftest import running_server
 
 pytestmark = pytest.mark.slow
 
@@ -64,3 +67,17 @@ def test_an_unknown_phase_is_refused():
     with pytest.raises(ValueError, match="model_read"):
         with StartupTimes().phase("model_load"):
             pass
+
+
+def test_a_model_that_ships_compile_cache_entries_starts_without_compiling(
+    server, tiny_training_run, compile_cache, tmp_path
+):
+    """A model directory with `compile_cache/` (entries of the serving programs, compiled on this device kind:
+    here the session server's) seeds a fresh instance's empty cache: every program is read, none compiled."""
+    shutil.copytree(tiny_training_run.model_dir, tmp_path / "ml" / "model")
+    shutil.copytree(compile_cache, tmp_path / "ml" / "model" / COMPILE_CACHE_DIR)
+    with running_server(tmp_path / "ml", tmp_path / "serve.log", tmp_path / "empty-cache") as seeded:
+        log = seeded.log()
+    [line] = [json.loads(text) for text in log.splitlines() if f'"event":"{STARTUP_EVENT}"' in text]
+    assert line["programs"] >= 2 and line["cached_programs"] == line["programs"], log
+    assert any((tmp_path / "empty-cache").iterdir())  # read from the local copy; the model directory untouched
