@@ -7,6 +7,7 @@ import signal
 import time
 from pathlib import Path
 
+from jax_llm.contract.serving import COMPILE_CACHE_DIR
 from local_mode import container_engine, demo, tracking
 from local_mode.base_image import BaseImageError
 from local_mode.endpoint import EndpointError, LocalEndpoint
@@ -118,6 +119,14 @@ def parser() -> argparse.ArgumentParser:
         help="MaxConcurrentTransforms (default: what the container's /execution-parameters says)",
     )
 
+    cache = commands.add_parser(
+        "compile-cache",
+        parents=[common],
+        help="processing job: compile a model directory's serving programs into its compile_cache/, which "
+        "every later start reads instead of compiling",
+    )
+    cache.add_argument("--model", type=Path, required=True, help="an uncompressed model directory")
+
     demo.add_arguments(
         commands.add_parser(
             "demo", parents=[common], help="the whole lifecycle: synth, prepare, train, serve, invoke"
@@ -200,7 +209,22 @@ def transform(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"prepare": prepare, "train": train, "serve": serve, "transform": transform, "demo": demo.run}
+def compile_cache(args: argparse.Namespace) -> int:
+    """A processing job that adds compile_cache/ to --model (as a job would add it to the model's S3 prefix)."""
+    if not args.model.is_dir():
+        raise PackagingError(f"--model {args.model} is not a model directory (unpack a model.tar.gz first)")
+    result = run_processing(
+        args.workdir,
+        _job_name("compile-cache"),
+        inputs={"model": args.model},
+        outputs={"compile_cache": args.model / COMPILE_CACHE_DIR},
+        arguments=["compile-cache"],
+        engine=container_engine.engine(args.docker, log=say),
+    )
+    return 0 if result.ok else 1
+
+
+COMMANDS = {"prepare": prepare, "compile-cache": compile_cache, "train": train, "serve": serve, "transform": transform, "demo": demo.run}
 
 
 def _interrupt(signum: int, frame: object) -> None:

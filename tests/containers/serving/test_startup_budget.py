@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from jax_llm.contract.serving import STARTUP_EVENT, STARTUP_METRICS, STARTUP_PHASES
-from jax_llm.model.export import COMPILE_CACHE_DIR
+from jax_llm.contract.serving import COMPILE_CACHE_DIR
 from jax_llm.serving.startup import StartupTimes
 from tests.containers.serving.conftest import running_server
 

@@ -17,6 +17,10 @@ import json
 DEFAULT_MAX_BATCH = 32
 MAX_BATCH_VARIABLE = "JAX_LLM_MAX_BATCH"
 
+# In a model directory: JAX compilation-cache entries of its serving programs (`python -m jax_llm compile-cache`),
+# which the server copies into its local cache at start so that a fresh instance need not compile them.
+COMPILE_CACHE_DIR = "compile_cache"
+
 NAMESPACE = "JaxLlm/Serving"
 REQUEST_EVENT = "jax_llm.request"  # a request finished: its timings and token counts
 ENGINE_EVENT = "jax_llm.engine"  # the engine's load, every ENGINE_REPORT_S

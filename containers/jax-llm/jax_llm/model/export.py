@@ -6,8 +6,8 @@
       params.npz      float32 parameters keyed by their dotted path in the NNX module tree
       metrics.json    final metrics of the run (written by the trainer)
       chat_template.jinja  how chat messages become a prompt (`model/chat_template.py`)
-      compile_cache/  optional: JAX compilation-cache entries of the serving programs, compiled on the
-                      serving device kind; serving starts from them (`serving/loader.py`)
+      compile_cache/  optional (contract.serving.COMPILE_CACHE_DIR): compilation-cache entries of the
+                      serving programs, made on the serving device kind; serving starts from them
 
 Parameters are stored as plain float32 arrays so that any tool can read them (numpy has no
 bfloat16); serving casts to its compute dtype on load.
@@ -36,7 +36,6 @@ CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
 PARAMS_FILE = "params.npz"
 METRICS_FILE = "metrics.json"
-COMPILE_CACHE_DIR = "compile_cache"
 
 
 def _flat_params(model: GPT) -> dict[str, np.ndarray]:

@@ -11,7 +11,8 @@ import time
 
 import jax
 
-from jax_llm.model.export import COMPILE_CACHE_DIR, TOKENIZER_FILE, load_model, read_model_config
+from jax_llm.contract.serving import COMPILE_CACHE_DIR
+from jax_llm.model.export import TOKENIZER_FILE, load_model, read_model_config
 from jax_llm.serving.engine import Engine
 from jax_llm.serving.runner import ModelRunner
 from jax_llm.serving.settings import ServingSettings
