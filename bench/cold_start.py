@@ -30,8 +30,8 @@ from jax_llm.contract.serving import STARTUP_EVENT, STARTUP_PHASES
 
 def startup_line(log: Path) -> dict:
     """The last start's metric line in a server's log."""
-    lines = [json.loads(line) for line in log.read_text().splitlines() if f'"event":"{STARTUP_EVENT}"' in line]
-    return lines[-1]
+    marker = f'"event":"{STARTUP_EVENT}"'
+    return [json.loads(line) for line in log.read_text().splitlines() if marker in line][-1]
 
 
 def one_start(model_root: Path, cache: Path, log: Path, slots: int, max_context: int) -> dict:
@@ -61,7 +61,8 @@ def main() -> None:
             root = Path(tmp)
             started = time.perf_counter()
             model_dir = build_model(root, preset)
-            print(f"{preset}: exported {model_bytes(model_dir) / 1e6:.0f} MB in {time.perf_counter() - started:.0f} s")
+            exported_s = time.perf_counter() - started
+            print(f"{preset}: exported {model_bytes(model_dir) / 1e6:.0f} MB in {exported_s:.0f} s")
             cache, log = root / "compile-cache", root / "serve.log"
             cold = one_start(root, cache, log, options.slots, options.max_context)
             warm = one_start(root, cache, log, options.slots, options.max_context)
@@ -72,9 +73,12 @@ def main() -> None:
             for phase in [*STARTUP_PHASES, "ready"]:
                 c, w = cold[f"{phase}_ms"] / 1000, warm[f"{phase}_ms"] / 1000
                 print(f"  {phase:16} {c:8.2f} {w:9.2f} {w / c if c else float('nan'):6.2f}")
-            print(f"  seen from outside: cold {cold['seen_ready_s']:.2f} s, cached {warm['seen_ready_s']:.2f} s; "
-                  f"{cold['programs']} programs, {warm['cached_programs']} read from a {cache_mb:.1f} MB cache\n",
-                  flush=True)
+            print(
+                f"  seen from outside: cold {cold['seen_ready_s']:.2f} s, "
+                f"cached {warm['seen_ready_s']:.2f} s; {cold['programs']} programs, "
+                f"{warm['cached_programs']} read from a {cache_mb:.1f} MB cache\n",
+                flush=True,
+            )
     if options.json:
         options.json.write_text(json.dumps(results, indent=2) + "\n")
 

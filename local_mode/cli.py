@@ -1,4 +1,4 @@
-"""The command line of `python -m local_mode {prepare,train,serve,transform,demo}`: arguments to runner calls."""
+"""`python -m local_mode {prepare,train,serve,transform,compile-cache,demo}`: arguments to runner calls."""
 
 from __future__ import annotations
 
@@ -87,8 +87,8 @@ def parser() -> argparse.ArgumentParser:
         "--compression",
         choices=COMPRESSION_TYPES,
         default="GZIP",
-        help="OutputDataConfig.CompressionType: GZIP writes output/model.tar.gz, NONE the model's files under "
-        "output/model/ (what a ModelDataSource S3 prefix serves without an unpack)",
+        help="OutputDataConfig.CompressionType: GZIP writes output/model.tar.gz, NONE the model's files "
+        "under output/model/ (what a ModelDataSource S3 prefix serves without an unpack)",
     )
 
     serve = commands.add_parser(
@@ -150,7 +150,7 @@ def prepare(args: argparse.Namespace) -> int:
 
 
 def train(args: argparse.Namespace) -> int:
-    """A training job on the given channels; model.tar.gz (or, uncompressed, model/) under the job's output/."""
+    """A training job on the given channels; model.tar.gz (uncompressed: model/) under the job's output/."""
     channels = {c: getattr(args, c) for c in ("train", "validation", "tokenizer") if getattr(args, c)}
     if args.source_dir and not args.entry_point:
         raise TreeError("--source-dir needs --entry-point (the script in it to run)")
@@ -193,7 +193,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def transform(args: argparse.Namespace) -> int:
-    """A transform job over --input; answers in --output. A record answered with an error fails the job (1)."""
+    """A transform job over --input; answers in --output. A record answered with an error fails it (1)."""
     try:
         run_transform(
             args.model,
@@ -210,7 +210,7 @@ def transform(args: argparse.Namespace) -> int:
 
 
 def compile_cache(args: argparse.Namespace) -> int:
-    """A processing job that adds compile_cache/ to --model (as a job would add it to the model's S3 prefix)."""
+    """A processing job adding compile_cache/ to --model (as a job would add it to the model's S3 prefix)."""
     if not args.model.is_dir():
         raise PackagingError(f"--model {args.model} is not a model directory (unpack a model.tar.gz first)")
     result = run_processing(
@@ -224,7 +224,14 @@ def compile_cache(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-COMMANDS = {"prepare": prepare, "compile-cache": compile_cache, "train": train, "serve": serve, "transform": transform, "demo": demo.run}
+COMMANDS = {
+    "prepare": prepare,
+    "train": train,
+    "serve": serve,
+    "transform": transform,
+    "compile-cache": compile_cache,
+    "demo": demo.run,
+}
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -1,6 +1,6 @@
-"""Model data as SageMaker moves it: `model.tar.gz` made from `/opt/ml/model` after training and unpacked before
-`serve`, or, uncompressed (a training job's `OutputDataConfig.CompressionType: NONE`, a model's
-`ModelDataSource` with `CompressionType: None`), the files themselves under an S3 prefix, copied as they are."""
+"""Model data as SageMaker moves it: `model.tar.gz` made from `/opt/ml/model` after training and unpacked
+before `serve`, or, uncompressed (a training job's `OutputDataConfig.CompressionType: NONE`, a model's
+`ModelDataSource` with `CompressionType: None`), the files themselves under an S3 prefix, copied as is."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from local_mode.tree import fresh_root
 MODEL_ARCHIVE = "model.tar.gz"
 SOURCE_ARCHIVE = "sourcedir.tar.gz"  # what the SDK uploads for entry_point/source_dir
 OUTPUT_ARCHIVE = "output.tar.gz"  # /opt/ml/output/data, uploaded beside the model
-# Uncompressed output: /opt/ml/model's files under <job>/output/model/, /opt/ml/output/data's under output/data/.
+# Uncompressed output: /opt/ml/model's files under <job>/output/model/, /opt/ml/output/data's under data/.
 MODEL_PREFIX = "model"
 OUTPUT_DATA_PREFIX = "data"
 COMPRESSION_TYPES = ("GZIP", "NONE")  # OutputDataConfig.CompressionType

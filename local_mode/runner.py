@@ -275,10 +275,10 @@ def run_training(
 ) -> JobResult:
     """A training job: one tree and one `train` per host (in `engine`'s containers, or as processes);
     packages model.tar.gz when all succeed (`compression="NONE"`: the model's files under output/model/,
-    as OutputDataConfig.CompressionType NONE uploads them). `entry_point` in `source_dir`: the team's own script (script
-    mode), sent as the SDK sends it to a job with network isolation: the `code` channel. `environment`: the
-    job's Environment map (CreateTrainingJob's), e.g. where MLflow tracking goes."""
-    if compression not in COMPRESSION_TYPES:  # refused before any GPU hour is spent, as CreateTrainingJob does
+    as OutputDataConfig.CompressionType NONE uploads them). `entry_point` in `source_dir`: the team's own
+    script (script mode), sent as the SDK sends it to a job with network isolation: the `code` channel.
+    `environment`: the job's Environment map (CreateTrainingJob's), e.g. where MLflow tracking goes."""
+    if compression not in COMPRESSION_TYPES:  # refused before any GPU hour is spent (CreateTrainingJob too)
         raise PackagingError(f"compression {compression!r} must be one of {', '.join(COMPRESSION_TYPES)}")
     names = host_names(hosts)
     job_dir = Path(workdir).resolve() / job_name

@@ -1,5 +1,6 @@
-"""An endpoint in a container of the image: model.tar.gz unpacked, `serve` on 8080 published, SageMaker's calls;
-and a batch transform job over the same model, uncompressed, in a second container, answering as the endpoint."""
+"""An endpoint in a container of the image: model.tar.gz unpacked, `serve` on 8080 published, SageMaker's
+calls; and a batch transform job over the same model, uncompressed, in a second container, answering as the
+endpoint does."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""`python -m local_mode compile-cache`: a processing job compiles a model directory's serving programs into its
-compile_cache/, and a fresh server with an empty cache of its own then reads every program instead of compiling."""
+"""`python -m local_mode compile-cache`: a processing job compiles a model directory's serving programs into
+its compile_cache/, and a fresh server with an empty cache of its own then reads every program, compiling
+none."""
 
 from __future__ import annotations
 
@@ -24,10 +25,11 @@ def test_a_model_compiled_by_the_job_starts_without_compiling(tmp_path: Path, ti
     model = tmp_path / "model"
     shutil.copytree(tiny_training_run.model_dir, model)
     for key, value in SMALL.items():
-        monkeypatch.setenv(key, value)  # the job and the endpoint serve alike, as they must for the keys to match
-    monkeypatch.setenv("JAX_LLM_COMPILE_CACHE_DIR", str(tmp_path / "job-local-cache"))  # ignored: --output wins
+        monkeypatch.setenv(key, value)  # the job and the endpoint serve alike, or the keys would differ
+    monkeypatch.setenv("JAX_LLM_COMPILE_CACHE_DIR", str(tmp_path / "job-cache"))  # ignored: --output wins
 
-    run = local_mode("compile-cache", "--workdir", str(tmp_path / "work"), "--model", str(model), cwd=tmp_path)
+    work = str(tmp_path / "work")
+    run = local_mode("compile-cache", "--workdir", work, "--model", str(model), cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert len(list((model / COMPILE_CACHE_DIR).iterdir())) >= 4
 

@@ -70,7 +70,7 @@ def test_a_missing_archive_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_an_uncompressed_model_is_copied_out_and_into_a_serving_tree_as_it_is(tmp_path: Path) -> None:
     """CompressionType NONE: the hosts' model/ files under the output prefix (first host wins, as in the
-    archive), then copied into a fresh tree's model/ (ModelDataSource with no compression): no tar either way."""
+    archive), then copied into a fresh tree's model/ (ModelDataSource, no compression): no tar either way."""
     write(tmp_path / "algo-1" / "model" / "config.json", b"one")
     write(tmp_path / "algo-1" / "model" / "sub" / "extra.txt", b"x")
     write(tmp_path / "algo-2" / "model" / "config.json", b"two")

@@ -1,5 +1,5 @@
 """`python -m local_mode transform`: the records read as a Line-split transform job reads them, and a record
-the container refuses failing the job by its line, with nothing written (the image test runs the whole job)."""
+the container refuses failing the job by its line, nothing written (the image test runs the whole job)."""
 
 from __future__ import annotations
 

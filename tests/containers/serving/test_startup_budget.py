@@ -30,7 +30,7 @@ def scraped(server) -> dict[tuple[str, tuple], float]:
 
 def test_the_start_phases_add_up_to_the_time_to_the_first_200_on_ping(server):
     values = scraped(server)
-    phases = {phase: values[("jax_llm_startup_phase_seconds", (("phase", phase),))] for phase in STARTUP_PHASES}
+    phases = {p: values[("jax_llm_startup_phase_seconds", (("phase", p),))] for p in STARTUP_PHASES}
     ready = values[("jax_llm_startup_ready_seconds", ())]
     assert all(seconds > 0 for seconds in phases.values()), phases
     assert abs(sum(phases.values()) - ready) <= SUM_SLACK_S, (phases, ready)
@@ -80,4 +80,4 @@ def test_a_model_that_ships_compile_cache_entries_starts_without_compiling(
         log = seeded.log()
     [line] = [json.loads(text) for text in log.splitlines() if f'"event":"{STARTUP_EVENT}"' in text]
     assert line["programs"] >= 2 and line["cached_programs"] == line["programs"], log
-    assert any((tmp_path / "empty-cache").iterdir())  # read from the local copy; the model directory untouched
+    assert any((tmp_path / "empty-cache").iterdir())  # read from the local copy; the model dir untouched

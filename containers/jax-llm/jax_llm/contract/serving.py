@@ -1,9 +1,10 @@
 """The serving side of the contract: decode slots, and the metric lines the endpoint's log stream carries.
 
 The server writes one JSON line to stdout per finished request (``REQUEST_EVENT``), one per
-``ENGINE_REPORT_S`` while it serves (``ENGINE_EVENT``) and one when it turns ready (``STARTUP_EVENT``). SageMaker ships the container's stdout to the
-endpoint's log group (``/aws/sagemaker/Endpoints/<endpoint name>``), where EndpointStack's metric filters
-turn each field below into a CloudWatch metric in ``NAMESPACE``. One table, read by both sides: the server
+``ENGINE_REPORT_S`` while it serves (``ENGINE_EVENT``) and one when it turns ready (``STARTUP_EVENT``).
+SageMaker ships the container's stdout to the endpoint's log group
+(``/aws/sagemaker/Endpoints/<endpoint name>``), where EndpointStack's metric filters turn each field below
+into a CloudWatch metric in ``NAMESPACE``. One table, read by both sides: the server
 writes exactly these fields, the stack filters exactly these. Stdlib only: the CDK stack imports it.
 """
 
@@ -17,8 +18,8 @@ import json
 DEFAULT_MAX_BATCH = 32
 MAX_BATCH_VARIABLE = "JAX_LLM_MAX_BATCH"
 
-# In a model directory: JAX compilation-cache entries of its serving programs (`python -m jax_llm compile-cache`),
-# which the server copies into its local cache at start so that a fresh instance need not compile them.
+# In a model directory: JAX compilation-cache entries of its serving programs (`python -m jax_llm
+# compile-cache`), which the server copies into its local cache at start: a fresh instance need not compile.
 COMPILE_CACHE_DIR = "compile_cache"
 
 NAMESPACE = "JaxLlm/Serving"
@@ -73,7 +74,9 @@ STARTUP_PHASES = {
     "engine_start": "engine thread, chat template and metrics wired up",
 }
 STARTUP_METRICS = tuple(
-    LogMetric(STARTUP_EVENT, f"{phase}_ms", "Startup" + phase.title().replace("_", ""), "Milliseconds", meaning)
+    LogMetric(
+        STARTUP_EVENT, f"{phase}_ms", "Startup" + phase.title().replace("_", ""), "Milliseconds", meaning
+    )
     for phase, meaning in STARTUP_PHASES.items()
 ) + (LogMetric(STARTUP_EVENT, "ready_ms", "TimeToReady", "Milliseconds", "process start to /ping 200"),)
 LOG_METRICS = REQUEST_METRICS + ENGINE_METRICS + STARTUP_METRICS

@@ -70,7 +70,7 @@ def load_engine(settings: ServingSettings, observe=None, times: StartupTimes | N
     overrides = {"compute_dtype": settings.compute_dtype} if settings.compute_dtype else {}
     with times.phase("model_read"):
         seed_compilation_cache(settings)
-        # Rotary positions have no table to cut: a shorter context is only a shorter KV cache and fewer buckets.
+        # Rotary positions have no table to cut: a shorter context is a shorter KV cache and fewer buckets.
         overrides["max_seq_len"] = settings.context(read_model_config(settings.model_dir).max_seq_len)
         tokenizer = load_tokenizer(settings.model_dir / TOKENIZER_FILE)
     model = load_model(settings.model_dir, phase=times.phase, **overrides)
@@ -80,7 +80,9 @@ def load_engine(settings: ServingSettings, observe=None, times: StartupTimes | N
         runner = ModelRunner(model, settings.max_batch, buckets, prefill_batch)
     runner.warm_up(times.program)
     with times.phase("engine_start"):
-        engine = Engine(runner, tokenizer, settings.max_queue, settings.default_max_new_tokens, observe=observe)
+        engine = Engine(
+            runner, tokenizer, settings.max_queue, settings.default_max_new_tokens, observe=observe
+        )
         engine.start()
     log.info(
         "model from %s loaded in %.1f s on %s: %d slots, context %d, prompt buckets %s",

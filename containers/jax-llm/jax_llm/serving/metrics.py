@@ -3,12 +3,12 @@
 Per request (from the engine thread, as each generation finishes): queue time, time to first token, time
 per output token, prompt and generated tokens, finish reason. Per engine: slots in use and requests waiting,
 read when scraped. Per HTTP answer: the API it spoke and its status. Once, at ready: the start budget (each
-phase, each program's compile and warm-up run, the time to ready; `startup.py`). The official client library keeps the
-numbers (one registry per app, so two servers in one process never share them).
+phase, each program's compile and warm-up run, the time to ready; `startup.py`). The official client
+library keeps the numbers (one registry per app, so two servers in one process never share them).
 
 The same request figures go to stdout as one JSON line each (`jax_llm.contract.serving`), the engine's
-load every ENGINE_REPORT_S, the start's phases once: on an endpoint, SageMaker ships stdout to CloudWatch Logs, where the stack's
-metric filters make CloudWatch metrics of them with no agent in the container.
+load every ENGINE_REPORT_S, the start's phases once: on an endpoint, SageMaker ships stdout to CloudWatch
+Logs, where the stack's metric filters make CloudWatch metrics of them with no agent in the container.
 """
 
 from __future__ import annotations

@@ -140,7 +140,7 @@ class ModelRunner:
         graphdef, self._params = nnx.split(model)
         self._cache = init_cache(self.config, slots)  # per layer: [S, N, max_seq_len, H]
         self._last = jnp.zeros(slots, jnp.int32)  # [S]: each slot's latest token, the next decode input
-        jax.block_until_ready((self._cache, self._last))  # allocated here, not inside the first compile's time
+        jax.block_until_ready((self._cache, self._last))  # allocated now, not within the first compile's time
         # The cache and the tokens are donated: XLA updates them in place instead of copying them every step.
         self._prefill = jax.jit(functools.partial(_prefill, graphdef), donate_argnums=(1, 2))
         self._decode = jax.jit(

@@ -2,8 +2,8 @@
 
 The phases (`jax_llm.contract.serving.STARTUP_PHASES`, which says what each covers) follow each other on
 the model-loader thread and add up to `ready_s` (process start to the moment /ping turns 200), so a slow
-start points at its cause. `compile` and `warm_up` are also kept per program (prefill per batch x prompt bucket, decode per batch x
-key-length bucket). Stdlib only at import: the clock must start before JAX is imported.
+start points at its cause. `compile` and `warm_up` are also kept per program (prefill per batch x prompt
+bucket, decode per batch x key-length bucket). Stdlib only at import: the clock must start before JAX is.
 """
 
 from __future__ import annotations
