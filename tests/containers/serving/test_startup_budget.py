@@ -19,7 +19,12 @@ pytestmark = pytest.mark.slow
 
 # The test polls /ping every 0.1 s on a shared 2-core machine; the server's clock ticks at 10 ms.
 POLL_SLACK_S = 1.0
-SUM_SLACK_S = 0.1
+
+
+def sum_slack_s(ready_s: float) -> float:
+    """What the phases may miss of the time to ready: the steps between them (opening the parameter file,
+    the loader thread descheduled on a loaded machine), never a whole phase such as compile."""
+    return 0.25 + 0.01 * ready_s
 
 
 def scraped(server) -> dict[tuple[str, tuple], float]:
@@ -33,7 +38,7 @@ def test_the_start_phases_add_up_to_the_time_to_the_first_200_on_ping(server):
     phases = {p: values[("jax_llm_startup_phase_seconds", (("phase", p),))] for p in STARTUP_PHASES}
     ready = values[("jax_llm_startup_ready_seconds", ())]
     assert all(seconds > 0 for seconds in phases.values()), phases
-    assert abs(sum(phases.values()) - ready) <= SUM_SLACK_S, (phases, ready)
+    assert abs(sum(phases.values()) - ready) <= sum_slack_s(ready), (phases, ready)
     # Ready is marked just before /ping may say 200; the test sees that 200 at its next poll.
     assert ready - 0.02 <= server.seconds_to_ready <= ready + POLL_SLACK_S, (ready, server.seconds_to_ready)
 
@@ -59,7 +64,7 @@ def test_the_start_is_one_metric_line_with_the_contract_s_fields(server):
     [line] = lines
     assert {m.field for m in STARTUP_METRICS} <= set(line)
     phases_ms = sum(line[f"{phase}_ms"] for phase in STARTUP_PHASES)
-    assert abs(phases_ms - line["ready_ms"]) <= SUM_SLACK_S * 1000
+    assert abs(phases_ms - line["ready_ms"]) <= sum_slack_s(line["ready_ms"] / 1000) * 1000
     assert line["programs"] >= 2 and 0 <= line["cached_programs"] <= line["programs"]
 
 
