@@ -1,4 +1,4 @@
-"""The command line of `python -m local_mode {prepare,train,serve,demo}`: arguments to runner calls."""
+"""`python -m local_mode {prepare,train,serve,transform,compile-cache,demo}`: arguments to runner calls."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import signal
 import time
 from pathlib import Path
 
-from jax_llm.contract.paths import DATA_CHANNELS, RAW_INPUT, TRAIN_CHANNEL
-from jax_llm.contract.serving import SERVING_PORT
+from jax_llm.contract.paths import COMPRESSION_TYPES, DATA_CHANNELS, RAW_INPUT, TRAIN_CHANNEL
+from jax_llm.contract.serving import COMPILE_CACHE_DIR, SERVING_PORT
 from local_mode import container_engine, demo, tracking
 from local_mode.base_image import BaseImageError
 from local_mode.endpoint import EndpointError, LocalEndpoint
 from local_mode.packaging import PackagingError
 from local_mode.runner import run_processing, run_training, say
+from local_mode.transform import TransformError, run_transform
 from local_mode.tree import TreeError, parse_cli_value
 
 WORKDIR = Path(".local-mode")
@@ -83,14 +84,49 @@ def parser() -> argparse.ArgumentParser:
         "off (default: the SQLite store <workdir>/mlflow.db; off with --docker)",
     )
     train.add_argument("--experiment", default=tracking.DEFAULT_EXPERIMENT, help="MLflow experiment")
+    train.add_argument(
+        "--compression",
+        choices=COMPRESSION_TYPES,
+        default="GZIP",
+        help="OutputDataConfig.CompressionType: GZIP writes output/model.tar.gz, NONE the model's files "
+        "under output/model/ (what a ModelDataSource S3 prefix serves without an unpack)",
+    )
 
     serve = commands.add_parser(
-        "serve", parents=[common], help="endpoint: unpack model.tar.gz into a fresh tree and serve it"
+        "serve", parents=[common], help="endpoint: model data into a fresh tree's model/, then serve it"
     )
-    serve.add_argument("--model", type=Path, required=True, help="a model.tar.gz from `train`")
+    serve.add_argument(
+        "--model",
+        type=Path,
+        required=True,
+        help="a model.tar.gz from `train` (unpacked), or an uncompressed model directory (copied as it is)",
+    )
     serve.add_argument("--port", type=int, default=SERVING_PORT)
     serve.add_argument("--entry-point", help="the team's inference handler (inference.py) in --source-dir")
     serve.add_argument("--source-dir", type=Path, help="the directory holding --entry-point")
+
+    transform = commands.add_parser(
+        "transform",
+        parents=[common],
+        help="batch transform job: the model served, each line of --input one request, answers in "
+        "--output/<input name>.out",
+    )
+    transform.add_argument("--model", type=Path, required=True, help="model.tar.gz or a model directory")
+    transform.add_argument("--input", type=Path, required=True, help="JSON Lines: one request per line")
+    transform.add_argument("--output", type=Path, required=True, help="gets <input name>.out")
+    transform.add_argument(
+        "--max-concurrent",
+        type=int,
+        help="MaxConcurrentTransforms (default: what the container's /execution-parameters says)",
+    )
+
+    cache = commands.add_parser(
+        "compile-cache",
+        parents=[common],
+        help="processing job: compile a model directory's serving programs into its compile_cache/, which "
+        "every later start reads instead of compiling",
+    )
+    cache.add_argument("--model", type=Path, required=True, help="an uncompressed model directory")
 
     demo.add_arguments(
         commands.add_parser(
@@ -115,7 +151,7 @@ def prepare(args: argparse.Namespace) -> int:
 
 
 def train(args: argparse.Namespace) -> int:
-    """A training job on the given channels; model.tar.gz under the job's output/."""
+    """A training job on the given channels; model.tar.gz (uncompressed: model/) under the job's output/."""
     channels = {c: getattr(args, c) for c in DATA_CHANNELS if getattr(args, c)}
     if args.source_dir and not args.entry_point:
         raise TreeError("--source-dir needs --entry-point (the script in it to run)")
@@ -132,6 +168,7 @@ def train(args: argparse.Namespace) -> int:
         entry_point=args.entry_point,
         source_dir=args.source_dir,
         environment=environment,
+        compression=args.compression,
     )
     if environment:
         uri = environment[tracking.URI_ENV]
@@ -156,7 +193,46 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"prepare": prepare, "train": train, "serve": serve, "demo": demo.run}
+def transform(args: argparse.Namespace) -> int:
+    """A transform job over --input; answers in --output. A record answered with an error fails it (1)."""
+    try:
+        run_transform(
+            args.model,
+            args.input,
+            args.output,
+            args.workdir / _job_name("transform"),
+            engine=container_engine.engine(args.docker, log=say),
+            max_concurrent=args.max_concurrent,
+        )
+    except TransformError as error:
+        say(f"transform job failed: {error}")
+        return 1
+    return 0
+
+
+def compile_cache(args: argparse.Namespace) -> int:
+    """A processing job adding compile_cache/ to --model (as a job would add it to the model's S3 prefix)."""
+    if not args.model.is_dir():
+        raise PackagingError(f"--model {args.model} is not a model directory (unpack a model.tar.gz first)")
+    result = run_processing(
+        args.workdir,
+        _job_name("compile-cache"),
+        inputs={"model": args.model},
+        outputs={"compile_cache": args.model / COMPILE_CACHE_DIR},
+        arguments=["compile-cache"],
+        engine=container_engine.engine(args.docker, log=say),
+    )
+    return 0 if result.ok else 1
+
+
+COMMANDS = {
+    "prepare": prepare,
+    "train": train,
+    "serve": serve,
+    "transform": transform,
+    "compile-cache": compile_cache,
+    "demo": demo.run,
+}
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -169,7 +245,13 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         return COMMANDS[args.command](args)
-    except (TreeError, PackagingError, EndpointError, BaseImageError, container_engine.EngineError) as error:
+    except (
+        TreeError,
+        PackagingError,
+        EndpointError,
+        BaseImageError,
+        container_engine.EngineError,
+    ) as error:
         say(f"error: {error}")
         return 2
     except KeyboardInterrupt:

@@ -1,4 +1,5 @@
-"""A local endpoint: model.tar.gz unpacked into a fresh tree, `serve` started on it, invoked over HTTP."""
+"""A local endpoint: model data (model.tar.gz unpacked, or an uncompressed model directory copied) in a fresh
+tree, `serve` started on it, invoked over HTTP."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +40,14 @@ class LocalEndpoint:
         engine: ContainerEngine | None = None,
         entry_point: str | None = None,
         source_dir: Path | None = None,
+        environment: Mapping[str, str] | None = None,
         log: Log = print,
     ):
         """`entry_point` in `source_dir`: the team's inference handler, added to the model as the SDK's
-        `Model(entry_point=..., source_dir=...)` repacks it (into `code/`, SAGEMAKER_PROGRAM naming it)."""
+        `Model(entry_point=..., source_dir=...)` repacks it (into `code/`, SAGEMAKER_PROGRAM naming it).
+        `environment`: more of the container's variables (a transform job's SAGEMAKER_BATCH and the like)."""
         self.paths: SageMakerPaths = unpack_model(model_archive, root)
-        environment = {}
+        environment = dict(environment or {})
         if entry_point:
             add_code(self.paths.model, source_dir or Path("."), entry_point)
             environment[PROGRAM_VARIABLE] = entry_point
@@ -64,7 +68,7 @@ class LocalEndpoint:
         else:
             env = host_environment(self.paths, {PORT_VARIABLE: str(self.port), **environment})
             self.command = HostCommand([sys.executable, "-m", "jax_llm", "serve"], env)
-        say(f"serving {model_archive} at {self.url} (model unpacked into {self.paths.model})")
+        say(f"serving {model_archive} at {self.url} (model data in {self.paths.model})")
         # Stopped by SIGTERM, not Ctrl-C, as SageMaker stops an endpoint's container.
         self.process, self._pump = start_process(
             self.command.argv, self.command.env, prefix="[serve] ", sink=self.lines, log=log

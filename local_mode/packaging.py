@@ -1,4 +1,6 @@
-"""`model.tar.gz` as SageMaker makes it from `/opt/ml/model` after training, and unpacks it before `serve`."""
+"""Model data as SageMaker moves it: `model.tar.gz` made from `/opt/ml/model` after training and unpacked
+before `serve`, or, uncompressed (a training job's `OutputDataConfig.CompressionType: NONE`, a model's
+`ModelDataSource` with `CompressionType: None`), the files themselves under an S3 prefix, copied as is."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import tarfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from jax_llm.contract.paths import SageMakerPaths
+from jax_llm.contract.paths import COMPRESSION_TYPES, SageMakerPaths
 from local_mode.tree import fresh_root
 
 
@@ -38,6 +40,20 @@ def pack_directories(directories: Sequence[Path], archive: Path) -> list[str]:
     return members
 
 
+def copy_directories(directories: Sequence[Path], prefix: Path) -> list[str]:
+    """The files of `directories` copied under `prefix` as SageMaker uploads uncompressed output: the same
+    members, and the same first-host-wins rule, as `pack_directories`. Returns the members."""
+    members: list[str] = []
+    for directory in directories:
+        for path in _files(directory):
+            name = path.relative_to(directory).as_posix()
+            if name not in members:
+                (prefix / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, prefix / name)
+                members.append(name)
+    return members
+
+
 def pack_source(source_dir: Path, archive: Path) -> list[str]:
     """`sourcedir.tar.gz` of a user's source directory, as the SDK packs `source_dir` for script mode."""
     if not Path(source_dir).is_dir():
@@ -45,13 +61,19 @@ def pack_source(source_dir: Path, archive: Path) -> list[str]:
     return pack_directories([Path(source_dir)], archive)
 
 
-def package_model(model_dirs: Sequence[Path], archive: Path) -> list[str]:
-    """`model.tar.gz` from the hosts' `model/` directories; refuses an empty model (nothing exported)."""
+def package_model(model_dirs: Sequence[Path], destination: Path, compression: str = "GZIP") -> list[str]:
+    """The hosts' `model/` directories as `destination`: a `model.tar.gz` (GZIP), or a directory of the same
+    files (NONE, the S3 prefix of uncompressed output). Refuses an empty model (nothing exported)."""
+    if compression not in COMPRESSION_TYPES:
+        raise PackagingError(f"compression {compression!r} must be one of {', '.join(COMPRESSION_TYPES)}")
     if not any(_files(Path(d)) for d in model_dirs if Path(d).is_dir()):
         raise PackagingError(
             f"no files in {', '.join(map(str, model_dirs))}: the training job exported no model"
         )
-    return pack_directories([Path(d) for d in model_dirs if Path(d).is_dir()], archive)
+    existing = [Path(d) for d in model_dirs if Path(d).is_dir()]
+    if compression == "NONE":
+        return copy_directories(existing, destination)
+    return pack_directories(existing, destination)
 
 
 def add_code(model_dir: Path, source_dir: Path, entry_point: str) -> None:
@@ -67,14 +89,21 @@ def add_code(model_dir: Path, source_dir: Path, entry_point: str) -> None:
     )
 
 
-def unpack_model(archive: Path, root: Path) -> SageMakerPaths:
-    """A fresh serving tree at `root`, `archive` unpacked into `model/`, as an endpoint instance gets it."""
-    archive = Path(archive)
-    if not archive.is_file():
-        raise PackagingError(f"model archive {archive} does not exist")
+def unpack_model(model_data: Path, root: Path) -> SageMakerPaths:
+    """A fresh serving tree at `root` with `model_data` in `model/`, as an endpoint instance gets it: a
+    `model.tar.gz` is unpacked; a directory (an uncompressed model's S3 prefix) is copied as it is."""
+    model_data = Path(model_data)
+    if model_data.is_dir():
+        if not _files(model_data):
+            raise PackagingError(f"model directory {model_data} holds no files")
+        paths = SageMakerPaths(fresh_root(root))
+        shutil.copytree(model_data, paths.model, symlinks=False)
+        return paths
+    if not model_data.is_file():
+        raise PackagingError(f"model data {model_data} does not exist (a model.tar.gz or a model directory)")
     paths = SageMakerPaths(fresh_root(root))
     paths.model.mkdir(parents=True)
-    with tarfile.open(archive, "r:gz") as tar:
+    with tarfile.open(model_data, "r:gz") as tar:
         # The "data" filter refuses absolute paths, `..`, links out of the tree and device files.
         tar.extractall(paths.model, filter="data")
     return paths

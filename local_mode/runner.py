@@ -1,7 +1,8 @@
 """SageMaker jobs on this machine: the image's entry points on /opt/ml trees, as processes or containers.
 
 <workdir>/<job>/algo-1/ ... algo-N/   one /opt/ml tree per host (training), or <job>/processing-tree/
-<workdir>/<job>/output/               what SageMaker uploads to S3: model.tar.gz, output.tar.gz
+<workdir>/<job>/output/               what SageMaker uploads to S3: model.tar.gz, output.tar.gz, or
+                                      uncompressed (CompressionType NONE) model/ and data/
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from jax_llm.contract.failure import FAILURE_REASON_CHARS
-from jax_llm.contract.paths import (BASE_DIR_VARIABLE, CODE_CHANNEL, IMAGE_SOURCE, JOB_NAME_ENV, MODEL_ARCHIVE,
-                                    OUTPUT_ARCHIVE, SOURCE_ARCHIVE, SageMakerPaths)
+from jax_llm.contract.paths import (BASE_DIR_VARIABLE, CODE_CHANNEL, COMPRESSION_TYPES, IMAGE_SOURCE, JOB_NAME_ENV,
+                                    MODEL_ARCHIVE, MODEL_PREFIX, OUTPUT_ARCHIVE, OUTPUT_DATA_PREFIX, SOURCE_ARCHIVE,
+                                    SageMakerPaths)
+
 from jax_llm.contract.script_mode import PROGRAM, SUBMIT_DIRECTORY
 from local_mode.container_engine import CONTAINER_ROOT, ISOLATED, ContainerEngine, container_name
-from local_mode.packaging import pack_directories, pack_source, package_model
+from local_mode.packaging import PackagingError, copy_directories, pack_directories, pack_source, package_model
 from local_mode.tree import host_names, lay_out_processing_tree, lay_out_training_tree
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,11 +36,9 @@ CLIENT_EXIT_S = 30.0  # a `docker/podman run` client's wait for its stopped cont
 
 Log = Callable[[str], None]
 
-
 def say(line: str) -> None:
     """A progress line from the runner itself, told apart from the container's own output."""
     print(f"[local_mode] {line}", flush=True)
-
 
 @dataclasses.dataclass
 class JobResult:
@@ -77,13 +78,17 @@ class JobResult:
     def model_archive(self) -> Path:
         return self.output_dir / MODEL_ARCHIVE
 
+    @property
+    def model_data(self) -> Path:
+        """What ModelArtifacts.S3ModelArtifacts names: model.tar.gz, or the uncompressed model's prefix."""
+        prefix = self.output_dir / MODEL_PREFIX
+        return prefix if prefix.is_dir() else self.model_archive
 
 def free_port() -> int:
     """A TCP port nobody listens on now (the coordinator's, or the server's)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
 
 def host_environment(paths: SageMakerPaths, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment of an entry point run on the host: the container's sources importable, the tree as root."""
@@ -96,7 +101,6 @@ def host_environment(paths: SageMakerPaths, extra: Mapping[str, str] | None = No
         BASE_DIR_VARIABLE: str(paths.root),
         **(extra or {}),
     }
-
 
 def start_process(
     argv: list[str], env: Mapping[str, str], *, prefix: str, sink: list[str], log: Log
@@ -126,7 +130,6 @@ def start_process(
     thread.start()
     return process, thread
 
-
 def stop(process: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> int:
     """SIGTERM, then SIGKILL after `grace_s`: how SageMaker stops a container."""
     if process.poll() is None:
@@ -136,7 +139,6 @@ def stop(process: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> int:
         except subprocess.TimeoutExpired:
             process.kill()
     return process.wait()
-
 
 @dataclasses.dataclass(frozen=True)
 class HostCommand:
@@ -170,7 +172,6 @@ class HostCommand:
             process.kill()
             return process.wait()
 
-
 def _run_hosts(commands: Mapping[str, HostCommand], log: Log) -> tuple[dict[str, int], str]:
     """One process per host, awaited; when one fails the others are stopped, as SageMaker stops the job."""
     lines: list[str] = []
@@ -199,15 +200,12 @@ def _run_hosts(commands: Mapping[str, HostCommand], log: Log) -> tuple[dict[str,
             pump.join(timeout=5)
     return codes, "\n".join(lines)
 
-
 def _read_failure(path: Path) -> str:
     return path.read_text(errors="replace").strip() if path.is_file() else ""
-
 
 def _network(job_name: str, hosts: list[str]) -> str:
     """One training host has no network at all (network isolation); several share the job's network."""
     return f"{job_name}-net" if len(hosts) > 1 else ISOLATED
-
 
 def _training_command(
     engine: ContainerEngine | None,
@@ -238,7 +236,6 @@ def _training_command(
         env["JAX_COORDINATOR_ADDRESS"] = f"127.0.0.1:{port}"
     return HostCommand([sys.executable, "-m", "jax_llm", "train"], host_environment(paths, env))
 
-
 def run_training(
     workdir: Path,
     job_name: str,
@@ -252,12 +249,16 @@ def run_training(
     entry_point: str | None = None,
     source_dir: Path | None = None,
     environment: Mapping[str, str] | None = None,
+    compression: str = "GZIP",
     log: Log = print,
 ) -> JobResult:
     """A training job: one tree and one `train` per host (in `engine`'s containers, or as processes);
-    packages model.tar.gz when all succeed. `entry_point` in `source_dir`: the team's own script (script
-    mode), sent as the SDK sends it to a job with network isolation: the `code` channel. `environment`: the
-    job's Environment map (CreateTrainingJob's), e.g. where MLflow tracking goes."""
+    packages model.tar.gz when all succeed (`compression="NONE"`: the model's files under output/model/,
+    as OutputDataConfig.CompressionType NONE uploads them). `entry_point` in `source_dir`: the team's own
+    script (script mode), sent as the SDK sends it to a job with network isolation: the `code` channel.
+    `environment`: the job's Environment map (CreateTrainingJob's), e.g. where MLflow tracking goes."""
+    if compression not in COMPRESSION_TYPES:  # refused before any GPU hour is spent (CreateTrainingJob too)
+        raise PackagingError(f"compression {compression!r} must be one of {', '.join(COMPRESSION_TYPES)}")
     names = host_names(hosts)
     job_dir = Path(workdir).resolve() / job_name
     if entry_point:
@@ -310,13 +311,17 @@ def run_training(
         for paths in trees.values():
             shutil.copytree(paths.checkpoints, checkpoints, dirs_exist_ok=True)
     if result.ok:
-        package_model([p.model for p in trees.values()], result.model_archive)
-        pack_directories([p.output_data for p in trees.values()], result.output_dir / OUTPUT_ARCHIVE)
-        say(f"training job {job_name} completed; model: {result.model_archive}")
+        output_data = [p.output_data for p in trees.values()]
+        if compression == "NONE":
+            package_model([p.model for p in trees.values()], result.output_dir / MODEL_PREFIX, compression)
+            copy_directories(output_data, result.output_dir / OUTPUT_DATA_PREFIX)
+        else:
+            package_model([p.model for p in trees.values()], result.model_archive, compression)
+            pack_directories(output_data, result.output_dir / OUTPUT_ARCHIVE)
+        say(f"training job {job_name} completed; model: {result.model_data}")
     else:
         say(f"training job {job_name} failed: {result.summary}")
     return result
-
 
 def run_processing(
     workdir: Path,

@@ -1,4 +1,6 @@
-"""An endpoint in a container of the image: model.tar.gz unpacked, `serve` on 8080 published, SageMaker's calls."""
+"""An endpoint in a container of the image: model.tar.gz unpacked, `serve` on 8080 published, SageMaker's
+calls; and a batch transform job over the same model, uncompressed and with its compiled programs added by
+the image's compile-cache job, in a second container, answering as the endpoint does."""
 
 from __future__ import annotations
 
@@ -10,7 +12,12 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from jax_llm.contract.serving import COMPILE_CACHE_DIR
 from local_mode.endpoint import LocalEndpoint
+from local_mode.packaging import unpack_model
+from local_mode.runner import run_processing
+from local_mode.transform import run_transform
+from tests.conftest import write_stdlib_corpus
 
 pytestmark = pytest.mark.slow
 
@@ -126,3 +133,34 @@ def test_token_metrics_leave_the_container_on_metrics_and_stdout(endpoint) -> No
     while not any(line.startswith('[serve] {"event":"jax_llm.request"') for line in served.lines):
         assert time.monotonic() < deadline, "no metric line on the container's stdout"
         time.sleep(0.1)
+
+
+def test_a_transform_job_over_an_uncompressed_model_answers_each_line_as_the_endpoint_does(
+    endpoint, image, trained_in_image, tmp_path
+) -> None:
+    """100 greedy prompts through `local_mode transform` in the image, its model an uncompressed directory
+    (a ModelDataSource S3 prefix, no unpack) to which the image's compile-cache job first added the compiled
+    serving programs: the transform's container reads every program instead of compiling it, and output line
+    i equals the endpoint's answer to prompt i."""
+    served, _ = endpoint
+    text = write_stdlib_corpus(tmp_path / "corpus.txt").read_text()
+    prompts = [text[i * 997 : i * 997 + 8 + i % 40] for i in range(100)]  # 8 to 47 characters each
+    requests = [{"inputs": p, "parameters": {"max_new_tokens": 6}} for p in prompts]
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in requests))
+    model_dir = unpack_model(trained_in_image.result.model_archive, tmp_path / "s3").model  # as S3 holds them
+    compiled = run_processing(tmp_path / "work", "compile-cache", inputs={"model": model_dir},
+                              outputs={"compile_cache": model_dir / COMPILE_CACHE_DIR},
+                              arguments=["compile-cache"], engine=image, log=lambda line: None)
+    assert compiled.ok, compiled.log[-3000:]
+
+    lines: list[str] = []
+    result = run_transform(model_dir, tmp_path / "prompts.jsonl", tmp_path / "out", tmp_path / "job",
+                           engine=image, log=lines.append)
+
+    assert result.output == tmp_path / "out" / "prompts.jsonl.out" and result.records == 100
+    answers = [json.loads(line) for line in result.output.read_text().splitlines()]
+    expected = [httpx.post(f"{served.url}/invocations", json=r, timeout=60).json() for r in requests]
+    assert answers == expected
+    assert result.concurrency > 1  # the container's /execution-parameters filled its slots
+    [startup] = [json.loads(line.split("] ", 1)[1]) for line in lines if '"event":"jax_llm.startup"' in line]
+    assert startup["cached_programs"] == startup["programs"] > 0, "\n".join(lines[-30:])

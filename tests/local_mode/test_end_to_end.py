@@ -130,3 +130,24 @@ def test_a_job_given_the_checkpoint_store_of_a_finished_run_resumes_from_it(
     assert resumed.ok, resumed.log[-3000:]
     assert f"restored checkpoint {finished}" in resumed.log
     assert f"step {finished + 2}/{finished + 2}" in resumed.log and "step 2/" not in resumed.log  # continued
+
+
+def test_an_uncompressed_model_is_trained_and_served_without_an_archive(
+    tmp_path: Path, prepared: dict[str, Path]
+) -> None:
+    """CompressionType NONE: the model's files land under output/model/ (no model.tar.gz), and the endpoint
+    serves that directory as SageMaker serves a ModelDataSource S3 prefix, copied without an unpack."""
+    trained = run_training(
+        tmp_path / "work", "plain", hyperparameters=FEW_STEPS, channels=prepared, compression="NONE",
+        log=lambda line: None,
+    )
+    assert trained.ok, trained.log[-3000:]
+    assert trained.model_data == trained.output_dir / "model" and not trained.model_archive.exists()
+    assert {"config.json", "params.npz", "tokenizer.json"} <= {p.name for p in trained.model_data.iterdir()}
+    assert not list(trained.output_dir.rglob("*.tar.gz"))
+    with LocalEndpoint(trained.model_data, tmp_path / "endpoint", log=lambda line: None) as endpoint:
+        endpoint.wait_until_healthy(timeout_s=240)
+        for name in ("config.json", "params.npz"):
+            assert (endpoint.paths.model / name).read_bytes() == (trained.model_data / name).read_bytes()
+        (answer,) = endpoint.invoke("def main(", max_new_tokens=8)
+        assert isinstance(answer["generated_text"], str)

@@ -1,4 +1,5 @@
-"""model.tar.gz: packed as SageMaker packs /opt/ml/model, unpacked into a fresh serving tree."""
+"""Model data: model.tar.gz packed as SageMaker packs /opt/ml/model and unpacked into a fresh serving tree, or
+the uncompressed files copied out and in as they are."""
 
 from __future__ import annotations
 
@@ -65,3 +66,29 @@ def test_an_archive_escaping_the_model_directory_is_refused(tmp_path: Path) -> N
 def test_a_missing_archive_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(PackagingError, match="does not exist"):
         unpack_model(tmp_path / "nope.tar.gz", tmp_path / "serve")
+
+
+def test_an_uncompressed_model_is_copied_out_and_into_a_serving_tree_as_it_is(tmp_path: Path) -> None:
+    """CompressionType NONE: the hosts' model/ files under the output prefix (first host wins, as in the
+    archive), then copied into a fresh tree's model/ (ModelDataSource, no compression): no tar either way."""
+    write(tmp_path / "algo-1" / "model" / "config.json", b"one")
+    write(tmp_path / "algo-1" / "model" / "sub" / "extra.txt", b"x")
+    write(tmp_path / "algo-2" / "model" / "config.json", b"two")
+    prefix = tmp_path / "output" / "model"
+    hosts = [tmp_path / "algo-1" / "model", tmp_path / "algo-2" / "model"]
+    assert package_model(hosts, prefix, "NONE") == ["config.json", "sub/extra.txt"]
+    assert (prefix / "config.json").read_bytes() == b"one"
+    assert not list(tmp_path.rglob("*.tar.gz"))
+    paths = unpack_model(prefix, tmp_path / "serve")
+    assert (paths.model / "config.json").read_bytes() == b"one"
+    assert (paths.model / "sub" / "extra.txt").read_bytes() == b"x"
+    assert sorted(p.name for p in paths.root.iterdir()) == ["model"]
+
+
+def test_an_empty_model_directory_and_an_unknown_compression_are_clear_errors(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PackagingError, match="holds no files"):
+        unpack_model(tmp_path / "empty", tmp_path / "serve")
+    write(tmp_path / "model" / "config.json", b"{}")
+    with pytest.raises(PackagingError, match="GZIP, NONE"):
+        package_model([tmp_path / "model"], tmp_path / "out", "ZSTD")

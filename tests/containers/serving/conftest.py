@@ -56,6 +56,7 @@ class Server:
     url: str
     first_ping: httpx.Response  # the first answer after the socket opened
     seconds_to_listen: float
+    seconds_to_ready: float  # from just before the process was started to the first 200 on /ping
     log_file: Path
 
     def log(self) -> str:
@@ -103,10 +104,11 @@ def ping_until(process: subprocess.Popen, url: str, log_file: Path, done) -> tup
 @contextlib.contextmanager
 def running_server(root: Path, log_file: Path, cache_dir: Path):
     """A server on `root`, yielded once /ping says 200; killed afterwards if it still runs."""
+    before_start = time.monotonic()
     process, url = start_server(root, log_file, cache_dir)
     try:
         first_ping, listened = ping_until(process, url, log_file, lambda r: r.status_code == 200)
-        yield Server(process, url, first_ping, listened, log_file)
+        yield Server(process, url, first_ping, listened, time.monotonic() - before_start, log_file)
     finally:
         if process.poll() is None:
             process.kill()

@@ -24,6 +24,11 @@ RAW_INPUT = "raw"  # `prepare`'s ProcessingInput of raw text
 # <output path>/<job name>/output/.
 MODEL_ARCHIVE = "model.tar.gz"
 OUTPUT_ARCHIVE = "output.tar.gz"
+# Uncompressed output (OutputDataConfig.CompressionType NONE, one of COMPRESSION_TYPES): /opt/ml/model's files
+# under <output path>/<job name>/output/<MODEL_PREFIX>/, /opt/ml/output/data's under <OUTPUT_DATA_PREFIX>/.
+COMPRESSION_TYPES = ("GZIP", "NONE")
+MODEL_PREFIX = "model"
+OUTPUT_DATA_PREFIX = "data"
 # What a finished training job leaves for people and tools: beside the weights in model/, and in output/data/.
 METRICS_FILE = "metrics.json"  # model/: the final train and validation losses
 LOSS_CURVES_JSON = "loss_curves.json"  # output/data/

@@ -1,9 +1,10 @@
 """The serving side of the contract: decode slots, and the metric lines the endpoint's log stream carries.
 
-The server writes one JSON line to stdout per finished request (``REQUEST_EVENT``) and one per
-``ENGINE_REPORT_S`` while it serves (``ENGINE_EVENT``). SageMaker ships the container's stdout to the
-endpoint's log group (``/aws/sagemaker/Endpoints/<endpoint name>``), where EndpointStack's metric filters
-turn each field below into a CloudWatch metric in ``NAMESPACE``. One table, read by both sides: the server
+The server writes one JSON line to stdout per finished request (``REQUEST_EVENT``), one per
+``ENGINE_REPORT_S`` while it serves (``ENGINE_EVENT``) and one when it turns ready (``STARTUP_EVENT``).
+SageMaker ships the container's stdout to the endpoint's log group
+(``/aws/sagemaker/Endpoints/<endpoint name>``), where EndpointStack's metric filters turn each field below
+into a CloudWatch metric in ``NAMESPACE``. One table, read by both sides: the server
 writes exactly these fields, the stack filters exactly these. Stdlib only: the CDK stack imports it.
 """
 
@@ -24,10 +25,15 @@ PROGRAM_VARIABLE = "SAGEMAKER_PROGRAM"
 DEFAULT_MAX_BATCH = 32
 MAX_BATCH_VARIABLE = "JAX_LLM_MAX_BATCH"
 
+# In a model directory: JAX compilation-cache entries of its serving programs (`python -m jax_llm
+# compile-cache`), which the server copies into its local cache at start: a fresh instance need not compile.
+COMPILE_CACHE_DIR = "compile_cache"
+
 NAMESPACE = "JaxLlm/Serving"
 REQUEST_EVENT = "jax_llm.request"  # a request finished: its timings and token counts
 ENGINE_EVENT = "jax_llm.engine"  # the engine's load, every ENGINE_REPORT_S
 ENGINE_REPORT_S = 10.0
+STARTUP_EVENT = "jax_llm.startup"  # once, when the server turns ready: its cold-start budget
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +70,23 @@ ENGINE_METRICS = (
     LogMetric(ENGINE_EVENT, "slots_in_use", "SlotsInUse", "Count", "decode slots holding a request"),
     LogMetric(ENGINE_EVENT, "requests_waiting", "RequestsWaiting", "Count", "requests queued for a slot"),
 )
-LOG_METRICS = REQUEST_METRICS + ENGINE_METRICS
+# The phases of a start, in order; they add up to ready_ms (process start to the first 200 on /ping).
+STARTUP_PHASES = {
+    "boot": "process start to the model loader's start (interpreter, server imports, socket)",
+    "import": "JAX, Flax and the model code imported",
+    "model_read": "config, tokenizer and parameters read from the model directory into host memory",
+    "device_transfer": "parameters cast and put on the device, the KV cache allocated",
+    "compile": "every serving program traced, lowered and compiled, or read from the compilation cache",
+    "warm_up": "each serving program's one warm-up run",
+    "engine_start": "engine thread, chat template and metrics wired up",
+}
+STARTUP_METRICS = tuple(
+    LogMetric(
+        STARTUP_EVENT, f"{phase}_ms", "Startup" + phase.title().replace("_", ""), "Milliseconds", meaning
+    )
+    for phase, meaning in STARTUP_PHASES.items()
+) + (LogMetric(STARTUP_EVENT, "ready_ms", "TimeToReady", "Milliseconds", "process start to /ping 200"),)
+LOG_METRICS = REQUEST_METRICS + ENGINE_METRICS + STARTUP_METRICS
 
 
 def metric_line(event: str, **fields: object) -> str:

@@ -6,6 +6,8 @@
       params.npz      float32 parameters keyed by their dotted path in the NNX module tree
       metrics.json    final metrics of the run (written by the trainer)
       chat_template.jinja  how chat messages become a prompt (`model/chat_template.py`)
+      compile_cache/  optional (contract.serving.COMPILE_CACHE_DIR): compilation-cache entries of the
+                      serving programs, made on the serving device kind; serving starts from them
 
 Parameters are stored as plain float32 arrays so that any tool can read them (numpy has no
 bfloat16); serving casts to its compute dtype on load.
@@ -13,11 +15,13 @@ bfloat16); serving casts to its compute dtype on load.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ContextManager
 
 import jax
 import numpy as np
@@ -67,12 +71,20 @@ def read_model_config(model_dir: Path, **overrides: Any) -> ModelConfig:
     return ModelConfig(**{**config["model"], **overrides})
 
 
-def load_model(model_dir: Path, **overrides: Any) -> GPT:
-    """Rebuilds the GPT from an exported directory. Raises if any parameter is missing or misshapen."""
+def load_model(
+    model_dir: Path, *, phase: Callable[[str], ContextManager] | None = None, **overrides: Any
+) -> GPT:
+    """Rebuilds the GPT from an exported directory. Raises if any parameter is missing or misshapen.
+
+    `phase(name)`, when given, wraps the reading ("model_read") and the device placement ("device_transfer")
+    of each parameter: the server's start budget. Parameters are read one at a time, so host memory holds
+    one parameter beside the placed model, never a second copy of the whole."""
+    phase = phase or (lambda name: contextlib.nullcontext())
     model_dir = Path(model_dir)
-    config = read_model_config(model_dir, **overrides)
-    model = nnx.eval_shape(lambda: GPT(config, rngs=nnx.Rngs(0)))  # structure only, no allocation
-    state = nnx.state(model, nnx.Param)
+    with phase("model_read"):
+        config = read_model_config(model_dir, **overrides)
+        model = nnx.eval_shape(lambda: GPT(config, rngs=nnx.Rngs(0)))  # structure only, no allocation
+        state = nnx.state(model, nnx.Param)
     with np.load(model_dir / PARAMS_FILE) as stored:
         expected = set()
         for path, var in nnx.to_flat_state(state):
@@ -80,12 +92,15 @@ def load_model(model_dir: Path, **overrides: Any) -> GPT:
             expected.add(key)
             if key not in stored:
                 raise ValueError(f"{model_dir / PARAMS_FILE}: parameter {key} is missing")
-            value = stored[key]
+            with phase("model_read"):
+                value = stored[key]  # the .npz member is read (and decompressed, if it was) only here
             if value.shape != var.get_value().shape:
                 raise ValueError(f"{model_dir / PARAMS_FILE}: {key} has shape {value.shape}, expected {var.get_value().shape}")
-            var.set_value(jax.numpy.asarray(value, dtype=var.get_value().dtype))
+            with phase("device_transfer"):
+                var.set_value(jax.numpy.asarray(value, dtype=var.get_value().dtype).block_until_ready())
         unexpected = set(stored.files) - expected
         if unexpected:
             raise ValueError(f"{model_dir / PARAMS_FILE}: unexpected parameters {sorted(unexpected)[:5]}")
-    nnx.update(model, state)
+    with phase("device_transfer"):
+        nnx.update(model, state)
     return model

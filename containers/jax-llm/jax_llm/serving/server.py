@@ -13,11 +13,12 @@ from jax_llm.serving.handler.app import create_handler_app
 from jax_llm.serving.settings import ServingSettings, SettingsError
 
 
-def _load_engine(settings: ServingSettings, observe):
+def _load_engine(settings: ServingSettings, observe, times):
     # Imported here so that the socket is open before JAX is imported (a second or more).
-    from jax_llm.serving.engine.loader import load_engine
+    with times.phase("import"):
+        from jax_llm.serving.engine.loader import load_engine
 
-    return load_engine(settings, observe)
+    return load_engine(settings, observe, times)
 
 
 def main(argv: list[str]) -> int:

@@ -10,6 +10,12 @@ from pathlib import Path
 
 from jax_llm.contract.paths import SageMakerPaths
 from jax_llm.contract.serving import DEFAULT_MAX_BATCH, MAX_BATCH_VARIABLE, PORT_VARIABLE, SERVING_PORT
+from jax_llm.contract.transform import (
+    BATCH_STRATEGY_VARIABLE,
+    BATCH_VARIABLE,
+    MAX_CONCURRENT_VARIABLE,
+    MAX_PAYLOAD_VARIABLE,
+)
 
 ONLINE_PAYLOAD_MB = 6  # InvokeEndpoint's fixed request limit
 ONLINE_TIMEOUT_S = 55.0  # InvokeEndpoint's client gives up at 60 s; answer before, with what we have
@@ -82,14 +88,14 @@ class ServingSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingSettings:
         """Reads SageMaker's variables (SAGEMAKER_*) and the server's own (JAX_LLM_*)."""
         env = os.environ if environ is None else environ
-        batch = env.get("SAGEMAKER_BATCH", "").lower() == "true"
+        batch = env.get(BATCH_VARIABLE, "").lower() == "true"
         max_batch = _int(env, MAX_BATCH_VARIABLE, cls.max_batch, 1)
-        payload_mb = _int(env, "SAGEMAKER_MAX_PAYLOAD_IN_MB", ONLINE_PAYLOAD_MB if not batch else 100, 1)
-        raw_strategy = env.get("SAGEMAKER_BATCH_STRATEGY", "") or cls.batch_strategy
+        payload_mb = _int(env, MAX_PAYLOAD_VARIABLE, ONLINE_PAYLOAD_MB if not batch else 100, 1)
+        raw_strategy = env.get(BATCH_STRATEGY_VARIABLE, "") or cls.batch_strategy
         strategy = _STRATEGIES.get(raw_strategy.upper().replace("_", ""))
         if strategy is None:
             raise SettingsError(
-                f"SAGEMAKER_BATCH_STRATEGY={raw_strategy!r} must be SINGLE_RECORD or MULTI_RECORD"
+                f"{BATCH_STRATEGY_VARIABLE}={raw_strategy!r} must be SINGLE_RECORD or MULTI_RECORD"
             )
         return cls(
             model_dir=SageMakerPaths.from_env(env).model,
@@ -110,7 +116,7 @@ class ServingSettings:
             body_timeout_s=_float(env, "JAX_LLM_BODY_TIMEOUT_S", cls.body_timeout_s),
             batch_transform=batch,
             batch_strategy=strategy,
-            max_concurrent_transforms=_int(env, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", max_batch, 1),
+            max_concurrent_transforms=_int(env, MAX_CONCURRENT_VARIABLE, max_batch, 1),
             model_name=env.get("JAX_LLM_MODEL_NAME") or cls.model_name,
         )
 

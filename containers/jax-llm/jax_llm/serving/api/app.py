@@ -32,6 +32,7 @@ from jax_llm.serving.api.openai_schema import CHAT, COMPLETION, kind_of, models
 from jax_llm.serving.api.tgi_schema import decode_body
 from jax_llm.serving.engine.types import RequestError
 from jax_llm.serving.settings import ServingSettings
+from jax_llm.serving.startup import StartupTimes
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +146,8 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(settings: ServingSettings, load_engine) -> Starlette:
-    """The ASGI app. `load_engine(settings, observe) -> Engine` runs in a background thread at startup;
-    `observe` is what the engine calls with each finished generation."""
+    """The ASGI app. `load_engine(settings, observe, times) -> Engine` runs in a background thread at startup;
+    `observe` is what the engine calls with each finished generation, `times` the start budget it fills."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -162,11 +163,16 @@ def create_app(settings: ServingSettings, load_engine) -> Starlette:
         def load() -> None:
             nonlocal reporter
             try:
-                engine = load_engine(settings, app.state.metrics.observe)
-                app.state.chat_template = ChatTemplate.from_model_dir(settings.model_dir, EOS_TOKEN)
-                app.state.metrics.watch(engine.load, engine.runner.slots)
-                reporter = EngineReporter(app.state.metrics, engine.load)
-                reporter.start()
+                times = StartupTimes()  # the start budget; `boot` (process start to here) is taken now
+                engine = load_engine(settings, app.state.metrics.observe, times)
+                with times.phase("engine_start"):
+                    app.state.chat_template = ChatTemplate.from_model_dir(settings.model_dir, EOS_TOKEN)
+                    app.state.metrics.watch(engine.load, engine.runner.slots)
+                    reporter = EngineReporter(app.state.metrics, engine.load)
+                    reporter.start()
+                times.ready()
+                app.state.metrics.started(times)
+                log.info("%s", times.summary())
                 app.state.engine = engine  # last: /ping says 200 once everything above is in place
             except Exception as error:
                 log.exception("loading the model from %s failed", settings.model_dir)

@@ -2,12 +2,13 @@
 
 Per request (from the engine thread, as each generation finishes): queue time, time to first token, time
 per output token, prompt and generated tokens, finish reason. Per engine: slots in use and requests waiting,
-read when scraped. Per HTTP answer: the API it spoke and its status. The official client library keeps the
-numbers (one registry per app, so two servers in one process never share them).
+read when scraped. Per HTTP answer: the API it spoke and its status. Once, at ready: the start budget (each
+phase, each program's compile and warm-up run, the time to ready; `startup.py`). The official client
+library keeps the numbers (one registry per app, so two servers in one process never share them).
 
-The same request figures go to stdout as one JSON line each (`jax_llm.contract.serving`), and the engine's
-load every ENGINE_REPORT_S: on an endpoint, SageMaker ships stdout to CloudWatch Logs, where the stack's
-metric filters make CloudWatch metrics of them with no agent in the container.
+The same request figures go to stdout as one JSON line each (`jax_llm.contract.serving`), the engine's
+load every ENGINE_REPORT_S, the start's phases once: on an endpoint, SageMaker ships stdout to CloudWatch
+Logs, where the stack's metric filters make CloudWatch metrics of them with no agent in the container.
 """
 
 from __future__ import annotations
@@ -19,8 +20,16 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from jax_llm.contract.serving import ENGINE_EVENT, ENGINE_REPORT_S, LOG_METRICS, REQUEST_EVENT, metric_line
+from jax_llm.contract.serving import (
+    ENGINE_EVENT,
+    ENGINE_REPORT_S,
+    LOG_METRICS,
+    REQUEST_EVENT,
+    STARTUP_EVENT,
+    metric_line,
+)
 from jax_llm.serving.engine.types import Generation
+from jax_llm.serving.startup import StartupTimes
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -28,7 +37,7 @@ _TOKEN_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 
 _TOKENS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 # Each event's fields, as the contract's table lists them.
 _FIELDS = {event: {m.field for m in LOG_METRICS if m.event == event}
-           for event in (REQUEST_EVENT, ENGINE_EVENT)}
+           for event in (REQUEST_EVENT, ENGINE_EVENT, STARTUP_EVENT)}
 
 
 def _stdout(line: str) -> None:
@@ -86,6 +95,21 @@ class ServingMetrics:
         self.slots = Gauge(
             "jax_llm_slots", "Decode slots: requests the engine generates at once.", registry=r
         )
+        self.startup_phase = Gauge(
+            "jax_llm_startup_phase_seconds",
+            "Seconds each phase of the server's start took (they add up to the time to ready).",
+            ["phase"],
+            registry=r,
+        )
+        self.startup_ready = Gauge(
+            "jax_llm_startup_ready_seconds", "Process start to ready (/ping 200).", registry=r
+        )
+        self.startup_program = Gauge(
+            "jax_llm_startup_program_seconds",
+            "Each serving program's compile (or compilation-cache read) and its warm-up run, at start.",
+            ["program", "batch", "length", "part", "cached"],
+            registry=r,
+        )
 
     # ---- Fed by the engine and the HTTP side ----------------------------------------------------
 
@@ -122,9 +146,26 @@ class ServingMetrics:
         self.slots_in_use.set_function(lambda: load()["active"])
         self.requests_waiting.set_function(lambda: load()["waiting"])
 
+    def started(self, times: StartupTimes) -> None:
+        """The server's start budget, once, when it turns ready: gauges and one metric line."""
+        for phase, seconds in times.seconds.items():
+            self.startup_phase.labels(phase).set(seconds)
+        self.startup_ready.set(times.ready_s)
+        for p in times.programs:
+            labels = (p.program, str(p.batch), str(p.length))
+            self.startup_program.labels(*labels, "compile", str(p.cached).lower()).set(p.compile_s)
+            self.startup_program.labels(*labels, "run", str(p.cached).lower()).set(p.run_s)
+        values = {f"{phase}_ms": round(seconds * 1000, 1) for phase, seconds in times.seconds.items()}
+        self.emit(
+            STARTUP_EVENT,
+            {**values, "ready_ms": round(times.ready_s * 1000, 1)},
+            programs=len(times.programs),
+            cached_programs=sum(p.cached for p in times.programs),
+        )
+
     # ---- Out ------------------------------------------------------------------------------------
 
-    def emit(self, event: str, values: dict[str, float | int | None], **labels: str) -> None:
+    def emit(self, event: str, values: dict[str, float | int | None], **labels: str | int) -> None:
         """A metric line of `event`: exactly the contract's fields of that event, and some labels."""
         fields = _FIELDS.get(event, set())
         if set(values) != fields:

@@ -18,10 +18,13 @@ step in flight, and the engine launches step N+1 before it reads step N's tokens
 from __future__ import annotations
 
 import bisect
+import contextlib
 import dataclasses
 import functools
 import logging
 import time
+from collections.abc import Callable
+from typing import ContextManager
 
 import jax
 import jax.numpy as jnp
@@ -137,6 +140,7 @@ class ModelRunner:
         graphdef, self._params = nnx.split(model)
         self._cache = init_cache(self.config, slots)  # per layer: [S, N, max_seq_len, H]
         self._last = jnp.zeros(slots, jnp.int32)  # [S]: each slot's latest token, the next decode input
+        jax.block_until_ready((self._cache, self._last))  # allocated now, not within the first compile's time
         # The cache and the tokens are donated: XLA updates them in place instead of copying them every step.
         self._prefill = jax.jit(functools.partial(_prefill, graphdef), donate_argnums=(1, 2))
         self._decode = jax.jit(
@@ -199,18 +203,23 @@ class ModelRunner:
             array.copy_to_host_async()  # the copy starts when the step ends, not when the engine asks
         return DecodeStep(token, logprob)
 
-    def warm_up(self) -> float:
-        """Compiles (or loads from the persistent cache) every program serving will run; returns seconds."""
+    def warm_up(self, timed: Callable[[str, int, int], ContextManager] | None = None) -> float:
+        """Compiles (or loads from the persistent cache) every program serving will run; returns seconds.
+
+        `timed(program, batch, length)`, when given, wraps each program's warm-up call (the start budget)."""
+        timed = timed or (lambda program, batch, length: contextlib.nullcontext())
         start = time.perf_counter()
         sampling = SlotParams(self.slots)
         for bucket in self.buckets:  # every prompt into slot 0: warm-up leaves only junk the mask hides
             for batch in self.prefill_buckets:
-                self.prefill([0] * batch, [[0] * bucket] * batch, sampling)
+                with timed("prefill", batch, bucket):
+                    self.prefill([0] * batch, [[0] * bucket] * batch, sampling)
         idle = np.full(self.slots, self.idle_position, np.int32)  # writes dropped: the cache is unchanged
         zeros = np.zeros(self.slots, np.int32)
         for rows in self.batch_buckets:
             for kv_len in self.buckets:
-                self._decode_step(idle[:rows], zeros[:rows], sampling.first(rows), kv_len).result()
+                with timed("decode", rows, kv_len):
+                    self._decode_step(idle[:rows], zeros[:rows], sampling.first(rows), kv_len).result()
         elapsed = time.perf_counter() - start
         log.info(
             "compiled prefill for prefill batch buckets %s and decode for batch buckets %s, each x "
