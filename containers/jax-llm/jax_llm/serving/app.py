@@ -13,11 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -25,10 +28,11 @@ from starlette.routing import Route
 from jax_llm.data.tokenizer import EOS_TOKEN
 from jax_llm.serving import openai_api, tgi_api
 from jax_llm.serving.chat import ChatTemplate
-from jax_llm.serving.http import JSON_TYPES, JSONL_TYPES, echoed_headers, media_type, read_body
+from jax_llm.serving.http import JSON_TYPES, JSONL_TYPES, echoed_headers, media_type, off_loop, read_body
 from jax_llm.serving.mailbox import Mailbox
 from jax_llm.serving.metrics import CONTENT_TYPE, EngineReporter, ServingMetrics
-from jax_llm.serving.openai_schema import CHAT, COMPLETION, kind_of, models
+from jax_llm.serving.limits import shown
+from jax_llm.serving.openai_schema import CHAT, COMPLETION, kind_of, model_object, models
 from jax_llm.serving.schema import RequestError, decode_body
 from jax_llm.serving.settings import ServingSettings
 
@@ -75,6 +79,20 @@ async def list_models(request: Request) -> Response:
     return JSONResponse(models(state.settings.model_name, state.started))
 
 
+async def retrieve_model(request: Request) -> Response:
+    """GET /v1/models/{id}: the served model (the openai client's `models.retrieve`), else 404."""
+    state, asked = request.app.state, request.path_params["model"]
+    if asked != state.settings.model_name:
+        error = RequestError(
+            404,
+            "model_not_found",
+            f"the model {shown(asked)} does not exist; this server serves {state.settings.model_name!r}",
+            "model",
+        )
+        return openai_api.error_response(error, {})
+    return JSONResponse(model_object(asked, state.started))
+
+
 class Answer:
     """One generation request being answered: which API it speaks decides the error shape and the count."""
 
@@ -94,6 +112,9 @@ class Answer:
             if error.status >= 500:
                 log.warning("%s: %s", error.error_type, error.message)
             response = self.errors(error, self.headers)
+        except Exception as error:  # a bug of ours: this request's 500, in its schema, counted, logged
+            log.exception("unhandled error answering %s", self.request.url.path)
+            response = self.errors(RequestError(500, "internal", f"internal error: {type(error).__name__}"), {})
         self.request.app.state.metrics.answered(self.api, response.status_code)
         return response
 
@@ -108,7 +129,7 @@ async def invocations(request: Request) -> Response:
 
     async def work(answer: Answer) -> Response:
         body, kind = await answer.body(JSON_TYPES + JSONL_TYPES)
-        payload = None if kind in JSONL_TYPES else decode_body(body)
+        payload = None if kind in JSONL_TYPES else await off_loop(len(body), lambda: decode_body(body))
         openai_kind = kind_of(payload)
         if openai_kind is None:
             return await tgi_api.answer(request, payload, body, kind, answer.headers, answer.arrived)
@@ -124,7 +145,7 @@ def _openai_route(kind: str):
     async def route(request: Request) -> Response:
         async def work(answer: Answer) -> Response:
             body, _ = await answer.body(JSON_TYPES)
-            payload = decode_body(body)
+            payload = await off_loop(len(body), lambda: decode_body(body))
             if not isinstance(payload, dict):
                 raise RequestError(422, "validation", "request body must be a JSON object")
             return await openai_api.answer(
@@ -134,6 +155,17 @@ def _openai_route(kind: str):
         return await Answer(request, kind, openai_api.error_response).run(work)
 
     return route
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    """Starlette's own refusals (no such route: 404, wrong method: 405) as JSON in the path's schema."""
+    if exc.status_code == 404:
+        message = f"no route {request.method} {shown(request.url.path)}; see /ping, /invocations, /v1/..."
+    else:
+        message = f"{request.method} is not allowed on {shown(request.url.path)}"
+    error = RequestError(exc.status_code, "not_found" if exc.status_code == 404 else "method_not_allowed", message)
+    respond = openai_api.error_response if request.url.path.startswith("/v1/") else tgi_api.error_response
+    return respond(error, dict(exc.headers or {}))
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
@@ -162,12 +194,15 @@ def create_app(settings: ServingSettings, load_engine) -> Starlette:
             nonlocal reporter
             try:
                 engine = load_engine(settings, app.state.metrics.observe)
+                # A fault that stops the engine loop: /ping answers 500 and the server exits (SIGTERM drains
+                # what is left), so that SageMaker replaces the instance.
+                engine.on_fatal = lambda: os.kill(os.getpid(), signal.SIGTERM)
                 app.state.chat_template = ChatTemplate.from_model_dir(settings.model_dir, EOS_TOKEN)
                 app.state.metrics.watch(engine.load, engine.runner.slots)
                 reporter = EngineReporter(app.state.metrics, engine.load)
                 reporter.start()
                 app.state.engine = engine  # last: /ping says 200 once everything above is in place
-            except Exception as error:
+            except BaseException as error:  # SystemExit too: said on /ping and in the log, whatever it was
                 log.exception("loading the model from %s failed", settings.model_dir)
                 app.state.load_error = f"loading the model from {settings.model_dir} failed: {error}"
 
@@ -187,5 +222,7 @@ def create_app(settings: ServingSettings, load_engine) -> Starlette:
         Route("/v1/completions", _openai_route(COMPLETION), methods=["POST"]),
         Route("/v1/chat/completions", _openai_route(CHAT), methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={Exception: _internal_error})
+    handlers = {HTTPException: _http_error, Exception: _internal_error}
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)

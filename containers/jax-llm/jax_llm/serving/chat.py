@@ -62,7 +62,9 @@ class ChatTemplate:
             )
         except TemplateError as error:
             raise validation_error(str(error), "messages") from None
-        except jinja2.TemplateError as error:
+        except (jinja2.TemplateError, ArithmeticError, LookupError, TypeError, ValueError, RecursionError) as error:
+            # The template ran on the client's messages and refused them: a client mistake, never a 500.
             raise validation_error(
-                f"the model's chat template failed on these messages: {error}", "messages"
+                f"the model's chat template failed on these messages: {type(error).__name__}: {error}"[:300],
+                "messages",
             ) from None

@@ -40,7 +40,9 @@ def load_engine(settings: ServingSettings, observe=None) -> Engine:
     tokenizer = load_tokenizer(settings.model_dir / TOKENIZER_FILE)
     buckets = settings.prompt_buckets(model.config.max_seq_len)
     prefill_batch = settings.max_prefill_batch or (8 if jax.default_backend() == "gpu" else 1)
-    runner = ModelRunner(model, settings.max_batch, buckets, prefill_batch)
+    runner = ModelRunner(
+        model, settings.max_batch, buckets, prefill_batch, tokenizer.get_vocab_size(with_added_tokens=True)
+    )
     runner.warm_up()
     engine = Engine(runner, tokenizer, settings.max_queue, settings.default_max_new_tokens, observe=observe)
     engine.start()

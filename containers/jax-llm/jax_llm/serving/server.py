@@ -51,4 +51,8 @@ def main(argv: list[str]) -> int:
         timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
     uvicorn.Server(config).run()
+    engine = getattr(app.state, "engine", None)
+    if engine is not None and engine.failed:  # stopped by a fault: exit non-zero so it is seen as one
+        print("serve: the generation engine failed; exiting so that the instance is replaced", file=sys.stderr)
+        return 1
     return 0

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from jax_llm.serving.generation import ENGINE_FAILED, TokenStream, generate
-from jax_llm.serving.http import JSONL_TYPES, engine_or_503, prepare, token_headers
+from jax_llm.serving.http import JSONL_TYPES, client_gone, engine_or_503, prepare, token_headers
 from jax_llm.serving.schema import (
     GenerateRequest,
     RequestError,
@@ -63,7 +63,9 @@ async def answer(
             _sse(stream, parsed[0]), media_type="text/event-stream", headers={**headers, **prompt_tokens}
         )
     flat = [prompt for group in prompts for prompt in group]
-    generations = await generate(engine, state.mailbox, flat, deadline, arrived)
+    generations = await generate(
+        engine, state.mailbox, flat, deadline, arrived, lambda: client_gone(request)
+    )
     headers = {**headers, **token_headers(generations)}
     answers, done = [], 0
     for req in parsed:
