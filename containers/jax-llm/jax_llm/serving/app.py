@@ -33,7 +33,7 @@ from jax_llm.serving.mailbox import Mailbox
 from jax_llm.serving.metrics import CONTENT_TYPE, EngineReporter, ServingMetrics
 from jax_llm.serving.limits import shown
 from jax_llm.serving.openai_schema import CHAT, COMPLETION, kind_of, model_object, models
-from jax_llm.serving.schema import RequestError, decode_body
+from jax_llm.serving.schema import RequestError, check_text, decode_body, decode_json
 from jax_llm.serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
@@ -129,11 +129,14 @@ async def invocations(request: Request) -> Response:
 
     async def work(answer: Answer) -> Response:
         body, kind = await answer.body(JSON_TYPES + JSONL_TYPES)
-        payload = None if kind in JSONL_TYPES else await off_loop(len(body), lambda: decode_body(body))
+        payload = None if kind in JSONL_TYPES else await off_loop(len(body), lambda: decode_json(body))
         openai_kind = kind_of(payload)
+        if openai_kind is not None:  # refusals from here on in OpenAI's shape
+            answer.speaks(openai_kind, openai_api.error_response)
+        if payload is not None:
+            await off_loop(len(body), lambda: check_text(body, payload))
         if openai_kind is None:
             return await tgi_api.answer(request, payload, body, kind, answer.headers, answer.arrived)
-        answer.speaks(openai_kind, openai_api.error_response)
         return await openai_api.answer(
             request, payload, openai_kind, len(body), answer.headers, answer.arrived, strict_model=False
         )

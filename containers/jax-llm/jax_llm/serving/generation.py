@@ -47,12 +47,19 @@ async def generate(
     finally:  # the client went away or the server is being killed: free the slots
         for sequence in sequences:
             sequence.cancel()
-        everything.cancel()
+        if not everything.done():
+            everything.cancel()
+            everything.add_done_callback(_retrieved)  # else asyncio logs the cancellation as an error
         if gone is not None:
             gone.cancel()
     if any(g.finish_reason == "error" for g in generations):
         raise RequestError(500, "generation", ENGINE_FAILED)
     return generations
+
+
+def _retrieved(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _resolver(mailbox: Mailbox, future: asyncio.Future):

@@ -185,6 +185,14 @@ def _parse_params(raw: Any) -> GenerationParams:
 
 
 def decode_body(body: bytes) -> Any:
+    """The JSON value of a request body (UTF-8); raises RequestError 400 when it is not JSON, or holds text
+    that is not Unicode."""
+    payload = decode_json(body)
+    check_text(body, payload)
+    return payload
+
+
+def decode_json(body: bytes) -> Any:
     """The JSON value of a request body (UTF-8); raises RequestError 400 when it is not JSON."""
     try:
         payload = json.loads(body)
@@ -200,17 +208,21 @@ def decode_body(body: bytes) -> Any:
             "malformed_request",
             f"request body holds an integer of more than {sys.get_int_max_str_digits()} digits",
         ) from None
+    return payload
+
+
+def check_text(body: bytes, payload: Any) -> None:
+    """RequestError 400 when the decoded body holds a string that is not Unicode text: JSON may spell a lone
+    UTF-16 surrogate as an escape, which Python decodes into a str no UTF-8 encoder (nor tokenizer) takes."""
     if _SURROGATE_ESCAPE.search(body) and _holds_surrogate(payload):
         raise RequestError(
             400,
             "malformed_request",
             "request body holds a \\u escape of a lone UTF-16 surrogate (\\ud800-\\udfff): not Unicode text",
         )
-    return payload
 
 
-# JSON may spell a lone surrogate as an escape, which Python decodes into a str that no UTF-8 encoder (nor
-# the tokenizer) accepts. Only a body with such an escape is walked, iteratively (it may be nested deep).
+# Only a body with a surrogate's escape is walked, iteratively (it may be nested deep).
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
