@@ -128,14 +128,20 @@ async def invocations(request: Request) -> Response:
         body = await read_body(request, settings.max_payload_bytes, settings.body_timeout_s)
         content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
         accept = request.headers.get("accept", "")
+        if accept and not _MEDIA_TYPE.fullmatch(accept):  # it becomes the answer's Content-Type
+            raise RequestError(406, "not_acceptable", f"Accept {shown(accept)} is not one media type")
         name = state.handler.name
         try:
             result = await state.pool.call(deadline, name, state.handler, state.model, body, content_type, accept)
         except RequestError:
             raise
         except Exception as error:  # noqa: BLE001 - the handler's own failure: this request only
-            log.exception("%s failed on a request", name)
-            raise RequestError(500, "handler", f"{name}: {type(error).__name__}: {error}"[:2000]) from None
+            # The inference toolkit's errors carry the status the handler chose (a 4xx for a bad body).
+            status = getattr(error, "status_code", None)
+            status = status if isinstance(status, int) and 400 <= status < 600 else 500
+            if status >= 500:
+                log.exception("%s failed on a request", name)
+            raise RequestError(status, "handler", f"{name}: {type(error).__name__}: {error}"[:2000]) from None
         answer, answer_type = http_answer(name, result)
         return Response(answer, media_type=answer_type, headers=headers)
     except RequestError as error:
