@@ -100,7 +100,7 @@ def test_a_malformed_request_is_a_json_400_and_the_endpoint_keeps_serving(endpoi
 
 
 def test_no_generated_body_gets_a_5xx_or_stops_the_image_s_server(endpoint) -> None:
-    """The property test of tests/containers/serving, against the image's server (same bodies, same checks)."""
+    """tests/containers/serving's property test against the image's server (same bodies, same checks)."""
     from tests.containers.serving.test_property_bodies import run_generation_properties
 
     served, _ = endpoint

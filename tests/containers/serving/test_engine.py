@@ -226,7 +226,9 @@ class _BrokenDevice:
         raise RuntimeError("device lost")
 
 
-def test_a_device_fault_fails_every_request_marks_the_engine_failed_and_calls_on_fatal(runner, tiny_tokenizer):
+def test_a_device_fault_fails_every_request_marks_the_engine_failed_and_calls_on_fatal(
+    runner, tiny_tokenizer
+):
     engine = Engine(_BrokenDevice(runner), tiny_tokenizer, max_queue=8, default_max_new_tokens=4)
     fatal = []
     engine.on_fatal = lambda: fatal.append(True)

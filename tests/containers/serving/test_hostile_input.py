@@ -83,14 +83,20 @@ def test_a_top_k_past_int32_is_a_422_and_the_engine_survives(server):
         (b'{"messages": [{"role": "user", "content": "\\udfff"}]}', "surrogate"),
     ],
 )
-def test_numbers_past_a_float_and_text_that_is_not_unicode_are_4xx_in_the_route_s_shape(server, content, what):
+def test_numbers_past_a_float_and_text_that_is_not_unicode_are_4xx_in_the_route_s_shape(
+    server, content, what
+):
     """They were 500 "internal error", in TGI's shape even on /v1, and never counted."""
     for path in (TGI, COMPLETIONS if b'"prompt"' in content else CHAT if b"messages" in content else TGI):
         before = http_counts(server)
         response = post(server, path, content=content)
         assert 400 <= response.status_code < 500, response.text
         openai_shaped = b'"inputs"' not in content
-        body = openai_error(response, response.status_code) if openai_shaped else tgi_error(response, response.status_code)
+        body = (
+            openai_error(response, response.status_code)
+            if openai_shaped
+            else tgi_error(response, response.status_code)
+        )
         assert what in json.dumps(body)
         assert len(response.content) < 1000  # the offending value is never echoed whole
         after = http_counts(server)
@@ -123,7 +129,10 @@ def test_unknown_routes_and_methods_answer_json(server):
     missing = httpx.get(f"{server.url}/nowhere", timeout=10)
     assert tgi_error(missing, 404)["error_type"] == "not_found"
     assert openai_error(httpx.get(f"{server.url}/v1/nowhere", timeout=10), 404)["code"] == "not_found"
-    assert tgi_error(httpx.get(f"{server.url}/invocations", timeout=10), 405)["error_type"] == "method_not_allowed"
+    assert (
+        tgi_error(httpx.get(f"{server.url}/invocations", timeout=10), 405)["error_type"]
+        == "method_not_allowed"
+    )
 
 
 def test_v1_models_retrieve_answers_the_served_model_and_404_for_others(server):
@@ -142,7 +151,7 @@ def _stop_at(free: list[str], stop: str) -> str | None:
     text = ""
     for piece in free:
         text += piece
-        if text.endswith(stop) or text.endswith(stop + "\n"):
+        if text.endswith((stop, stop + "\n")):
             return text
     return None
 
@@ -163,12 +172,17 @@ def test_stop_sequences_end_as_tgi_and_openai_each_define_it(server):
         [entry] = tgi.json()
         expected = _stop_at(pieces, stop)
         assert entry["generated_text"] == (expected if expected is not None else text), stop
-        completion = post(server, COMPLETIONS, {"prompt": prompt, "max_tokens": budget, "stop": stop,
-                                                "temperature": 0})
+        completion = post(
+            server, COMPLETIONS, {"prompt": prompt, "max_tokens": budget, "stop": stop, "temperature": 0}
+        )
         choice = completion.json()["choices"][0]
         assert choice["text"] == text[: text.index(stop)] and choice["finish_reason"] == "stop", stop
-        with httpx.stream("POST", f"{server.url}{COMPLETIONS}", timeout=60, json={
-                "prompt": prompt, "max_tokens": budget, "stop": [stop], "temperature": 0, "stream": True}) as r:
+        with httpx.stream(
+            "POST",
+            f"{server.url}{COMPLETIONS}",
+            timeout=60,
+            json={"prompt": prompt, "max_tokens": budget, "stop": [stop], "temperature": 0, "stream": True},
+        ) as r:
             chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
         assert "".join(c["choices"][0]["text"] for c in chunks) == choice["text"]
         checked += 1
@@ -186,7 +200,9 @@ def test_ping_answers_at_once_while_a_huge_prompt_or_chat_is_handled(server):
     for path, payload, status in bodies:
         content = json.dumps(payload).encode()
         answer: list[httpx.Response] = []
-        sender = threading.Thread(target=lambda: answer.append(post(server, path, content=content)))
+        sender = threading.Thread(
+            target=lambda a=answer, p=path, c=content: a.append(post(server, p, content=c))
+        )
         latencies = []
         sender.start()
         while sender.is_alive():
@@ -204,8 +220,12 @@ def test_ping_answers_at_once_while_a_huge_prompt_or_chat_is_handled(server):
 
 def _finished(server: Server, reason: str) -> float:
     text = httpx.get(f"{server.url}/metrics", timeout=10).text
-    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
-               if s.name == "jax_llm_requests_finished_total" and s.labels.get("finish_reason") == reason)
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "jax_llm_requests_finished_total" and s.labels.get("finish_reason") == reason
+    )
 
 
 def test_a_non_streamed_request_whose_client_left_frees_its_slot(server):
@@ -213,8 +233,10 @@ def test_a_non_streamed_request_whose_client_left_frees_its_slot(server):
     before = _finished(server, "cancelled")
     host, port = urlsplit(server.url).hostname, urlsplit(server.url).port
     body = json.dumps({"inputs": "def f(", "parameters": {"max_new_tokens": 48}}).encode()
-    head = (f"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    head = (
+        f"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
     connections = []
     for _ in range(SLOTS + QUEUE // 2):
         connection = socket.create_connection((host, port), timeout=10)

@@ -118,7 +118,8 @@ def test_return_full_text_prepends_the_prompt(server):
 
 def test_stop_sequence_ends_generation(server):
     """TGI stops once the text ends with a stop sequence, which the text keeps."""
-    free = invoke(server, {"inputs": "def f(", "parameters": {"max_new_tokens": 40, "details": True}}).json()[0]
+    payload = {"inputs": "def f(", "parameters": {"max_new_tokens": 40, "details": True}}
+    free = invoke(server, payload).json()[0]
     pieces = [t["text"] for t in free["details"]["tokens"] if not t["special"]]
     upto = len(pieces) // 2
     while upto < len(pieces) and not "".join(pieces[:upto])[-2:].strip():
@@ -130,7 +131,8 @@ def test_stop_sequence_ends_generation(server):
     )
     [entry] = cut.json()
     assert entry["details"]["finish_reason"] == "stop_sequence"
-    assert entry["generated_text"].endswith(stop) and len(entry["generated_text"]) < len(free["generated_text"])
+    assert entry["generated_text"].endswith(stop)
+    assert len(entry["generated_text"]) < len(free["generated_text"])
 
 
 def _sse_events(response: httpx.Response) -> list[dict]:

@@ -114,7 +114,8 @@ class Answer:
             response = self.errors(error, self.headers)
         except Exception as error:  # a bug of ours: this request's 500, in its schema, counted, logged
             log.exception("unhandled error answering %s", self.request.url.path)
-            response = self.errors(RequestError(500, "internal", f"internal error: {type(error).__name__}"), {})
+            internal = RequestError(500, "internal", f"internal error: {type(error).__name__}")
+            response = self.errors(internal, {})
         self.request.app.state.metrics.answered(self.api, response.status_code)
         return response
 
@@ -166,7 +167,8 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
         message = f"no route {request.method} {shown(request.url.path)}; see /ping, /invocations, /v1/..."
     else:
         message = f"{request.method} is not allowed on {shown(request.url.path)}"
-    error = RequestError(exc.status_code, "not_found" if exc.status_code == 404 else "method_not_allowed", message)
+    kind = "not_found" if exc.status_code == 404 else "method_not_allowed"
+    error = RequestError(exc.status_code, kind, message)
     respond = openai_api.error_response if request.url.path.startswith("/v1/") else tgi_api.error_response
     return respond(error, dict(exc.headers or {}))
 

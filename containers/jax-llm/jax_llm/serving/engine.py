@@ -157,7 +157,8 @@ class Engine:
         now = self.clock()
         for slot, seq in rows:
             if self.scheduler.slots[slot] is seq:
-                self._guarded(slot, seq, self._accept, slot, seq, int(tokens[slot]), float(logprobs[slot]), now)
+                token, logprob = int(tokens[slot]), float(logprobs[slot])
+                self._guarded(slot, seq, self._accept, slot, seq, token, logprob, now)
 
     def _prefill(self, admitted: list[int]) -> None:
         """Prefills the sequences just put in these slots, as many per runner call as it takes."""
@@ -170,10 +171,8 @@ class Engine:
                 continue
             p = seq.prompt
             seq.prefilled_at = now
-            set_sampling = self._sampling.set
-            if self._guarded(
-                slot, seq, set_sampling, slot, seed_key_data(p.seed or 0), p.temperature, p.top_k, p.top_p, p.greedy
-            ):
+            settings = (seed_key_data(p.seed or 0), p.temperature, p.top_k, p.top_p, p.greedy)
+            if self._guarded(slot, seq, self._sampling.set, slot, *settings):
                 seq.launched = 1
                 ready.append(slot)
         # Shortest first, so that each call pads its prompts to a bucket close to all of them.

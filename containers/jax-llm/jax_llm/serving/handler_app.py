@@ -101,7 +101,9 @@ def http_answer(name: str, result: Any) -> tuple[bytes, str]:
         )
     if not isinstance(content_type, str) or not _MEDIA_TYPE.fullmatch(content_type):
         raise RequestError(
-            500, "handler", f"{name} returned the content type {shown(content_type)}, which is not a media type"
+            500,
+            "handler",
+            f"{name} returned the content type {shown(content_type)}, which is not a media type",
         )
     return bytes(body), content_type
 
@@ -132,10 +134,12 @@ async def invocations(request: Request) -> Response:
             raise RequestError(406, "not_acceptable", f"Accept {shown(accept)} is not one media type")
         name = state.handler.name
         try:
-            result = await state.pool.call(deadline, name, state.handler, state.model, body, content_type, accept)
+            result = await state.pool.call(
+                deadline, name, state.handler, state.model, body, content_type, accept
+            )
         except RequestError:
             raise
-        except Exception as error:  # noqa: BLE001 - the handler's own failure: this request only
+        except Exception as error:  # the handler's own failure: this request only
             # The inference toolkit's errors carry the status the handler chose (a 4xx for a bad body).
             status = getattr(error, "status_code", None)
             status = status if isinstance(status, int) and 400 <= status < 600 else 500
@@ -178,7 +182,7 @@ def create_handler_app(settings: ServingSettings, program: Path) -> Starlette:
                 app.state.model = app.state.handler.model_fn(str(settings.model_dir))
                 app.state.loaded = True
                 log.info("%s loaded the model from %s", program.name, settings.model_dir)
-            except BaseException as error:  # noqa: BLE001 - sys.exit() too: said on /ping and in the log
+            except BaseException as error:  # sys.exit() too: said on /ping and in the log
                 log.exception("loading the model through %s failed", program)
                 app.state.load_error = f"{program.name}: {type(error).__name__}: {error}"[:2000]
 

@@ -77,15 +77,15 @@ class DecodeStep:
 
 
 def _real_vocab(logits: jax.Array, sample_vocab: int) -> jax.Array:
-    """logits [..., V] with the ids past the tokenizer's (the embedding's padding rows) at -inf: never drawn."""
+    """logits [..., V] with the ids past the tokenizer's (padding rows) at -inf: never drawn."""
     if sample_vocab >= logits.shape[-1]:
         return logits
     return jnp.where(jnp.arange(logits.shape[-1]) < sample_vocab, logits, -jnp.inf)
 
 
 def _prefill(
-    graphdef, params, cache: KVCache, last, slots, tokens, lengths, key_data, temperature, top_k, top_p, greedy,
-    *, sample_vocab
+    graphdef, params, cache: KVCache, last, slots, tokens, lengths, key_data, temperature, top_k, top_p,
+    greedy, *, sample_vocab
 ):
     """slots, lengths: [P]; tokens: [P, L] (padded); last: [S]. Returns (tokens [P], logprobs [P], cache, last).
 
@@ -159,7 +159,9 @@ class ModelRunner:
         self._last = jnp.zeros(slots, jnp.int32)  # [S]: each slot's latest token, the next decode input
         # The cache and the tokens are donated: XLA updates them in place instead of copying them every step.
         vocab = self.sample_vocab
-        self._prefill = jax.jit(functools.partial(_prefill, graphdef, sample_vocab=vocab), donate_argnums=(1, 2))
+        self._prefill = jax.jit(
+            functools.partial(_prefill, graphdef, sample_vocab=vocab), donate_argnums=(1, 2)
+        )
         self._decode = jax.jit(
             functools.partial(_decode, graphdef, sample_vocab=vocab),
             donate_argnums=(1, 2),

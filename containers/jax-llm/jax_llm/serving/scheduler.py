@@ -53,7 +53,7 @@ class Sequence:
         full, stops, start = self.text.text, self.prompt.stop, len(self.output)
         if not stops or self.prompt.keep_stop:
             self.output = full
-            return full[start:], any(full.endswith(s) or full.endswith(s + "\n") for s in stops)
+            return full[start:], any(full.endswith((s, s + "\n")) for s in stops)
         if self.stopped:
             return "", True
         # A stop that began in text handed out would have been found whole one push earlier: search after it.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
 import sys
 from typing import Any
@@ -98,7 +97,9 @@ class GenerationParams:
         if self.temperature is not None and self.temperature < GREEDY_BELOW_TEMPERATURE:
             return False
         # top_p 1.0 keeps every token: it is the "off" value, as top_k None is.
-        warped = self.temperature not in (None, 1.0) or self.top_k is not None or self.top_p not in (None, 1.0)
+        warped = (
+            self.temperature not in (None, 1.0) or self.top_k is not None or self.top_p not in (None, 1.0)
+        )
         return self.do_sample or warped
 
 
@@ -152,7 +153,8 @@ def _parse_params(raw: Any) -> GenerationParams:
     if "max_new_tokens" in values:
         _check_type("max_new_tokens", values["max_new_tokens"], int, "a positive integer")
         if values["max_new_tokens"] < 1:
-            raise validation_error("parameters.max_new_tokens must be at least 1", "parameters.max_new_tokens")
+            name = "parameters.max_new_tokens"
+            raise validation_error(f"{name} must be at least 1", name)
     if "temperature" in values:
         _check_type("temperature", values["temperature"], (int, float), "a number")
         if not (0 < values["temperature"] <= MAX_TEMPERATURE):  # exact for huge ints too (no float())
@@ -247,7 +249,9 @@ def stop_sequences(stop: Any, name: str) -> tuple[str, ...]:
     """A stop string or list of them, checked against the engine's limits; RequestError 422 naming `name`."""
     stop = [stop] if isinstance(stop, str) else stop
     if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop):
-        raise validation_error(f"{name} must be a non-empty string or a list of them, got {shown(stop)}", name)
+        raise validation_error(
+            f"{name} must be a non-empty string or a list of them, got {shown(stop)}", name
+        )
     if len(stop) > MAX_STOP_SEQUENCES:
         raise validation_error(f"{name} has {len(stop)} sequences; at most {MAX_STOP_SEQUENCES}", name)
     for s in stop:

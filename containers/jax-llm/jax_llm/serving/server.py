@@ -53,6 +53,6 @@ def main(argv: list[str]) -> int:
     uvicorn.Server(config).run()
     engine = getattr(app.state, "engine", None)
     if engine is not None and engine.failed:  # stopped by a fault: exit non-zero so it is seen as one
-        print("serve: the generation engine failed; exiting so that the instance is replaced", file=sys.stderr)
+        print("serve: the generation engine failed; exiting so the instance is replaced", file=sys.stderr)
         return 1
     return 0
