@@ -10,7 +10,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from jax_llm.serving.generation import ENGINE_FAILED, TokenStream, generate
-from jax_llm.serving.http import JSONL_TYPES, client_gone, engine_or_503, prepare, token_headers
+from jax_llm.serving.http import (
+    JSONL_TYPES,
+    client_gone,
+    engine_or_503,
+    off_loop,
+    prepare,
+    token_headers,
+)
 from jax_llm.serving.schema import (
     GenerateRequest,
     RequestError,
@@ -51,7 +58,10 @@ async def answer(
     request: Request, payload: Any, body: bytes, media_type: str, headers: dict[str, str], arrived: float
 ) -> Response:
     """Generates for a TGI body (`payload`, decoded) or a JSON Lines body; raises RequestError."""
-    parsed = parse_lines(body) if media_type in JSONL_TYPES else [parse_tgi(payload)]
+    if media_type in JSONL_TYPES:  # one JSON document per line: decoded off the event loop when large
+        parsed = await off_loop(len(body), lambda: parse_lines(body))
+    else:
+        parsed = [parse_tgi(payload)]
     engine = engine_or_503(request)
     state = request.app.state
     prompts = await prepare(engine, parsed, len(body))
