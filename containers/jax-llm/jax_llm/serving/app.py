@@ -31,9 +31,8 @@ from jax_llm.serving.chat import ChatTemplate
 from jax_llm.serving.http import JSON_TYPES, JSONL_TYPES, echoed_headers, media_type, off_loop, read_body
 from jax_llm.serving.mailbox import Mailbox
 from jax_llm.serving.metrics import CONTENT_TYPE, EngineReporter, ServingMetrics
-from jax_llm.serving.limits import shown
 from jax_llm.serving.openai_schema import CHAT, COMPLETION, kind_of, model_object, models
-from jax_llm.serving.schema import RequestError, check_text, decode_body, decode_json
+from jax_llm.serving.schema import RequestError, check_text, decode_body, decode_json, shown
 from jax_llm.serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)

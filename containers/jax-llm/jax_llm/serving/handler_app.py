@@ -29,8 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from jax_llm.serving.http import echoed_headers, read_body
-from jax_llm.serving.limits import shown
-from jax_llm.serving.schema import RequestError
+from jax_llm.serving.schema import RequestError, shown
 from jax_llm.serving.settings import ServingSettings
 from jax_llm.serving.tgi_api import error_response
 

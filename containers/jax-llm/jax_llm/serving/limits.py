@@ -9,8 +9,6 @@ side imports this before the model loads.
 
 from __future__ import annotations
 
-import json
-
 INT32_MAX = 2**31 - 1
 FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max
 
@@ -23,16 +21,3 @@ MAX_STOP_CHARS = 512  # per stop string: streamed answers hold back up to this m
 # times the longest token's bytes cannot fit, and is refused (or cut, with TGI's `truncate`) before the
 # tokenizer runs on it (tokenizing megabytes holds the interpreter for seconds).
 TRUNCATE_MARGIN_BYTES = 4096  # kept before the cut point when truncating, so the kept tokens are unchanged
-
-
-def shown(value: object, chars: int = 64) -> str:
-    """`value` as JSON text, cut to about `chars` characters: a refusal never echoes a huge value back."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
-        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
-    if isinstance(value, str) and len(value) > chars:
-        return f"{json.dumps(value[:chars])}... ({len(value)} characters)"
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = type(value).__name__
-    return text if len(text) <= chars else f"{text[:chars]}... ({len(text)} characters of JSON)"

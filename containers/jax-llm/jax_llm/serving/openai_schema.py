@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from jax_llm.serving.limits import MAX_TOP_K, SEED_BITS, shown
+from jax_llm.serving.limits import MAX_TOP_K, SEED_BITS
 from jax_llm.serving.schema import (
     FieldNames,
     GenerateRequest,
@@ -29,6 +29,7 @@ from jax_llm.serving.schema import (
     GenerationParams,
     RequestError,
     Token,
+    shown,
     stop_sequences,
     validation_error,
 )

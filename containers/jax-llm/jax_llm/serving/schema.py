@@ -13,14 +13,7 @@ import re
 import sys
 from typing import Any
 
-from jax_llm.serving.limits import (
-    MAX_STOP_CHARS,
-    MAX_STOP_SEQUENCES,
-    MAX_TEMPERATURE,
-    MAX_TOP_K,
-    SEED_BITS,
-    shown,
-)
+from jax_llm.serving.limits import MAX_STOP_CHARS, MAX_STOP_SEQUENCES, MAX_TEMPERATURE, MAX_TOP_K, SEED_BITS
 
 # Parameters TGI clients commonly send at their "off" value (huggingface_hub fills every key). They are
 # accepted when null/false/absent; any other value is refused, since ignoring it would change the output.
@@ -35,6 +28,19 @@ _UNSUPPORTED_PARAMETERS = (
     "watermark",
     "adapter_id",
 )
+
+
+def shown(value: object, chars: int = 64) -> str:
+    """`value` as JSON text, cut to about `chars` characters: a refusal never echoes a huge value back."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    if isinstance(value, str) and len(value) > chars:
+        return f"{json.dumps(value[:chars])}... ({len(value)} characters)"
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = type(value).__name__
+    return text if len(text) <= chars else f"{text[:chars]}... ({len(text)} characters of JSON)"
 
 
 class RequestError(Exception):
