@@ -269,3 +269,79 @@ def test_metrics_count_every_refusal_with_its_status(server):
     assert after[("tgi", "422")] - before.get(("tgi", "422"), 0) == 1
     assert after[("completion", "422")] - before.get(("completion", "422"), 0) == 1
     assert after[("tgi", "400")] - before.get(("tgi", "400"), 0) == 1
+
+
+_BROKEN_DEVICE_SERVER = """
+import sys, types
+
+from jax_llm.data.tokenizer import train_tokenizer
+from jax_llm.serving import server
+from jax_llm.serving.engine import Engine
+
+
+class BrokenDevice:  # a runner whose device fails on the first prefill
+    config = types.SimpleNamespace(max_seq_len=64)
+    slots, idle_position = 1, 64
+
+    def prefill_batch(self, waiting):
+        return 1
+
+    def prefill(self, *args):
+        raise RuntimeError("device lost")
+
+
+def load_engine(settings, observe):
+    tokenizer = train_tokenizer(["def f(x): return x"] * 20, 300)
+    engine = Engine(BrokenDevice(), tokenizer, max_queue=4, default_max_new_tokens=4, observe=observe)
+    engine.start()
+    return engine
+
+
+server._load_engine = load_engine
+sys.exit(server.main([]))
+"""
+
+
+def test_a_device_fault_fails_the_request_then_ping_says_so_and_the_server_exits_1(tmp_path):
+    """Only a fault of the device or process may stop the engine loop; then the instance must be replaced."""
+    import os
+    import subprocess
+    import sys
+
+    from local_mode.runner import free_port
+    from tests.containers.serving.conftest import REPO
+
+    (tmp_path / "ml" / "model").mkdir(parents=True)
+    script = tmp_path / "broken.py"
+    script.write_text(_BROKEN_DEVICE_SERVER)
+    port = free_port()
+    env = {
+        **os.environ,
+        "SAGEMAKER_BASE_DIR": str(tmp_path / "ml"),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "PYTHONPATH": str(REPO / "containers" / "jax-llm"),
+        "JAX_PLATFORMS": "cpu",
+    }
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, str(script)], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        failed = httpx.post(f"{url}/invocations", json={"inputs": "def f("}, timeout=30)
+        assert failed.status_code == 500 and failed.json()["error_type"] == "generation", failed.text
+        assert process.wait(timeout=30) == 1, log.read_text()[-2000:]
+        assert "generation engine failed" in log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

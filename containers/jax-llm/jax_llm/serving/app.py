@@ -179,9 +179,12 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     )
 
 
-def create_app(settings: ServingSettings, load_engine) -> Starlette:
+def create_app(
+    settings: ServingSettings, load_engine, on_fatal: Callable[[], None] | None = None
+) -> Starlette:
     """The ASGI app. `load_engine(settings, observe) -> Engine` runs in a background thread at startup;
-    `observe` is what the engine calls with each finished generation."""
+    `observe` is what the engine calls with each finished generation. `on_fatal` (from the engine thread)
+    when a fault stops the engine loop: it should stop the server (default: SIGTERM to this process)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -198,9 +201,9 @@ def create_app(settings: ServingSettings, load_engine) -> Starlette:
             nonlocal reporter
             try:
                 engine = load_engine(settings, app.state.metrics.observe)
-                # A fault that stops the engine loop: /ping answers 500 and the server exits (SIGTERM drains
-                # what is left), so that SageMaker replaces the instance.
-                engine.on_fatal = lambda: os.kill(os.getpid(), signal.SIGTERM)
+                # A fault that stops the engine loop: /ping answers 500 and the server stops (draining what
+                # is left) and exits, so that SageMaker replaces the instance.
+                engine.on_fatal = on_fatal or (lambda: os.kill(os.getpid(), signal.SIGTERM))
                 app.state.chat_template = ChatTemplate.from_model_dir(settings.model_dir, EOS_TOKEN)
                 app.state.metrics.watch(engine.load, engine.runner.slots)
                 reporter = EngineReporter(app.state.metrics, engine.load)
