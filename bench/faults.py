@@ -5,8 +5,10 @@
 Serving (the real `python -m jax_llm serve` on 127.0.0.1, a random tiny model, 32 slots + 256 queue):
   1. a burst of `--requests` valid requests all at once (half streamed), with /ping polled throughout:
      answers by status, requests lost (no answer, or a stream without its final event), worst /ping;
-  2. each malformed-request case below, one after the other, each followed by /ping: its status, and
-     whether that is the expected refusal with the server still healthy.
+  2. each malformed-request case below, one after the other, with /ping polled while it is handled and
+     after it: its status, whether that is the expected refusal with the server still healthy, and the
+     slowest /ping meanwhile (the hostile-input classes: values past the engine's ranges, numbers past a
+     float, lone surrogates, misplaced TGI keys, 5.8 MB prompts, a 150k-message chat, abandoned requests).
 Training (`python -m jax_llm train`, tiny preset, checkpoints at steps 8, 16 and 24): each damage a
 spot interruption mid-upload can leave, applied to a copy of the run's checkpoints, then the job run
 again: whether it recovered (exit 0, losses identical to the undamaged run's) or, when nothing is
@@ -56,8 +58,20 @@ def malformed_cases(url: str, port: int) -> list[tuple[str, callable, set[int]]]
 
         return send
 
-    partial = (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-               b"Content-Length: 100\r\n\r\n")
+    def v1(route: str, body: bytes):
+        return lambda: httpx.post(f"{url}/v1/{route}", content=body, headers=JSON, timeout=60)
+
+    def _request(body: bytes) -> bytes:
+        head = (
+            "POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}"
+        )
+        return head.encode() + b"\r\n\r\n" + body
+
+    partial = (
+        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100\r\n\r\n"
+    )
     return [
         ("invalid JSON", post(b'{"inputs": "x'), {400}),
         ("not UTF-8", post(b'{"inputs": "\xff\xfe"}'), {400}),
@@ -109,6 +123,66 @@ def malformed_cases(url: str, port: int) -> list[tuple[str, callable, set[int]]]
         ("half a body, then gone", raw(partial + b'{"inputs": ', close_after=True), {None}),
         ("GET /invocations", lambda: httpx.get(f"{url}/invocations", timeout=10), {405}),
         ("unknown path", lambda: httpx.post(f"{url}/predict", content=b"{}", timeout=10), {404}),
+        # Hostile input (issue 25): values past what the engine's arrays hold, numbers past a float,
+        # text that is not Unicode, misplaced keys, bodies that take long to tokenize or render.
+        ("top_k 2^31 (TGI)", post(b'{"inputs": "hello", "parameters": {"top_k": 2147483648}}'), {422}),
+        (
+            "top_k 2^31 (/v1/completions)",
+            v1("completions", b'{"prompt": "hello", "top_k": 2147483648}'),
+            {422},
+        ),
+        (
+            "temperature 1e39 (past float32)",
+            post(b'{"inputs": "a", "parameters": {"temperature": 1e39}}'),
+            {422},
+        ),
+        (
+            "temperature of 400 digits (past a float)",
+            v1("completions", b'{"prompt": "a", "temperature": 1' + b"0" * 400 + b"}"),
+            {422},
+        ),
+        (
+            "seed of 5000 digits",
+            post(b'{"inputs": "a", "parameters": {"seed": 1' + b"0" * 5000 + b"}}"),
+            {400},
+        ),
+        ("inputs with a lone surrogate", post(b'{"inputs": "\\ud800"}'), {400}),
+        (
+            "chat with a lone surrogate",
+            v1("chat/completions", b'{"messages": [{"role": "user", "content": "\\udfff"}]}'),
+            {400},
+        ),
+        ("max_new_tokens beside parameters", post(b'{"inputs": "hi", "max_new_tokens": 2}'), {422}),
+        (
+            "top_k a 200 kB string",
+            post(json.dumps({"inputs": "a", "parameters": {"top_k": "x" * 200_000}}).encode()),
+            {422},
+        ),
+        ("5.8 MB prompt", post(json.dumps({"inputs": "x = 1 + 2 " * 580_000}).encode()), {422}),
+        (
+            "5.8 MB prompt, truncate 8",
+            post(
+                json.dumps(
+                    {"inputs": "x = 1 + 2 " * 580_000, "parameters": {"truncate": 8, "max_new_tokens": 2}}
+                ).encode()
+            ),
+            {200},
+        ),
+        (
+            "chat of 150k messages",
+            v1(
+                "chat/completions",
+                json.dumps({"messages": [{"role": "user", "content": "hi"}] * 150_000}).encode(),
+            ),
+            {422},
+        ),
+        (
+            "non-streamed request, client gone",
+            raw(_request(b'{"inputs": "a", "parameters": {"max_new_tokens": 48}}'), close_after=True),
+            {None},
+        ),
+        ("GET /v1/models/jax-llm", lambda: httpx.get(f"{url}/v1/models/jax-llm", timeout=10), {200}),
+        ("GET /v1/models/other", lambda: httpx.get(f"{url}/v1/models/other", timeout=10), {404}),
     ]
 
 
@@ -191,18 +265,23 @@ def serving(requests_count: int, work: Path) -> dict:
         load = asyncio.run(burst(server.url, requests))
         cases = []
         for name, send, expected in malformed_cases(server.url, int(server.url.rsplit(":", 1)[1])):
+            watch = PingWatch(server.url)  # /ping while the case is handled
+            watch.start()
             try:
                 answer = send()
                 status = answer if answer is None or isinstance(answer, int) else answer.status_code
             except httpx.HTTPError as error:
                 status = f"no answer ({type(error).__name__})"
-            healthy = httpx.get(f"{server.url}/ping", timeout=5).status_code == 200
+            watch.done.set()
+            watch.join()
+            healthy = httpx.get(f"{server.url}/ping", timeout=5).status_code == 200 and not watch.failed
             cases.append(
                 {
                     "case": name,
                     "status": status,
                     "expected": sorted(map(str, expected)),
                     "ok": status in expected and healthy,
+                    "worst_ping_ms": round(watch.worst_s * 1000, 1),
                 }
             )
         return {"load": load, "malformed": cases}
@@ -331,7 +410,10 @@ def main(argv: list[str] | None = None) -> int:
         "refused as expected with /ping 200 after"
     )
     for case in report["malformed"]:
-        print(f"  {'ok ' if case['ok'] else 'BAD'} {case['case']:45s} {case['status']}")
+        print(
+            f"  {'ok ' if case['ok'] else 'BAD'} {case['case']:45s} {str(case['status']):5s} "
+            f"worst /ping meanwhile {case['worst_ping_ms']:.0f} ms"
+        )
     print(
         f"damaged checkpoints: {sum(c['ok'] for c in report['checkpoints'])}/{len(report['checkpoints'])} "
         "handled as expected"

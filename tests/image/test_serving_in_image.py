@@ -106,6 +106,14 @@ def test_a_malformed_request_is_a_json_400_and_the_endpoint_keeps_serving(endpoi
     assert httpx.get(f"{served.url}/ping", timeout=2).status_code == 200
 
 
+def test_no_generated_body_gets_a_5xx_or_stops_the_image_s_server(endpoint) -> None:
+    """tests/containers/serving's property test against the image's server (same bodies, same checks)."""
+    from tests.containers.serving.test_property_bodies import run_generation_properties
+
+    served, _ = endpoint
+    run_generation_properties(served.url)
+
+
 def test_the_official_openai_client_talks_to_the_container(endpoint) -> None:
     served, _ = endpoint
     client = openai.OpenAI(base_url=f"{served.url}/v1", api_key="unused", max_retries=0, timeout=60)

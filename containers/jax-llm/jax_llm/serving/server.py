@@ -37,7 +37,12 @@ def main(argv: list[str]) -> int:
         print(f"serve: {error}", file=sys.stderr)
         return 2
     program = user_program(settings.model_dir)  # the team's code/inference.py, else the built-in GPT
-    app = create_handler_app(settings, program) if program else create_app(settings, _load_engine)
+    servers: list[uvicorn.Server] = []
+
+    def stop() -> None:  # the engine stopped on a fault: uvicorn's loop sees the flag within 0.1 s
+        servers[0].should_exit = True
+
+    app = create_handler_app(settings, program) if program else create_app(settings, _load_engine, stop)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -51,5 +56,10 @@ def main(argv: list[str]) -> int:
         timeout_keep_alive=75,
         timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
-    uvicorn.Server(config).run()
+    servers.append(uvicorn.Server(config))
+    servers[0].run()
+    engine = getattr(app.state, "engine", None)
+    if engine is not None and engine.failed:  # stopped by a fault: exit non-zero so it is seen as one
+        print("serve: the generation engine failed; exiting so the instance is replaced", file=sys.stderr)
+        return 1
     return 0

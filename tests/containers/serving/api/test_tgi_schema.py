@@ -6,20 +6,13 @@ import json
 
 import pytest
 
-from jax_llm.serving.api.tgi_schema import generation_json, parse_request, stream_event
-
+from jax_llm.serving.api.tgi_schema import decode_body, generation_json, parse_request, stream_event
 from jax_llm.serving.engine.types import (
-
     GREEDY_BELOW_TEMPERATURE,
-
     Generation,
-
     GenerationParams,
-
     RequestError,
-
     Token,
-
 )
 
 
@@ -144,3 +137,35 @@ def test_temperatures_below_the_floor_are_greedy_even_when_sampling_is_asked_for
     assert GenerationParams(temperature=GREEDY_BELOW_TEMPERATURE / 10, do_sample=True, top_k=5).sampling is False
     assert GenerationParams(temperature=GREEDY_BELOW_TEMPERATURE).sampling is True
     assert GenerationParams(temperature=1e-39).sampling is False  # float32 cannot scale logits by its inverse
+
+
+def test_top_p_1_is_off_and_does_not_turn_sampling_on():
+    """TGI's rule: a warper at its "off" value (top_p 1.0) does not switch sampling on."""
+    assert not parse_request(b'{"inputs": "a", "parameters": {"top_p": 1.0}}').params.sampling
+    assert parse_request(b'{"inputs": "a", "parameters": {"top_p": 0.9}}').params.sampling
+
+
+@pytest.mark.parametrize(
+    "body, says",
+    [
+        (b'{"inputs": "a", "max_new_tokens": 2}', "parameters.max_new_tokens"),
+        (b'{"inputs": "a", "parameters": {"top_k": 2147483648}}', "2147483647"),
+        (b'{"inputs": "a", "parameters": {"temperature": 1e39}}', "float32"),
+        (b'{"inputs": "a", "parameters": {"temperature": 1' + b"0" * 400 + b"}}", "digits"),
+        (b'{"inputs": "a", "parameters": {"stop": ["' + b"s" * 513 + b'"]}}', "at most 512"),
+    ],
+)
+def test_values_the_engine_cannot_hold_are_422_naming_field_and_limit(body, says):
+    with pytest.raises(RequestError) as refused:
+        parse_request(body)
+    assert refused.value.status == 422 and says in refused.value.message
+    assert len(refused.value.message) < 400
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"inputs": "\\udc80"}', b'{"inputs": "a", "parameters": {"seed": 1' + b"0" * 4400 + b"}}"]
+)
+def test_a_lone_surrogate_or_an_integer_python_cannot_read_is_a_400(body):
+    with pytest.raises(RequestError) as refused:
+        decode_body(body)
+    assert refused.value.status == 400

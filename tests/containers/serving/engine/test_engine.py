@@ -196,3 +196,64 @@ def test_each_generation_carries_its_timings_and_counts_and_is_observed_once(run
         assert stats.generated_tokens == len(final.tokens)
         assert 0 <= stats.queue_s <= stats.ttft_s <= stats.total_s
         assert (stats.tpot_s is None) if len(final.tokens) < 2 else (0 < stats.tpot_s <= stats.total_s)
+
+
+def test_a_request_the_engine_cannot_hold_fails_alone_and_the_loop_goes_on(engine):
+    """A value past its array's range (top-k past int32, which the API refuses) used to stop the engine for
+    good; now only its own request ends, with "error"."""
+    [bad] = engine.prepare(request("import os\n", max_new_tokens=4, do_sample=True, seed=1))
+    bad.top_k = 2**40
+    good = engine.prepare(request("def main(argv):\n", max_new_tokens=4))
+    sinks = [Collector(), Collector()]
+    engine.submit([bad, *good], time.monotonic() + 30, [s.sink for s in sinks], stream=False)
+    assert sinks[0].final().finish_reason == "error"
+    assert sinks[1].final().finish_reason == "length"
+    assert not engine.failed
+    [again] = generate(engine, request("def main(argv):\n", max_new_tokens=4))
+    assert again.finish_reason == "length"
+
+
+class _BrokenDevice:
+    """The runner, but its prefill raises as a failing device would."""
+
+    def __init__(self, runner):
+        self._runner = runner
+
+    def __getattr__(self, name):
+        return getattr(self._runner, name)
+
+    def prefill(self, *args, **kwargs):
+        raise RuntimeError("device lost")
+
+
+def test_a_device_fault_fails_every_request_marks_the_engine_failed_and_calls_on_fatal(
+    runner, tiny_tokenizer
+):
+    engine = Engine(_BrokenDevice(runner), tiny_tokenizer, max_queue=8, default_max_new_tokens=4)
+    fatal = []
+    engine.on_fatal = lambda: fatal.append(True)
+    engine.start()
+    [final] = generate(engine, request("import os\n"))
+    assert final.finish_reason == "error"
+    engine._thread.join(timeout=30)
+    assert engine.failed and fatal == [True]
+    with pytest.raises(RequestError) as refused:
+        generate(engine, request("import os\n"))
+    assert refused.value.status == 503
+
+
+def test_openai_stop_holds_back_what_may_begin_a_stop_and_ends_before_it(engine):
+    free = generate(engine, request("def main(argv):\n", max_new_tokens=24))[0].text
+    stop = free[5:8]
+    req = GenerateRequest(("def main(argv):\n",), False, GenerationParams(max_new_tokens=24, stop=(stop,)),
+                          stream=True, keep_stop=False)
+    prompts = engine.prepare(req)
+    sink = Collector()
+    engine.submit(prompts, time.monotonic() + 30, [sink.sink], stream=True)
+    pieces, final = [], None
+    while final is None:
+        token, final = sink.calls.get(timeout=30)
+        if token is not None and not token.special:
+            pieces.append(token.text)
+    assert final.text == free[: free.index(stop)] and final.finish_reason == "stop_sequence"
+    assert stop not in "".join(pieces) and final.text.startswith("".join(pieces))

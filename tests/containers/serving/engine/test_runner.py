@@ -130,3 +130,21 @@ def test_batched_prefill_matches_prefilling_one_by_one(runner, tiny_model, tiny_
         if slot != 0:  # greedy from the first token on; slot 0 sampled its first
             assert tokens[0] == _reference_greedy(tiny_model, prompt, 1)[0][0]
         assert tokens[1:] == _reference_greedy(tiny_model, prompt + tokens[:1], steps - 1)[0]
+
+
+def test_ids_past_the_tokenizer_s_vocabulary_are_never_sampled(tiny_model):
+    """The embedding may hold more rows than the tokenizer has tokens; those ids decode to nothing."""
+    import numpy as np
+
+    from jax_llm.serving.engine.runner import ModelRunner, SlotParams
+    from jax_llm.serving.engine.sampling import seed_key_data
+
+    runner = ModelRunner(tiny_model, 1, [16], 1, sample_vocab=40)
+    sampling = SlotParams(1)
+    drawn = set()
+    for seed in range(12):
+        sampling.set(0, seed_key_data(seed), 50.0, 0, 1.0, False)  # near uniform over what may be drawn
+        [(token, logprob)] = runner.prefill([0], [[1, 2, 3]], sampling)
+        drawn.add(token)
+        assert np.isfinite(logprob)
+    assert drawn and max(drawn) < 40 and len(drawn) > 3

@@ -235,3 +235,82 @@ def test_code_requirements_are_installed_at_start_from_wheels_in_code(tmp_path):
     ) as served:
         served.pings(lambda s: s == 200)
         assert served.invoke([1]).json() == 42
+
+
+def test_a_handler_answer_that_is_no_http_body_is_a_json_500_for_that_request_only(tmp_path):
+    """A dict from output_fn, or a content type with a newline, got a plain-text 500 or no answer at all."""
+    root = model_dir(
+        tmp_path,
+        """
+        def model_fn(model_dir):
+            return None
+
+        def transform_fn(model, body, content_type, accept):
+            if body == "[1]":
+                return {"not": "bytes"}, "application/json"
+            if body == "[2]":
+                return b"{}", "application/json\\r\\nX-Injected: 1"
+            if body == "[3]":
+                return b"{}", 42
+            return b"[0]", "application/json"
+    """,
+    )
+    with Served(root) as served:
+        served.pings(lambda s: s == 200)
+        for body, says in (([1], "returned a dict"), ([2], "not a media type"), ([3], "not a media type")):
+            failed = served.invoke(body)
+            assert failed.status_code == 500 and failed.json()["error_type"] == "handler", failed.text
+            assert says in failed.json()["error"] and "X-Injected" not in failed.headers
+        assert served.invoke([0]).json() == [0]
+
+
+@pytest.mark.parametrize("exit_call", ["sys.exit(3)", "raise KeyboardInterrupt", "raise SystemExit('bye')"])
+def test_a_model_fn_that_exits_is_reported_on_ping_and_in_the_log(tmp_path, exit_call):
+    """sys.exit() in model_fn left /ping at 503 "loading" forever with nothing logged."""
+    root = model_dir(tmp_path, f"import sys\n\ndef model_fn(model_dir):\n    {exit_call}\n")
+    with Served(root) as served:
+        served.pings(lambda s: s != 503, timeout_s=30)
+        ping = httpx.get(f"{served.url}/ping", timeout=5)
+        assert ping.status_code == 500 and ping.json()["error_type"] == "load_failed"
+        kind = exit_call.split("(")[0].split()[-1].replace("sys.exit", "SystemExit")
+        assert kind in ping.json()["error"]
+        assert "loading the model through" in served.log.read_text()
+
+
+def test_a_slow_handler_gets_a_json_504_at_the_deadline_and_the_pool_never_queues(tmp_path):
+    """Handlers had no deadline: a slow one filled the threadpool and everything queued behind it."""
+    root = model_dir(
+        tmp_path,
+        """
+        import time
+
+        def model_fn(model_dir):
+            return None
+
+        def predict_fn(data, model):
+            if data == ["slow"]:
+                time.sleep(6)
+            return data
+    """,
+    )
+    with Served(root, JAX_LLM_REQUEST_TIMEOUT_S="1.5", JAX_LLM_MAX_BATCH="2") as served:
+        served.pings(lambda s: s == 200)
+        started = time.monotonic()
+        slow = served.invoke(["slow"])
+        assert slow.status_code == 504 and slow.json()["error_type"] == "time_limit", slow.text
+        assert time.monotonic() - started < 4
+        second = served.invoke(["slow"])  # both threads now run past their deadline
+        assert second.status_code == 504
+        busy = served.invoke([1])
+        assert busy.status_code == 503 and busy.json()["error_type"] == "overloaded", busy.text
+        assert httpx.get(f"{served.url}/ping", timeout=5).status_code == 200
+        time.sleep(5)  # the slow calls return: their threads serve again
+        assert served.invoke([1]).json() == [1]
+
+
+def test_unknown_routes_of_the_handler_server_answer_json(tmp_path):
+    root = model_dir(tmp_path, "def model_fn(model_dir):\n    return None\n")
+    with Served(root) as served:
+        served.pings(lambda s: s == 200)
+        missing = httpx.get(f"{served.url}/nowhere", timeout=5)
+        assert missing.status_code == 404 and missing.json()["error_type"] == "not_found"

@@ -18,6 +18,10 @@ from jax_llm.model.chat_template import CHAT_TEMPLATE_FILE, DEFAULT_CHAT_TEMPLAT
 from jax_llm.serving.engine.types import validation_error
 
 
+# What a template raises when the client's messages make it fail (not the template's own refusal).
+_REFUSALS = (jinja2.TemplateError, ArithmeticError, LookupError, TypeError, ValueError, RecursionError)
+
+
 class TemplateError(Exception):
     """The template itself refused the messages (its `raise_exception`)."""
 
@@ -62,7 +66,9 @@ class ChatTemplate:
             )
         except TemplateError as error:
             raise validation_error(str(error), "messages") from None
-        except jinja2.TemplateError as error:
+        except _REFUSALS as error:
+            # The template ran on the client's messages and refused them: a client mistake, never a 500.
             raise validation_error(
-                f"the model's chat template failed on these messages: {error}", "messages"
+                f"the model's chat template failed on these messages: {type(error).__name__}: {error}"[:300],
+                "messages",
             ) from None

@@ -8,7 +8,7 @@ their slots at the engine's next step.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from jax_llm.serving.api.mailbox import Mailbox
@@ -18,26 +18,48 @@ if TYPE_CHECKING:  # the engine imports JAX, which the server must not wait for 
     from jax_llm.serving.engine.engine import Engine
     from jax_llm.serving.engine.prompts import Prompt
 
-ENGINE_FAILED = "the generation engine failed; see the server log"
+ENGINE_FAILED = "generating this request failed on the server; see the server log"
 
 
 async def generate(
-    engine: Engine, mailbox: Mailbox, prompts: list[Prompt], deadline: float, arrived: float
+    engine: Engine,
+    mailbox: Mailbox,
+    prompts: list[Prompt],
+    deadline: float,
+    arrived: float,
+    client_gone: Callable[[], Awaitable[None]] | None = None,
 ) -> list[Generation]:
-    """Every prompt's finished generation, in order; RequestError 500 if the engine failed on any."""
+    """Every prompt's finished generation, in order; RequestError 500 if the engine failed on any, 499 if
+    `client_gone()` (which returns when the client has disconnected) returns first: its slots are freed."""
     loop = asyncio.get_running_loop()
     futures = [loop.create_future() for _ in prompts]
     sequences = engine.submit(
         prompts, deadline, [_resolver(mailbox, f) for f in futures], stream=False, arrived=arrived
     )
+    everything = asyncio.gather(*futures)
+    gone = asyncio.ensure_future(client_gone()) if client_gone is not None else None
     try:
-        generations: list[Generation] = await asyncio.gather(*futures)
+        if gone is not None:
+            await asyncio.wait({everything, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not everything.done():
+                raise RequestError(499, "client_disconnected", "the client left before its answer was ready")
+        generations: list[Generation] = await everything
     finally:  # the client went away or the server is being killed: free the slots
         for sequence in sequences:
             sequence.cancel()
+        if not everything.done():
+            everything.cancel()
+            everything.add_done_callback(_retrieved)  # else asyncio logs the cancellation as an error
+        if gone is not None:
+            gone.cancel()
     if any(g.finish_reason == "error" for g in generations):
         raise RequestError(500, "generation", ENGINE_FAILED)
     return generations
+
+
+def _retrieved(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _resolver(mailbox: Mailbox, future: asyncio.Future):

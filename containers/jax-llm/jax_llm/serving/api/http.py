@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -16,6 +17,7 @@ if TYPE_CHECKING:  # the engine imports JAX, which the server must not wait for 
     from jax_llm.serving.engine.prompts import Prompt
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 CUSTOM_ATTRIBUTES_CHARS = 1024  # InvokeEndpoint's limit on the header's value
@@ -90,11 +92,24 @@ def engine_or_503(request: Request) -> Engine:
     return engine
 
 
-async def prepare(engine: Engine, requests: list[GenerateRequest], body_bytes: int) -> list[list[Prompt]]:
-    """Each request's prompts. Tokenizing a 6 MB prompt takes a while: off the event loop. A short one costs
-    less than the hop."""
-    work = lambda: [engine.prepare(r) for r in requests]  # noqa: E731
+async def off_loop(body_bytes: int, work: Callable[[], T]) -> T:
+    """`work()`, in the threadpool when the body is large (decoding JSON, rendering a chat of many messages,
+    tokenizing: each holds the event loop as long as it runs), inline when it costs less than the hop. Pure
+    Python in a thread gives the interpreter up every few ms, so /ping is answered meanwhile; the tokenizer
+    is given at most what the context can hold (see `PromptBuilder`), so it never holds it for long."""
     return await run_in_threadpool(work) if body_bytes > INLINE_TOKENIZE_BYTES else work()
+
+
+async def prepare(engine: Engine, requests: list[GenerateRequest], body_bytes: int) -> list[list[Prompt]]:
+    """Each request's prompts, tokenized (off the event loop when the body is large)."""
+    return await off_loop(body_bytes, lambda: [engine.prepare(r) for r in requests])
+
+
+async def client_gone(request: Request) -> None:
+    """Returns once the client has disconnected (after its body was read: ASGI's next message is then
+    `http.disconnect`, sent when the connection closes)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def token_headers(generations: list[Generation]) -> dict[str, str]:

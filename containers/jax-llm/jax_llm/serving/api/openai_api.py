@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from jax_llm.serving.api.generation import ENGINE_FAILED, TokenStream, generate
-from jax_llm.serving.api.http import engine_or_503, prepare, token_headers
+from jax_llm.serving.api.http import client_gone, engine_or_503, off_loop, prepare, token_headers
 from jax_llm.serving.api.openai_schema import (
     CHAT,
     ChunkWriter,
@@ -54,7 +54,8 @@ async def answer(
     state = request.app.state
     if kind == CHAT:
         engine = engine_or_503(request)  # the chat template comes with the model
-        parsed = parse_chat(payload, state.chat_template.render)
+        # A chat of many messages takes a while to check and render: off the event loop.
+        parsed = await off_loop(body_bytes, lambda: parse_chat(payload, state.chat_template.render))
     else:
         parsed = parse_completion(payload)
         engine = engine_or_503(request)
@@ -70,7 +71,9 @@ async def answer(
             media_type="text/event-stream",
             headers={**headers, "x-prompt-tokens": str(len(prompts[0].ids))},
         )
-    generations = await generate(engine, state.mailbox, prompts, deadline, arrived)
+    generations = await generate(
+        engine, state.mailbox, prompts, deadline, arrived, lambda: client_gone(request)
+    )
     return JSONResponse(
         response(parsed, generations, model), headers={**headers, **token_headers(generations)}
     )

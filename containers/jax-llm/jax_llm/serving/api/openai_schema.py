@@ -21,24 +21,16 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from jax_llm.serving.api.tgi_schema import MAX_STOP_SEQUENCES
-
+from jax_llm.serving.api.tgi_schema import shown, stop_sequences
+from jax_llm.serving.engine.limits import MAX_TOP_K, SEED_BITS
 from jax_llm.serving.engine.types import (
-
     FieldNames,
-
     GenerateRequest,
-
     Generation,
-
     GenerationParams,
-
     RequestError,
-
     Token,
-
     validation_error,
-
 )
 
 COMPLETION, CHAT = "completion", "chat"
@@ -111,13 +103,13 @@ def _number(payload: dict, key: str, low: float, high: float, *, low_open: bool 
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
-        or not math.isfinite(value)
+        or (isinstance(value, float) and not math.isfinite(value))
         or value > high
         or value < low
         or (low_open and value == low)
     ):
         interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-        raise validation_error(f"{key} must be a number in {interval}, got {json.dumps(value)}", key)
+        raise validation_error(f"{key} must be a number in {interval}, got {shown(value)}", key)
     return float(value)
 
 
@@ -132,7 +124,7 @@ def _integer(payload: dict, key: str, low: int, high: int | None = None) -> int 
         or (high is not None and value > high)
     ):
         bound = f"at least {low}" if high is None else f"in [{low}, {high}]"
-        raise validation_error(f"{key} must be an integer {bound}, got {json.dumps(value)}", key)
+        raise validation_error(f"{key} must be an integer {bound}, got {shown(value)}", key)
     return value
 
 
@@ -142,23 +134,17 @@ def _refuse_unsupported(payload: dict, kind: str) -> None:
             continue
         if key in _OFF_VALUES:
             if value not in _OFF_VALUES[key]:
-                raise validation_error(f"{key}={json.dumps(value)} is not supported by this server", key)
+                raise validation_error(f"{key}={shown(value)} is not supported by this server", key)
             continue
         raise validation_error(
-            f"{key} is not a parameter this server knows; known: {sorted(_KNOWN[kind])}", key
+            f"{shown(key)} is not a parameter this server knows; known: {sorted(_KNOWN[kind])}",
+            key if len(key) <= 64 else None,
         )
 
 
 def _stop(payload: dict) -> tuple[str, ...]:
     stop = payload.get("stop")
-    if stop is None:
-        return ()
-    stop = [stop] if isinstance(stop, str) else stop
-    if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop):
-        raise validation_error("stop must be a non-empty string or a list of them", "stop")
-    if len(stop) > MAX_STOP_SEQUENCES:
-        raise validation_error(f"stop has {len(stop)} sequences; at most {MAX_STOP_SEQUENCES}", "stop")
-    return tuple(stop)
+    return () if stop is None else stop_sequences(stop, "stop")
 
 
 def _params(payload: dict, kind: str) -> GenerationParams:
@@ -172,8 +158,8 @@ def _params(payload: dict, kind: str) -> GenerationParams:
         max_tokens = newer if newer is not None else max_tokens
     temperature = _number(payload, "temperature", 0.0, 2.0)
     top_p = _number(payload, "top_p", 0.0, 1.0, low_open=True)
-    top_k = _integer(payload, "top_k", 1)
-    seed = _integer(payload, "seed", 0, 2**64 - 1)
+    top_k = _integer(payload, "top_k", 1, MAX_TOP_K)
+    seed = _integer(payload, "seed", 0, 2**SEED_BITS - 1)
     greedy = temperature == 0.0
     return GenerationParams(
         max_new_tokens=max_tokens,
@@ -189,7 +175,7 @@ def _params(payload: dict, kind: str) -> GenerationParams:
 def _flag(payload: dict, key: str) -> bool:
     value = payload.get(key)
     if value is not None and not isinstance(value, bool):
-        raise validation_error(f"{key} must be true or false, got {json.dumps(value)}", key)
+        raise validation_error(f"{key} must be true or false, got {shown(value)}", key)
     return bool(value)
 
 
@@ -238,7 +224,7 @@ def parse_completion(payload: dict) -> OpenAIRequest:
             "echo with logprobs needs the prompt's logprobs, which this server does not compute", "echo"
         )
     generate = GenerateRequest(
-        tuple(prompts), batched, _params(payload, COMPLETION), stream, COMPLETION_NAMES
+        tuple(prompts), batched, _params(payload, COMPLETION), stream, COMPLETION_NAMES, keep_stop=False
     )
     return OpenAIRequest(COMPLETION, generate, model, logprobs is not None, echo, include_usage)
 
@@ -279,7 +265,7 @@ def parse_chat(payload: dict, render: Callable[[list[dict[str, str]]], str]) -> 
     if not prompt:
         raise validation_error("the chat template made an empty prompt of these messages", "messages")
     logprobs = _flag(payload, "logprobs")
-    generate = GenerateRequest((prompt,), False, _params(payload, CHAT), stream, CHAT_NAMES)
+    generate = GenerateRequest((prompt,), False, _params(payload, CHAT), stream, CHAT_NAMES, keep_stop=False)
     return OpenAIRequest(CHAT, generate, model, logprobs, False, include_usage)
 
 
@@ -364,6 +350,7 @@ class ChunkWriter:
         self.id, self.created = new_id(request.kind), int(time.time())
         self.object = "chat.completion.chunk" if request.kind == CHAT else "text_completion"
         self._offset = 0
+        self._sent = 0  # characters of generated text sent so far
 
     def _event(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
         chunk = {
@@ -378,8 +365,9 @@ class ChunkWriter:
             chunk["usage"] = None
         return b"data: " + json.dumps(chunk).encode() + b"\n\n"
 
-    def _choice(self, tokens: list[Token], reason: str | None) -> dict[str, Any]:
-        text = "".join(t.text for t in tokens if not t.special)
+    def _choice(self, tokens: list[Token], reason: str | None, rest: str = "") -> dict[str, Any]:
+        text = "".join(t.text for t in tokens if not t.special) + rest
+        self._sent += len(text)
         if self.request.kind == CHAT:
             choice = {
                 "index": 0,
@@ -417,7 +405,9 @@ class ChunkWriter:
 
     def end(self, tokens: list[Token], generation: Generation) -> bytes:
         """The last tokens with the finish reason, the usage chunk if asked, and [DONE]."""
-        events = self._event([self._choice(tokens, finish_reason(generation))])
+        sent = self._sent + sum(len(t.text) for t in tokens if not t.special)
+        # Text held back while it might have begun a stop sequence comes with the last event.
+        events = self._event([self._choice(tokens, finish_reason(generation), generation.text[sent:])])
         if self.request.include_usage:
             events += self._event([], usage=usage([generation]))
         return events + b"data: [DONE]\n\n"
@@ -435,7 +425,9 @@ def error_body(error: RequestError) -> dict[str, Any]:
 
 def models(model: str, created: int) -> dict[str, Any]:
     """GET /v1/models: the one model this server serves."""
-    return {
-        "object": "list",
-        "data": [{"id": model, "object": "model", "created": created, "owned_by": "jax-llm"}],
-    }
+    return {"object": "list", "data": [model_object(model, created)]}
+
+
+def model_object(model: str, created: int) -> dict[str, Any]:
+    """GET /v1/models/{id}: OpenAI's model object."""
+    return {"id": model, "object": "model", "created": created, "owned_by": "jax-llm"}

@@ -10,7 +10,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from jax_llm.serving.api.generation import ENGINE_FAILED, TokenStream, generate
-from jax_llm.serving.api.http import JSONL_TYPES, engine_or_503, prepare, token_headers
+from jax_llm.serving.api.http import (
+    JSONL_TYPES,
+    client_gone,
+    engine_or_503,
+    off_loop,
+    prepare,
+    token_headers,
+)
 from jax_llm.serving.api.tgi_schema import (
     error_event,
     generation_json,
@@ -49,7 +56,10 @@ async def answer(
     request: Request, payload: Any, body: bytes, media_type: str, headers: dict[str, str], arrived: float
 ) -> Response:
     """Generates for a TGI body (`payload`, decoded) or a JSON Lines body; raises RequestError."""
-    parsed = parse_lines(body) if media_type in JSONL_TYPES else [parse_tgi(payload)]
+    if media_type in JSONL_TYPES:  # one JSON document per line: decoded off the event loop when large
+        parsed = await off_loop(len(body), lambda: parse_lines(body))
+    else:
+        parsed = [parse_tgi(payload)]
     engine = engine_or_503(request)
     state = request.app.state
     prompts = await prepare(engine, parsed, len(body))
@@ -61,7 +71,9 @@ async def answer(
             _sse(stream, parsed[0]), media_type="text/event-stream", headers={**headers, **prompt_tokens}
         )
     flat = [prompt for group in prompts for prompt in group]
-    generations = await generate(engine, state.mailbox, flat, deadline, arrived)
+    generations = await generate(
+        engine, state.mailbox, flat, deadline, arrived, lambda: client_gone(request)
+    )
     headers = {**headers, **token_headers(generations)}
     answers, done = [], 0
     for req in parsed:

@@ -55,6 +55,8 @@ class Engine:
         self.observe = observe
         self.eos_id = eos_id(tokenizer)
         self.failed = False  # the engine thread died: /ping reports it so that the instance gets replaced
+        # Called once, on the engine thread, when the loop stops on a fault (the server exits on it).
+        self.on_fatal: Callable[[], None] | None = None
         self._thread = threading.Thread(target=self._run, name="generation-engine", daemon=True)
         self._sampling = SlotParams(runner.slots)
         # The decode step on the device and the (slot, sequence) rows it was launched for.
@@ -109,9 +111,11 @@ class Engine:
         try:
             while self._step():
                 pass
-        except Exception:  # a bug, not bad input: fail every request loudly rather than hang them
+        except BaseException:  # the device or the process, not a request: fail every request, then exit
             log.exception("generation engine failed")
             self._fail_all()
+            if self.on_fatal is not None:
+                self.on_fatal()
 
     def _step(self) -> bool:
         """Admits waiting sequences into free slots, launches a decode step, reads back the one before.
@@ -153,7 +157,8 @@ class Engine:
         now = self.clock()
         for slot, seq in rows:
             if self.scheduler.slots[slot] is seq:
-                self._accept(slot, seq, int(tokens[slot]), float(logprobs[slot]), now)
+                token, logprob = int(tokens[slot]), float(logprobs[slot])
+                self._guarded(slot, seq, self._accept, slot, seq, token, logprob, now)
 
     def _prefill(self, admitted: list[int]) -> None:
         """Prefills the sequences just put in these slots, as many per runner call as it takes."""
@@ -166,9 +171,10 @@ class Engine:
                 continue
             p = seq.prompt
             seq.prefilled_at = now
-            self._sampling.set(slot, seed_key_data(p.seed or 0), p.temperature, p.top_k, p.top_p, p.greedy)
-            seq.launched = 1
-            ready.append(slot)
+            settings = (seed_key_data(p.seed or 0), p.temperature, p.top_k, p.top_p, p.greedy)
+            if self._guarded(slot, seq, self._sampling.set, slot, *settings):
+                seq.launched = 1
+                ready.append(slot)
         # Shortest first, so that each call pads its prompts to a bucket close to all of them.
         ready.sort(key=lambda slot: len(self.scheduler.slots[slot].prompt.ids))
         while ready:
@@ -178,7 +184,20 @@ class Engine:
             firsts = self.runner.prefill(group, prompts, self._sampling)
             now = self.clock()
             for slot, (token, logprob) in zip(group, firsts):
-                self._accept(slot, self.scheduler.slots[slot], token, logprob, now)
+                seq = self.scheduler.slots[slot]
+                self._guarded(slot, seq, self._accept, slot, seq, token, logprob, now)
+
+    def _guarded(self, slot: int, seq: Sequence, work: Callable, *args) -> bool:
+        """Runs one sequence's host-side work; if it raises, that sequence alone ends with "error" (its
+        request answers 500) and the loop goes on. True when the work succeeded."""
+        try:
+            work(*args)
+            return True
+        except Exception:
+            log.exception("generation failed for one request; the others go on")
+            if self.scheduler.slots[slot] is seq:
+                self._finish(slot, seq, None, "error")
+            return False
 
     def _accept(self, slot: int, seq: Sequence, token_id: int, logprob: float, now: float) -> None:
         """Records a generated token and decides whether the sequence ends with it."""
@@ -187,20 +206,29 @@ class Engine:
             self._finish(slot, seq, None, "cancelled")
             return
         if token_id == self.eos_id:
-            # Held-back bytes of an unfinished character are dropped with the EOS, in both outputs alike.
+            # Held-back bytes of an unfinished character are dropped with the EOS, in both outputs alike;
+            # text held back because it might begin a stop sequence is not (it is in the final text).
+            seq.release(final=True)
             token = Token(token_id, EOS_TOKEN, logprob, True)
             reason = "eos_token"
         else:
-            piece = seq.text.push(token_id)
-            reason = None
-            if any(stop in seq.text.text[-(len(stop) + len(piece)) :] for stop in p.stop):
+            seq.text.push(token_id)
+            piece, stopped = seq.release(final=False)
+            at_length = len(seq.tokens) + 1 >= p.max_new_tokens
+            if stopped and not (at_length and p.keep_stop):  # TGI checks its token budget first
                 reason = "stop_sequence"
-            elif len(seq.tokens) + 1 >= p.max_new_tokens:
+            elif at_length:
                 reason = "length"
             elif now >= seq.deadline:
                 reason = "time_limit"
-            if reason is not None:
-                piece += seq.text.finish()
+            else:
+                reason = None
+            if reason in ("length", "time_limit"):  # the last held-back text, which may complete a stop
+                seq.text.finish()
+                rest, stopped = seq.release(final=True)
+                piece += rest
+                if stopped and not p.keep_stop:
+                    reason = "stop_sequence"
             token = Token(token_id, piece, logprob, False)
         seq.tokens.append(token)
         if seq.first_token_at is None:
@@ -215,7 +243,7 @@ class Engine:
     def _finish(self, slot: int | None, seq: Sequence, last: Token | None, reason: str) -> None:
         if slot is not None:
             self.scheduler.release(slot)
-        generation = Generation(seq.text.text, tuple(seq.tokens), reason, seq.prompt.seed, self._stats(seq))
+        generation = Generation(seq.output, tuple(seq.tokens), reason, seq.prompt.seed, self._stats(seq))
         if self.observe is not None:  # first: a client that has its answer finds it counted
             self.observe(generation)
         seq.sink(last, generation)

@@ -77,7 +77,9 @@ def load_engine(settings: ServingSettings, observe=None, times: StartupTimes | N
     buckets = settings.prompt_buckets(model.config.max_seq_len)
     prefill_batch = settings.max_prefill_batch or (8 if jax.default_backend() == "gpu" else 1)
     with times.phase("device_transfer"):  # the KV cache's allocation
-        runner = ModelRunner(model, settings.max_batch, buckets, prefill_batch)
+        runner = ModelRunner(
+            model, settings.max_batch, buckets, prefill_batch, tokenizer.get_vocab_size(with_added_tokens=True)
+        )
     runner.warm_up(times.program)
     with times.phase("engine_start"):
         engine = Engine(

@@ -79,8 +79,16 @@ class DecodeStep:
         return jax.device_get((self.tokens, self.logprobs))
 
 
+def _real_vocab(logits: jax.Array, sample_vocab: int) -> jax.Array:
+    """logits [..., V] with the ids past the tokenizer's (padding rows) at -inf: never drawn."""
+    if sample_vocab >= logits.shape[-1]:
+        return logits
+    return jnp.where(jnp.arange(logits.shape[-1]) < sample_vocab, logits, -jnp.inf)
+
+
 def _prefill(
-    graphdef, params, cache: KVCache, last, slots, tokens, lengths, key_data, temperature, top_k, top_p, greedy
+    graphdef, params, cache: KVCache, last, slots, tokens, lengths, key_data, temperature, top_k, top_p,
+    greedy, *, sample_vocab
 ):
     """slots, lengths: [P]; tokens: [P, L] (padded); last: [S]. Returns (tokens [P], logprobs [P], cache, last).
 
@@ -100,7 +108,7 @@ def _prefill(
         cache = jax.tree.map(
             lambda c, r: jax.lax.dynamic_update_slice(c, r[p : p + 1], (slots[p], 0, 0, 0)), cache, rows
         )
-    final = jnp.take_along_axis(logits, (lengths - 1)[:, None, None], axis=1)[:, 0]  # [P, V]
+    final = _real_vocab(jnp.take_along_axis(logits, (lengths - 1)[:, None, None], axis=1)[:, 0], sample_vocab)
     step = jnp.zeros((batch,), jnp.int32)  # the first generated token
     token, logprob = choose_tokens(final, key_data, step, temperature, top_k, top_p, greedy)
     return token, logprob, cache, last.at[slots].set(token)  # each slot's next decode input
@@ -108,7 +116,7 @@ def _prefill(
 
 def _decode(
     graphdef, params, cache: KVCache, last, positions, step, key_data, temperature, top_k, top_p, greedy,
-    *, kv_len
+    *, kv_len, sample_vocab
 ):
     """positions, step: [B] for slots 0..B-1, each position < kv_len (static) or idle; last: [S].
 
@@ -119,7 +127,9 @@ def _decode(
     # The model updates the cache's first B rows in place and leaves the rest (no slice copied out and back);
     # attention reads positions 0..kv_len-1 of those rows.
     logits, cache = model(tokens[:, None], positions[:, None], cache, kv_len=kv_len)  # [B, 1, V]
-    token, logprob = choose_tokens(logits[:, 0], key_data, step, temperature, top_k, top_p, greedy)
+    token, logprob = choose_tokens(
+        _real_vocab(logits[:, 0], sample_vocab), key_data, step, temperature, top_k, top_p, greedy
+    )
     return token, logprob, cache, jax.lax.dynamic_update_slice(last, token, (0,))
 
 
@@ -131,8 +141,18 @@ def _doubling(top: int) -> list[int]:
 class ModelRunner:
     """Owns the parameters and the KV cache on the device; the engine drives it one step at a time."""
 
-    def __init__(self, model: GPT, slots: int, buckets: list[int], max_prefill_batch: int = 8):
+    def __init__(
+        self,
+        model: GPT,
+        slots: int,
+        buckets: list[int],
+        max_prefill_batch: int = 8,
+        sample_vocab: int | None = None,
+    ):
+        """`sample_vocab`: the tokenizer's vocabulary size; ids from it up to the model's (padded) vocabulary
+        are never sampled. None: the model's whole vocabulary."""
         self.config = model.config
+        self.sample_vocab = sample_vocab or model.config.vocab_size
         self.slots = slots
         self.buckets = sorted(buckets)
         self.batch_buckets = _doubling(slots)
@@ -142,9 +162,14 @@ class ModelRunner:
         self._last = jnp.zeros(slots, jnp.int32)  # [S]: each slot's latest token, the next decode input
         jax.block_until_ready((self._cache, self._last))  # allocated now, not within the first compile's time
         # The cache and the tokens are donated: XLA updates them in place instead of copying them every step.
-        self._prefill = jax.jit(functools.partial(_prefill, graphdef), donate_argnums=(1, 2))
+        vocab = self.sample_vocab
+        self._prefill = jax.jit(
+            functools.partial(_prefill, graphdef, sample_vocab=vocab), donate_argnums=(1, 2)
+        )
         self._decode = jax.jit(
-            functools.partial(_decode, graphdef), donate_argnums=(1, 2), static_argnames=("kv_len",)
+            functools.partial(_decode, graphdef, sample_vocab=vocab),
+            donate_argnums=(1, 2),
+            static_argnames=("kv_len",),
         )
         self.idle_position = self.config.max_seq_len  # out of range: an idle slot's cache write is dropped
 

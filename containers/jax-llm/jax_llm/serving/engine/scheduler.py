@@ -39,6 +39,31 @@ class Sequence:
     first_token_at: float | None = None
     last_token_at: float | None = None
 
+    output: str = ""  # the text handed out: the detokenized text, less any held back for stop sequences
+    stopped: bool = False
+
+    def release(self, final: bool) -> tuple[str, bool]:
+        """Hands out the detokenized text not yet handed out; returns (it, whether a stop sequence ended it).
+
+        TGI's rule (`keep_stop`): the generation stops when its text so far ends with a stop sequence (or
+        with one and a newline: TGI's `re.search(stop + "$")`), and the text keeps it. OpenAI's: it stops
+        at the first stop sequence anywhere in the text, which ends just before it; until the end (`final`)
+        the last (longest stop - 1) characters are held back, since they may begin one.
+        """
+        full, stops, start = self.text.text, self.prompt.stop, len(self.output)
+        if not stops or self.prompt.keep_stop:
+            self.output = full
+            return full[start:], any(full.endswith((s, s + "\n")) for s in stops)
+        if self.stopped:
+            return "", True
+        # A stop that began in text handed out would have been found whole one push earlier: search after it.
+        hits = [i for stop in stops if (i := full.find(stop, start)) >= 0]
+        if hits:
+            self.output, self.stopped = full[: min(hits)], True
+        else:
+            self.output = full if final else full[: max(start, len(full) - max(map(len, stops)) + 1)]
+        return self.output[start:], self.stopped
+
     def cancel(self) -> None:
         """Asks the engine to drop this sequence at its next step (thread-safe: a flag write)."""
         self.cancelled = True

@@ -69,7 +69,10 @@ class GenerationParams:
         """
         if self.temperature is not None and self.temperature < GREEDY_BELOW_TEMPERATURE:
             return False
-        warped = (self.temperature not in (None, 1.0)) or self.top_k is not None or self.top_p is not None
+        # top_p 1.0 keeps every token: it is the "off" value, as top_k None is.
+        warped = (
+            self.temperature not in (None, 1.0) or self.top_k is not None or self.top_p not in (None, 1.0)
+        )
         return self.do_sample or warped
 
 
@@ -82,6 +85,9 @@ class GenerateRequest:
     params: GenerationParams
     stream: bool
     names: FieldNames = TGI_NAMES
+    # TGI's text includes a stop sequence that ended it (with the rest of its last token); OpenAI's ends
+    # just before it.
+    keep_stop: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
