@@ -290,7 +290,7 @@ class BrokenDevice:  # a runner whose device fails on the first prefill
         raise RuntimeError("device lost")
 
 
-def load_engine(settings, observe):
+def load_engine(settings, observe, times=None):
     tokenizer = train_tokenizer(["def f(x): return x"] * 20, 300)
     engine = Engine(BrokenDevice(), tokenizer, max_queue=4, default_max_new_tokens=4, observe=observe)
     engine.start()

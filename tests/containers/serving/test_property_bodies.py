@@ -258,7 +258,7 @@ CONTENT_TYPES = st.one_of(
 
 
 def test_no_body_sent_to_the_handler_server_gets_a_server_5xx_or_stops_it(tmp_path):
-    from tests.containers.serving.test_handler_server import Served, model_dir
+    from tests.containers.serving.handler.test_server import Served, model_dir
 
     root = model_dir(tmp_path, HANDLER)
     with Served(root) as served:
