@@ -19,7 +19,7 @@ from typing import Any
 IGNORED_PREFIX = "sagemaker_"
 IGNORED_KEYS = frozenset({"_tuning_objective_metric"})
 
-PRESETS = ("tiny", "125m", "350m", "1.3b")  # mirrors jax_llm.model.config.PRESETS (which imports jax)
+PRESETS = ("tiny", "125m", "350m", "1.3b", "tiny-llama", "3b", "7b", "7b-gqa", "13b")  # mirrors jax_llm.model.config.PRESETS (which imports jax)
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
 
 
@@ -41,7 +41,8 @@ def _field(default: Any, meaning: str, *, minimum: float | None = None, maximum:
 class TrainConfig:
     """Everything a training run can be told. Defaults suit the 125m preset on one GPU host."""
 
-    preset: str = _field("125m", "model size: tiny (tests), 125m, 350m or 1.3b", choices=PRESETS)
+    preset: str = _field("125m", "model size: GPT-style tiny (tests), 125m, 350m, 1.3b; Llama-2-style "
+                         "tiny-llama (tests), 3b, 7b, 7b-gqa (8 kv heads), 13b", choices=PRESETS)
     max_steps: int = _field(5000, "optimizer steps to train for", minimum=1)
     batch_size: int = _field(64, "global sequences per optimizer step, over all hosts and devices", minimum=1)
     seq_len: int = _field(1024, "tokens per training sequence (the model's context length)",
