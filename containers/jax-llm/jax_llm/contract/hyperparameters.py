@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ IGNORED_KEYS = frozenset({"_tuning_objective_metric"})
 
 PRESETS = ("tiny", "125m", "350m", "1.3b", "tiny-llama", "3b", "7b", "7b-gqa", "13b")  # mirrors jax_llm.model.config.PRESETS (which imports jax)
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
+MESH_SHAPE = re.compile(r"^(\d+)x(\d+)$")  # the `mesh` hyperparameter besides "auto": DATAxFSDP, e.g. 4x8
 
 
 class HyperparameterError(ValueError):
@@ -70,10 +72,17 @@ class TrainConfig:
                              minimum=260, maximum=262144)
     fsdp: bool = _field(False, "shard parameters and optimizer state across all devices (FSDP)")
     remat: bool = _field(False, "recompute activations in the backward pass to save memory")
+    mesh: str = _field("auto", "device mesh DATAxFSDP (e.g. 4x8; product = all devices): parameters are "
+                       "sharded over FSDP (with fsdp=true), copied over DATA; auto: FSDP over each host's "
+                       "GPUs, DATA over hosts (flat FSDP when hosts have one GPU)")
     compute_dtype: str = _field("auto", "activation/matmul dtype; auto: bfloat16 on GPU, float32 on CPU",
                                 choices=COMPUTE_DTYPES)
 
     def __post_init__(self) -> None:
+        match = MESH_SHAPE.match(self.mesh)
+        if self.mesh != "auto" and not (match and int(match[1]) >= 1 and int(match[2]) >= 1):
+            raise HyperparameterError("mesh", f"expected 'auto' or DATAxFSDP with positive integers "
+                                              f"(e.g. 4x8), got {self.mesh!r}")
         if self.batch_size % self.grad_accum_steps:
             raise HyperparameterError(
                 "grad_accum_steps",
