@@ -43,6 +43,11 @@ class Trainer:
         self.process_index, self.process_count = jax.process_index(), jax.process_count()
         self.n_devices = jax.device_count()
         _check_batch_layout(config, self.n_devices, self.process_count)
+        try:
+            mesh_shape = sharding.parse_mesh_shape(config.mesh, self.n_devices, self.process_count,
+                                                   jax.local_device_count())
+        except ValueError as error:
+            raise HyperparameterError("mesh", str(error)) from None
 
         self.data = load_training_data(paths, vocab_size=config.vocab_size, seq_len=config.seq_len,
                                        seed=config.seed, work_dir=work_dir)
@@ -53,11 +58,6 @@ class Trainer:
             config.preset, vocab_size=-(-self.data.vocab_size // 128) * 128,  # round up: tensor-core friendly
             max_seq_len=config.seq_len, compute_dtype=compute_dtype, remat=config.remat)
 
-        try:
-            mesh_shape = sharding.parse_mesh_shape(config.mesh, self.n_devices, self.process_count,
-                                                   jax.local_device_count())
-        except ValueError as error:
-            raise HyperparameterError("mesh", str(error)) from None
         self.mesh = sharding.make_mesh(mesh_shape)
         self.batch_sharding = sharding.batch_sharding(self.mesh)
         self.schedule = learning_rate_schedule(config)
