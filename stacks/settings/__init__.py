@@ -17,6 +17,7 @@ from typing import Any
 
 from stacks.settings.context import Context, SettingsError
 from stacks.settings.endpoint import EndpointSettings
+from stacks.settings.fit import check_serving_fits, check_training_fits
 from stacks.settings.pipeline import PipelineSettings
 from stacks.settings.resources import ImageSettings, ProjectSettings, RegistrySettings, StorageSettings
 from stacks.settings.script import REPO, ScriptSettings
@@ -55,7 +56,7 @@ class Settings:
         ctx = Context.of(source)
         for key, instead in RETIRED_KEYS.items():
             ctx.retired(key, instead)
-        return cls(
+        settings = cls(
             project=ProjectSettings.from_context(ctx),
             image=ImageSettings.from_context(ctx),
             storage=StorageSettings.from_context(ctx),
@@ -66,3 +67,7 @@ class Settings:
             endpoint=EndpointSettings.from_context(ctx, pipeline),
             tracking=TrackingSettings.from_context(ctx),
         )
+        if not settings.script.enabled:  # the team's own train.py: its model's size is unknown here
+            check_training_fits(settings.pipeline)
+            check_serving_fits(settings.pipeline, settings.endpoint)
+        return settings

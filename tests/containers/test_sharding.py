@@ -4,7 +4,7 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from jax_llm.contract.hyperparameters import HyperparameterError, parse_hyperparameters
-from jax_llm.training.sharding import _fsdp_spec, default_mesh_shape, parse_mesh_shape
+from jax_llm.training.sharding import _fsdp_spec, default_mesh_shape, mesh_shape
 
 
 def test_largest_divisible_dimension_is_sharded():
@@ -24,10 +24,10 @@ def test_default_mesh_is_fsdp_inside_a_host_and_data_across_hosts():
     assert default_mesh_shape(4, 8) == (4, 8)  # 4 x p4de: FSDP on NVLink, data parallel over EFA
     assert default_mesh_shape(1, 8) == (1, 8)
     assert default_mesh_shape(4, 1) == (1, 4)  # one GPU per host: nothing to shard inside it, flat FSDP
-    assert parse_mesh_shape("auto", 32, 4, 8) == (4, 8)
-    assert parse_mesh_shape("2x16", 32, 4, 8) == (2, 16)
+    assert mesh_shape("auto", 4, 8) == (4, 8)
+    assert mesh_shape("2x16", 4, 8) == (2, 16)
     with pytest.raises(ValueError, match=r"4x4 is 16 devices, but the cluster has 32 \(4 host\(s\) x 8\); auto"):
-        parse_mesh_shape("4x4", 32, 4, 8)
+        mesh_shape("4x4", 4, 8)
 
 
 @pytest.mark.parametrize("value", ["4", "4x", "x8", "0x8", "4*8", "four"])

@@ -1,11 +1,12 @@
-"""`python -m jax_llm {train,serve,prepare,track}`: the image's ENTRYPOINT dispatches here."""
+"""`python -m jax_llm {train,serve,prepare,track,plan}`: the image's ENTRYPOINT dispatches here."""
 
 import importlib
 import sys
 
 # Each command's module exposes main() -> exit code. Imported lazily: `serve` need not load the trainer.
 COMMANDS = {"train": "jax_llm.training.train", "serve": "jax_llm.serving.server",
-            "prepare": "jax_llm.data.prepare", "track": "jax_llm.training.track_job"}
+            "prepare": "jax_llm.data.prepare", "track": "jax_llm.training.track_job",
+            "plan": "jax_llm.training.memory_plan"}
 
 
 def main(argv: list[str]) -> int:

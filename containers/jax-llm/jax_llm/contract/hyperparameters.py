@@ -183,6 +183,30 @@ def read_hyperparameters(path: Path) -> TrainConfig:
     return parse_hyperparameters(read_raw(path))
 
 
+def default_mesh_shape(process_count: int, local_devices: int) -> tuple[int, int]:
+    """(data, fsdp) for mesh="auto": fsdp over one host's devices, data over hosts; one-device hosts: flat."""
+    if local_devices == 1:
+        return 1, process_count
+    return process_count, local_devices
+
+
+def mesh_shape(text: str, process_count: int, local_devices: int) -> tuple[int, int]:
+    """The `mesh` hyperparameter ("auto" or "DATAxFSDP") as (data, fsdp) for a cluster of `process_count`
+    hosts with `local_devices` each; ValueError when it does not multiply to the cluster's devices."""
+    if text == "auto":
+        return default_mesh_shape(process_count, local_devices)
+    match = MESH_SHAPE.match(text)
+    if not match:
+        raise ValueError(f"expected 'auto' or DATAxFSDP (e.g. 4x8), got {text!r}")
+    data, fsdp = int(match[1]), int(match[2])
+    n_devices = process_count * local_devices
+    if data * fsdp != n_devices:
+        auto = "x".join(map(str, default_mesh_shape(process_count, local_devices)))
+        raise ValueError(f"{text} is {data * fsdp} devices, but the cluster has {n_devices} ({process_count} "
+                         f"host(s) x {local_devices}); auto would be {auto}")
+    return data, fsdp
+
+
 def describe() -> list[tuple[str, str, str, str]]:
     """(name, type, default, meaning) for every hyperparameter: the README table is generated from this."""
     return [(f.name, f.type, json.dumps(f.default), f.metadata["meaning"]) for f in FIELDS.values()]

@@ -8,7 +8,8 @@ parameters and optimizer state are replicated and gradients are all-reduced over
 
 The default shape keeps `fsdp` inside a host (the GPUs of one instance, on NVLink) and `data` across
 hosts (EFA), so the per-step all-gathers of weights never leave the host: 4 x p4de is 4 x 8. A host
-with one device gets a flat `fsdp` over all hosts instead (nothing to shard inside it).
+with one device gets a flat `fsdp` over all hosts instead (nothing to shard inside it). The rule and
+the `mesh` hyperparameter's parsing live in `contract.hyperparameters` (the stacks use them too).
 
 Which dimension of a weight is split: the largest one the `fsdp` size divides, never the leading
 [n_layers] axis of a scanned model's stacked weights (a scan step needs its whole layer on the host).
@@ -21,35 +22,12 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jax_llm.contract.hyperparameters import MESH_SHAPE
+from jax_llm.contract.hyperparameters import default_mesh_shape, mesh_shape  # noqa: F401 (re-exported)
 
 DATA_AXIS = "data"
 FSDP_AXIS = "fsdp"
 BATCH_AXES = (DATA_AXIS, FSDP_AXIS)  # the batch's rows are split over every device
 STACKED = "layers"  # a scanned model's stacked block: its weights' dim 0 is the layer
-
-
-def default_mesh_shape(process_count: int, local_devices: int) -> tuple[int, int]:
-    """(data, fsdp) for mesh="auto": fsdp over one host's devices, data over hosts; one-device hosts: flat."""
-    if local_devices == 1:
-        return 1, process_count
-    return process_count, local_devices
-
-
-def parse_mesh_shape(text: str, n_devices: int, process_count: int, local_devices: int) -> tuple[int, int]:
-    """The `mesh` hyperparameter ("auto" or "DATAxFSDP") as (data, fsdp) for this cluster; ValueError if it
-    does not multiply to the device count."""
-    if text == "auto":
-        return default_mesh_shape(process_count, local_devices)
-    match = MESH_SHAPE.match(text)
-    if not match:
-        raise ValueError(f"expected 'auto' or DATAxFSDP (e.g. 4x8), got {text!r}")
-    data, fsdp = int(match[1]), int(match[2])
-    if data * fsdp != n_devices:
-        auto = "x".join(map(str, default_mesh_shape(process_count, local_devices)))
-        raise ValueError(f"{text} is {data * fsdp} devices, but the cluster has {n_devices} ({process_count} "
-                         f"host(s) x {local_devices}); auto would be {auto}")
-    return data, fsdp
 
 
 def make_mesh(shape: tuple[int, int] | None = None, devices=None) -> Mesh:

@@ -44,8 +44,7 @@ class Trainer:
         self.n_devices = jax.device_count()
         _check_batch_layout(config, self.n_devices, self.process_count)
         try:
-            mesh_shape = sharding.parse_mesh_shape(config.mesh, self.n_devices, self.process_count,
-                                                   jax.local_device_count())
+            mesh_shape = sharding.mesh_shape(config.mesh, self.process_count, jax.local_device_count())
         except ValueError as error:
             raise HyperparameterError("mesh", str(error)) from None
 
