@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from jax_llm.contract.hyperparameters import mesh_shape, parse_hyperparameters
 from jax_llm.contract.instances import instance_type
-from jax_llm.contract.memory_plan import (SERVING_SHARDS_OVER_GPUS, gib, largest_rows_per_device,
-                                          serving_need, table, training_need, usable_bytes)
+from jax_llm.contract.memory_plan import (SERVING_SHARDS_OVER_GPUS, gib, grad_accum_that_fits,
+                                          largest_rows_per_device, serving_need, table, training_need,
+                                          usable_bytes)
 from stacks.settings.context import SettingsError
 from stacks.settings.endpoint import EndpointSettings
 from stacks.settings.pipeline import PipelineSettings
@@ -21,7 +22,7 @@ def check_training_fits(pipeline: PipelineSettings) -> None:
     """Raises SettingsError on trainingInstanceType when a GPU cannot hold one micro-batch's step."""
     instance = instance_type(pipeline.instance_type)
     config = parse_hyperparameters(pipeline.hyperparameters)
-    if instance is None or config.preset not in table()["presets"]:
+    if instance is None:
         return
     try:
         data, fsdp = mesh_shape(config.mesh, pipeline.instance_count, instance.gpus)
@@ -33,13 +34,18 @@ def check_training_fits(pipeline: PipelineSettings) -> None:
         raise SettingsError("trainingHyperparameters", {"batch_size": config.batch_size},
                             f"batch_size / grad_accum_steps ({config.micro_batch_size}) a multiple of the "
                             f"{devices} GPUs of {pipeline.instance_count} x {instance.name}")
+    if config.preset not in table()["presets"]:
+        return
     rows = config.micro_batch_size // devices
     need = training_need(config.preset, config.seq_len, config.remat, fsdp, rows, config.fsdp)
     usable = usable_bytes(instance)
     if need.total > usable:
         most = largest_rows_per_device(config.preset, config.seq_len, config.remat, fsdp, instance, config.fsdp)
-        hint = (f"grad_accum_steps >= {-(-config.batch_size // (most * devices))} fits {most} sequence(s) per GPU"
-                if most else "not even one sequence per GPU fits: remat=true, fsdp=true, more or bigger GPUs")
+        savers = [s for s, on in (("remat=true", config.remat), ("fsdp=true", config.fsdp)) if not on]
+        accum = grad_accum_that_fits(config.batch_size, devices, most)
+        hint = (f"grad_accum_steps={accum} fits (at most {most} sequence(s) per GPU do)" if accum else
+                f"at most {most} sequence(s) per GPU fit" if most else "not even one sequence per GPU fits: " + ", ".join(
+                    savers + ["more GPUs (trainingInstanceCount)", "GPUs with more memory"]))
         raise SettingsError("trainingInstanceType", pipeline.instance_type, (
             f"an instance whose GPUs hold preset {config.preset} at {rows} sequence(s) of {config.seq_len} "
             f"tokens per GPU (remat={config.remat}, fsdp={config.fsdp}, mesh {data}x{fsdp}): that needs "

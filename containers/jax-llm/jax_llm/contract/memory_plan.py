@@ -86,6 +86,17 @@ def largest_rows_per_device(preset: str, seq_len: int, remat: bool, fsdp: int, i
     return max(0, room // per_row) if per_row > 0 else 0
 
 
+def grad_accum_that_fits(batch_size: int, devices: int, rows_per_device: int) -> int | None:
+    """The fewest micro-batches per step with at most `rows_per_device` rows per GPU that split `batch_size`
+    evenly (batch_size / accum a multiple of `devices`); None when there is none."""
+    if rows_per_device < 1:
+        return None
+    for accum in range(max(1, -(-batch_size // (rows_per_device * devices))), batch_size + 1):
+        if batch_size % accum == 0 and (batch_size // accum) % devices == 0:
+            return accum
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class ServingNeed:
     """Bytes one GPU needs to serve."""

@@ -134,8 +134,8 @@ def write_table(presets=TABLE_PRESETS) -> dict:
 def _print_plan(args) -> None:
     from jax_llm.contract.hyperparameters import mesh_shape
     from jax_llm.contract.instances import INSTANCE_TYPES
-    from jax_llm.contract.memory_plan import (gib, largest_rows_per_device, serving_need, training_need,
-                                              usable_bytes)
+    from jax_llm.contract.memory_plan import (gib, grad_accum_that_fits, largest_rows_per_device,
+                                              serving_need, training_need, usable_bytes)
 
     instance = INSTANCE_TYPES[args.instance_type]
     data, fsdp = mesh_shape(args.mesh, args.instance_count, instance.gpus)
@@ -165,9 +165,9 @@ def _print_plan(args) -> None:
     table_need = training_need(args.preset, args.seq_len, args.remat, fsdp, rows, not args.no_fsdp)
     print(f"  table's estimate           {gib(table_need.total):>10}  ({table_need.describe()})")
     most = largest_rows_per_device(args.preset, args.seq_len, args.remat, fsdp, instance, not args.no_fsdp)
+    accum = grad_accum_that_fits(args.batch_size, devices, most)
     print(f"largest micro-batch that fits (table): {most} sequence(s) per GPU = {most * devices} per "
-          f"micro-batch; --batch-size {args.batch_size} needs --grad-accum-steps >= "
-          f"{-(-args.batch_size // max(1, most * devices)) if most else 'n/a'}")
+          f"micro-batch; --batch-size {args.batch_size} fits with --grad-accum-steps {accum or 'none'}")
     context = args.context or args.seq_len
     for shards in sorted({1, instance.gpus}):
         need = serving_need(args.preset, context, args.slots, shards)
