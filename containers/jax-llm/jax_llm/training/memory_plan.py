@@ -176,6 +176,53 @@ def _print_plan(args) -> None:
               f"{need.describe()}: {fits}")
 
 
+DOC_TRAINING_TYPES = ("ml.p4de.24xlarge", "ml.p5.48xlarge", "ml.p5e.48xlarge", "ml.g5.48xlarge", "ml.g6e.48xlarge")
+DOC_SERVING_TYPES = ("ml.g5.xlarge", "ml.g5.12xlarge", "ml.g5.48xlarge", "ml.g6e.2xlarge", "ml.g6e.12xlarge",
+                     "ml.p4de.24xlarge", "ml.p5.48xlarge", "ml.p5e.48xlarge")
+
+
+def markdown_tables(presets=("1.3b", "7b", "7b-gqa", "13b"), hosts: int = 4, seq_len: int = 2048,
+                    slots: int = 32) -> str:
+    """docs/scale.md's plan tables, from the checked-in table alone (no JAX)."""
+    from jax_llm.contract.hyperparameters import default_mesh_shape
+    from jax_llm.contract.instances import INSTANCE_TYPES
+    from jax_llm.contract.memory_plan import gib, largest_rows_per_device, serving_need, training_need, usable_bytes
+
+    lines = [f"Training, {hosts} hosts, mesh auto, fsdp=true, remat=true, {seq_len}-token sequences: per GPU, "
+             "parameters + AdamW + gradients (fp32), and the most sequences per GPU per micro-batch that fit "
+             "(activations from XLA's CPU analysis).", "",
+             "| preset | " + " | ".join(DOC_TRAINING_TYPES) + " |", "|---|" + "---|" * len(DOC_TRAINING_TYPES)]
+    for preset in presets:
+        cells = []
+        for name in DOC_TRAINING_TYPES:
+            instance = INSTANCE_TYPES[name]
+            fsdp = default_mesh_shape(hosts, instance.gpus)[1]
+            state = training_need(preset, seq_len, True, fsdp, 0)
+            most = largest_rows_per_device(preset, seq_len, True, fsdp, instance)
+            cells.append(f"{gib(state.parameters + state.optimizer + state.gradients)}; "
+                         + (f"{most} seq/GPU" if most else "**does not fit**"))
+        lines.append(f"| {preset} | " + " | ".join(cells) + " |")
+    lines += ["", f"Serving, {slots} decode slots x {seq_len} tokens: per GPU, weights (fp32 as the server loads "
+              "them today) + KV cache (bf16) + prefill logits, on one GPU / split over the instance's GPUs "
+              "(tensor parallelism, issue 21 item 6), against what a GPU may use.", "",
+              "| preset | " + " | ".join(DOC_SERVING_TYPES) + " |", "|---|" + "---|" * len(DOC_SERVING_TYPES)]
+    for preset in presets:
+        cells = []
+        for name in DOC_SERVING_TYPES:
+            instance = INSTANCE_TYPES[name]
+            usable = usable_bytes(instance)
+            one, split = serving_need(preset, seq_len, slots, 1), serving_need(preset, seq_len, slots, instance.gpus)
+
+            def mark(need) -> str:
+                return gib(need.total) + ("" if need.total <= usable else " (no)")
+
+            cells.append(mark(one) + ("" if instance.gpus == 1 else f" / {mark(split)}"))
+        lines.append(f"| {preset} | " + " | ".join(cells) + " |")
+    usable_row = " | ".join(gib(usable_bytes(INSTANCE_TYPES[n])) for n in DOC_SERVING_TYPES)
+    lines.append(f"| usable per GPU | {usable_row} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m jax_llm plan", description=__doc__.split("\n")[0])
     parser.add_argument("--preset", default="7b")
@@ -191,7 +238,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--context", type=int, default=0, help="serving: context tokens (default --seq-len)")
     parser.add_argument("--write-table", action="store_true", help="regenerate contract/memory_plan.json")
     parser.add_argument("--table-presets", default=",".join(TABLE_PRESETS))
+    parser.add_argument("--markdown", action="store_true", help="print docs/scale.md's plan tables")
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown_tables(), end="")
+        return 0
     if args.write_table:
         write_table(tuple(args.table_presets.split(",")))
         return 0
