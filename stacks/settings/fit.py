@@ -40,12 +40,14 @@ def check_training_fits(pipeline: PipelineSettings) -> None:
     need = training_need(config.preset, config.seq_len, config.remat, fsdp, rows, config.fsdp)
     usable = usable_bytes(instance)
     if need.total > usable:
-        most = largest_rows_per_device(config.preset, config.seq_len, config.remat, fsdp, instance, config.fsdp)
+        most = largest_rows_per_device(config.preset, config.seq_len, config.remat, fsdp, instance,
+                                       config.fsdp)
         savers = [s for s, on in (("remat=true", config.remat), ("fsdp=true", config.fsdp)) if not on]
         accum = grad_accum_that_fits(config.batch_size, devices, most)
         hint = (f"grad_accum_steps={accum} fits (at most {most} sequence(s) per GPU do)" if accum else
-                f"at most {most} sequence(s) per GPU fit" if most else "not even one sequence per GPU fits: " + ", ".join(
-                    savers + ["more GPUs (trainingInstanceCount)", "GPUs with more memory"]))
+                f"at most {most} sequence(s) per GPU fit" if most else
+                "not even one sequence per GPU fits: "
+                + ", ".join(savers + ["more GPUs (trainingInstanceCount)", "GPUs with more memory"]))
         raise SettingsError("trainingInstanceType", pipeline.instance_type, (
             f"an instance whose GPUs hold preset {config.preset} at {rows} sequence(s) of {config.seq_len} "
             f"tokens per GPU (remat={config.remat}, fsdp={config.fsdp}, mesh {data}x{fsdp}): that needs "

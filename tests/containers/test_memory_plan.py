@@ -13,16 +13,17 @@ import sys
 import pytest
 
 from jax_llm.contract.memory_plan import table, training_need
-from jax_llm.training.memory_plan import FIT_FSDP, FIT_SEQ, TABLE_PRESETS, preset_facts
+from jax_llm.training.memory_plan import FIT_FSDP, FIT_ROWS, FIT_SEQ, TABLE_PRESETS, preset_facts
 from tests.conftest import CONTAINER_SRC
 
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(CONTAINER_SRC)}
 
 RECOMPUTE = r"""
 import json, sys
-from jax_llm.training.memory_plan import _start_jax, compile_train_step, FIT_FSDP, FIT_SEQ
+from jax_llm.training.memory_plan import _start_jax, compile_train_step, FIT_FSDP, FIT_ROWS, FIT_SEQ
 _start_jax(FIT_FSDP)
-out = {p: compile_train_step(p, (1, FIT_FSDP), 1, FIT_SEQ, remat=True)["temporaries"] for p in sys.argv[1:]}
+out = {p: compile_train_step(p, (1, FIT_FSDP), FIT_ROWS[0], FIT_SEQ, remat=True)["temporaries"]
+       for p in sys.argv[1:]}
 print(json.dumps(out))
 """
 
@@ -52,8 +53,9 @@ def test_table_equals_a_fresh_compile():
     assert out.returncode == 0, out.stderr[-3000:]
     fresh = json.loads(out.stdout.strip().splitlines()[-1])
     for preset, temporaries in fresh.items():
-        assert table()["presets"][preset]["training"]["remat"]["measured_temporaries"][f"1x{FIT_SEQ}"] == \
-            temporaries, f"{preset}: the table is stale; run python -m jax_llm plan --write-table"
+        stored = table()["presets"][preset]["training"]["remat"]["measured_temporaries"]
+        assert stored[f"{FIT_ROWS[0]}x{FIT_SEQ}"] == temporaries, \
+            f"{preset}: the table is stale; run python -m jax_llm plan --write-table"
 
 
 def test_plan_command_prints_xla_breakdown_and_largest_micro_batch():

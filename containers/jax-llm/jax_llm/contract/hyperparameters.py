@@ -20,7 +20,8 @@ from typing import Any
 IGNORED_PREFIX = "sagemaker_"
 IGNORED_KEYS = frozenset({"_tuning_objective_metric"})
 
-PRESETS = ("tiny", "125m", "350m", "1.3b", "tiny-llama", "3b", "7b", "7b-gqa", "13b")  # mirrors jax_llm.model.config.PRESETS (which imports jax)
+# Mirrors jax_llm.model.config.PRESETS (which imports jax).
+PRESETS = ("tiny", "125m", "350m", "1.3b", "tiny-llama", "3b", "7b", "7b-gqa", "13b")
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
 MESH_SHAPE = re.compile(r"^(\d+)x(\d+)$")  # the `mesh` hyperparameter besides "auto": DATAxFSDP, e.g. 4x8
 

@@ -153,7 +153,10 @@ class Block(nnx.Module):
         h, cache = self.attn(self.attn_norm(x), positions, cache, kv_len)
         x = x + h
         y = self.mlp_norm(x)
-        hidden = jax.nn.silu(self.mlp_gate(y)) * self.mlp_up(y) if self.swiglu else jax.nn.gelu(self.mlp_in(y))
+        if self.swiglu:
+            hidden = jax.nn.silu(self.mlp_gate(y)) * self.mlp_up(y)  # [B, T, F]
+        else:
+            hidden = jax.nn.gelu(self.mlp_in(y))
         return x + self.mlp_out(hidden), cache
 
 

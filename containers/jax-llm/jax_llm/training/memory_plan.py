@@ -26,7 +26,12 @@ import sys
 import time
 
 FIT_FSDP = 8  # the table's fits are compiled on a 1 x 8 mesh (one 8-GPU host's FSDP group)
-FIT_SEQ = 1024  # at m = 1 and 2 sequences of FIT_SEQ tokens per device, and 1 of 2 x FIT_SEQ
+FIT_SEQ = 1024  # at m = FIT_ROWS[0] and [1] sequences of FIT_SEQ tokens per device, and [0] of 2 x FIT_SEQ
+# XLA's temporaries grow linearly in m from about 4 sequences per device; below that a fixed-size buffer
+# dominates (7b, remat, 1x8 mesh, 1024 tokens: 6.25, 6.45, 9.74, 15.48, 26.98 GiB at m = 1, 2, 4, 8, 16),
+# so a fit through m = 1 and 2 underestimated m = 16 by half. Fitted through 4 and 8, it overestimates
+# m < 4 (safe) and is within a few percent from 4 up.
+FIT_ROWS = (4, 8)
 TABLE_PRESETS = ("tiny-llama", "125m", "350m", "1.3b", "3b", "7b", "7b-gqa", "13b")
 
 
@@ -73,23 +78,26 @@ def compile_train_step(preset: str, mesh_shape: tuple[int, int], rows_per_device
     stats = lowered.compile().memory_analysis()
     return {"arguments": stats.argument_size_in_bytes, "outputs": stats.output_size_in_bytes,
             "aliased": stats.alias_size_in_bytes, "temporaries": stats.temp_size_in_bytes,
-            "lower_s": round(lowered_at - started, 1), "compile_s": round(time.perf_counter() - lowered_at, 1),
+            "lower_s": round(lowered_at - started, 1),
+            "compile_s": round(time.perf_counter() - lowered_at, 1),
             "num_params": model.num_params()}
 
 
 def fit_row(preset: str, remat: bool) -> dict:
     """Three compiles on a 1 x FIT_FSDP mesh -> {a, c1, c2} of the temporaries net of the gradients."""
-    points = {}
-    for m, t in ((1, FIT_SEQ), (2, FIT_SEQ), (1, 2 * FIT_SEQ)):
-        points[f"{m}x{t}"] = compile_train_step(preset, (1, FIT_FSDP), m, t, remat)["temporaries"]
-    n = compile_num_params(preset)
-    base, more_rows, longer = points[f"1x{FIT_SEQ}"], points[f"2x{FIT_SEQ}"], points[f"1x{2 * FIT_SEQ}"]
+    m0, m1 = FIT_ROWS
     t0 = FIT_SEQ
-    per_row = more_rows - base  # c1 t0 + c2 t0^2
-    c2 = ((longer - base) - per_row) / (2 * t0**2)  # longer - base = c1 t0 + 3 c2 t0^2
+    points = {}
+    for m, t in ((m0, t0), (m1, t0), (m0, 2 * t0)):
+        points[f"{m}x{t}"] = compile_train_step(preset, (1, FIT_FSDP), m, t, remat)["temporaries"]
+    base, more_rows, longer = points[f"{m0}x{t0}"], points[f"{m1}x{t0}"], points[f"{m0}x{2 * t0}"]
+    per_row = (more_rows - base) / (m1 - m0)  # c1 t0 + c2 t0^2
+    per_row_longer = (longer - base) / m0 + per_row  # c1 2 t0 + 4 c2 t0^2, a being the same at both lengths
+    c2 = (per_row_longer - 2 * per_row) / (2 * t0**2)
     c1 = (per_row - c2 * t0**2) / t0
-    gradients = 4 * n // FIT_FSDP  # fp32 gradient shards, counted apart (they scale with 1 / fsdp)
-    a = base - gradients - c1 * t0 - c2 * t0**2
+    # fp32 gradient shards are counted apart: they scale as 1 / fsdp.
+    gradients = 4 * compile_num_params(preset) // FIT_FSDP
+    a = base - gradients - m0 * per_row
     return {"a": round(a), "c1": c1, "c2": c2, "measured_temporaries": points}
 
 
@@ -115,8 +123,9 @@ def write_table(presets=TABLE_PRESETS) -> dict:
     from jax_llm.contract.memory_plan import TABLE_FILE
 
     rows = json.loads(TABLE_FILE.read_text())["presets"] if TABLE_FILE.exists() else {}
-    about = ("written by `python -m jax_llm plan --write-table`: training temporaries per GPU net of gradients, "
-             "a + c1 m T + c2 m T^2 bytes for m sequences of T tokens per GPU, fitted to XLA's memory analysis "
+    about = ("written by `python -m jax_llm plan --write-table`: training temporaries per GPU net of "
+             "gradients, a + c1 m T + c2 m T^2 bytes for m sequences of T tokens per GPU, fitted to XLA's "
+             "memory analysis "
              f"of the train step (bf16 compute, fp32 AdamW) on a 1x{FIT_FSDP} fsdp mesh of CPU devices, "
              f"jax {jax.__version__}")
     data = {}
@@ -141,8 +150,8 @@ def _print_plan(args) -> None:
     data, fsdp = mesh_shape(args.mesh, args.instance_count, instance.gpus)
     devices = data * fsdp
     if args.batch_size % (args.grad_accum_steps * devices):
-        raise SystemExit(f"--batch-size {args.batch_size} / --grad-accum-steps {args.grad_accum_steps} must be "
-                         f"a multiple of the {devices} GPUs")
+        raise SystemExit(f"--batch-size {args.batch_size} / --grad-accum-steps {args.grad_accum_steps} must "
+                         f"be a multiple of the {devices} GPUs")
     rows = args.batch_size // args.grad_accum_steps // devices
     _start_jax(devices)
     usable = usable_bytes(instance)
@@ -176,7 +185,8 @@ def _print_plan(args) -> None:
               f"{need.describe()}: {fits}")
 
 
-DOC_TRAINING_TYPES = ("ml.p4de.24xlarge", "ml.p5.48xlarge", "ml.p5e.48xlarge", "ml.g5.48xlarge", "ml.g6e.48xlarge")
+DOC_TRAINING_TYPES = ("ml.p4de.24xlarge", "ml.p5.48xlarge", "ml.p5e.48xlarge", "ml.g5.48xlarge",
+                      "ml.g6e.48xlarge")
 DOC_SERVING_TYPES = ("ml.g5.xlarge", "ml.g5.12xlarge", "ml.g5.48xlarge", "ml.g6e.2xlarge", "ml.g6e.12xlarge",
                      "ml.p4de.24xlarge", "ml.p5.48xlarge", "ml.p5e.48xlarge")
 
@@ -186,12 +196,14 @@ def markdown_tables(presets=("1.3b", "7b", "7b-gqa", "13b"), hosts: int = 4, seq
     """docs/scale.md's plan tables, from the checked-in table alone (no JAX)."""
     from jax_llm.contract.hyperparameters import default_mesh_shape
     from jax_llm.contract.instances import INSTANCE_TYPES
-    from jax_llm.contract.memory_plan import gib, largest_rows_per_device, serving_need, training_need, usable_bytes
+    from jax_llm.contract.memory_plan import (gib, largest_rows_per_device, serving_need, training_need,
+                                              usable_bytes)
 
-    lines = [f"Training, {hosts} hosts, mesh auto, fsdp=true, remat=true, {seq_len}-token sequences: per GPU, "
-             "parameters + AdamW + gradients (fp32), and the most sequences per GPU per micro-batch that fit "
+    lines = [f"Training, {hosts} hosts, mesh auto, fsdp=true, remat=true, {seq_len}-token sequences: per "
+             "GPU, parameters + AdamW + gradients (fp32), and the most sequences per GPU per micro-batch that fit "
              "(activations from XLA's CPU analysis).", "",
-             "| preset | " + " | ".join(DOC_TRAINING_TYPES) + " |", "|---|" + "---|" * len(DOC_TRAINING_TYPES)]
+             "| preset | " + " | ".join(DOC_TRAINING_TYPES) + " |",
+             "|---|" + "---|" * len(DOC_TRAINING_TYPES)]
     for preset in presets:
         cells = []
         for name in DOC_TRAINING_TYPES:
@@ -202,8 +214,8 @@ def markdown_tables(presets=("1.3b", "7b", "7b-gqa", "13b"), hosts: int = 4, seq
             cells.append(f"{gib(state.parameters + state.optimizer + state.gradients)}; "
                          + (f"{most} seq/GPU" if most else "**does not fit**"))
         lines.append(f"| {preset} | " + " | ".join(cells) + " |")
-    lines += ["", f"Serving, {slots} decode slots x {seq_len} tokens: per GPU, weights (fp32 as the server loads "
-              "them today) + KV cache (bf16) + prefill logits, on one GPU / split over the instance's GPUs "
+    lines += ["", f"Serving, {slots} decode slots x {seq_len} tokens: per GPU, weights (fp32 as the server "
+              "loads them today) + KV cache (bf16) + prefill logits, on one GPU / split over the instance's GPUs "
               "(tensor parallelism, issue 21 item 6), against what a GPU may use.", "",
               "| preset | " + " | ".join(DOC_SERVING_TYPES) + " |", "|---|" + "---|" * len(DOC_SERVING_TYPES)]
     for preset in presets:
@@ -211,7 +223,8 @@ def markdown_tables(presets=("1.3b", "7b", "7b-gqa", "13b"), hosts: int = 4, seq
         for name in DOC_SERVING_TYPES:
             instance = INSTANCE_TYPES[name]
             usable = usable_bytes(instance)
-            one, split = serving_need(preset, seq_len, slots, 1), serving_need(preset, seq_len, slots, instance.gpus)
+            one = serving_need(preset, seq_len, slots, 1)
+            split = serving_need(preset, seq_len, slots, instance.gpus)
 
             def mark(need) -> str:
                 return gib(need.total) + ("" if need.total <= usable else " (no)")

@@ -50,7 +50,8 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def _fsdp_spec(shape: tuple[int, ...], n_devices: int, skip_leading: bool = False, axis: str = FSDP_AXIS) -> P:
+def _fsdp_spec(shape: tuple[int, ...], n_devices: int, skip_leading: bool = False,
+               axis: str = FSDP_AXIS) -> P:
     """Shards the largest dimension that `n_devices` divides; small or indivisible arrays stay whole.
 
     skip_leading: never dim 0 (a scanned model's layer axis).
@@ -85,7 +86,8 @@ def describe_shardings(abstract_params, fsdp_size: int) -> list[tuple[str, tuple
     for path, x in jax.tree_util.tree_leaves_with_path(abstract_params):
         names = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path]
         names = [n for n in names if n not in ("value", "raw_value")]
-        rows.append((".".join(names), tuple(x.shape), _fsdp_spec(tuple(x.shape), fsdp_size, _is_stacked(path))))
+        spec = _fsdp_spec(tuple(x.shape), fsdp_size, _is_stacked(path))
+        rows.append((".".join(names), tuple(x.shape), spec))
     return rows
 
 
