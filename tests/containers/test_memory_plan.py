@@ -69,3 +69,12 @@ def test_plan_command_prints_xla_breakdown_and_largest_micro_batch():
                  "peak", "largest micro-batch that fits", "serving on ml.g5.12xlarge, 4 slots x 128 tokens"):
         assert part in text, part
     assert "fits in" in text
+
+
+def test_docs_plan_tables_are_the_tables_the_plan_prints():
+    from pathlib import Path
+
+    from jax_llm.training.memory_plan import markdown_tables
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "scale.md").read_text()
+    assert markdown_tables() in docs, "docs/scale.md is stale: paste `python -m jax_llm plan --markdown`"
