@@ -17,6 +17,7 @@ from typing import Any
 
 from stacks.settings.context import Context, SettingsError
 from stacks.settings.endpoint import EndpointSettings
+from stacks.settings.fit import check_serving_fits, check_training_fits
 from stacks.settings.pipeline import PipelineSettings
 from stacks.settings.resources import ImageSettings, ProjectSettings, RegistrySettings, StorageSettings
 from stacks.settings.script import REPO, ScriptSettings
@@ -72,4 +73,7 @@ class Settings:
                     "modelDataCompression", settings.pipeline.model_data_compression,
                     "gzip while runs are tracked in MLflow (trackingServer is "
                     f"{settings.tracking.mode!r}; none allows modelDataCompression=none)")
+        if not settings.script.enabled:  # the team's own train.py: its model's size is unknown here
+            check_training_fits(settings.pipeline)
+            check_serving_fits(settings.pipeline, settings.endpoint)
         return settings

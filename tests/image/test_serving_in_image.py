@@ -17,7 +17,7 @@ from local_mode.endpoint import LocalEndpoint
 from local_mode.packaging import unpack_model
 from local_mode.runner import run_processing
 from local_mode.transform import run_transform
-from tests.conftest import write_stdlib_corpus
+from tests.support import write_stdlib_corpus
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""`python -m jax_llm {train,serve,prepare,track,compile-cache}`: the image's ENTRYPOINT dispatches here."""
+"""`python -m jax_llm {train,serve,prepare,track,plan,compile-cache}`: the image's ENTRYPOINT dispatches here."""
 
 import importlib
 import sys
@@ -6,7 +6,7 @@ import sys
 # Each command's module exposes main() -> exit code. Imported lazily: `serve` need not load the trainer.
 COMMANDS = {"train": "jax_llm.training.train", "serve": "jax_llm.serving.server",
             "prepare": "jax_llm.data.prepare", "track": "jax_llm.training.track_job",
-            "compile-cache": "jax_llm.serving.compile_cache"}
+            "plan": "jax_llm.training.memory_plan", "compile-cache": "jax_llm.serving.compile_cache"}
 
 
 def main(argv: list[str]) -> int:

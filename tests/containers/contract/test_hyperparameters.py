@@ -45,7 +45,7 @@ def test_integral_float_is_accepted_for_an_integer():
     ({"batch_size": "0"}, "batch_size", "expected at least 1, got 0"),
     ({"learning_rate": "2"}, "learning_rate", "expected at most 1.0"),
     ({"seq_len": "4"}, "seq_len", "expected at least 8"),
-    ({"preset": "huge"}, "preset", "expected one of ['tiny', '125m', '350m', '1.3b'], got 'huge'"),
+    ({"preset": "huge"}, "preset", "expected one of ['tiny', '125m', '350m', '1.3b', 'tiny-llama', '3b', '7b', '7b-gqa', '13b'], got 'huge'"),
     ({"compute_dtype": "fp16"}, "compute_dtype", "expected one of ['auto', 'float32', 'bfloat16']"),
     ({"batch_size": "8", "grad_accum_steps": "3"}, "grad_accum_steps",
      "must be a multiple of grad_accum_steps=3"),

@@ -36,7 +36,10 @@ def _first_line(root) -> str:
     ({"max_steps": '"ten"'},
      "HyperparameterError: hyperparameter 'max_steps': expected an integer, got '\"ten\"'"),
     ({"batch_size": "0"}, "HyperparameterError: hyperparameter 'batch_size': expected at least 1, got 0"),
-    ({"preset": '"7b"'}, "HyperparameterError: hyperparameter 'preset': expected one of"),
+    ({"preset": '"70b"'}, "HyperparameterError: hyperparameter 'preset': expected one of"),
+    ({"mesh": '"4*8"'}, "HyperparameterError: hyperparameter 'mesh': expected 'auto' or DATAxFSDP"),
+    # Well-formed but not this cluster's shape: found when the job starts, before any data is read.
+    ({"mesh": '"2x4"'}, "HyperparameterError: hyperparameter 'mesh': 2x4 is 8 devices, but the cluster has 1"),
 ])
 def test_bad_hyperparameter_fails_before_any_work(tmp_path, run_main, override, expected):
     root = write_training_tree(tmp_path / "opt-ml", {**TINY_HYPERPARAMETERS, **override}, corpus=False)

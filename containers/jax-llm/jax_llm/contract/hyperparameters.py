@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,12 @@ from typing import Any
 IGNORED_PREFIX = "sagemaker_"
 IGNORED_KEYS = frozenset({"_tuning_objective_metric"})
 
-PRESETS = ("tiny", "125m", "350m", "1.3b")  # mirrors jax_llm.model.config.PRESETS (which imports jax)
+# Mirrors jax_llm.model.config.PRESETS (which imports jax).
+PRESETS = ("tiny", "125m", "350m", "1.3b", "tiny-llama", "3b", "7b", "7b-gqa", "13b")
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
 # 256 byte symbols plus the EOS token: the smallest vocabulary a byte-level BPE can have.
 MIN_VOCAB_SIZE = 257
+MESH_SHAPE = re.compile(r"^(\d+)x(\d+)$")  # the `mesh` hyperparameter besides "auto": DATAxFSDP, e.g. 4x8
 
 
 class HyperparameterError(ValueError):
@@ -43,7 +46,8 @@ def _field(default: Any, meaning: str, *, minimum: float | None = None, maximum:
 class TrainConfig:
     """Everything a training run can be told. Defaults suit the 125m preset on one GPU host."""
 
-    preset: str = _field("125m", "model size: tiny (tests), 125m, 350m or 1.3b", choices=PRESETS)
+    preset: str = _field("125m", "model size: GPT-style tiny (tests), 125m, 350m, 1.3b; Llama-2-style "
+                         "tiny-llama (tests), 3b, 7b, 7b-gqa (8 kv heads), 13b", choices=PRESETS)
     max_steps: int = _field(5000, "optimizer steps to train for", minimum=1)
     batch_size: int = _field(64, "global sequences per optimizer step, over all hosts and devices", minimum=1)
     seq_len: int = _field(1024, "tokens per training sequence (the model's context length)",
@@ -71,10 +75,17 @@ class TrainConfig:
                              minimum=MIN_VOCAB_SIZE, maximum=262144)
     fsdp: bool = _field(False, "shard parameters and optimizer state across all devices (FSDP)")
     remat: bool = _field(False, "recompute activations in the backward pass to save memory")
+    mesh: str = _field("auto", "device mesh DATAxFSDP (e.g. 4x8; product = all devices): parameters are "
+                       "sharded over FSDP (with fsdp=true), copied over DATA; auto: FSDP over each host's "
+                       "GPUs, DATA over hosts (flat FSDP when hosts have one GPU)")
     compute_dtype: str = _field("auto", "activation/matmul dtype; auto: bfloat16 on GPU, float32 on CPU",
                                 choices=COMPUTE_DTYPES)
 
     def __post_init__(self) -> None:
+        match = MESH_SHAPE.match(self.mesh)
+        if self.mesh != "auto" and not (match and int(match[1]) >= 1 and int(match[2]) >= 1):
+            raise HyperparameterError("mesh", f"expected 'auto' or DATAxFSDP with positive integers "
+                                              f"(e.g. 4x8), got {self.mesh!r}")
         if self.batch_size % self.grad_accum_steps:
             raise HyperparameterError(
                 "grad_accum_steps",
@@ -173,6 +184,30 @@ def read_hyperparameters(path: Path) -> TrainConfig:
     if not path.exists():
         return TrainConfig()
     return parse_hyperparameters(read_raw(path))
+
+
+def default_mesh_shape(process_count: int, local_devices: int) -> tuple[int, int]:
+    """(data, fsdp) for mesh="auto": fsdp over one host's devices, data over hosts; one-device hosts: flat."""
+    if local_devices == 1:
+        return 1, process_count
+    return process_count, local_devices
+
+
+def mesh_shape(text: str, process_count: int, local_devices: int) -> tuple[int, int]:
+    """The `mesh` hyperparameter ("auto" or "DATAxFSDP") as (data, fsdp) for a cluster of `process_count`
+    hosts with `local_devices` each; ValueError when it does not multiply to the cluster's devices."""
+    if text == "auto":
+        return default_mesh_shape(process_count, local_devices)
+    match = MESH_SHAPE.match(text)
+    if not match:
+        raise ValueError(f"expected 'auto' or DATAxFSDP (e.g. 4x8), got {text!r}")
+    data, fsdp = int(match[1]), int(match[2])
+    n_devices = process_count * local_devices
+    if data * fsdp != n_devices:
+        auto = "x".join(map(str, default_mesh_shape(process_count, local_devices)))
+        raise ValueError(f"{text} is {data * fsdp} devices, but the cluster has {n_devices} ({process_count} "
+                         f"host(s) x {local_devices}); auto would be {auto}")
+    return data, fsdp
 
 
 def describe() -> list[tuple[str, str, str, str]]:

@@ -1,4 +1,9 @@
-"""A GPT-style decoder in Flax NNX: pre-norm blocks, rotary positions, tied embeddings, optional KV cache.
+"""A GPT/Llama-style decoder in Flax NNX: pre-norm blocks, rotary positions, optional KV cache.
+
+The config picks the family's parts (`model/config.py`): grouped-query or plain multi-head attention,
+GELU or SwiGLU MLP, tied or untied output embedding, and whether the blocks are unrolled (`blocks.0`,
+`blocks.1`, ...: today's exported GPT models) or one block whose weights are stacked [n_layers, ...]
+(`layers`) and run by `jax.lax.scan`, so a 32- or 40-layer model compiles one block, not 40.
 
 One forward pass serves both uses. Training calls `model(tokens)` and gets causal self-attention
 (cuDNN flash attention on GPU). Serving passes a `KVCache` and per-row `positions`: each row writes
@@ -19,7 +24,7 @@ from jax_llm.model.config import ModelConfig
 
 
 class LayerCache(NamedTuple):
-    """Keys and values of one layer: [batch, n_heads, max_len, head_dim] each.
+    """Keys and values of one layer: [batch, kv_heads, max_len, head_dim] each (kv_heads < n_heads with GQA).
 
     Heads before positions: a decode step's attention is then one batched matmul per head over
     contiguous keys; [batch, max_len, n_heads, head_dim] made XLA on CPU transpose the cache every step.
@@ -34,7 +39,7 @@ KVCache = tuple[LayerCache, ...]  # one entry per layer
 
 def init_cache(config: ModelConfig, batch: int, max_len: int | None = None) -> KVCache:
     """An all-zero cache for `batch` rows of up to `max_len` (default: the model's context) tokens."""
-    shape = (batch, config.n_heads, max_len or config.max_seq_len, config.head_dim)
+    shape = (batch, config.kv_heads, max_len or config.max_seq_len, config.head_dim)
     dtype = jnp.dtype(config.compute_dtype)
     return tuple(LayerCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(config.n_layers))
 
@@ -72,12 +77,16 @@ def _rms_norm(config: ModelConfig, rngs: nnx.Rngs) -> nnx.RMSNorm:
 
 
 class Attention(nnx.Module):
-    """Multi-head causal self-attention with rotary positions."""
+    """Causal self-attention with rotary positions: multi-head, or grouped-query when kv_heads < n_heads.
+
+    One fused projection [D, (N + 2K) H] gives q (N heads), k and v (K heads each); with K == N it is
+    the [D, 3D] `qkv` of the GPT presets, laid out as before. Query head n reads key/value head n // (N/K).
+    """
 
     def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
         self.config = config
         d = config.d_model
-        self.qkv = _linear(d, 3 * d, config, 0.02, rngs)
+        self.qkv = _linear(d, (config.n_heads + 2 * config.kv_heads) * config.head_dim, config, 0.02, rngs)
         # GPT-2's scaled init: residual branches sum over 2 * n_layers contributions.
         self.out = _linear(d, d, config, 0.02 / math.sqrt(2 * config.n_layers), rngs)
 
@@ -87,8 +96,10 @@ class Attention(nnx.Module):
         """kv_len (static): attend over only the cache's first kv_len positions (default: all of them)."""
         cfg = self.config
         batch, seq, _ = x.shape
-        qkv = self.qkv(x).reshape(batch, seq, 3, cfg.n_heads, cfg.head_dim)
-        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, T, N, H]
+        n, kv, h = cfg.n_heads, cfg.kv_heads, cfg.head_dim
+        q, k, v = jnp.split(self.qkv(x), [n * h, (n + kv) * h], axis=-1)
+        q = q.reshape(batch, seq, n, h)  # [B, T, N, H]
+        k, v = k.reshape(batch, seq, kv, h), v.reshape(batch, seq, kv, h)  # [B, T, K, H]
         q = apply_rotary(q, positions, cfg.rope_theta)
         k = apply_rotary(k, positions, cfg.rope_theta)
 
@@ -107,13 +118,15 @@ class Attention(nnx.Module):
             k_all = cache.k.at[rows, :, positions].set(k.astype(cache.k.dtype), mode="drop")
             v_all = cache.v.at[rows, :, positions].set(v.astype(cache.v.dtype), mode="drop")
             kv_len = k_all.shape[2] if kv_len is None else kv_len
-            k_used, v_used = k_all[:batch, :, :kv_len], v_all[:batch, :, :kv_len]  # [B, N, K, H]
-            scores = jnp.einsum("btnh,bnkh->bntk", q, k_used, preferred_element_type=jnp.float32)
+            k_used, v_used = k_all[:batch, :, :kv_len], v_all[:batch, :, :kv_len]  # [B, K, S, H]
+            # Query heads grouped by the key/value head they read: [B, T, K, G, H], G = N / K.
+            grouped = q.reshape(batch, seq, kv, n // kv, h)
+            scores = jnp.einsum("btkgh,bksh->bkgts", grouped, k_used, preferred_element_type=jnp.float32)
             scores = scores / math.sqrt(cfg.head_dim)
-            mask = jnp.arange(kv_len)[None, None, :] <= positions[:, :, None]  # [B, T, K]
-            scores = jnp.where(mask[:, None], scores, jnp.finfo(jnp.float32).min)  # [B, N, T, K]
+            mask = jnp.arange(kv_len)[None, None, :] <= positions[:, :, None]  # [B, T, S]
+            scores = jnp.where(mask[:, None, None], scores, jnp.finfo(jnp.float32).min)  # [B, K, G, T, S]
             probs = jax.nn.softmax(scores, axis=-1).astype(v_used.dtype)
-            y = jnp.einsum("bntk,bnkh->btnh", probs, v_used)  # [B, T, N, H]
+            y = jnp.einsum("bkgts,bksh->btkgh", probs, v_used).reshape(batch, seq, n, h)  # [B, T, N, H]
             cache = LayerCache(k_all, v_all)
         return self.out(y.reshape(batch, seq, cfg.d_model)), cache
 
@@ -123,10 +136,15 @@ class Block(nnx.Module):
 
     def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
         d, f = config.d_model, config.d_ff
+        self.swiglu = config.mlp == "swiglu"
         self.attn_norm = _rms_norm(config, rngs)
         self.attn = Attention(config, rngs=rngs)
         self.mlp_norm = _rms_norm(config, rngs)
-        self.mlp_in = _linear(d, f, config, 0.02, rngs)
+        if self.swiglu:
+            self.mlp_gate = _linear(d, f, config, 0.02, rngs)
+            self.mlp_up = _linear(d, f, config, 0.02, rngs)
+        else:
+            self.mlp_in = _linear(d, f, config, 0.02, rngs)
         self.mlp_out = _linear(f, d, config, 0.02 / math.sqrt(2 * config.n_layers), rngs)
 
     def __call__(
@@ -134,8 +152,12 @@ class Block(nnx.Module):
     ) -> tuple[jax.Array, LayerCache | None]:
         h, cache = self.attn(self.attn_norm(x), positions, cache, kv_len)
         x = x + h
-        x = x + self.mlp_out(jax.nn.gelu(self.mlp_in(self.mlp_norm(x))))
-        return x, cache
+        y = self.mlp_norm(x)
+        if self.swiglu:
+            hidden = jax.nn.silu(self.mlp_gate(y)) * self.mlp_up(y)  # [B, T, F]
+        else:
+            hidden = jax.nn.gelu(self.mlp_in(y))
+        return x + self.mlp_out(hidden), cache
 
 
 def _block_forward(block: Block, x: jax.Array, positions: jax.Array) -> jax.Array:
@@ -144,6 +166,34 @@ def _block_forward(block: Block, x: jax.Array, positions: jax.Array) -> jax.Arra
 
 # Training-only: recompute the block's activations during the backward pass instead of storing them.
 _remat_block_forward = nnx.remat(_block_forward)
+
+
+def _stacked_blocks(config: ModelConfig, rngs: nnx.Rngs) -> Block:
+    """One Block whose every weight has a leading [n_layers] axis: layer i's initialised from its own key."""
+    graphdef = nnx.split(nnx.eval_shape(lambda: Block(config, rngs=nnx.Rngs(0))))[0]  # structure only
+    keys = jax.random.split(rngs.params(), config.n_layers)
+    state = jax.vmap(lambda key: nnx.split(Block(config, rngs=nnx.Rngs(params=key)))[1])(keys)
+    return nnx.merge(graphdef, state)
+
+
+def _scan_blocks(layers: Block, x: jax.Array, positions: jax.Array, remat: bool) -> jax.Array:
+    """The training/prefill forward through stacked layers: one compiled block, looped n_layers times."""
+    graphdef, stacked = nnx.split(layers)
+
+    def body(h, layer_state):  # h: [B, T, D]; layer_state: one layer's slice of the stacked weights
+        return _block_forward(nnx.merge(graphdef, layer_state), h, positions), None
+
+    if remat:
+        # Save nothing but each layer's input (the scan carry); the backward pass recomputes the rest.
+        # prevent_cse=False is safe inside scan and lets XLA optimise the recomputation.
+        body = jax.checkpoint(body, prevent_cse=False, policy=jax.checkpoint_policies.nothing_saveable)
+    return jax.lax.scan(body, x, stacked)[0]
+
+
+def _layer(layers: Block, i: int) -> Block:
+    """Layer i of the stacked weights, as a Block (a static slice: no copy once XLA fuses it)."""
+    graphdef, stacked = nnx.split(layers)
+    return nnx.merge(graphdef, jax.tree.map(lambda w: w[i], stacked))
 
 
 class GPT(nnx.Module):
@@ -159,8 +209,13 @@ class GPT(nnx.Module):
             embedding_init=nnx.initializers.normal(0.02),
             rngs=rngs,
         )
-        self.blocks = nnx.List([Block(config, rngs=rngs) for _ in range(config.n_layers)])
+        if config.scan_layers:
+            self.layers = _stacked_blocks(config, rngs)
+        else:
+            self.blocks = nnx.List([Block(config, rngs=rngs) for _ in range(config.n_layers)])
         self.final_norm = _rms_norm(config, rngs)
+        if not config.tie_embeddings:
+            self.lm_head = _linear(config.d_model, config.vocab_size, config, 0.02, rngs)
 
     def __call__(
         self,
@@ -179,14 +234,23 @@ class GPT(nnx.Module):
             positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
         x = self.embed(tokens)  # [B, T, D]
         new_cache = []
-        for i, block in enumerate(self.blocks):
-            if cache is not None:
-                x, layer_cache = block(x, positions, cache[i], kv_len)
-                new_cache.append(layer_cache)
-            elif self.config.remat:
-                x = _remat_block_forward(block, x, positions)
-            else:
-                x = _block_forward(block, x, positions)
+        if self.config.scan_layers and cache is None:
+            x = _scan_blocks(self.layers, x, positions, self.config.remat)
+        else:
+            # With a cache the layers stay a Python loop, scanned model or not: the cache is a tuple of
+            # per-layer arrays that serving updates in place (donated), which a scan over a stacked
+            # [n_layers, ...] cache would rewrite as a whole every step.
+            blocks = self.blocks if not self.config.scan_layers else [
+                _layer(self.layers, i) for i in range(self.config.n_layers)]
+            for i, block in enumerate(blocks):
+                if cache is not None:
+                    x, layer_cache = block(x, positions, cache[i], kv_len)
+                    new_cache.append(layer_cache)
+                elif self.config.remat:
+                    x = _remat_block_forward(block, x, positions)
+                else:
+                    x = _block_forward(block, x, positions)
         x = self.final_norm(x)
-        logits = self.embed.attend(x).astype(jnp.float32)  # tied output projection
+        # Output projection: the input embedding's transpose (tied) or a matrix of its own [D, V].
+        logits = (self.embed.attend(x) if self.config.tie_embeddings else self.lm_head(x)).astype(jnp.float32)
         return logits, (tuple(new_cache) if cache is not None else None)

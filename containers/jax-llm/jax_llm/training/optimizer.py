@@ -20,9 +20,17 @@ def learning_rate_schedule(config: TrainConfig) -> optax.Schedule:
     )
 
 
+def _key_name(key) -> str:
+    return str(getattr(key, "key", getattr(key, "name", getattr(key, "idx", key))))
+
+
 def _decay_mask(params):
-    # Norm scales (1-D) are not decayed: shrinking them towards 0 only fights the normalisation.
-    return jax.tree.map(lambda p: p.ndim >= 2, params)
+    # Norm scales are not decayed: shrinking them towards 0 only fights the normalisation. They are
+    # told by name, not by rank: a scanned model stacks them into [n_layers, d] matrices.
+    def decays(path, p) -> bool:
+        return p.ndim >= 2 and "scale" not in {_key_name(k) for k in path}
+
+    return jax.tree_util.tree_map_with_path(decays, params)
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:

@@ -43,6 +43,10 @@ class Trainer:
         self.process_index, self.process_count = jax.process_index(), jax.process_count()
         self.n_devices = jax.device_count()
         _check_batch_layout(config, self.n_devices, self.process_count)
+        try:
+            mesh_shape = sharding.mesh_shape(config.mesh, self.process_count, jax.local_device_count())
+        except ValueError as error:
+            raise HyperparameterError("mesh", str(error)) from None
 
         self.data = load_training_data(paths, vocab_size=config.vocab_size, seq_len=config.seq_len,
                                        seed=config.seed, work_dir=work_dir)
@@ -53,7 +57,7 @@ class Trainer:
             config.preset, vocab_size=-(-self.data.vocab_size // 128) * 128,  # round up: tensor-core friendly
             max_seq_len=config.seq_len, compute_dtype=compute_dtype, remat=config.remat)
 
-        self.mesh = sharding.make_mesh()
+        self.mesh = sharding.make_mesh(mesh_shape)
         self.batch_sharding = sharding.batch_sharding(self.mesh)
         self.schedule = learning_rate_schedule(config)
         self.train_state = create_train_state(self.model_config, make_optimizer(config), config.seed,
@@ -71,8 +75,8 @@ class Trainer:
         peak_text = "n/a" if self.peak is None else f"{self.peak / 1e12:.3f} TFLOP/s"
         self._log(f"model {config.preset}: {self.model_config.num_params() / 1e6:.1f}M parameters, "
                   f"vocab {self.model_config.vocab_size}, {compute_dtype}; {self.process_count} process(es), "
-                  f"{self.n_devices} device(s) ({jax.devices()[0].device_kind}); peak {peak_text} per device "
-                  f"({peak_source})")
+                  f"{self.n_devices} device(s) ({jax.devices()[0].device_kind}) as a data x fsdp mesh of "
+                  f"{dict(self.mesh.shape)}; peak {peak_text} per device ({peak_source})")
         started = time.perf_counter()
         example = self._batch(self.start_step)
         step_fn = make_train_step(self.train_state, config.grad_accum_steps, self.batch_sharding)
