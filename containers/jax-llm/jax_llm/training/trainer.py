@@ -136,7 +136,7 @@ class Trainer:
             self._log(f"SIGTERM: saving checkpoint {step} and stopping")
             self._checkpoint(step)
             self.checkpointer.wait()
-            raise Interrupted(step, self.checkpointer.directory, writer=self.process_index == 0)
+            raise Interrupted(step, self.checkpointer.directory)
         self.train_state.state, loss = self.train_step(self.train_state.state, self._batch(step))
         return loss
 
