@@ -7,8 +7,8 @@
 
 Every distinct block of every array (a block: the slice one device holds) is written exactly once over
 the whole job, by one of the devices that hold it; copies of the same block (replication over the mesh)
-are spread over the hosts by a rule every host computes alone, so each host writes about 1/hosts of the
-state and nothing is gathered. The file names differ per host, so all hosts' directories can be synced
+are dealt to the hosts by a rule every host computes alone (`writers`), so each host writes about
+1/hosts of the state and nothing is gathered or sent between hosts. The file names differ per host, so all hosts' directories can be synced
 into one S3 prefix without overwriting each other. A step is complete when the parts of every host are
 present, each data file has the size its commit file states, and the blocks cover every array.
 
@@ -22,7 +22,6 @@ import dataclasses
 import json
 import math
 import os
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -43,24 +42,36 @@ def _bounds(index: tuple[slice, ...], shape: tuple[int, ...]) -> Bounds:
     return tuple(tuple(s.indices(n)[:2]) for s, n in zip(index, shape))
 
 
-def owned_blocks(name: str, array: jax.Array) -> list[tuple[Bounds, Any]]:
-    """The (bounds, shard) pairs of `array` that this process writes: each distinct block once per job.
+def writers(flat: dict[str, jax.Array]) -> dict[tuple[str, Bounds], Any]:
+    """The device that writes each distinct block of every array: the same answer on every host.
 
-    A block held by several devices (replicated over a mesh axis) is written by one of them, chosen by
-    the block's rank among the array's blocks plus a hash of the array's name, so that replicated arrays
-    spread over the hosts instead of all landing on the first.
+    A block held by several devices (replicated over a mesh axis, or a whole array without FSDP) is
+    written by one of them: blocks are dealt largest first, each to the holder whose host has been dealt
+    the fewest bytes so far, so that every host writes about 1/hosts of the state whatever the sharding.
     """
-    shape = tuple(array.shape)
-    holders: dict[Bounds, list] = {}
-    for device, index in array.sharding.devices_indices_map(shape).items():
-        holders.setdefault(_bounds(index, shape), []).append(device)
-    offset = zlib.crc32(name.encode())
-    writer = {}
-    for rank, bounds in enumerate(sorted(holders)):
-        devices = sorted(holders[bounds], key=lambda d: d.id)
-        writer[bounds] = devices[(offset + rank) % len(devices)]
-    return [(b, shard) for shard in array.addressable_shards
-            if writer[b := _bounds(shard.index, shape)] == shard.device]
+    blocks = []  # (bytes, name, bounds, holders)
+    for name, array in flat.items():
+        shape = tuple(array.shape)
+        holders: dict[Bounds, list] = {}
+        for device, index in array.sharding.devices_indices_map(shape).items():
+            holders.setdefault(_bounds(index, shape), []).append(device)
+        for bounds, devices in holders.items():
+            size = math.prod(b - a for a, b in bounds) * array.dtype.itemsize
+            blocks.append((size, name, bounds, sorted(devices, key=lambda d: d.id)))
+    dealt: dict[int, int] = {}  # process index -> bytes
+    chosen = {}
+    for size, name, bounds, devices in sorted(blocks, key=lambda b: (-b[0], b[1], b[2])):
+        device = min(devices, key=lambda d: (dealt.get(d.process_index, 0), d.id))
+        dealt[device.process_index] = dealt.get(device.process_index, 0) + size
+        chosen[name, bounds] = device
+    return chosen
+
+
+def owned_blocks(flat: dict[str, jax.Array]) -> list[tuple[str, Bounds, Any]]:
+    """(name, bounds, shard) of every block that this process writes."""
+    chosen = writers(flat)
+    return [(name, b, shard) for name, array in flat.items() for shard in array.addressable_shards
+            if chosen[name, (b := _bounds(shard.index, tuple(array.shape)))] == shard.device]
 
 
 @dataclasses.dataclass
@@ -76,8 +87,8 @@ class HostBlock:
 def copy_to_host(flat: dict[str, jax.Array]) -> list[HostBlock]:
     """This process's blocks of every array, copied to host memory (a copy: the device buffers are donated
     to the next train step while the blocks are written)."""
-    return [HostBlock(name, tuple(array.shape), bounds, np.array(shard.data, copy=True))
-            for name, array in flat.items() for bounds, shard in owned_blocks(name, array)]
+    return [HostBlock(name, tuple(flat[name].shape), bounds, np.array(shard.data, copy=True))
+            for name, bounds, shard in owned_blocks(flat)]
 
 
 def write_part(step_dir: Path, step: int, process_index: int, process_count: int, blocks: list[HostBlock],
