@@ -16,12 +16,13 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from jax_llm.contract import distributed
 from jax_llm.training import sharding, tracking
 from jax_llm.training.checkpointing import Checkpointer
 from jax_llm.data.channels import load_training_data
-from jax_llm.model.export import METRICS_FILE, save_model
+from jax_llm.model.export import METRICS_FILE, ParamsWriter, param_arrays, write_metrics, write_model_files
 from jax_llm.contract.hyperparameters import HyperparameterError, TrainConfig
 from jax_llm.training.interruption import Interrupted, StopFlag
 from jax_llm.training.loss_curves import JSON_FILE, PNG_FILE, write_loss_curves
@@ -187,15 +188,28 @@ class Trainer:
                 "train_seconds": time.perf_counter() - run_started}
 
     def export(self, metrics: dict) -> None:
-        """Every process gathers the parameters (FSDP shards); process 0 writes model/ and the curves."""
-        full = jax.jit(lambda s: s, out_shardings=sharding.replicated(self.mesh))(self.train_state.state)
+        """Writes model/ one parameter at a time: each is gathered to host memory (the only whole array at any
+        moment), cast to the compute dtype and appended by process 0; then process 0 writes the curves."""
+        params_dtype = "bfloat16" if self.model_config.compute_dtype == "bfloat16" else "float32"
+        writer = None
+        if self.process_index == 0:
+            write_model_files(self.paths.model, self.model_config, self.data.tokenizer_file, params_dtype,
+                              extra={"hyperparameters": dataclasses.asdict(self.config)})
+            writer = ParamsWriter(self.paths.model, params_dtype)
+        try:
+            for key, value in param_arrays(self.train_state.model()):
+                whole = multihost_utils.process_allgather(value, tiled=True)  # every process takes part
+                if writer is not None:
+                    writer.add(key, whole)
+                del whole
+        finally:
+            if writer is not None:
+                writer.close()
         if self.process_index != 0:
             return
-        model = dataclasses.replace(self.train_state, state=full).model()
-        save_model(self.paths.model, model, self.data.tokenizer_file, metrics,
-                   extra={"hyperparameters": dataclasses.asdict(self.config)})
+        write_metrics(self.paths.model, metrics)
         write_loss_curves(self.paths.output_data, self.history)
-        self._log(f"exported model to {self.paths.model}: {json.dumps(metrics)}")
+        self._log(f"exported model to {self.paths.model} ({params_dtype}): {json.dumps(metrics)}")
         self.tracker.save(self.paths.output_data / tracking.RECORD_FILE)
         self.tracker.log_artifacts([self.paths.output_data / PNG_FILE, self.paths.output_data / JSON_FILE,
                                     self.paths.model / METRICS_FILE])
