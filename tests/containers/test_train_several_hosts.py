@@ -176,3 +176,23 @@ def test_the_exported_model_is_the_last_checkpoints_parameters_streamed_from_eve
             name = f"0.{key}.value"  # the model's half of the (model, optimizer) state
             whole = stored.read(name, tuple(slice(None) for _ in stored.arrays[name][0]))
             assert np.array_equal(exported[key], whole), key
+
+
+def test_a_checkpoint_of_the_previous_format_on_several_hosts_fails_naming_the_format_and_the_way_out(tmp_path):
+    """What jax-llm wrote before per-host parts (one Orbax checkpoint by the first host) restores only on one."""
+    import numpy as np
+    import orbax.checkpoint as ocp
+
+    steps = tmp_path / "s3-prefix" / "steps"
+    manager = ocp.CheckpointManager(steps.absolute(), options=ocp.CheckpointManagerOptions(create=True))
+    manager.save(20, args=ocp.args.Composite(state=ocp.args.StandardSave({"w": np.zeros(4, np.float32)}),
+                                             meta=ocp.args.JsonSave({"step": 20})))
+    manager.wait_until_finished()
+    manager.close()
+    roots, processes = _start(tmp_path / "restart", 2, checkpoints=tmp_path / "s3-prefix")
+    _wait(tmp_path / "restart", processes, expected=1)
+    for root in roots:
+        failure = (root / "output" / "failure").read_text()
+        assert "checkpoint 20 in " in failure and "is in the previous format (one Orbax checkpoint" in failure
+        assert "resume it once on one instance (instance_count 1)" in failure
+        assert (root / "checkpoints" / "steps" / "20" / "state").is_dir()  # left as it was
