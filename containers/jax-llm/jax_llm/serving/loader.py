@@ -12,6 +12,7 @@ import jax
 
 from jax_llm.model.export import TOKENIZER_FILE, load_model, read_model_config
 from jax_llm.serving.engine import Engine
+from jax_llm.serving import tensor_parallel
 from jax_llm.serving.runner import ModelRunner
 from jax_llm.serving.settings import ServingSettings
 from jax_llm.data.tokenizer import load_tokenizer
@@ -40,7 +41,10 @@ def load_engine(settings: ServingSettings, observe=None) -> Engine:
     tokenizer = load_tokenizer(settings.model_dir / TOKENIZER_FILE)
     buckets = settings.prompt_buckets(model.config.max_seq_len)
     prefill_batch = settings.max_prefill_batch or (8 if jax.default_backend() == "gpu" else 1)
-    runner = ModelRunner(model, settings.max_batch, buckets, prefill_batch)
+    mesh = tensor_parallel.make_mesh(settings.tensor_parallel) if settings.tensor_parallel > 1 else None
+    runner = ModelRunner(model, settings.max_batch, buckets, prefill_batch, mesh=mesh)
+    if mesh is not None:
+        log.info("tensor parallel over %d devices: %s", mesh.devices.size, tensor_parallel.describe(runner.params))
     runner.warm_up()
     engine = Engine(runner, tokenizer, settings.max_queue, settings.default_max_new_tokens, observe=observe)
     engine.start()

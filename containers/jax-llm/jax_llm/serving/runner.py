@@ -29,6 +29,7 @@ import numpy as np
 from flax import nnx
 
 from jax_llm.model.gpt import GPT, KVCache, init_cache
+from jax_llm.serving import tensor_parallel
 from jax_llm.serving.sampling import choose_tokens
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,8 @@ def _doubling(top: int) -> list[int]:
 class ModelRunner:
     """Owns the parameters and the KV cache on the device; the engine drives it one step at a time."""
 
-    def __init__(self, model: GPT, slots: int, buckets: list[int], max_prefill_batch: int = 8):
+    def __init__(self, model: GPT, slots: int, buckets: list[int], max_prefill_batch: int = 8, mesh=None):
+        """mesh: a `tensor_parallel` mesh to split the weights and the cache over (None: one device)."""
         self.config = model.config
         self.slots = slots
         self.buckets = sorted(buckets)
@@ -137,12 +139,26 @@ class ModelRunner:
         graphdef, self._params = nnx.split(model)
         self._cache = init_cache(self.config, slots)  # per layer: [S, N, max_seq_len, H]
         self._last = jnp.zeros(slots, jnp.int32)  # [S]: each slot's latest token, the next decode input
+        placed = {}
+        if mesh is not None:  # tensor parallel: outputs keep the inputs' layout, so each program compiles once
+            whole = tensor_parallel.replicated(mesh)
+            cache_layout = jax.tree.map(lambda _: tensor_parallel.cache_sharding(mesh, self.config.n_heads),
+                                        self._cache)
+            self._params = tensor_parallel.shard_params(self._params, mesh)
+            self._cache = jax.device_put(self._cache, cache_layout)
+            self._last = jax.device_put(self._last, whole)
+            placed = {"out_shardings": (whole, whole, cache_layout, whole)}
         # The cache and the tokens are donated: XLA updates them in place instead of copying them every step.
-        self._prefill = jax.jit(functools.partial(_prefill, graphdef), donate_argnums=(1, 2))
+        self._prefill = jax.jit(functools.partial(_prefill, graphdef), donate_argnums=(1, 2), **placed)
         self._decode = jax.jit(
-            functools.partial(_decode, graphdef), donate_argnums=(1, 2), static_argnames=("kv_len",)
+            functools.partial(_decode, graphdef), donate_argnums=(1, 2), static_argnames=("kv_len",), **placed
         )
         self.idle_position = self.config.max_seq_len  # out of range: an idle slot's cache write is dropped
+
+    @property
+    def params(self):
+        """The model's arrays as placed on the device(s)."""
+        return self._params
 
     def bucket(self, length: int) -> int:
         """The padded length a prompt of `length` tokens is prefilled at (and the decode key-length bound)."""
