@@ -154,9 +154,10 @@ class Checkpointer:
             bound = step
         for step in list(readable):
             failures.append(self._set_aside(step, "not complete on every host"))
-        if failures:
+        if int(_gathered([int(bool(failures))]).max()):  # all hosts fail together, none starts afresh alone
             raise CheckpointError(f"no readable checkpoint in {self.directory} (each was set aside under "
-                                  f"{self.directory.parent / DAMAGED_DIR}): " + "; ".join(failures))
+                                  f"{self.directory.parent / DAMAGED_DIR}): "
+                                  + ("; ".join(failures) or "none here; another host's could not be read"))
         return None
 
     def _scan(self) -> tuple[dict[int, Any], list[str]]:
