@@ -33,8 +33,8 @@ def worker(args) -> None:
     import jax
     import numpy as np
     from jax.experimental import multihost_utils
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
     from jax_llm.training.checkpointing import Checkpointer
 
     (hosts,) = args.hosts
@@ -43,13 +43,14 @@ def worker(args) -> None:
         jax.distributed.initialize(args.coordinator, hosts, args.process)
     mesh = Mesh(np.array(jax.devices()), ("fsdp",))
     rows = NamedSharding(mesh, P("fsdp"))
-    n_devices = len(jax.devices())
     total_rows = args.megabytes * 2**20 // (4 * COLUMNS)
     # Three leaves per "weight" (parameter, Adam mu, Adam nu), eight weights of falling size.
     # Rows a multiple of 64, so that every host count up to 32 devices shards the same state.
     sizes = [total_rows // 3 * w // 36 // 64 * 64 for w in (8, 8, 6, 5, 4, 3, 1, 1)]
-    state = {f"{kind}.w{i}": jax.make_array_from_callback(
-                (r, COLUMNS), rows, lambda idx, r=r, i=i: np.full((idx[0].stop - idx[0].start, COLUMNS), i, np.float32))
+    def block(index, value):
+        return np.full((index[0].stop - index[0].start, COLUMNS), value, np.float32)
+
+    state = {f"{kind}.w{i}": jax.make_array_from_callback((r, COLUMNS), rows, lambda idx, i=i: block(idx, i))
              for i, r in enumerate(sizes) if r for kind in ("param", "mu", "nu")}
     abstract = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=v.sharding) for k, v in state.items()}
     root = Path(args.directory)
@@ -80,7 +81,8 @@ def worker(args) -> None:
         results.append({"save_s": save_s, "restore_s": restore_s, "bytes": written})
         del restored
     total = sum(v.nbytes for v in state.values())
-    print("RESULT " + json.dumps({"process": args.process, "total_bytes": total, "runs": results}), flush=True)
+    result = {"process": args.process, "total_bytes": total, "runs": results}
+    print("RESULT " + json.dumps(result), flush=True)
 
 
 def run_hosts(n: int, args) -> list[dict]:
@@ -96,7 +98,8 @@ def run_hosts(n: int, args) -> list[dict]:
     processes = [subprocess.Popen(
         [sys.executable, __file__, "--worker", "--process", str(i), "--hosts", str(n),
          "--coordinator", f"127.0.0.1:{port}", "--directory", directory, "--megabytes", str(args.megabytes),
-         "--repeats", str(args.repeats)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+         "--repeats", str(args.repeats)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for i in range(n)]
     outputs = [p.communicate(timeout=1800)[0] for p in processes]
     results = []
@@ -111,7 +114,8 @@ def run_hosts(n: int, args) -> list[dict]:
 
 def main() -> None:
     """Measures every host count in one run and prints a table with ratios to the first, and JSON."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hosts", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--megabytes", type=int, default=256, help="the whole state (parameters + moments)")
     parser.add_argument("--devices-per-host", type=int, default=2)
@@ -126,8 +130,9 @@ def main() -> None:
     rows = []
     for n in args.hosts:
         results = run_hosts(n, args)
-        per_host = lambda key: statistics.median(max(r["runs"][k][key] for r in results)  # noqa: E731
-                                                 for k in range(args.repeats))
+        def per_host(key, results=results):
+            return statistics.median(max(r["runs"][k][key] for r in results) for k in range(args.repeats))
+
         rows.append({"hosts": n, "total_bytes": results[0]["total_bytes"],
                      "bytes_per_host_max": max(r["runs"][-1]["bytes"] for r in results),
                      "bytes_per_host_min": min(r["runs"][-1]["bytes"] for r in results),

@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from jax_llm.training import checkpoint_parts as parts
 from jax_llm.training.checkpointing import DAMAGED_DIR, STEPS_DIR, Checkpointer, CheckpointError, flatten
 

@@ -1,4 +1,4 @@
-"""Several hosts as local processes (jax.distributed, gloo; 2 CPU devices each): checkpoints that never gather.
+"""Several hosts as local processes (jax.distributed, gloo; 2 CPU devices each): checkpoints never gather.
 
 Each host has its own /opt/ml tree, as on SageMaker, and writes its own part of every checkpoint. A restart
 gets the union of all hosts' parts in every host's tree: what SageMaker's download of the one checkpoint
@@ -97,8 +97,9 @@ def test_each_host_writes_only_its_own_part_about_one_over_hosts_of_the_state(ru
             own = sorted(p.name for p in (root / "checkpoints" / "steps" / str(step)).iterdir())
             stem = f"part-{i:05d}-of-{n:05d}"
             assert own == [f"{stem}.bin", f"{stem}.json"]  # its own part, nothing of the others'
-            commits.append(json.loads((root / "checkpoints" / "steps" / str(step) / f"{stem}.json").read_text()))
-            sizes.append((root / "checkpoints" / "steps" / str(step) / f"{stem}.bin").stat().st_size)
+            step_dir = root / "checkpoints" / "steps" / str(step)
+            commits.append(json.loads((step_dir / f"{stem}.json").read_text()))
+            sizes.append((step_dir / f"{stem}.bin").stat().st_size)
         arrays = {b["name"]: (b["shape"], b["dtype"]) for c in commits for b in c["blocks"]}
         total = sum(math.prod(shape) * (2 if dtype == "bfloat16" else 4 if "32" in dtype else 8)
                     for shape, dtype in arrays.values())
@@ -113,7 +114,8 @@ def test_two_and_four_hosts_train_alike(two_hosts, four_hosts):
     _close(_curves(four_hosts[0][0]), _curves(two_hosts[0][0]))
 
 
-@pytest.mark.parametrize(("trained", "resumed_on", "damage"), [("four_hosts", 2, "cut"), ("two_hosts", 4, "lost")])
+@pytest.mark.parametrize(("trained", "resumed_on", "damage"),
+                         [("four_hosts", 2, "cut"), ("two_hosts", 4, "lost")])
 def test_elastic_resume_on_another_host_count_past_an_incomplete_newest_step(
         trained, resumed_on, damage, tmp_path, request, two_hosts, four_hosts):
     """The newest step misses one host's part (lost, or its file cut short mid-upload): 40 is restored."""
@@ -137,7 +139,7 @@ def test_elastic_resume_on_another_host_count_past_an_incomplete_newest_step(
 
 
 def test_sigterm_on_every_host_then_a_restart_reproduces_the_uninterrupted_losses(tmp_path, two_hosts):
-    """SageMaker signals every host; JAX's preemption sync picks one step for all, each host saves its part."""
+    """SageMaker signals every host; JAX's preemption sync picks one step for all; each saves its part."""
     roots, processes = _start(tmp_path / "first", 2)
     try:
         deadline = time.monotonic() + 300
@@ -165,7 +167,6 @@ def test_sigterm_on_every_host_then_a_restart_reproduces_the_uninterrupted_losse
 def test_the_exported_model_is_the_last_checkpoints_parameters_streamed_from_every_host(four_hosts, tmp_path):
     """Export gathers one parameter at a time; what host 0 wrote equals the parameters all 4 parts hold."""
     import numpy as np
-
     from jax_llm.training.checkpoint_parts import StoredStep
 
     roots, _ = four_hosts
@@ -178,8 +179,8 @@ def test_the_exported_model_is_the_last_checkpoints_parameters_streamed_from_eve
             assert np.array_equal(exported[key], whole), key
 
 
-def test_a_checkpoint_of_the_previous_format_on_several_hosts_fails_naming_the_format_and_the_way_out(tmp_path):
-    """What jax-llm wrote before per-host parts (one Orbax checkpoint by the first host) restores only on one."""
+def test_the_previous_format_on_several_hosts_fails_naming_the_format_and_the_way_out(tmp_path):
+    """What jax-llm wrote before per-host parts (one Orbax checkpoint, by the first host) restores on one."""
     import numpy as np
     import orbax.checkpoint as ocp
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 from jax.sharding import PartitionSpec as P
-
 from jax_llm.serving.tensor_parallel import MODEL_AXIS, weight_spec
+
 from tests.containers.serving.conftest import running_server
 
 PROMPTS = ["def main(", "import os\n", "class Parser:\n    def __init__(self", "    return "]

@@ -70,8 +70,8 @@ class ParamsWriter:
         self._zip.close()
 
 
-def write_model_files(model_dir: Path, config: ModelConfig, tokenizer_file: Path, params_dtype: str = "float32",
-                      extra: dict[str, Any] | None = None) -> None:
+def write_model_files(model_dir: Path, config: ModelConfig, tokenizer_file: Path,
+                      params_dtype: str = "float32", extra: dict[str, Any] | None = None) -> None:
     """Everything but the parameters and metrics: config.json, tokenizer, chat template."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -118,7 +118,7 @@ def read_model_config(model_dir: Path, **overrides: Any) -> ModelConfig:
                          f"{FORMAT_VERSION} or {BFLOAT16_FORMAT_VERSION}")
     stored_dtype = config.get("params_dtype", "float32")
     if stored_dtype == "bfloat16":
-        overrides = {"param_dtype": "bfloat16", **overrides}  # served as stored: no float32 copy on the device
+        overrides = {"param_dtype": "bfloat16", **overrides}  # served as stored: no float32 copy on device
     return ModelConfig(**{**config["model"], **overrides})
 
 

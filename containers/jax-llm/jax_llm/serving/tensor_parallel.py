@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 MODEL_AXIS = "model"
 FAN_OUT = ("qkv", "mlp_in", "gate", "up", "query", "key_value")  # split the last (output) dimension
@@ -72,4 +73,5 @@ def describe(params) -> str:
     leaves = jax.tree.leaves(params)
     split = [x for x in leaves if not x.sharding.is_fully_replicated]
     total = sum(x.nbytes for x in leaves)
-    return f"{sum(x.nbytes for x in split)} of {total} weight bytes split ({len(split)} of {len(leaves)} weights)"
+    split_bytes = sum(x.nbytes for x in split)
+    return f"{split_bytes} of {total} weight bytes split ({len(split)} of {len(leaves)} weights)"

@@ -8,9 +8,10 @@
 Every distinct block of every array (a block: the slice one device holds) is written exactly once over
 the whole job, by one of the devices that hold it; copies of the same block (replication over the mesh)
 are dealt to the hosts by a rule every host computes alone (`writers`), so each host writes about
-1/hosts of the state and nothing is gathered or sent between hosts. The file names differ per host, so all hosts' directories can be synced
-into one S3 prefix without overwriting each other. A step is complete when the parts of every host are
-present, each data file has the size its commit file states, and the blocks cover every array.
+1/hosts of the state and nothing is gathered or sent between hosts. The file names differ per host,
+so all hosts' directories can be synced into one S3 prefix without overwriting each other. A step is
+complete when the parts of every host are present, each data file has the size its commit file
+states, and the blocks cover every array.
 
 Reading builds any block of any array from the blocks that overlap it (`read`), through a memory map of
 the part files: a restart on another number of hosts, or another mesh, reads the same files.
@@ -102,7 +103,8 @@ def write_part(step_dir: Path, step: int, process_index: int, process_count: int
             raw = np.ascontiguousarray(block.data)
             data.write(raw.reshape(-1).view(np.uint8))  # bfloat16 has no buffer format of its own
             entries.append({"name": block.name, "dtype": raw.dtype.name, "shape": list(block.shape),
-                            "bounds": [list(b) for b in block.bounds], "offset": offset, "nbytes": raw.nbytes})
+                            "bounds": [list(b) for b in block.bounds], "offset": offset,
+                            "nbytes": raw.nbytes})
             offset += raw.nbytes
         data.flush()
         os.fsync(data.fileno())
@@ -176,7 +178,8 @@ class StoredStep:
         for entry in commit["blocks"]:
             self.arrays.setdefault(entry["name"], (tuple(entry["shape"]), entry["dtype"]))
             bounds = tuple(tuple(b) for b in entry["bounds"])
-            self.blocks.setdefault(entry["name"], []).append(_Block(bounds, data, entry["offset"], entry["dtype"]))
+            block = _Block(bounds, data, entry["offset"], entry["dtype"])
+            self.blocks.setdefault(entry["name"], []).append(block)
 
     def read(self, name: str, index: tuple[slice, ...]) -> np.ndarray:
         """The block `index` of array `name`, assembled from the stored blocks that overlap it."""

@@ -1,4 +1,4 @@
-"""Checkpoints in `checkpoints/steps/<step>/`: each host writes its own part, the newest complete step is restored.
+"""Checkpoints in `checkpoints/steps/<step>/`: each host writes its own part; the newest whole step restores.
 
 A checkpoint holds the whole training state (parameters and optimizer state, whose step counter
 drives the learning-rate schedule) plus JSON metadata: the completed step, which is also the data
@@ -142,7 +142,8 @@ class Checkpointer:
                 try:
                     restored = self._read(step, readable[step], target)
                 except Exception as error:  # noqa: BLE001 - any read failure means this step is unusable
-                    reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error) else ''}"
+                    first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                    reason = f"{type(error).__name__}: {first_line}"
             if int(_gathered([int(restored is not None)]).min()):
                 for newer in sorted((s for s in readable if s > step), reverse=True):
                     self._set_aside(newer, "not complete on every host")

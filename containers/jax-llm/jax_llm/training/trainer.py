@@ -19,17 +19,17 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from jax_llm.contract import distributed
+from jax_llm.contract.hyperparameters import HyperparameterError, TrainConfig
+from jax_llm.contract.metrics import format_eval_line, format_train_line
+from jax_llm.contract.paths import SageMakerPaths
+from jax_llm.data.channels import load_training_data
+from jax_llm.model.config import ModelConfig
+from jax_llm.model.export import METRICS_FILE, ParamsWriter, param_arrays, write_metrics, write_model_files
 from jax_llm.training import sharding, tracking
 from jax_llm.training.checkpointing import Checkpointer
-from jax_llm.data.channels import load_training_data
-from jax_llm.model.export import METRICS_FILE, ParamsWriter, param_arrays, write_metrics, write_model_files
-from jax_llm.contract.hyperparameters import HyperparameterError, TrainConfig
 from jax_llm.training.interruption import Interrupted, StopFlag
 from jax_llm.training.loss_curves import JSON_FILE, PNG_FILE, write_loss_curves
-from jax_llm.contract.metrics import format_eval_line, format_train_line
-from jax_llm.model.config import ModelConfig
 from jax_llm.training.optimizer import learning_rate_schedule, make_optimizer
-from jax_llm.contract.paths import SageMakerPaths
 from jax_llm.training.peak_flops import device_peak
 from jax_llm.training.train_step import abstract_state, create_train_state, make_eval_step, make_train_step
 
