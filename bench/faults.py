@@ -326,21 +326,23 @@ def _cut(paths: list[Path], keep: float) -> None:
         path.write_bytes(path.read_bytes()[: int(path.stat().st_size * keep)])
 
 
+def _part(step: Path, suffix: str) -> Path:
+    """The step's (one host's) part file: `.bin` (the blocks) or `.json` (its commit)."""
+    (path,) = step.glob(f"part-*{suffix}")
+    return path
+
+
 DAMAGE = {
     "newest step emptied": lambda s: [
         shutil.rmtree(c) if c.is_dir() else c.unlink() for c in s[-1].iterdir()
     ],
-    "newest step's arrays cut in half": lambda s: _cut(
-        _files(s[-1] / "state", lambda p: p.parent.name == "d"), 0.5
-    ),
-    "newest step's metadata garbled": lambda s: (s[-1] / "meta" / "metadata").write_text('{"hist'),
-    "newest step's Orbax metadata gone": lambda s: (s[-1] / "_CHECKPOINT_METADATA").unlink(),
-    "newest step's manifest cut": lambda s: _cut(
-        _files(s[-1] / "state", lambda p: p.name == "manifest.ocdbt"), 0.3
-    ),
-    "two newest steps damaged": lambda s: [(d / "meta" / "metadata").write_text("x") for d in s[-2:]],
+    "newest step's data cut in half": lambda s: _cut([_part(s[-1], ".bin")], 0.5),
+    "newest step's commit garbled": lambda s: _part(s[-1], ".json").write_text('{"form'),
+    "newest step's commit gone (save never finished)": lambda s: _part(s[-1], ".json").unlink(),
+    "newest step's data gone": lambda s: _part(s[-1], ".bin").unlink(),
+    "two newest steps damaged": lambda s: [_part(d, ".json").write_text("x") for d in s[-2:]],
     "every step damaged (must fail, naming the directory)": lambda s: [
-        (d / "meta" / "metadata").write_text("x") for d in s
+        _part(d, ".json").write_text("x") for d in s
     ],
 }
 

@@ -37,7 +37,7 @@ from flax import nnx
 from jax_llm.contract.hyperparameters import TrainConfig
 from jax_llm.model.config import ModelConfig
 from jax_llm.model.gpt import GPT
-from jax_llm.serving.runner import ModelRunner, SlotParams
+from jax_llm.serving.engine.runner import ModelRunner, SlotParams
 from jax_llm.training import sharding
 from jax_llm.training.optimizer import make_optimizer
 from jax_llm.training.peak_flops import device_peak

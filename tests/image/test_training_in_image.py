@@ -60,7 +60,9 @@ def test_a_misspelt_hyperparameter_fails_the_job_with_its_name_in_output_failure
 
 
 def test_two_hosts_find_each_other_by_name_and_match_one_host(image, corpus, tmp_path, trained_in_image):
-    job = train_in_image(image, tmp_path, "image-two-hosts", channels={"train": corpus}, hosts=2)
+    store = tmp_path / "checkpoint-store"  # the S3 prefix both hosts sync with
+    job = train_in_image(image, tmp_path, "image-two-hosts", channels={"train": corpus}, hosts=2,
+                         checkpoints=store)
     assert job.result.exit_codes == {"algo-1": 0, "algo-2": 0}, job.log[-3000:]
     assert "[algo-1] " in job.log and "2 process(es), 2 device(s)" in job.log
     single, multi = (
@@ -72,6 +74,21 @@ def test_two_hosts_find_each_other_by_name_and_match_one_host(image, corpus, tmp
         for (_, a), (_, b) in zip(multi[name], single[name], strict=True):
             assert abs(a - b) <= 1e-5 * abs(b), (name, multi[name], single[name])
     assert not any(job.result.trees["algo-2"].model.iterdir())  # the model comes from one host only
+    # Each container wrote only its own part of every checkpoint, about half of the state each.
+    parts = {}
+    for i, host in enumerate(("algo-1", "algo-2")):
+        step_dir = job.result.trees[host].checkpoints / "steps" / "80"
+        stem = f"part-{i:05d}-of-00002"
+        assert sorted(p.name for p in step_dir.iterdir()) == [f"{stem}.bin", f"{stem}.json"]
+        parts[host] = (step_dir / f"{stem}.bin").stat().st_size
+    assert max(parts.values()) <= 0.6 * sum(parts.values()), parts
+
+    # A restarted job on two containers gets the union of both parts in each and restores step 80 from it.
+    again = train_in_image(image, tmp_path / "again", "image-two-hosts-again", channels={"train": corpus},
+                           hosts=2, checkpoints=store)
+    assert again.result.exit_codes == {"algo-1": 0, "algo-2": 0}, again.log[-3000:]
+    assert "restored checkpoint 80" in again.log
+    assert _curves(again.result.trees["algo-1"].root) == multi
 
 
 def test_stop_checkpoints_exits_143_and_the_next_job_resumes_with_identical_losses(

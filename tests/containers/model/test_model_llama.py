@@ -17,7 +17,7 @@ from flax import nnx
 from jax_llm.model.config import PRESETS, ModelConfig
 from jax_llm.model.export import load_model, read_model_config, save_model
 from jax_llm.model.gpt import GPT, init_cache
-from jax_llm.serving.runner import ModelRunner, SlotParams
+from jax_llm.serving.engine.runner import ModelRunner, SlotParams
 
 CONFIG = ModelConfig.preset("tiny-llama")  # 4 query heads over 2 kv heads, SwiGLU, untied, scanned
 

@@ -63,8 +63,9 @@ class Server:
         return self.log_file.read_text()
 
 
-def start_server(root: Path, log_file: Path, cache_dir: Path) -> tuple[subprocess.Popen, str]:
-    """`python -m jax_llm serve` on the /opt/ml tree `root`, listening on a free port of 127.0.0.1."""
+def start_server(root: Path, log_file: Path, cache_dir: Path, **extra: str) -> tuple[subprocess.Popen, str]:
+    """`python -m jax_llm serve` on the /opt/ml tree `root`, listening on a free port of 127.0.0.1.
+    `extra`: more environment variables (settings)."""
     port = free_port()
     env = {
         **os.environ,
@@ -76,6 +77,7 @@ def start_server(root: Path, log_file: Path, cache_dir: Path) -> tuple[subproces
         "JAX_LLM_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
         "JAX_LLM_COMPILE_CACHE_DIR": str(cache_dir),
         "PYTHONPATH": str(REPO / "containers" / "jax-llm"),
+        **extra,
     }
     with open(log_file, "w") as log:
         process = subprocess.Popen(
@@ -102,10 +104,10 @@ def ping_until(process: subprocess.Popen, url: str, log_file: Path, done) -> tup
 
 
 @contextlib.contextmanager
-def running_server(root: Path, log_file: Path, cache_dir: Path):
+def running_server(root: Path, log_file: Path, cache_dir: Path, **extra: str):
     """A server on `root`, yielded once /ping says 200; killed afterwards if it still runs."""
     before_start = time.monotonic()
-    process, url = start_server(root, log_file, cache_dir)
+    process, url = start_server(root, log_file, cache_dir, **extra)
     try:
         first_ping, listened = ping_until(process, url, log_file, lambda r: r.status_code == 200)
         yield Server(process, url, first_ping, listened, time.monotonic() - before_start, log_file)

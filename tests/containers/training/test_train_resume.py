@@ -60,13 +60,14 @@ def test_a_job_resumes_past_a_damaged_newest_checkpoint_and_reproduces_the_run(t
     """The tiny run saved steps 12 and 24; with 24 damaged, a restart trains 13..24 again from 12."""
     root = write_training_tree(tmp_path / "restarted", TINY_HYPERPARAMETERS)
     shutil.copytree(tiny_training_run.root / "checkpoints", root / "checkpoints")
-    (root / "checkpoints" / "steps" / "24" / "meta" / "metadata").write_text('{"history": ')  # cut short
+    (commit,) = (root / "checkpoints" / "steps" / "24").glob("part-*.json")
+    commit.write_text('{"format": ')  # cut short
 
     code, log = run_training(root)
     assert code == 0, log[-3000:]
     assert "skipping damaged checkpoint 24: " in log and "restored checkpoint 12" in log
     (aside,) = (root / "checkpoints" / "damaged").iterdir()
-    assert (aside / "meta" / "metadata").read_text() == '{"history": '  # the user's bytes, kept as they were
+    assert (aside / commit.name).read_text() == '{"format": '  # the user's bytes, kept as they were
     assert _curves(root) == _curves(tiny_training_run.root)
     assert _checkpoint_steps(root) == [12, 24]  # 24 saved anew
 

@@ -83,6 +83,7 @@ class ServingSettings:
     batch_strategy: str = "SINGLE_RECORD"
     max_concurrent_transforms: int = 32
     model_name: str = "jax-llm"  # the model's id in OpenAI's API (/v1/models, `model` of every answer)
+    tensor_parallel: int = 1  # devices one model is split over (heads and MLP; serving/tensor_parallel.py)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingSettings:
@@ -118,6 +119,7 @@ class ServingSettings:
             batch_strategy=strategy,
             max_concurrent_transforms=_int(env, MAX_CONCURRENT_VARIABLE, max_batch, 1),
             model_name=env.get("JAX_LLM_MODEL_NAME") or cls.model_name,
+            tensor_parallel=_int(env, "JAX_LLM_TENSOR_PARALLEL", cls.tensor_parallel, 1),
         )
 
     def context(self, model_max_seq_len: int) -> int:

@@ -1,34 +1,47 @@
-"""Orbax checkpoints in `checkpoints/steps/<step>`: saved asynchronously, the last few kept, latest restored.
+"""Checkpoints in `checkpoints/steps/<step>/`: each host writes its own part; the newest whole step restores.
 
 A checkpoint holds the whole training state (parameters and optimizer state, whose step counter
 drives the learning-rate schedule) plus JSON metadata: the completed step, which is also the data
 position (batches are a pure function of seed and step), the seed, the hyperparameters and the loss
 history for the curves. The model has no dropout, so initialisation and data order are the only
 randomness, and both are derived from the seed (and the step): no RNG stream needs saving beyond it.
-SageMaker copies `/opt/ml/checkpoints` to S3 as files appear and back at the start of a restarted job.
 
-A checkpoint can arrive damaged (a spot interruption while it was being uploaded leaves a step directory
-empty or its files cut short). Restoring tries the newest first and falls back to older ones; each one
-that cannot be read is said in the log and set aside under `checkpoints/damaged/`, never deleted. Only
-when none can be read does the job fail, naming the directory and why each step failed.
+Nothing is gathered: every host copies the blocks of the state that it owns to host memory and writes
+them, in the background, as its own part of the step (`checkpoint_parts`). On SageMaker each host's
+`/opt/ml/checkpoints` is its own local disk, synced to the job's one checkpoint S3 prefix; the part
+files are named per host, so the prefix ends up holding every host's part of every step, and a
+restarted job gets the whole prefix on every host. A step counts only when every host's part of it is
+there and committed. Restoring reads the union of the parts and builds each device's block from the
+blocks that overlap it, so a job restarted on another number of hosts (or another mesh) resumes from
+the same step: elastic resume.
+
+A checkpoint can arrive damaged (a spot interruption while it was being uploaded leaves a part missing
+or its file cut short). The hosts agree on the newest step that every one of them can read; each step
+that cannot be read, and any newer one, is said in the log and set aside under `checkpoints/damaged/`,
+never deleted. Only when none can be read does the job fail, naming the directory and why each step
+failed. Checkpoints of the previous format (one Orbax checkpoint written whole by the first host)
+restore on one host; with several hosts the job fails saying so and what to do.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
-from jax.sharding import NamedSharding, PartitionSpec as P
+
+from jax_llm.training import checkpoint_parts as parts
 
 STEPS_DIR = "steps"
 DAMAGED_DIR = "damaged"  # beside steps/: where unreadable checkpoints are kept for a person to look at
+LEGACY_FORMAT = "one Orbax checkpoint written whole by the first host (jax-llm before per-host parts)"
 
 
 class CheckpointError(RuntimeError):
@@ -43,7 +56,7 @@ def _key_name(entry) -> str:
 
 
 def flatten(state) -> dict[str, Any]:
-    """{"0.blocks.0.attn.qkv.kernel.value": array, ...}: plain string keys that Orbax stores as they are."""
+    """{"0.blocks.0.attn.qkv.kernel.value": array, ...}: one plain string key per leaf."""
     return {".".join(_key_name(k) for k in path): leaf for path, leaf in jax.tree.leaves_with_path(state)}
 
 
@@ -62,120 +75,139 @@ class Restored:
     meta: dict[str, Any]
 
 
-class Checkpointer:
-    """Saves and restores the training state; one instance per run, created on every process.
+def _gathered(values: list[int]) -> np.ndarray:
+    """[processes, len(values)]: every process's values, on every process (a collective: all must call)."""
+    local = np.asarray(values, np.int64)
+    if jax.process_count() == 1:
+        return local[None]
+    return np.asarray(multihost_utils.process_allgather(local)).reshape(jax.process_count(), len(values))
 
-    One process: Orbax saves the (possibly sharded) arrays directly. Several hosts: on SageMaker each
-    host's `/opt/ml/checkpoints` is its own local disk, synced to S3, not a shared file system, so a
-    multi-host Orbax save (which assumes one) cannot be used. Instead the state is gathered
-    (replicated over the mesh, on device) and the first host alone writes the whole checkpoint; on
-    restore the first host reads it and broadcasts it to the others. Costs a full copy of the state
-    per device while saving, which the FSDP sizes here afford.
-    """
+
+class Checkpointer:
+    """Saves this host's part of the training state and restores the newest complete step; one per process."""
 
     def __init__(self, directory: Path, *, keep: int):
         self.directory = Path(directory) / STEPS_DIR
-        self._multi = jax.process_count() > 1
-        self._primary = jax.process_index() == 0
-        self._manager = None
-        if self._primary:
-            multiprocessing = ocp.options.MultiprocessingOptions(
-                primary_host=0, active_processes={0} if self._multi else None)
-            self.directory.mkdir(parents=True, exist_ok=True)  # Orbax's create=True refuses active_processes
-            options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=False,
-                                                   enable_async_checkpointing=True,
-                                                   multiprocessing_options=multiprocessing)
-            self._manager = ocp.CheckpointManager(self.directory.absolute(), options=options)
+        self.keep = keep
+        self.process_index, self.process_count = jax.process_index(), jax.process_count()
+        self._writer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+        self._pending: concurrent.futures.Future | None = None
+        self.last_save_bytes: int | None = None  # what this host wrote for the last finished save
 
-    def latest_step(self) -> int | None:
-        """The newest saved step, the same on every process; None before the first save."""
-        step = self._manager.latest_step() if self._primary else None
-        if self._multi:
-            step = int(multihost_utils.broadcast_one_to_all(np.int64(-1 if step is None else step)))
-            step = None if step < 0 else step
-        return step
+    def _stem(self) -> str:
+        return parts.part_stem(self.process_index, self.process_count)
 
     def save(self, step: int, state, meta: dict[str, Any]) -> None:
-        """Starts an asynchronous save (every process calls it); arrays reach host memory before return."""
-        flat = flatten(state)
-        if self._multi:
-            mesh = next(iter(flat.values())).sharding.mesh
-            gather = jax.jit(lambda t: t, out_shardings=NamedSharding(mesh, P()))  # all-gathers FSDP shards
-            flat = gather(flat)
-            flat = {k: np.asarray(v.addressable_data(0)) for k, v in flat.items()}  # this host's full copy
-        if not self._primary or self._manager.latest_step() == step:
-            return  # not the writer, or already saved at this step (SIGTERM right after a periodic save)
-        self._manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(flat),
-                meta=ocp.args.JsonSave({**meta, "step": step}),
-            ),
-            force=True,
-        )
+        """Starts writing this host's part of `step` (every process calls it); returns once its blocks are in
+        host memory. One save is in flight at a time: a new one first waits for the last."""
+        self.wait()
+        step_dir = self.directory / str(step)
+        if (step_dir / f"{self._stem()}.json").exists():
+            return  # already saved at this step (SIGTERM right after a periodic save)
+        blocks = parts.copy_to_host(flatten(state))  # this host's own blocks, nothing more
+        meta = {**meta, "step": step} if self.process_index == 0 else None
+        self._pending = self._writer.submit(self._write, step, blocks, meta)
+
+    def _write(self, step: int, blocks: list[parts.HostBlock], meta: dict[str, Any] | None) -> None:
+        self.last_save_bytes = parts.write_part(self.directory / str(step), step, self.process_index,
+                                                self.process_count, blocks, meta)
+        self._prune()
+
+    def _prune(self) -> None:
+        """Keeps the newest `keep` steps; a host deletes older step directories in its own local directory."""
+        steps = sorted((int(p.name) for p in self.directory.iterdir() if p.is_dir() and p.name.isdigit()),
+                       reverse=True)
+        for step in steps[self.keep:]:
+            shutil.rmtree(self.directory / str(step), ignore_errors=True)
 
     def restore_latest(self, abstract_state) -> Restored | None:
-        """The newest readable checkpoint, placed as `abstract_state` (ShapeDtypeStructs + shardings).
+        """The newest step every host can read, placed as `abstract_state` (ShapeDtypeStructs + shardings).
 
-        None when there is no checkpoint; CheckpointError when there are some and none can be read. With
-        several hosts the first host reads (falling back as needed) and every host gets its step and state.
+        None when there is no checkpoint; CheckpointError when there are some and none can be read.
+        Every process calls it (the hosts agree on the step through collectives).
         """
         target = flatten(abstract_state)
-        if not self._multi:
-            found = self._restore_newest_readable(target)
-            if found is None:
-                return None
-            step, restored = found
-            return Restored(unflatten(abstract_state, restored["state"]), step, dict(restored["meta"]))
-        host_target = {k: np.zeros(v.shape, v.dtype) for k, v in target.items()}
-        found, failure = None, ""
-        if self._primary:
-            try:
-                found = self._restore_newest_readable(host_target)
-            except CheckpointError as error:
-                failure = str(error)
-        # The step every host continues from: -1 for none, -2 when none could be read (all fail alike).
-        step = found[0] if found else (-2 if failure else -1)
-        step = int(multihost_utils.broadcast_one_to_all(np.int64(step)))
-        if step == -2:
-            raise CheckpointError(_broadcast_bytes(failure.encode()).decode()
-                                  or "the first host found no readable checkpoint")
-        if step == -1:
-            return None
-        host_state = found[1]["state"] if self._primary else host_target
-        meta_bytes = json.dumps(found[1]["meta"]).encode() if self._primary else b""
-        host_state = multihost_utils.broadcast_one_to_all(host_state)
-        meta = json.loads(_broadcast_bytes(meta_bytes))
-        placed = {k: jax.make_array_from_callback(v.shape, v.sharding, lambda i, a=host_state[k]: a[i])
-                  for k, v in target.items()}
-        return Restored(unflatten(abstract_state, placed), step, meta)
-
-    def _restore_newest_readable(self, target: dict[str, Any]) -> tuple[int, Any] | None:
-        """(step, Orbax's restored Composite) of the newest checkpoint that reads whole; primary only.
-
-        Step directories Orbax does not list (emptied, or never finished) and checkpoints that fail to
-        read are set aside, so that a later save of the same step cannot collide with them.
-        """
-        listed = set(self._manager.all_steps())
-        on_disk = {int(p.name) for p in self.directory.iterdir() if p.is_dir() and p.name.isdigit()}
-        skipped: list[str] = []
-        for step in sorted(on_disk - listed, reverse=True):
-            skipped.append(self._set_aside(step, "not a complete checkpoint (no Orbax metadata)"))
-        for step in sorted(listed, reverse=True):
-            try:
-                restored = self._manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
-            except Exception as error:  # noqa: BLE001 - any read failure means this step is unusable
-                reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error) else ''}"
-                skipped.append(self._set_aside(step, reason[:300]))
-                continue
-            if skipped:
-                self._manager.reload()  # forget the steps set aside
-            return step, restored
-        if skipped:
+        readable, failures = self._scan()
+        newest_is_legacy = bool(readable) and readable[max(readable)] == "legacy"
+        if self.process_count > 1 and int(_gathered([int(newest_is_legacy)]).max()):
+            raise CheckpointError(self._legacy_advice(readable))
+        bound: int | None = None
+        while True:
+            mine = max((s for s in readable if bound is None or s < bound), default=-1)
+            step = int(_gathered([mine]).min())  # the newest step that no host lacks
+            if step < 0:
+                break
+            restored, reason = None, "not complete on another host"
+            if step in readable:
+                try:
+                    restored = self._read(step, readable[step], target)
+                except Exception as error:  # noqa: BLE001 - any read failure means this step is unusable
+                    first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                    reason = f"{type(error).__name__}: {first_line}"
+            if int(_gathered([int(restored is not None)]).min()):
+                for newer in sorted((s for s in readable if s > step), reverse=True):
+                    self._set_aside(newer, "not complete on every host")
+                state, meta = restored
+                return Restored(unflatten(abstract_state, state), step, meta)
+            if step in readable:
+                del readable[step]
+                failures.append(self._set_aside(step, reason[:300]))
+            bound = step
+        for step in list(readable):
+            failures.append(self._set_aside(step, "not complete on every host"))
+        if int(_gathered([int(bool(failures))]).max()):  # all hosts fail together, none starts afresh alone
             raise CheckpointError(f"no readable checkpoint in {self.directory} (each was set aside under "
-                                  f"{self.directory.parent / DAMAGED_DIR}): " + "; ".join(skipped))
+                                  f"{self.directory.parent / DAMAGED_DIR}): "
+                                  + ("; ".join(failures) or "none here; another host's could not be read"))
         return None
+
+    def _scan(self) -> tuple[dict[int, Any], list[str]]:
+        """{step: StoredStep or "legacy"} of this host's complete steps; the others set aside (reasons)."""
+        readable, failures = {}, []
+        if not self.directory.is_dir():
+            return readable, failures
+        on_disk = sorted((int(p.name) for p in self.directory.iterdir() if p.is_dir() and p.name.isdigit()),
+                         reverse=True)
+        for step in on_disk:
+            step_dir = self.directory / str(step)
+            if parts.is_parts_step(step_dir):
+                try:
+                    readable[step] = parts.StoredStep(step_dir)
+                except (parts.IncompleteStep, OSError, KeyError, TypeError) as error:
+                    failures.append(self._set_aside(step, f"incomplete: {error}"[:300]))
+            elif (step_dir / "_CHECKPOINT_METADATA").exists() or (step_dir / "state").is_dir():
+                readable[step] = "legacy"
+            else:
+                failures.append(self._set_aside(step, "not a complete checkpoint (no part committed)"))
+        return readable, failures
+
+    def _read(self, step: int, stored, target: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(placed arrays, metadata) of one step; raises when it cannot be read."""
+        if stored == "legacy":
+            return self._read_legacy(step, target)
+        if set(stored.arrays) != set(target):
+            extra, lacking = set(stored.arrays) - set(target), set(target) - set(stored.arrays)
+            raise parts.IncompleteStep(f"arrays differ from this run's: extra {sorted(extra)[:3]}, "
+                                       f"missing {sorted(lacking)[:3]}")
+        placed = {name: stored.place(name, like) for name, like in target.items()}
+        return placed, dict(stored.meta)
+
+    def _read_legacy(self, step: int, target: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The previous format, on one host: Orbax's StandardCheckpointer reads `state`, `meta` is JSON."""
+        import orbax.checkpoint as ocp
+
+        step_dir = self.directory / str(step)
+        meta = json.loads((step_dir / "meta" / "metadata").read_text())
+        with ocp.StandardCheckpointer() as reader:
+            state = reader.restore((step_dir / "state").absolute(), target)
+        return state, meta
+
+    def _legacy_advice(self, readable: dict[int, Any]) -> str:
+        newest = max((s for s, v in readable.items() if v == "legacy"), default="?")
+        return (f"checkpoint {newest} in {self.directory} is in the previous format ({LEGACY_FORMAT}), which "
+                f"this job of {self.process_count} hosts cannot read: resume it once on one instance "
+                f"(instance_count 1), which restores it and writes its next checkpoints in the per-host "
+                f"format, or move it out of the checkpoint S3 prefix to start afresh")
 
     def _set_aside(self, step: int, reason: str) -> str:
         """Moves steps/<step> under damaged/ (kept, never deleted) and says so; returns the reason."""
@@ -192,20 +224,14 @@ class Checkpointer:
         return said
 
     def wait(self) -> None:
-        """Blocks until every pending save is on disk."""
-        if self._manager is not None:
-            self._manager.wait_until_finished()
+        """Blocks until this host's pending part is on disk (and raises what its writing raised)."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
 
     def close(self) -> None:
-        """Finishes pending saves and releases Orbax's threads."""
-        if self._manager is not None:
-            self._manager.close()
-
-
-def _broadcast_bytes(data: bytes) -> bytes:
-    """Process 0's bytes on every process (lengths differ, so the length goes first)."""
-    length = int(multihost_utils.broadcast_one_to_all(np.int64(len(data))))
-    buffer = np.zeros(length, np.uint8)
-    if jax.process_index() == 0:
-        buffer[:] = np.frombuffer(data, np.uint8)
-    return bytes(multihost_utils.broadcast_one_to_all(buffer))
+        """Finishes the pending save and releases the writer thread."""
+        try:
+            self.wait()
+        finally:
+            self._writer.shutdown(wait=True)

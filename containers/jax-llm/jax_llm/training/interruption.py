@@ -16,11 +16,10 @@ EXIT_INTERRUPTED = 128 + signal.SIGTERM
 class Interrupted(Exception):
     """SIGTERM arrived; a checkpoint was saved at `step`."""
 
-    def __init__(self, step: int, checkpoint_dir: Path, writer: bool):
+    def __init__(self, step: int, checkpoint_dir: Path):
         self.step = step
-        where = f"saved in {checkpoint_dir}" if writer else "saved by the first host"
-        super().__init__(f"training stopped by SIGTERM after step {step}; checkpoint {step} {where}; "
-                         f"a restarted job resumes from it")
+        super().__init__(f"training stopped by SIGTERM after step {step}; checkpoint {step} (this host's part) "
+                         f"saved in {checkpoint_dir}; a restarted job resumes from it")
 
 
 class StopFlag:

@@ -16,19 +16,20 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from jax_llm.contract import distributed
+from jax_llm.contract.hyperparameters import HyperparameterError, TrainConfig
+from jax_llm.contract.metrics import format_eval_line, format_train_line
+from jax_llm.contract.paths import LOSS_CURVES_JSON, LOSS_CURVES_PNG, METRICS_FILE, SageMakerPaths
+from jax_llm.data.channels import load_training_data
+from jax_llm.model.config import ModelConfig
+from jax_llm.model.export import ParamsWriter, param_arrays, write_metrics, write_model_files
 from jax_llm.training import sharding, tracking
 from jax_llm.training.checkpointing import Checkpointer
-from jax_llm.data.channels import load_training_data
-from jax_llm.model.export import save_model
-from jax_llm.contract.hyperparameters import HyperparameterError, TrainConfig
 from jax_llm.training.interruption import Interrupted, StopFlag
 from jax_llm.training.loss_curves import write_loss_curves
-from jax_llm.contract.metrics import format_eval_line, format_train_line
-from jax_llm.model.config import ModelConfig
 from jax_llm.training.optimizer import learning_rate_schedule, make_optimizer
-from jax_llm.contract.paths import LOSS_CURVES_JSON, LOSS_CURVES_PNG, METRICS_FILE, SageMakerPaths
 from jax_llm.training.peak_flops import device_peak
 from jax_llm.training.train_step import abstract_state, create_train_state, make_eval_step, make_train_step
 
@@ -140,7 +141,7 @@ class Trainer:
             self._log(f"SIGTERM: saving checkpoint {step} and stopping")
             self._checkpoint(step)
             self.checkpointer.wait()
-            raise Interrupted(step, self.checkpointer.directory, writer=self.process_index == 0)
+            raise Interrupted(step, self.checkpointer.directory)
         self.train_state.state, loss = self.train_step(self.train_state.state, self._batch(step))
         return loss
 
@@ -191,15 +192,28 @@ class Trainer:
                 "train_seconds": time.perf_counter() - run_started}
 
     def export(self, metrics: dict) -> None:
-        """Every process gathers the parameters (FSDP shards); process 0 writes model/ and the curves."""
-        full = jax.jit(lambda s: s, out_shardings=sharding.replicated(self.mesh))(self.train_state.state)
+        """Writes model/ one parameter at a time: each is gathered to host memory (the only whole array at any
+        moment), cast to the compute dtype and appended by process 0; then process 0 writes the curves."""
+        params_dtype = "bfloat16" if self.model_config.compute_dtype == "bfloat16" else "float32"
+        writer = None
+        if self.process_index == 0:
+            write_model_files(self.paths.model, self.model_config, self.data.tokenizer_file, params_dtype,
+                              extra={"hyperparameters": dataclasses.asdict(self.config)})
+            writer = ParamsWriter(self.paths.model, params_dtype)
+        try:
+            for key, value in param_arrays(self.train_state.model()):
+                whole = multihost_utils.process_allgather(value, tiled=True)  # every process takes part
+                if writer is not None:
+                    writer.add(key, whole)
+                del whole
+        finally:
+            if writer is not None:
+                writer.close()
         if self.process_index != 0:
             return
-        model = dataclasses.replace(self.train_state, state=full).model()
-        save_model(self.paths.model, model, self.data.tokenizer_file, metrics,
-                   extra={"hyperparameters": dataclasses.asdict(self.config)})
+        write_metrics(self.paths.model, metrics)
         write_loss_curves(self.paths.output_data, self.history)
-        self._log(f"exported model to {self.paths.model}: {json.dumps(metrics)}")
+        self._log(f"exported model to {self.paths.model} ({params_dtype}): {json.dumps(metrics)}")
         self.tracker.save(self.paths.output_data / tracking.RECORD_FILE)
         self.tracker.log_artifacts([self.paths.output_data / LOSS_CURVES_PNG, self.paths.output_data / LOSS_CURVES_JSON,
                                     self.paths.model / METRICS_FILE])

@@ -14,6 +14,7 @@ import jax
 from jax_llm.contract.serving import COMPILE_CACHE_DIR
 from jax_llm.model.export import TOKENIZER_FILE, load_model, read_model_config
 from jax_llm.serving.engine.engine import Engine
+from jax_llm.serving.engine.engine import tensor_parallel
 from jax_llm.serving.engine.runner import ModelRunner
 from jax_llm.serving.settings import ServingSettings
 from jax_llm.serving.startup import StartupTimes
@@ -77,9 +78,13 @@ def load_engine(settings: ServingSettings, observe=None, times: StartupTimes | N
     buckets = settings.prompt_buckets(model.config.max_seq_len)
     prefill_batch = settings.max_prefill_batch or (8 if jax.default_backend() == "gpu" else 1)
     with times.phase("device_transfer"):  # the KV cache's allocation
+        mesh = tensor_parallel.make_mesh(settings.tensor_parallel) if settings.tensor_parallel > 1 else None
         runner = ModelRunner(
-            model, settings.max_batch, buckets, prefill_batch, tokenizer.get_vocab_size(with_added_tokens=True)
+            model, settings.max_batch, buckets, prefill_batch, tokenizer.get_vocab_size(with_added_tokens=True),
+            mesh=mesh,
         )
+    if mesh is not None:
+        log.info("tensor parallel over %d devices: %s", mesh.devices.size, tensor_parallel.describe(runner.params))
     runner.warm_up(times.program)
     with times.phase("engine_start"):
         engine = Engine(

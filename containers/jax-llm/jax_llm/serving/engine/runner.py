@@ -32,6 +32,7 @@ import numpy as np
 from flax import nnx
 
 from jax_llm.model.gpt import GPT, KVCache, init_cache
+from jax_llm.serving.engine.engine import tensor_parallel
 from jax_llm.serving.engine.sampling import choose_tokens
 
 log = logging.getLogger(__name__)
@@ -148,9 +149,11 @@ class ModelRunner:
         buckets: list[int],
         max_prefill_batch: int = 8,
         sample_vocab: int | None = None,
+        mesh=None,
     ):
         """`sample_vocab`: the tokenizer's vocabulary size; ids from it up to the model's (padded) vocabulary
-        are never sampled. None: the model's whole vocabulary."""
+        are never sampled. None: the model's whole vocabulary. `mesh`: a `tensor_parallel` mesh to split the
+        weights and the cache over (None: one device)."""
         self.config = model.config
         self.sample_vocab = sample_vocab or model.config.vocab_size
         self.slots = slots
@@ -160,18 +163,33 @@ class ModelRunner:
         graphdef, self._params = nnx.split(model)
         self._cache = init_cache(self.config, slots)  # per layer: [S, N, max_seq_len, H]
         self._last = jnp.zeros(slots, jnp.int32)  # [S]: each slot's latest token, the next decode input
+        placed = {}
+        if mesh is not None:  # tensor parallel: outputs keep the inputs' layout, so each program compiles once
+            whole = tensor_parallel.replicated(mesh)
+            cache_layout = jax.tree.map(lambda _: tensor_parallel.cache_sharding(mesh, self.config.n_heads),
+                                        self._cache)
+            self._params = tensor_parallel.shard_params(self._params, mesh)
+            self._cache = jax.device_put(self._cache, cache_layout)
+            self._last = jax.device_put(self._last, whole)
+            placed = {"out_shardings": (whole, whole, cache_layout, whole)}
         jax.block_until_ready((self._cache, self._last))  # allocated now, not within the first compile's time
         # The cache and the tokens are donated: XLA updates them in place instead of copying them every step.
         vocab = self.sample_vocab
         self._prefill = jax.jit(
-            functools.partial(_prefill, graphdef, sample_vocab=vocab), donate_argnums=(1, 2)
+            functools.partial(_prefill, graphdef, sample_vocab=vocab), donate_argnums=(1, 2), **placed
         )
         self._decode = jax.jit(
             functools.partial(_decode, graphdef, sample_vocab=vocab),
             donate_argnums=(1, 2),
             static_argnames=("kv_len",),
+            **placed,
         )
         self.idle_position = self.config.max_seq_len  # out of range: an idle slot's cache write is dropped
+
+    @property
+    def params(self):
+        """The model's arrays as placed on the device(s)."""
+        return self._params
 
     def bucket(self, length: int) -> int:
         """The padded length a prompt of `length` tokens is prefilled at (and the decode key-length bound)."""
