@@ -23,6 +23,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "sdk"
+V2_PYTHON = REPO / ".venv-sdk-v2" / "bin" / "python"  # SDK v2's own venv (make; requirements-sdk-v2.txt)
 DEAD_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, so a request fails at once
 SOCKET_WAIT_S = 30
 
@@ -76,7 +77,7 @@ def offline_environment(docker_host: str, directory: Path) -> dict[str, str]:
         "SAGEMAKER_USER_CONFIG_OVERRIDE": str(config), "SAGEMAKER_ADMIN_CONFIG_OVERRIDE": str(config),
         "HTTP_PROXY": DEAD_PROXY, "HTTPS_PROXY": DEAD_PROXY, "http_proxy": DEAD_PROXY,
         "https_proxy": DEAD_PROXY, "NO_PROXY": "localhost,127.0.0.1", "no_proxy": "localhost,127.0.0.1",
-        "PYTHONUNBUFFERED": "1",
+        "PYTHONUNBUFFERED": "1", "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
     })
     return env
 
@@ -108,10 +109,13 @@ def losses(curves_json: str) -> list[tuple[int, float]]:
     return [(int(step), float(loss)) for step, loss in json.loads(curves_json)["train_loss"]]
 
 
-def remove_compose_containers(engine: str, project: str) -> None:
-    """The containers a compose project left behind (the SDKs stop them and never remove them)."""
-    listed = subprocess.run([engine, "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"],
-                            capture_output=True, text=True)
+def remove_compose_containers(engine: str, image_tag: str) -> None:
+    """Containers of `image_tag` that compose projects left behind (the SDKs stop them, never remove them).
+
+    The test image's tag is this checkout's own (JAX_LLM_TEST_IMAGE), so nobody else's containers match.
+    """
+    listed = subprocess.run([engine, "ps", "-aq", "--filter", "label=com.docker.compose.project",
+                             "--filter", f"ancestor={image_tag}"], capture_output=True, text=True)
     ids = listed.stdout.split()
     if ids:
         subprocess.run([engine, "rm", "--force", *ids], capture_output=True)

@@ -26,7 +26,7 @@ def run_v3(sdk_client, script: str, workdir: Path, corpus: Path, image, *extra: 
         done = sdk.run_example(sdk_client.env, script, ["local", "--image", image.tag, "--train", str(corpus),
                                                        "--local-root", str(root), *extra], cwd=workdir)
     finally:
-        sdk.remove_compose_containers(sdk_client.engine, root.name.lower())
+        sdk.remove_compose_containers(sdk_client.engine, image.tag)
     artifacts = root / "compressed_artifacts"
     assert (artifacts / "output.tar.gz").is_file(), done.stdout[-4000:]
     return artifacts, done.stdout
