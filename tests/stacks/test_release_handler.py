@@ -22,7 +22,6 @@ from stacks.constructs.release_handler import index as release
 GROUP = "jax-llm-gpt"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jax-llm:abc"
 STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/EndpointStack/0b5a2c10-aaaa-bbbb-cccc"
-DEPLOY_ROLE = "arn:aws:iam::123456789012:role/cdk-hnb659fds-cfn-exec-role-123456789012-us-east-1"
 NOW = 1_764_500_000
 
 
@@ -31,8 +30,7 @@ def sagemaker(monkeypatch: pytest.MonkeyPatch) -> Iterator:
     """moto's SageMaker with the group created, and the environment the function gets from its stack."""
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                         "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
-                        "MODEL_PACKAGE_GROUP_NAME": GROUP, "STACK_ID": STACK_ID,
-                        "DEPLOY_ROLE_ARN": DEPLOY_ROLE}.items():
+                        "MODEL_PACKAGE_GROUP_NAME": GROUP, "STACK_ID": STACK_ID}.items():
         monkeypatch.setenv(name, value)
     with mock_aws():
         client = boto3.client("sagemaker")
@@ -91,7 +89,8 @@ def _expect_describe(stubber: Stubber, status: str, serving: str, requested: str
 
 def _expect_update(stubber: Stubber, target: str) -> None:
     stubber.add_response("update_stack", {"StackId": STACK_ID}, {
-        "StackName": STACK_ID, "UsePreviousTemplate": True, "RoleARN": DEPLOY_ROLE,
+        # No RoleARN: the stack keeps the role it was deployed with, and the function needs no PassRole.
+        "StackName": STACK_ID, "UsePreviousTemplate": True,
         "Capabilities": ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
         "ClientRequestToken": f"release-{target.rsplit('/', 1)[1]}-{NOW}",
         "Parameters": [{"ParameterKey": "BootstrapVersion", "UsePreviousValue": True},
@@ -234,6 +233,5 @@ def test_the_calls_the_function_makes_are_the_actions_its_policy_grants():
                      ("cloudformation", "update_stack")}
     actions = {f"{service}:{boto3.client(service, region_name='us-east-1').meta.method_to_api_mapping[name]}"
                for service, name in calls}
-    # UpdateStack with a RoleARN also needs iam:PassRole on that role, and CloudFormation resolves the
-    # stack's SSM-typed BootstrapVersion parameter with the caller's credentials.
-    assert actions | {"iam:PassRole", "ssm:GetParameters"} == set(RELEASE_ACTIONS)
+    # CloudFormation resolves the stack's SSM-typed BootstrapVersion parameter with the caller's credentials.
+    assert actions | {"ssm:GetParameters"} == set(RELEASE_ACTIONS)
