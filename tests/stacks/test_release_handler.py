@@ -235,3 +235,7 @@ def test_the_calls_the_function_makes_are_the_actions_its_policy_grants():
                for service, name in calls}
     # CloudFormation resolves the stack's SSM-typed BootstrapVersion parameter with the caller's credentials.
     assert actions | {"ssm:GetParameters"} == set(RELEASE_ACTIONS)
+    # No iam:PassRole because the update names no RoleARN, on the API's own word (as botocore ships it).
+    role_arn = boto3.client("cloudformation", region_name="us-east-1").meta.service_model.operation_model(
+        "UpdateStack").input_shape.members["RoleARN"].documentation
+    assert "If you don't specify a value, CloudFormation uses the role that was previously associated" in role_arn
