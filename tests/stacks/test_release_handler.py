@@ -238,4 +238,5 @@ def test_the_calls_the_function_makes_are_the_actions_its_policy_grants():
     # No iam:PassRole because the update names no RoleARN, on the API's own word (as botocore ships it).
     role_arn = boto3.client("cloudformation", region_name="us-east-1").meta.service_model.operation_model(
         "UpdateStack").input_shape.members["RoleARN"].documentation
-    assert "If you don't specify a value, CloudFormation uses the role that was previously associated" in role_arn
+    assert "If you don't specify a value, CloudFormation uses the role that was previously associated" \
+        in role_arn
