@@ -1,10 +1,13 @@
 """A trained model behind an endpoint through SDK v2's `Model(...).deploy()`, locally or on SageMaker.
 
-    python examples/sdk/v2_deploy.py local --image localhost/jax-llm:local --model-data ./model.tar.gz
-    python examples/sdk/v2_deploy.py local --image ... --model-data ./bigram.tar.gz --entry-point inference.py
-        (the SDK repacks a local model.tar.gz in place: pass a copy)
+    python examples/sdk/v2_deploy.py local --image localhost/jax-llm:local --model-data gpt/model.tar.gz
+    python examples/sdk/v2_deploy.py local --image ... --model-data bigram/model.tar.gz \
+        --entry-point inference.py
     python examples/sdk/v2_deploy.py ml.g5.2xlarge --image <ImageUri> --role <RoleArn> \
         --model-data s3://<bucket>/jobs/<job>/output/model.tar.gz --code-location s3://<bucket>/code
+
+A local model.tar.gz must sit in a folder of its own: v2's local mode unpacks it beside itself and mounts that
+whole folder as /opt/ml/model; with an entry point it also repacks the archive in place (pass a copy).
 
 Without an entry point the image serves its built-in GPT (TGI's and OpenAI's bodies on /invocations);
 with `--entry-point inference.py` the SDK repacks the model with examples/script_mode/src/inference.py

@@ -3,12 +3,13 @@
     .venv-sdk-v2/bin/python tests/image/sdk_v2_driver.py '[["v2_builtin.py", "local", ...], ...]'
 
 Each example runs as `python examples/sdk/<script> <args>` would (runpy, sys.argv); after each, one line
-`case-result: {"script", "exit", "error"}` says how it ended. Stdlib only: it runs in the v2 venv.
+`case-result: {"script", "exit", "error", "seconds"}` says how it ended. Stdlib only: it runs in the v2 venv.
 """
 
 import json
 import runpy
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -19,7 +20,7 @@ def main(cases: list[list[str]]) -> None:
     sys.path.insert(0, str(EXAMPLES))  # what `python examples/sdk/x.py` puts first: v2_session imports
     for script, *args in cases:
         sys.argv = [str(EXAMPLES / script), *args]
-        exit_code, error = 0, None
+        exit_code, error, start = 0, None, time.monotonic()
         print(f"case-start: {json.dumps([script, *args])}", flush=True)
         try:
             runpy.run_path(str(EXAMPLES / script), run_name="__main__")
@@ -29,7 +30,9 @@ def main(cases: list[list[str]]) -> None:
         except Exception as failure:  # noqa: BLE001 - reported, and the next case still runs
             traceback.print_exc()
             exit_code, error = 1, f"{type(failure).__name__}: {failure}"
-        print(f"case-result: {json.dumps({'script': script, 'exit': exit_code, 'error': error})}", flush=True)
+        seconds = round(time.monotonic() - start, 1)
+        result = {"script": script, "exit": exit_code, "error": error, "seconds": seconds}
+        print(f"case-result: {json.dumps(result)}", flush=True)
 
 
 if __name__ == "__main__":

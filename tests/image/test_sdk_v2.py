@@ -21,7 +21,7 @@ import pytest
 
 from local_mode.runner import free_port
 from tests.image import sdk
-from tests.image.conftest import HYPERPARAMETERS, _NOT_RUN
+from tests.image.conftest import SDK_HYPERPARAMETERS, _NOT_RUN
 
 DRIVER = Path(__file__).resolve().parent / "sdk_v2_driver.py"
 
@@ -36,12 +36,15 @@ def v2_run(sdk_client, image, corpus, trained_in_image, tmp_path_factory) -> dic
         _NOT_RUN.append(message)
         pytest.skip(message)
     work = tmp_path_factory.mktemp("sdk-v2")
-    gpt = work / "gpt-model.tar.gz"  # a copy: local mode may repack a model archive in place
+    # A copy in a folder of its own: v2's local mode unpacks a local model.tar.gz beside itself and mounts
+    # that whole folder as /opt/ml/model (and with an entry point it repacks the archive in place).
+    gpt = work / "gpt" / "model.tar.gz"
+    gpt.parent.mkdir()
     shutil.copy(trained_in_image.result.model_archive, gpt)
     common = ["local", "--image", image.tag]
     cases = {
         "builtin": ["v2_builtin.py", *common, "--train", str(corpus), "--output", str(work / "builtin"),
-                    "--instance-count", "2", "--hyperparameters", json.dumps(HYPERPARAMETERS)],
+                    "--instance-count", "2", "--hyperparameters", json.dumps(SDK_HYPERPARAMETERS)],
         "failing": ["v2_builtin.py", *common, "--train", str(corpus), "--output", str(work / "failing"),
                     "--hyperparameters", json.dumps({"lerning_rate": 0.01})],
         "script": ["v2_script_mode.py", *common, "--train", str(corpus), "--output", str(work / "script"),

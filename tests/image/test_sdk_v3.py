@@ -9,14 +9,13 @@ hosts, truly one cluster; and a failed job seen failed by its `failure` file, wh
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.image import sdk
-from tests.image.conftest import HYPERPARAMETERS
+from tests.image.conftest import HYPERPARAMETERS, SDK_HYPERPARAMETERS
 
 
 def run_v3(sdk_client, script: str, workdir: Path, corpus: Path, image, *extra: str) -> tuple[Path, str]:
@@ -36,8 +35,8 @@ def run_v3(sdk_client, script: str, workdir: Path, corpus: Path, image, *extra: 
 def test_builtin_trainer_started_bare_matches_local_modes_losses(
     sdk_client, image, corpus, trained_in_image, tmp_path, hosts
 ) -> None:
-    artifacts, log = run_v3(sdk_client, "v3_builtin.py", tmp_path, corpus, image,
-                            "--instance-count", str(hosts), "--hyperparameters", json.dumps(HYPERPARAMETERS))
+    artifacts, log = run_v3(sdk_client, "v3_builtin.py", tmp_path, corpus, image, "--instance-count",
+                            str(hosts), "--hyperparameters", json.dumps(SDK_HYPERPARAMETERS))
     assert sdk.read_member(artifacts / "output.tar.gz", "failure") is None, log[-4000:]
     assert {"config.json", "params.npz", "tokenizer.json"} <= sdk.member_names(artifacts / "model.tar.gz")
     assert f"{hosts} process(es), {hosts} device(s)" in log
