@@ -40,6 +40,10 @@ parser.add_argument("--entry-point", help="the team's handler in examples/script
 parser.add_argument("--code-location", help="s3:// prefix for the repacked model (cloud). Locally the SDK "
                     "repacks --model-data in place and only parses this; left out, it asks STS for a bucket")
 parser.add_argument("--role", default="arn:aws:iam::000000000000:role/local-mode-needs-none")
+parser.add_argument("--local-port", type=int, default=8080, help="local mode: the endpoint's port here")
+parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                    help="the container's environment, e.g. JAX_LLM_MAX_BATCH=1 (fewer programs to compile: "
+                         "v2's local mode gives an endpoint 2 minutes to answer /ping)")
 args = parser.parse_args()
 local = args.instance_type.startswith("local")
 
@@ -50,8 +54,9 @@ model = Model(
     entry_point=args.entry_point,
     source_dir=str(SOURCE) if args.entry_point else None,
     code_location=args.code_location or ("s3://local-mode-never-uploads/code" if local else None),
-    sagemaker_session=session(args.instance_type),
+    sagemaker_session=session(args.instance_type, serving_port=args.local_port),
     predictor_cls=Predictor,  # without it deploy() returns None
+    env=dict(pair.split("=", 1) for pair in args.env),
 )
 predictor = model.deploy(initial_instance_count=1, instance_type=args.instance_type,
                          serializer=JSONSerializer(), deserializer=JSONDeserializer())

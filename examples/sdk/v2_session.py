@@ -1,14 +1,13 @@
 """What every v2 example shares: the session for `local` (the SDK's local mode) or for SageMaker itself.
 
 Local mode with `local_code`: the source directory and `file://` inputs are mounted, nothing goes to S3.
-`LOCAL_SERVING_PORT` moves a local endpoint off 8080 (the SDK's default) when that port is taken.
+`serving_port` moves a local endpoint off 8080 (the SDK's default) when that port is taken.
 """
 
-import os
 from pathlib import Path
 
 
-def session(instance_type: str, local_root: str = "./v2-local"):
+def session(instance_type: str, local_root: str = "./v2-local", serving_port: int = 8080):
     """`LocalSession` for `local` (or `local_gpu`), else a `sagemaker.Session` for the account's region."""
     if not instance_type.startswith("local"):
         import sagemaker
@@ -19,7 +18,7 @@ def session(instance_type: str, local_root: str = "./v2-local"):
     Path(local_root).mkdir(parents=True, exist_ok=True)
     local = LocalSession()
     local.config = {"local": {"local_code": True, "container_root": str(Path(local_root).resolve()),
-                              "serving_port": int(os.environ.get("LOCAL_SERVING_PORT", "8080"))}}
+                              "serving_port": serving_port}}
     return local
 
 

@@ -49,14 +49,17 @@ def v2_run(sdk_client, image, corpus, trained_in_image, tmp_path_factory) -> dic
                     "--hyperparameters", json.dumps({"lerning_rate": 0.01})],
         "script": ["v2_script_mode.py", *common, "--train", str(corpus), "--output", str(work / "script"),
                    "--instance-count", "2"],
-        "deploy": ["v2_deploy.py", *common, "--model-data", str(gpt)],
+        # One decode slot: 6 programs to compile instead of 21, ready well inside the 2 minutes v2's local
+        # mode waits for /ping (a busy 2-core machine took 200 s for 21).
+        "deploy": ["v2_deploy.py", *common, "--model-data", str(gpt), "--env", "JAX_LLM_MAX_BATCH=1",
+                   "--local-port", str(free_port())],
         "deploy_handler": ["v2_deploy.py", *common, "--model-data", str(work / "script" / "model.tar.gz"),
-                           "--entry-point", "inference.py"],
+                           "--entry-point", "inference.py", "--local-port", str(free_port())],
         "tuning": ["v2_tuning.py", *common, "--train", str(corpus), "--output", str(work / "tuning")],
     }
-    env = {**sdk_client.env, "LOCAL_SERVING_PORT": str(free_port())}
     try:
-        done = subprocess.run([str(sdk.V2_PYTHON), str(DRIVER), json.dumps(list(cases.values()))], env=env,
+        done = subprocess.run([str(sdk.V2_PYTHON), str(DRIVER), json.dumps(list(cases.values()))],
+                              env=sdk_client.env,
                               cwd=work, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               timeout=1200)
     finally:
