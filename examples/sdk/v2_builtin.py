@@ -1,7 +1,8 @@
 """The built-in GPT trainer through SDK v2's `Estimator`, the seed's own call, locally or on SageMaker.
 
-    python examples/sdk/v2_builtin.py local --image localhost/jax-llm:local --train ./data --output ./out
-    python examples/sdk/v2_builtin.py ml.g5.2xlarge --image <ImageUri> --role <RoleArn> \
+    .venv-sdk-v2/bin/python examples/sdk/v2_builtin.py local \
+        --image localhost/jax-llm:local --train ./data --output ./out
+    .venv-sdk-v2/bin/python examples/sdk/v2_builtin.py ml.g5.2xlarge --image <ImageUri> --role <RoleArn> \
         --train s3://<bucket>/data/train --output s3://<bucket>/jobs
 """
 

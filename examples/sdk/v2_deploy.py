@@ -1,9 +1,10 @@
 """A trained model behind an endpoint through SDK v2's `Model(...).deploy()`, locally or on SageMaker.
 
-    python examples/sdk/v2_deploy.py local --image localhost/jax-llm:local --model-data gpt/model.tar.gz
-    python examples/sdk/v2_deploy.py local --image ... --model-data bigram/model.tar.gz \
+    .venv-sdk-v2/bin/python examples/sdk/v2_deploy.py local \
+        --image localhost/jax-llm:local --model-data gpt/model.tar.gz
+    .venv-sdk-v2/bin/python examples/sdk/v2_deploy.py local --image ... --model-data bigram/model.tar.gz \
         --entry-point inference.py
-    python examples/sdk/v2_deploy.py ml.g5.2xlarge --image <ImageUri> --role <RoleArn> \
+    .venv-sdk-v2/bin/python examples/sdk/v2_deploy.py ml.g5.2xlarge --image <ImageUri> --role <RoleArn> \
         --model-data s3://<bucket>/jobs/<job>/output/model.tar.gz --code-location s3://<bucket>/code
 
 A local model.tar.gz must sit in a folder of its own: v2's local mode unpacks it beside itself and mounts that

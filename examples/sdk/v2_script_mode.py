@@ -1,7 +1,8 @@
 """The team's own script (examples/script_mode/src/train.py) through SDK v2's `Estimator(entry_point=...)`.
 
-    python examples/sdk/v2_script_mode.py local --image localhost/jax-llm:local --train ./data --output ./out
-    python examples/sdk/v2_script_mode.py ml.g5.2xlarge --image <ImageUri> --role <RoleArn> \
+    .venv-sdk-v2/bin/python examples/sdk/v2_script_mode.py local \
+        --image localhost/jax-llm:local --train ./data --output ./out
+    .venv-sdk-v2/bin/python examples/sdk/v2_script_mode.py ml.g5.2xlarge --image <ImageUri> --role <RoleArn> \
         --train s3://<bucket>/data/train --output s3://<bucket>/jobs
 
 The image's own script mode runs it (sagemaker_program / sagemaker_submit_directory); on several hosts it

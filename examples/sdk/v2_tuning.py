@@ -1,6 +1,6 @@
 """SageMaker's hyperparameter tuner over the built-in trainer through SDK v2's `HyperparameterTuner`.
 
-    python examples/sdk/v2_tuning.py ml.g5.2xlarge --image <ImageUri> --role <RoleArn> \
+    .venv-sdk-v2/bin/python examples/sdk/v2_tuning.py ml.g5.2xlarge --image <ImageUri> --role <RoleArn> \
         --train s3://<bucket>/data/train --validation s3://<bucket>/data/validation \
         --output s3://<bucket>/tuning
 
