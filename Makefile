@@ -7,12 +7,13 @@ NODE_MINIMUM := 20
 PYTHON ?= python3
 VENV := .venv
 CHECKOV_VENV := .venv-checkov
+SDK_V2_VENV := .venv-sdk-v2
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export PYTHONPATH := $(CURDIR):$(CURDIR)/containers/jax-llm
 
 .PHONY: setup check-node lint test demo synth lock clean
 
-setup: check-node $(VENV)/.installed $(CHECKOV_VENV)/.installed node_modules/.installed
+setup: check-node $(VENV)/.installed $(CHECKOV_VENV)/.installed $(SDK_V2_VENV)/.installed node_modules/.installed
 
 check-node:
 	@want="Node.js $(firstword $(NODE_SUPPORTED)) or $(lastword $(NODE_SUPPORTED)) (LTS)"; \
@@ -39,6 +40,12 @@ $(VENV)/.installed: requirements.txt containers/jax-llm/requirements.txt
 $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install --quiet -r requirements-checkov.txt
+	touch $@
+
+# SDK v2 (`sagemaker<3`) beside the project's v3: the image tests run the seed's v2 calls with it.
+$(SDK_V2_VENV)/.installed: requirements-sdk-v2.txt
+	$(PYTHON) -m venv $(SDK_V2_VENV)
+	$(SDK_V2_VENV)/bin/pip install --quiet -r requirements-sdk-v2.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -70,4 +77,4 @@ lock: setup
 		&& ../../$(LOCK) requirements-cuda.txt -o requirements-cuda.lock
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) node_modules cdk.out .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(SDK_V2_VENV) node_modules cdk.out .pytest_cache

@@ -29,6 +29,9 @@ ENGINE_VARIABLE = "LOCAL_MODE_ENGINE"  # forces one of ENGINES
 IMAGE_TAG = "localhost/jax-llm:local"
 CA_SECRET_ID = "pip-ca"  # the Dockerfile's build secret: a CA bundle for a TLS-inspecting proxy
 PROBE_TIMEOUT_S = 20
+DOCKER_BUILDX = "docker-buildx-plugin, or Debian's docker-buildx"
+INSTALL = ("install Podman (Debian/Ubuntu: apt-get install podman runc; .ci/install-container-engine does it "
+           f"and configures it) or Docker with BuildKit ({DOCKER_BUILDX})")
 ISOLATED = "none"  # the network of a container that may reach nothing (EnableNetworkIsolation)
 
 Log = Callable[[str], None]
@@ -46,22 +49,37 @@ def _probe_argv(name: str) -> list[str]:
     return ["podman", "info", "--format", "{{.Host.OCIRuntime.Name}}"]
 
 
+def _answer(argv: list[str]) -> tuple[bool, str]:
+    """(whether `argv` answered with exit 0 and some output, its last words otherwise)."""
+    try:
+        probe = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return False, f"no answer within {PROBE_TIMEOUT_S} s"
+    if probe.returncode != 0 or not probe.stdout.strip():
+        return False, (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}, no answer"])[-1]
+    return True, ""
+
+
 def unusable_reason(name: str) -> str | None:
-    """None when engine `name` can run containers here; otherwise why not, in words a user can act on."""
+    """None when engine `name` can build the image and run containers here; otherwise why not, in words a
+    user can act on."""
     if shutil.which(name) is None:
         return f"{name} is not installed"
-    try:
-        probe = subprocess.run(_probe_argv(name), capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        return f"{name} did not answer within {PROBE_TIMEOUT_S} s"
-    if probe.returncode != 0 or not probe.stdout.strip():
-        detail = (probe.stderr.strip().splitlines() or ["no answer"])[-1]
+    answered, detail = _answer(_probe_argv(name))
+    if not answered:
         return f"{name} cannot run containers: {detail}"
+    # The build hands the proxy's CA over as a secret (`--secret`), which only BuildKit takes: a docker CLI
+    # without its buildx plugin falls back to the legacy builder, which fails with `unknown flag: --secret`.
+    # Podman's own builder (buildah) takes secrets.
+    if name == "docker" and not _answer(["docker", "buildx", "version"])[0]:
+        return ("docker answers but cannot build with a secret: it has no buildx (BuildKit) plugin, and its "
+                f"legacy builder rejects --secret (install {DOCKER_BUILDX})")
     return None
 
 
 def find_engine(environ: Mapping[str, str] | None = None) -> tuple[str | None, list[str]]:
-    """The first engine that answers (or the one LOCAL_MODE_ENGINE forces), and why each other did not."""
+    """The first engine that can build and run the image (or the one LOCAL_MODE_ENGINE forces), and why each
+    other cannot: Docker only with BuildKit, else Podman."""
     environ = os.environ if environ is None else environ
     forced = environ.get(ENGINE_VARIABLE, "").strip()
     if forced and forced not in ENGINES:
@@ -218,7 +236,8 @@ def engine(requested: bool, log: Log) -> ContainerEngine | None:
     if name is None and os.environ.get(ENGINE_VARIABLE):
         raise EngineError(f"{ENGINE_VARIABLE} forces an engine that cannot run containers: {reasons[0]}")
     if name is None:
-        log(f"--docker: no container engine answers ({'; '.join(reasons)}); running host processes instead")
+        log(f"--docker: no container engine answers ({'; '.join(reasons)}); running host processes instead. "
+            f"To run the image: {INSTALL}")
         return None
     built = ContainerEngine(name, gpu=has_gpu())
     built.build(log)

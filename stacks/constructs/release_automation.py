@@ -3,15 +3,16 @@
 ``RequestedModelPackageArn`` is a stack parameter (empty on the first deploy: the lookup then takes the
 newest Approved version). When a version in the group turns Approved, or the stack settles after an update,
 the release function (``release_handler/index.py``) calls UpdateStack on this stack with the previous
-template and only that parameter changed, as the CDK deploy role, so the rollout is an ordinary CloudFormation
-update: the endpoint's blue/green traffic shifting and alarm rollback apply, and the stack records it.
+template and only that parameter changed; CloudFormation runs it as the role the stack was deployed with
+(CDK's deploy role), so the rollout is an ordinary CloudFormation update: the endpoint's blue/green traffic
+shifting and alarm rollback apply, and the stack records it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Aws, CfnOutput, CfnParameter, DefaultStackSynthesizer, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnOutput, CfnParameter, DefaultStackSynthesizer, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -32,10 +33,11 @@ APPROVAL_EVENT = "SageMaker Model Package State Change"
 STACK_EVENT = "CloudFormation Stack Status Change"
 SETTLED_STATUSES = ["CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE"]
 # What the release function's policy grants: its own calls, and what CloudFormation checks of the caller of
-# UpdateStack (passing the deploy role; reading the SSM-typed BootstrapVersion parameter CDK adds, which
-# CloudFormation resolves with the caller's credentials, as CDK's own deploy role may).
+# UpdateStack (reading the SSM-typed BootstrapVersion parameter CDK adds, which CloudFormation resolves with
+# the caller's credentials, as CDK's own deploy role may). No iam:PassRole: the update names no RoleARN, so
+# CloudFormation uses the stack's own role even where the caller may not pass it (UpdateStack's RoleARN).
 RELEASE_ACTIONS = ("sagemaker:ListModelPackages", "cloudformation:DescribeStacks",
-                   "cloudformation:UpdateStack", "iam:PassRole", "ssm:GetParameters")
+                   "cloudformation:UpdateStack", "ssm:GetParameters")
 
 
 class ModelRelease(Construct):
@@ -52,8 +54,6 @@ class ModelRelease(Construct):
             description="The model package version to serve; set by the release function when a version is "
                         "approved. Empty: the newest Approved version of the group.")
         self.requested: str = parameter.value_as_string
-        # The role CloudFormation deploys this stack with (CDK's bootstrap): the release uses it too.
-        deploy_role_arn = Fn.sub(stack.synthesizer.cloud_formation_execution_role_arn)
         qualifier = stack.synthesizer.bootstrap_qualifier or DefaultStackSynthesizer.DEFAULT_QUALIFIER
         bootstrap_version = stack.format_arn(service="ssm", resource="parameter",
                                              resource_name=f"cdk-bootstrap/{qualifier}/version")
@@ -69,9 +69,6 @@ class ModelRelease(Construct):
                                 resources=["*"]),
             iam.PolicyStatement(sid="UpdateThisStack", resources=[Aws.STACK_ID],
                                 actions=["cloudformation:DescribeStacks", "cloudformation:UpdateStack"]),
-            iam.PolicyStatement(
-                sid="DeployAsTheCdkDeployRole", actions=["iam:PassRole"], resources=[deploy_role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}}),
             iam.PolicyStatement(sid="ResolveBootstrapVersion", actions=["ssm:GetParameters"],
                                 resources=[bootstrap_version]),
             iam.PolicyStatement(sid="HandlerLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
@@ -89,8 +86,7 @@ class ModelRelease(Construct):
             environment_encryption=key,
             # One at a time: two approvals in a row are decided in order, and the second finds the stack busy.
             reserved_concurrent_executions=1,
-            environment={"MODEL_PACKAGE_GROUP_NAME": group_name, "STACK_ID": Aws.STACK_ID,
-                         "DEPLOY_ROLE_ARN": deploy_role_arn},
+            environment={"MODEL_PACKAGE_GROUP_NAME": group_name, "STACK_ID": Aws.STACK_ID},
             description=f"Rolls the newest Approved model version out to {stack.stack_name}",
         )
         self.function.node.add_dependency(self.policy)

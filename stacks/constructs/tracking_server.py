@@ -20,6 +20,10 @@ ARTIFACT_PREFIX = "mlflow"  # in the artifacts bucket: the server's artifact sto
 LOGGING_ACTIONS = ["sagemaker-mlflow:CreateExperiment", "sagemaker-mlflow:CreateRun",
                    "sagemaker-mlflow:GetExperimentByName", "sagemaker-mlflow:GetRun",
                    "sagemaker-mlflow:LogBatch", "sagemaker-mlflow:SearchRuns", "sagemaker-mlflow:UpdateRun"]
+# An MLflow *App* (`mlflow-app/` ARN) authorizes its REST API with sagemaker:CallMlflowAppApi beside the
+# sagemaker-mlflow actions, and the sagemaker-mlflow plugin resolves the ARN to the App's URL with
+# DescribeMlflowApp (docs/stacks.md cites the pages). A tracking server needs neither.
+MLFLOW_APP_ACTIONS = ["sagemaker:CallMlflowAppApi", "sagemaker:DescribeMlflowApp"]
 
 
 class TrackingServer(Construct):
@@ -64,10 +68,14 @@ def ui_command(name: str | None, arn: str) -> str:
 
 
 def grant_logging(policy: iam.ManagedPolicy, tracking_arn: str) -> None:
-    """What the execution role needs to log runs to ``tracking_arn``: the MLflow calls on that one server,
-    and listing a tuning job's trials (their outputs it already reads in the artifacts bucket)."""
+    """What the execution role needs to log runs to ``tracking_arn``: the MLflow calls on that one server
+    (and, for an MLflow App, its API gate and Describe), and listing a tuning job's trials (their outputs
+    it already reads in the artifacts bucket)."""
     tuning_jobs = Stack.of(policy).format_arn(service="sagemaker", resource="hyper-parameter-tuning-job",
                                               resource_name="*")
+    if ":mlflow-app/" in tracking_arn:  # a plain string: only an existing App is named by ARN
+        policy.add_statements(iam.PolicyStatement(sid="MlflowAppApi", actions=MLFLOW_APP_ACTIONS,
+                                                  resources=[tracking_arn]))
     policy.add_statements(
         iam.PolicyStatement(sid="MlflowLogRuns", actions=LOGGING_ACTIONS, resources=[tracking_arn]),
         iam.PolicyStatement(sid="ListTuningTrials", resources=[tuning_jobs],

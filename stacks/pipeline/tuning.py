@@ -43,7 +43,7 @@ def tuning_step(name: str, res: PipelineResources, pipeline: PipelineSettings, t
     get the definition's one CheckpointConfig (one S3 prefix, restored whole into every trial), so each is
     told (``JAX_LLM_CHECKPOINTS_PER_JOB``) to keep its checkpoints under ``jobs/<its training job name>``
     and never reads another trial's weights. A team's own script cannot be told, so its trials get none.
-    On demand, a trial's instances stay warm for the next trial (``tuning.warm_pool_seconds``).
+    No warm pool: SageMaker documents them for training jobs only, and a tuning job ignores the setting.
     """
     definition = training_job_definition(res, pipeline, spot=spot, prepared=prepared,
                                          output_prefix=TUNING_OUTPUT_PREFIX, checkpoints=False)
@@ -55,8 +55,6 @@ def tuning_step(name: str, res: PipelineResources, pipeline: PipelineSettings, t
             "LocalPath": CHECKPOINT_LOCAL_PATH,
         }
         definition["Environment"][PER_JOB_CHECKPOINTS_ENV] = "true"
-    if not spot and tuning.warm_pool_seconds:
-        definition["ResourceConfig"]["KeepAlivePeriodInSeconds"] = tuning.warm_pool_seconds
     arguments = {
         "HyperParameterTuningJobConfig": {
             "Strategy": "Bayesian",

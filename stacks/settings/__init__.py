@@ -29,6 +29,9 @@ from stacks.settings.tuning import TUNED_HYPERPARAMETERS, TuningSettings
 RETIRED_KEYS = {
     "ecrMaxImageCount": "ecrUntaggedImageDays (only untagged images expire; a tagged one may be deployed)",
     "endpointTargetInvocationsPerInstance": "endpointTargetConcurrencyPercent (autoscaling tracks concurrency)",
+    # Warm pools are documented for training jobs (and never with spot); a tuning job's service drops the
+    # trial definition's KeepAlivePeriodInSeconds. docs/stacks.md, "Tuning and warm pools".
+    "tuningWarmPoolSeconds": "no other key: a tuning job's trials keep no SageMaker warm pool (docs/stacks.md)",
 }
 
 __all__ = ["RETIRED_KEYS", "REPO", "TUNED_HYPERPARAMETERS", "Context", "EndpointSettings", "ImageSettings",

@@ -19,7 +19,6 @@ class TuningSettings:
     learning_rate: tuple[float, float]  # tuningLearningRateRange: searched on a log scale
     warmup_steps: tuple[int, int]  # tuningWarmupStepsRange
     weight_decay: tuple[float, float]  # tuningWeightDecayRange
-    warm_pool_seconds: int  # tuningWarmPoolSeconds: keep on-demand trial instances warm for the next; 0 = off
 
     @classmethod
     def from_context(cls, ctx: Context, pipeline: PipelineSettings) -> TuningSettings:
@@ -31,8 +30,6 @@ class TuningSettings:
             learning_rate=_trainer_range(ctx, "tuningLearningRateRange", "learning_rate"),
             warmup_steps=_trainer_range(ctx, "tuningWarmupStepsRange", "warmup_steps"),
             weight_decay=_trainer_range(ctx, "tuningWeightDecayRange", "weight_decay"),
-            # SageMaker keeps a warm pool at most an hour after a job (KeepAlivePeriodInSeconds).
-            warm_pool_seconds=ctx.integer("tuningWarmPoolSeconds", minimum=0, maximum=3600),
         )
         ctx.require(settings.max_parallel_jobs <= settings.max_jobs, "tuningMaxParallelJobs",
                     settings.max_parallel_jobs, f"at most tuningMaxJobs ({settings.max_jobs})")

@@ -54,7 +54,7 @@ def test_dependency_layer_comes_before_the_source_layer(instructions):
     install = index_of(instructions, "RUN", r"pip install --no-cache-dir --require-hashes")
     copy_source = index_of(instructions, "COPY", r"^jax_llm/ ")
     assert copy_locks < install < copy_source
-    assert [k for k, _ in instructions[copy_source + 1:]] == ["ENV", "EXPOSE", "ENTRYPOINT"]
+    assert [k for k, _ in instructions[copy_source + 1:]] == ["ENV", "EXPOSE", "ENTRYPOINT", "CMD"]
 
 
 def _stages(instructions) -> dict[str, str]:
@@ -76,7 +76,13 @@ def test_the_variant_picks_a_stage_and_only_the_gpu_one_installs_efa(instruction
 def test_entrypoint_is_exec_form_python_module(instructions):
     (entrypoint,) = [args for k, args in instructions if k == "ENTRYPOINT"]
     assert json.loads(entrypoint) == ["python", "-m", "jax_llm"]
-    assert not [k for k, _ in instructions if k == "CMD"]  # SageMaker passes train/serve as the command
+
+
+def test_a_bare_start_trains(instructions):
+    # SageMaker passes train/serve as the command, which replaces CMD; a launcher that passes nothing
+    # (SDK v3's ModelTrainer without source code, a plain `docker run IMAGE`) must train, not print usage.
+    (command,) = [args for k, args in instructions if k == "CMD"]
+    assert json.loads(command) == ["train"]
 
 
 def test_nothing_is_put_under_opt_ml(instructions):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from local_mode import container_engine
 from local_mode.container_engine import ContainerEngine
 from local_mode.runner import JobResult, run_training
+from tests.image import sdk
 from tests.support import write_stdlib_corpus
 
 # The SDK's own values: local mode's tree JSON-encodes them as the estimators do ("tiny" -> "\"tiny\"").
@@ -42,6 +44,10 @@ HYPERPARAMETERS = {
     "_tuning_objective_metric": "val_loss",
 }
 
+# The same job for the SDK tests, whose losses must equal the shared job's: checkpoints do not change the
+# training, and none (instead of one every 4 steps) saves most of a job's time.
+SDK_HYPERPARAMETERS = {**HYPERPARAMETERS, "checkpoint_every": 0}  # 0: only on SIGTERM
+
 _NOT_RUN: list[str] = []
 
 
@@ -50,7 +56,8 @@ def image() -> ContainerEngine:
     """The CPU image, built once (the base pulled, or made with mmdebstrap where no registry answers)."""
     name, reasons = container_engine.find_engine()
     if name is None:
-        message = f"NO CONTAINER ENGINE: the image tests did not run ({'; '.join(reasons)})"
+        message = (f"NO CONTAINER ENGINE: the image tests did not run ({'; '.join(reasons)}); "
+                   f"{container_engine.INSTALL}")
         if os.environ.get("CI"):
             pytest.fail(f"{message}. CI must run them: .ci/run installs Podman first.")
         _NOT_RUN.append(message)
@@ -99,6 +106,30 @@ def trained_in_image(image, corpus, tmp_path_factory) -> ImageJob:
     if not job.result.ok:
         pytest.fail(f"training in the image failed: {job.result.failure_reason}\n{job.log[-3000:]}")
     return job
+
+
+@dataclasses.dataclass(frozen=True)
+class SdkClient:
+    """What an SDK test needs: the environment its SDK process runs in, and the engine's name."""
+
+    env: dict[str, str]
+    engine: str
+
+
+@pytest.fixture(scope="session")
+def sdk_client(image, tmp_path_factory) -> Iterator[SdkClient]:
+    """The engine's Docker API (Podman's service, started here and stopped at the end) for the SDK's local
+    mode, and a compose tool; under CI a missing compose tool is an error (.ci/install-container-engine)."""
+    tool = sdk.compose_tool()
+    if tool is None:
+        message = "NO COMPOSE TOOL: the SageMaker SDK tests did not run (apt-get install docker-compose)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}. CI must run them: .ci/install-container-engine installs it.")
+        _NOT_RUN.append(message)
+        pytest.skip(message)
+    directory = tmp_path_factory.mktemp("sdk")
+    with sdk.docker_api(image.name, directory) as docker_host:
+        yield SdkClient(sdk.offline_environment(docker_host, directory), image.name)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

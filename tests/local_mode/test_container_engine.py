@@ -116,6 +116,50 @@ def test_without_an_engine_docker_mode_says_so_and_falls_back_to_host_processes(
     )  # not asked: nothing said
 
 
+def fake_cli(bin_dir: Path, name: str, answers: dict[str, str]) -> None:
+    """An executable `name` on PATH answering each argument line in `answers` (a shell `case`), else failing
+    as the real CLI does for a command it lacks. The CLI's answer is what the engine choice reads."""
+    cases = [f'  "{argv}") echo {answer!r}; exit 0;;' for argv, answer in answers.items()]
+    script = bin_dir / name
+    script.write_text("\n".join(["#!/bin/sh", 'case "$*" in', *cases,
+                                 f'  *) echo "{name}: unknown command: $*" >&2; exit 1;;', "esac", ""]))
+    script.chmod(0o755)
+
+
+DOCKER_WITH_A_DAEMON = {"version --format {{.Server.Version}}": "28.2.2"}
+PODMAN_THAT_RUNS = {"info --format {{.Host.OCIRuntime.Name}}": "runc"}
+
+
+def test_docker_without_buildx_is_passed_over_for_podman(tmp_path: Path, monkeypatch) -> None:
+    # Seen here: a docker CLI answering through Podman's API socket, no buildx plugin: the legacy builder
+    # then fails the build with `unknown flag: --secret`.
+    fake_cli(tmp_path, "docker", DOCKER_WITH_A_DAEMON)
+    fake_cli(tmp_path, "podman", PODMAN_THAT_RUNS)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    name, reasons = container_engine.find_engine({})
+    assert name == "podman"
+    (reason,) = reasons
+    assert "cannot build with a secret" in reason and "docker-buildx-plugin" in reason
+
+
+def test_docker_with_buildkit_comes_first(tmp_path: Path, monkeypatch) -> None:
+    fake_cli(tmp_path, "docker", {**DOCKER_WITH_A_DAEMON, "buildx version": "github.com/docker/buildx v0.24.0"})
+    fake_cli(tmp_path, "podman", PODMAN_THAT_RUNS)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert container_engine.find_engine({}) == ("docker", [])
+
+
+def test_docker_without_buildx_and_no_podman_names_what_to_install(tmp_path: Path, monkeypatch) -> None:
+    fake_cli(tmp_path, "docker", DOCKER_WITH_A_DAEMON)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv(container_engine.ENGINE_VARIABLE, raising=False)
+    said: list[str] = []
+    assert container_engine.engine(True, log=said.append) is None
+    (line,) = said
+    assert "legacy builder rejects --secret" in line and "podman is not installed" in line
+    assert "apt-get install podman runc" in line and "docker-buildx-plugin" in line
+
+
 def test_a_forced_engine_that_cannot_run_is_an_error_not_a_silent_fallback(monkeypatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     monkeypatch.setenv(container_engine.ENGINE_VARIABLE, "podman")

@@ -2,7 +2,7 @@
 
 A byte-level bigram language model (an embedding table of next-byte logits) trained with Optax on every
 file of the `train` channel. What it takes from SageMaker: hyperparameters as arguments, the channel and
-model directories from SM_*, and on several hosts the JAX_* variables for `jax.distributed`.
+model directories from SM_*, and on several hosts `join_cluster()` from the image's contract.
 """
 
 import argparse
@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax_llm.contract.distributed import join_cluster
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--learning-rate", type=float, default=0.1)
@@ -22,12 +23,9 @@ parser.add_argument("--batch-size", type=int, default=256)
 parser.add_argument("--epochs", type=int, default=2)
 args = parser.parse_args()
 
-if (
-    int(os.environ.get("JAX_NUM_PROCESSES", "1")) > 1
-):  # several hosts: the image sets these from resourceconfig
-    jax.distributed.initialize(
-        num_processes=int(os.environ["JAX_NUM_PROCESSES"]), process_id=int(os.environ["JAX_PROCESS_ID"])
-    )
+# Several hosts: the image's one call joins them from whatever launched the job (the image's script mode,
+# SDK v3's driver, or plain resourceconfig.json); on one host it does nothing.
+join_cluster()
 data = np.frombuffer(
     b"".join(p.read_bytes() for p in sorted(Path(os.environ["SM_CHANNEL_TRAIN"]).rglob("*")) if p.is_file()),
     np.uint8,

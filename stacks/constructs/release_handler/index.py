@@ -59,7 +59,7 @@ def newest_approved(sagemaker, group):
     return summaries[0]["ModelPackageArn"] if summaries else None
 
 
-def reconcile(sagemaker, cloudformation, *, stack, group, role_arn, reason, failed_version=None, now=None):
+def reconcile(sagemaker, cloudformation, *, stack, group, reason, failed_version=None, now=None):
     """Start a rollout of the newest Approved version when the stack serves another one; says what it did."""
     described = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
     status = described["StackStatus"]
@@ -87,8 +87,10 @@ def reconcile(sagemaker, cloudformation, *, stack, group, role_arn, reason, fail
                   for p in described.get("Parameters", []) if p["ParameterKey"] != PARAMETER]
     parameters.append({"ParameterKey": PARAMETER, "ParameterValue": target})
     try:
+        # No RoleARN: CloudFormation uses the role the stack was deployed with (CDK's deploy role), and
+        # needs no iam:PassRole of the caller for it (UpdateStack's RoleARN, docs/stacks.md).
         cloudformation.update_stack(StackName=stack, UsePreviousTemplate=True, Parameters=parameters,
-                                    Capabilities=CAPABILITIES, RoleARN=role_arn, ClientRequestToken=token)
+                                    Capabilities=CAPABILITIES, ClientRequestToken=token)
     except ClientError as error:
         message = error.response["Error"].get("Message", "")
         if "IN_PROGRESS state" in message:  # someone else's update started in between
@@ -122,7 +124,7 @@ def handler(event, context):
     else:
         reason, failed = happened
         outcome = reconcile(boto3.client("sagemaker"), boto3.client("cloudformation"),
-                            stack=os.environ["STACK_ID"], group=group, role_arn=os.environ["DEPLOY_ROLE_ARN"],
+                            stack=os.environ["STACK_ID"], group=group,
                             reason=reason, failed_version=failed)
     print(json.dumps(outcome))
     return outcome

@@ -80,7 +80,7 @@ def test_the_function_runs_one_at_a_time_knows_its_stack_and_is_the_tested_file(
     properties = TemplateValues(template).resolve(resource["Properties"])
     assert properties["ReservedConcurrentExecutions"] == 1
     assert properties["Environment"]["Variables"] == {
-        "MODEL_PACKAGE_GROUP_NAME": settings_group, "STACK_ID": THIS_STACK, "DEPLOY_ROLE_ARN": DEPLOY_ROLE}
+        "MODEL_PACKAGE_GROUP_NAME": settings_group, "STACK_ID": THIS_STACK}
     assert "KmsKeyArn" in resource["Properties"]  # the environment is encrypted with the project key
     assert properties["Handler"] == "index.handler"
     asset = Path(synthesized_app.outdir) / resource["Metadata"]["aws:asset:path"]
@@ -99,7 +99,6 @@ def test_the_function_may_update_only_this_stack_as_the_deploy_role(template, fu
     needed = [("sagemaker:ListModelPackages", "*", {}),
               ("cloudformation:DescribeStacks", THIS_STACK, {}),
               ("cloudformation:UpdateStack", THIS_STACK, {}),
-              ("iam:PassRole", DEPLOY_ROLE, TO_CLOUDFORMATION),
               ("ssm:GetParameters", BOOTSTRAP_VERSION, {}),
               ("logs:CreateLogStream", log_stream, {}), ("logs:PutLogEvents", log_stream, {})]
     assert [c for c in needed if not policies.allows(*c)] == []
@@ -109,7 +108,8 @@ def test_the_function_may_update_only_this_stack_as_the_deploy_role(template, fu
         ("cloudformation:UpdateStack", other_stack, {}),
         ("cloudformation:DeleteStack", THIS_STACK, {}),
         ("cloudformation:ExecuteChangeSet", THIS_STACK, {}),
-        ("iam:PassRole", DEPLOY_ROLE, {"iam:PassedToService": "lambda.amazonaws.com"}),
+        # No role to pass: UpdateStack without RoleARN keeps the stack's own (CDK's deploy role).
+        ("iam:PassRole", DEPLOY_ROLE, TO_CLOUDFORMATION),
         ("iam:PassRole", DEPLOY_ROLE, {}),
         ("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/jax-llm-execution", TO_CLOUDFORMATION),
         # Nothing behind CloudFormation's back: no direct endpoint, model or approval change.

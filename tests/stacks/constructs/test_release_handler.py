@@ -23,7 +23,6 @@ from stacks.constructs.release_handler import index as release
 GROUP = "jax-llm-gpt"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jax-llm:abc"
 STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/EndpointStack/0b5a2c10-aaaa-bbbb-cccc"
-DEPLOY_ROLE = "arn:aws:iam::123456789012:role/cdk-hnb659fds-cfn-exec-role-123456789012-us-east-1"
 NOW = 1_764_500_000
 
 
@@ -32,8 +31,7 @@ def sagemaker(monkeypatch: pytest.MonkeyPatch) -> Iterator:
     """moto's SageMaker with the group created, and the environment the function gets from its stack."""
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                         "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
-                        "MODEL_PACKAGE_GROUP_NAME": GROUP, "STACK_ID": STACK_ID,
-                        "DEPLOY_ROLE_ARN": DEPLOY_ROLE}.items():
+                        "MODEL_PACKAGE_GROUP_NAME": GROUP, "STACK_ID": STACK_ID}.items():
         monkeypatch.setenv(name, value)
     with mock_aws():
         client = boto3.client("sagemaker")
@@ -95,7 +93,8 @@ def _expect_describe(stubber: Stubber, status: str, serving: str, requested: str
 
 def _expect_update(stubber: Stubber, target: str) -> None:
     stubber.add_response("update_stack", {"StackId": STACK_ID}, {
-        "StackName": STACK_ID, "UsePreviousTemplate": True, "RoleARN": DEPLOY_ROLE,
+        # No RoleARN: the stack keeps the role it was deployed with, and the function needs no PassRole.
+        "StackName": STACK_ID, "UsePreviousTemplate": True,
         "Capabilities": ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
         "ClientRequestToken": f"release-{target.rsplit('/', 1)[1]}-{NOW}",
         "Parameters": [{"ParameterKey": "BootstrapVersion", "UsePreviousValue": True},
@@ -238,9 +237,13 @@ def test_the_calls_the_function_makes_are_the_actions_its_policy_grants():
                      ("cloudformation", "update_stack")}
     actions = {f"{service}:{boto3.client(service, region_name='us-east-1').meta.method_to_api_mapping[name]}"
                for service, name in calls}
-    # UpdateStack with a RoleARN also needs iam:PassRole on that role, and CloudFormation resolves the
-    # stack's SSM-typed BootstrapVersion parameter with the caller's credentials.
-    assert actions | {"iam:PassRole", "ssm:GetParameters"} == set(RELEASE_ACTIONS)
+    # CloudFormation resolves the stack's SSM-typed BootstrapVersion parameter with the caller's credentials.
+    assert actions | {"ssm:GetParameters"} == set(RELEASE_ACTIONS)
+    # No iam:PassRole because the update names no RoleARN, on the API's own word (as botocore ships it).
+    role_arn = boto3.client("cloudformation", region_name="us-east-1").meta.service_model.operation_model(
+        "UpdateStack").input_shape.members["RoleARN"].documentation
+    assert "If you don't specify a value, CloudFormation uses the role that was previously associated" \
+        in role_arn
 
 
 # --- inference-components mode: the same stack update; the component's rolling update does the rollout ----

@@ -14,6 +14,7 @@ from tests.stacks.settings.test_settings import settings_with
 SERVER_KIND = "AWS::SageMaker::MlflowTrackingServer"
 SERVER_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:mlflow-tracking-server/jax-llm-mlflow"
 EXISTING_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:mlflow-tracking-server/team-mlflow"
+APP_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:mlflow-app/app-6x2kq9w4zr7t"
 TUNING_JOB = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:hyper-parameter-tuning-job/7k2m9x0q1w3e-tunespot-a1b2c3d4"
 
 
@@ -133,6 +134,19 @@ def test_the_outputs_say_where_the_server_is_and_how_to_open_its_ui(template):
         "--query AuthorizedUrl --output text")
 
 
+def test_an_existing_mlflow_app_also_gets_its_api_gate_and_describe(synth_app):
+    """An MLflow App authorizes its REST API with sagemaker:CallMlflowAppApi beside sagemaker-mlflow:*, and
+    the client resolves the App's URL with DescribeMlflowApp: without both, every call is refused."""
+    app = synth_app({"trackingServer": "existing", "trackingServerArn": APP_ARN})
+    _, policies = _execution_role(app.template_json["TrainingStack"])
+    assert not app.nag_findings
+    for action in ("sagemaker:CallMlflowAppApi", "sagemaker:DescribeMlflowApp", "sagemaker-mlflow:LogBatch"):
+        assert policies.allows(action, APP_ARN), action
+    other_app = APP_ARN.replace("6x2kq9w4zr7t", "0000otherapp")
+    assert not policies.allows("sagemaker:CallMlflowAppApi", other_app)
+    assert not policies.allows("sagemaker:UpdateMlflowApp", APP_ARN)
+
+
 def test_an_existing_server_by_arn_or_none(synth_app):
     existing = synth_app({"trackingServer": "existing", "trackingServerArn": EXISTING_ARN})
     template = existing.template_json["TrainingStack"]
@@ -140,6 +154,7 @@ def test_an_existing_server_by_arn_or_none(synth_app):
     _, policies = _execution_role(template)
     assert policies.allows("sagemaker-mlflow:LogBatch", EXISTING_ARN)
     assert not policies.allows("sagemaker-mlflow:LogBatch", SERVER_ARN)
+    assert not policies.allows("sagemaker:CallMlflowAppApi", EXISTING_ARN)  # a server needs no App gate
     assert all(s["Arguments"]["Environment"]["MLFLOW_TRACKING_URI"] == EXISTING_ARN
                for steps in _track_steps(template).values() for s in steps)
     assert "--tracking-server-name team-mlflow" in template["Outputs"]["MlflowUi"]["Value"]

@@ -224,20 +224,16 @@ def test_tuning_searches_lr_warmup_and_weight_decay_and_registers_the_best_job(t
     assert gate["LeftValue"] == {"Get": best}
 
 
-def test_on_demand_trials_keep_their_instances_warm_and_sync_no_checkpoints(tuning, synthesized_app):
-    """Warm pools for on-demand trials (the next trial starts on the same instances); spot trials get none."""
-    seconds = Settings.from_context(synthesized_app.app).tuning.warm_pool_seconds
-    assert seconds > 0  # the default
+def test_no_tuning_trial_asks_for_a_warm_pool_and_on_demand_trials_sync_no_checkpoints(tuning):
+    """SageMaker keeps warm pools for training jobs only (never spot); a tuning job drops KeepAlive."""
     steps = steps_by_name(tuning)
     for name in ("TuneOnDemandFromRaw", "TuneOnDemandFromTokenized"):
         job = steps[name]["Arguments"]["TrainingJobDefinition"]
-        assert job["ResourceConfig"]["KeepAlivePeriodInSeconds"] == seconds
+        assert "KeepAlivePeriodInSeconds" not in job["ResourceConfig"]
         assert "CheckpointConfig" not in job and PER_JOB_CHECKPOINTS_ENV not in job["Environment"]
     for name in ("TuneSpotFromRaw", "TuneSpotFromTokenized"):
         job = steps[name]["Arguments"]["TrainingJobDefinition"]
         assert "KeepAlivePeriodInSeconds" not in job["ResourceConfig"] and "CheckpointConfig" in job
-
-
 def test_deploying_starts_the_training_pipeline_once_per_definition(template, outputs, synthesized_app):
     (resource,) = resources_of_type(template, "Custom::AWS").values()
     values = TemplateValues(template)

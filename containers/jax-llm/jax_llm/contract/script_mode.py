@@ -14,7 +14,8 @@ because of what it gets wrong, fixed here:
   from the end of its traceback), then its last lines, within SageMaker's 1024 characters.
 
 Several hosts: JAX_COORDINATOR_ADDRESS (read by `jax.distributed.initialize()` itself), JAX_NUM_PROCESSES
-and JAX_PROCESS_ID come from `resourceconfig.json` by the same rules as the built-in trainer's.
+and JAX_PROCESS_ID come from `resourceconfig.json` by the same rules as the built-in trainer's; the script
+joins with `jax_llm.contract.distributed.join_cluster()`, which reads them (or SDK v3's SM_* variables).
 """
 
 from __future__ import annotations
@@ -100,8 +101,8 @@ def jax_environment(paths: SageMakerPaths, environ: Mapping[str, str]) -> dict[s
     coordinator = environ.get("JAX_COORDINATOR_ADDRESS") or f"{spec.hosts[0]}:{distributed.COORDINATOR_PORT}"
     extra = {"JAX_COORDINATOR_ADDRESS": coordinator, "JAX_NUM_PROCESSES": str(spec.process_count),
              "JAX_PROCESS_ID": str(spec.process_id)}
-    if spec.network_interface:
-        extra["NCCL_SOCKET_IFNAME"] = spec.network_interface
+    if distributed.usable_interface(spec.network_interface):  # SDK v3's local `ethwe` does not exist
+        extra[distributed.NCCL_INTERFACE] = spec.network_interface
     return extra
 
 

@@ -40,7 +40,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, paths: SageMakerPaths, stop: StopFlag, work_dir: Path):
         """`work_dir`: local scratch for raw text tokenized at start; the caller removes it."""
         self.config, self.paths, self.stop = config, paths, stop
-        distributed.initialize(distributed.read_cluster_spec(paths.resource_config))
+        distributed.join_cluster(resource_config=paths.resource_config)
         self.process_index, self.process_count = jax.process_index(), jax.process_count()
         self.n_devices = jax.device_count()
         _check_batch_layout(config, self.n_devices, self.process_count)
