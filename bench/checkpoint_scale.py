@@ -35,6 +35,7 @@ def worker(args) -> None:
     from jax.experimental import multihost_utils
     from jax.sharding import Mesh, NamedSharding
     from jax.sharding import PartitionSpec as P
+
     from jax_llm.training.checkpointing import Checkpointer
 
     (hosts,) = args.hosts
@@ -47,11 +48,16 @@ def worker(args) -> None:
     # Three leaves per "weight" (parameter, Adam mu, Adam nu), eight weights of falling size.
     # Rows a multiple of 64, so that every host count up to 32 devices shards the same state.
     sizes = [total_rows // 3 * w // 36 // 64 * 64 for w in (8, 8, 6, 5, 4, 3, 1, 1)]
+
     def block(index, value):
         return np.full((index[0].stop - index[0].start, COLUMNS), value, np.float32)
 
-    state = {f"{kind}.w{i}": jax.make_array_from_callback((r, COLUMNS), rows, lambda idx, i=i: block(idx, i))
-             for i, r in enumerate(sizes) if r for kind in ("param", "mu", "nu")}
+    state = {
+        f"{kind}.w{i}": jax.make_array_from_callback((r, COLUMNS), rows, lambda idx, i=i: block(idx, i))
+        for i, r in enumerate(sizes)
+        if r
+        for kind in ("param", "mu", "nu")
+    }
     abstract = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=v.sharding) for k, v in state.items()}
     root = Path(args.directory)
     mine = root / f"host-{args.process}"
@@ -93,29 +99,53 @@ def run_hosts(n: int, args) -> list[dict]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     directory = tempfile.mkdtemp(prefix=f"bench-ckpt-{n}-")
-    env = {**os.environ, "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": f"--xla_force_host_platform_device_count={args.devices_per_host}"}
-    processes = [subprocess.Popen(
-        [sys.executable, __file__, "--worker", "--process", str(i), "--hosts", str(n),
-         "--coordinator", f"127.0.0.1:{port}", "--directory", directory, "--megabytes", str(args.megabytes),
-         "--repeats", str(args.repeats)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for i in range(n)]
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={args.devices_per_host}",
+    }
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--worker",
+                "--process",
+                str(i),
+                "--hosts",
+                str(n),
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--directory",
+                directory,
+                "--megabytes",
+                str(args.megabytes),
+                "--repeats",
+                str(args.repeats),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(n)
+    ]
     outputs = [p.communicate(timeout=1800)[0] for p in processes]
     results = []
     for output, process in zip(outputs, processes):
         lines = [line for line in output.splitlines() if line.startswith("RESULT ")]
         if process.returncode or not lines:
             raise SystemExit(f"a host failed ({process.returncode}):\n{output[-3000:]}")
-        results.append(json.loads(lines[-1][len("RESULT "):]))
+        results.append(json.loads(lines[-1][len("RESULT ") :]))
     subprocess.run(["rm", "-rf", directory], check=False)
     return results
 
 
 def main() -> None:
     """Measures every host count in one run and prints a table with ratios to the first, and JSON."""
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--hosts", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--megabytes", type=int, default=256, help="the whole state (parameters + moments)")
     parser.add_argument("--devices-per-host", type=int, default=2)
@@ -130,23 +160,36 @@ def main() -> None:
     rows = []
     for n in args.hosts:
         results = run_hosts(n, args)
+
         def per_host(key, results=results):
             return statistics.median(max(r["runs"][k][key] for r in results) for k in range(args.repeats))
 
-        rows.append({"hosts": n, "total_bytes": results[0]["total_bytes"],
-                     "bytes_per_host_max": max(r["runs"][-1]["bytes"] for r in results),
-                     "bytes_per_host_min": min(r["runs"][-1]["bytes"] for r in results),
-                     "save_s": per_host("save_s"), "restore_s": per_host("restore_s")})
+        rows.append(
+            {
+                "hosts": n,
+                "total_bytes": results[0]["total_bytes"],
+                "bytes_per_host_max": max(r["runs"][-1]["bytes"] for r in results),
+                "bytes_per_host_min": min(r["runs"][-1]["bytes"] for r in results),
+                "save_s": per_host("save_s"),
+                "restore_s": per_host("restore_s"),
+            }
+        )
     base = rows[0]
-    print(f"state {base['total_bytes'] / 2**20:.0f} MiB, {args.devices_per_host} CPU devices per host, "
-          f"median of {args.repeats} (slowest host of each repeat)")
-    print(f"{'hosts':>5} {'MiB/host (max)':>15} {'x 1 host':>9} {'save s':>8} {'x 1 host':>9} "
-          f"{'restore s':>10} {'x 1 host':>9}")
+    print(
+        f"state {base['total_bytes'] / 2**20:.0f} MiB, {args.devices_per_host} CPU devices per host, "
+        f"median of {args.repeats} (slowest host of each repeat)"
+    )
+    print(
+        f"{'hosts':>5} {'MiB/host (max)':>15} {'x 1 host':>9} {'save s':>8} {'x 1 host':>9} "
+        f"{'restore s':>10} {'x 1 host':>9}"
+    )
     for row in rows:
-        print(f"{row['hosts']:>5} {row['bytes_per_host_max'] / 2**20:>15.1f} "
-              f"{row['bytes_per_host_max'] / base['bytes_per_host_max']:>9.2f} {row['save_s']:>8.2f} "
-              f"{row['save_s'] / base['save_s']:>9.2f} {row['restore_s']:>10.2f} "
-              f"{row['restore_s'] / base['restore_s']:>9.2f}")
+        print(
+            f"{row['hosts']:>5} {row['bytes_per_host_max'] / 2**20:>15.1f} "
+            f"{row['bytes_per_host_max'] / base['bytes_per_host_max']:>9.2f} {row['save_s']:>8.2f} "
+            f"{row['save_s'] / base['save_s']:>9.2f} {row['restore_s']:>10.2f} "
+            f"{row['restore_s'] / base['restore_s']:>9.2f}"
+        )
     print(json.dumps({"devices_per_host": args.devices_per_host, "rows": rows}))
 
 

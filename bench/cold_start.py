@@ -67,8 +67,15 @@ def main() -> None:
             cold = one_start(root, cache, log, options.slots, options.max_context)
             warm = one_start(root, cache, log, options.slots, options.max_context)
             cache_mb = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file()) / 1e6
-            results.append({"preset": preset, "model_mb": model_bytes(model_dir) / 1e6, "cache_mb": cache_mb,
-                            "cold": cold, "warm": warm})
+            results.append(
+                {
+                    "preset": preset,
+                    "model_mb": model_bytes(model_dir) / 1e6,
+                    "cache_mb": cache_mb,
+                    "cold": cold,
+                    "warm": warm,
+                }
+            )
             print(f"  {'phase':16} {'cold s':>8} {'cached s':>9} {'ratio':>6}")
             for phase in [*STARTUP_PHASES, "ready"]:
                 c, w = cold[f"{phase}_ms"] / 1000, warm[f"{phase}_ms"] / 1000

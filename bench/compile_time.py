@@ -37,12 +37,20 @@ def main() -> None:
     batch = sharding.batch_sharding(mesh)
     n = mesh.devices.size
     train = TrainConfig(preset="7b", batch_size=n, seq_len=args.seq_len)
-    print(f"7b train step, mesh {args.mesh} of {n} CPU devices, 1 sequence of {args.seq_len} per device, "
-          f"remat, bf16; jax {jax.__version__}")
+    print(
+        f"7b train step, mesh {args.mesh} of {n} CPU devices, 1 sequence of {args.seq_len} per device, "
+        f"remat, bf16; jax {jax.__version__}"
+    )
     variants = [(True, 8), (True, 32)] + ([(False, 8), (False, 32)] if args.unrolled else [])
     for scanned, layers in variants:
-        model = ModelConfig.preset("7b", max_seq_len=args.seq_len, compute_dtype="bfloat16", remat=True,
-                                   scan_layers=scanned, n_layers=layers)
+        model = ModelConfig.preset(
+            "7b",
+            max_seq_len=args.seq_len,
+            compute_dtype="bfloat16",
+            remat=True,
+            scan_layers=scanned,
+            n_layers=layers,
+        )
         wall, cpu = time.perf_counter(), time.process_time()
         state = plan_train_state(model, make_optimizer(train), 0, mesh, True)
         tokens = jax.ShapeDtypeStruct((n, args.seq_len + 1), jnp.int32, sharding=batch)
@@ -50,9 +58,12 @@ def main() -> None:
         lower_wall, lower_cpu = time.perf_counter() - wall, time.process_time() - cpu
         wall, cpu = time.perf_counter(), time.process_time()
         lowered.compile()
-        print(f"  {'scanned ' if scanned else 'unrolled'} {layers:2d} layers: lower {lower_wall:5.1f} s wall "
-              f"({lower_cpu:5.1f} s CPU), compile {time.perf_counter() - wall:5.1f} s wall "
-              f"({time.process_time() - cpu:5.1f} s CPU)", flush=True)
+        print(
+            f"  {'scanned ' if scanned else 'unrolled'} {layers:2d} layers: lower {lower_wall:5.1f} s wall "
+            f"({lower_cpu:5.1f} s CPU), compile {time.perf_counter() - wall:5.1f} s wall "
+            f"({time.process_time() - cpu:5.1f} s CPU)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

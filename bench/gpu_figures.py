@@ -57,8 +57,12 @@ def _compiled_peak(model: ModelConfig, rows: int, seq: int, mesh) -> int:
     batch = sharding.batch_sharding(mesh)
     tokens = jax.ShapeDtypeStruct((rows * n, seq + 1), jnp.int32, sharding=batch)
     stats = make_train_step(state, 1, batch).lower(state.state, tokens).compile().memory_analysis()
-    return stats.argument_size_in_bytes + stats.output_size_in_bytes - stats.alias_size_in_bytes \
+    return (
+        stats.argument_size_in_bytes
+        + stats.output_size_in_bytes
+        - stats.alias_size_in_bytes
         + stats.temp_size_in_bytes
+    )
 
 
 def _fitting_shape(model: ModelConfig, seq: int, mesh) -> tuple[ModelConfig, int]:
@@ -84,8 +88,9 @@ def train_figures(preset: str, seq: int, steps: int, compute_dtype: str, remat: 
     batch_sharding = sharding.batch_sharding(mesh)
     step = make_train_step(state, 1, batch_sharding)
     rng = np.random.default_rng(0)
-    batch = sharding.global_batch(rng.integers(0, model.vocab_size, (rows * n, seq + 1), dtype=np.int32),
-                                  batch_sharding, rows * n)
+    batch = sharding.global_batch(
+        rng.integers(0, model.vocab_size, (rows * n, seq + 1), dtype=np.int32), batch_sharding, rows * n
+    )
     started = time.perf_counter()
     for _ in range(2):  # compile, then one more so that donation and allocation have settled
         state.state, loss = step(state.state, batch)
@@ -99,14 +104,25 @@ def train_figures(preset: str, seq: int, steps: int, compute_dtype: str, remat: 
     tokens_per_s = rows * n * seq / seconds
     peak, source = device_peak(compute_dtype)
     mfu = tokens_per_s * model.flops_per_token(seq) / (peak * n) if peak else None
-    return {"preset": preset, "layers": f"{model.n_layers} of {full.n_layers}", "devices": n,
-            "rows_per_device": rows, "seq_len": seq, "remat": remat, "compute_dtype": compute_dtype,
-            "step_s": round(seconds, 4), "tokens_per_s": round(tokens_per_s, 1),
-            "mfu": None if mfu is None else round(mfu, 4), "peak": source, "first_two_steps_s": round(compile_s, 1)}
+    return {
+        "preset": preset,
+        "layers": f"{model.n_layers} of {full.n_layers}",
+        "devices": n,
+        "rows_per_device": rows,
+        "seq_len": seq,
+        "remat": remat,
+        "compute_dtype": compute_dtype,
+        "step_s": round(seconds, 4),
+        "tokens_per_s": round(tokens_per_s, 1),
+        "mfu": None if mfu is None else round(mfu, 4),
+        "peak": source,
+        "first_two_steps_s": round(compile_s, 1),
+    }
 
 
-def serve_figures(preset: str, concurrency: list[int], prompt_len: int, new_tokens: int, compute_dtype: str,
-                  context: int) -> list[dict]:
+def serve_figures(
+    preset: str, concurrency: list[int], prompt_len: int, new_tokens: int, compute_dtype: str, context: int
+) -> list[dict]:
     config = ModelConfig.preset(preset, max_seq_len=context, compute_dtype=compute_dtype)
     model = GPT(config, rngs=nnx.Rngs(0))  # fp32 master weights, as the server's loader keeps them
     slots = max(concurrency)
@@ -116,7 +132,7 @@ def serve_figures(preset: str, concurrency: list[int], prompt_len: int, new_toke
     figures = []
     for c in concurrency:
         prompts = [rng.integers(0, config.vocab_size, prompt_len).tolist() for _ in range(c)]
-        for timed in (False, True):  # the first round compiles every program it touches
+        for _ in range(2):  # the first round compiles every program it touches; the second is timed
             sampling = SlotParams(slots)  # greedy
             started = time.perf_counter()
             for first in range(0, c, runner.prefill_buckets[-1]):
@@ -134,10 +150,18 @@ def serve_figures(preset: str, concurrency: list[int], prompt_len: int, new_toke
                 positions[:c] += 1
             pending.result()
             elapsed = time.perf_counter() - started
-        figures.append({"preset": preset, "concurrent": c, "prompt_tokens": prompt_len, "new_tokens": new_tokens,
-                        "tokens_per_s": round(c * new_tokens / elapsed, 1),
-                        "per_request_tokens_per_s": round(new_tokens / elapsed, 1),
-                        "time_to_first_token_s": round(prefilled - started, 3), "compute_dtype": compute_dtype})
+        figures.append(
+            {
+                "preset": preset,
+                "concurrent": c,
+                "prompt_tokens": prompt_len,
+                "new_tokens": new_tokens,
+                "tokens_per_s": round(c * new_tokens / elapsed, 1),
+                "per_request_tokens_per_s": round(new_tokens / elapsed, 1),
+                "time_to_first_token_s": round(prefilled - started, 3),
+                "compute_dtype": compute_dtype,
+            }
+        )
     return figures
 
 
@@ -157,16 +181,21 @@ def main() -> None:
         train_runs = [("1.3b", 2048, False), ("7b", 2048, True)]
         serve_runs, prompt_len, context = ["1.3b", "7b"], 128, 2048
     device = jax.devices()[0]
-    report = {"device": f"{jax.device_count()} x {device.device_kind} ({device.platform})", "jax": jax.__version__,
-              "training": [], "serving": []}
+    report = {
+        "device": f"{jax.device_count()} x {device.device_kind} ({device.platform})",
+        "jax": jax.__version__,
+        "training": [],
+        "serving": [],
+    }
     print(f"# {report['device']}, jax {jax.__version__}", flush=True)
     for preset, seq, remat in train_runs:
         figure = train_figures(preset, seq, args.steps, dtype, remat)
         report["training"].append(figure)
         print(json.dumps(figure), flush=True)
     for preset in serve_runs:
-        for figure in serve_figures(preset, [1, 32], prompt_len, args.new_tokens if not args.tiny else 16, dtype,
-                                    context):
+        for figure in serve_figures(
+            preset, [1, 32], prompt_len, args.new_tokens if not args.tiny else 16, dtype, context
+        ):
             report["serving"].append(figure)
             print(json.dumps(figure), flush=True)
     if args.out:

@@ -5,7 +5,8 @@
 `--cold` first makes the local base again (`localhost/jax-llm-base:bookworm`, mmdebstrap: what a machine
 without a registry does) and builds every layer again (`--no-cache`); nothing of the engine's is
 removed. The rebuild builds a copy of containers/jax-llm whose `jax_llm/__init__.py` has one more line,
-so only the source layer should be rebuilt: its time over the cold build's is the ratio to watch. Prints the image's size and each layer's.
+so only the source layer should be rebuilt: its time over the cold build's is the ratio to watch. Prints the
+image's size and each layer's.
 """
 
 from __future__ import annotations

@@ -17,14 +17,14 @@ import time
 from pathlib import Path
 
 import jax
+
+from bench.serve_load import build_model, machine
 from jax_llm.data.tokenizer import load_tokenizer
 from jax_llm.model.export import TOKENIZER_FILE, load_model
 from jax_llm.serving.engine.engine import Engine
 from jax_llm.serving.engine.runner import ModelRunner
 from jax_llm.serving.engine.types import GenerateRequest, GenerationParams
 from jax_llm.serving.settings import ServingSettings
-
-from bench.serve_load import build_model, machine
 
 SLOTS = 8
 
@@ -45,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         finals = []
         for request in requests:
             done: queue.Queue = queue.Queue()
-            sink = lambda token, final, done=done: final and done.put(final)
+
+            def sink(token, final, done=done):
+                return final and done.put(final)
+
             engine.submit(engine.prepare(request), time.monotonic() + 120, [sink], stream=False)
             finals.append(done)
         return [done.get(timeout=120).text for done in finals]

@@ -7,7 +7,8 @@ measured at the client. The same request list (mixed prompt lengths, greedy and 
 sent at concurrency 1, 8 and 32. Also measured: time from process start to the listening socket and
 to the first /ping 200, with an empty and then a filled JAX compilation cache. Last, the same requests
 go straight into the server's engine in this process (1 slot at concurrency 32; all slots at 1 and 32),
-without sockets, HTTP or SSE: the ceiling the HTTP server can approach on this machine. For every HTTP level, the server's own view
+without sockets, HTTP or SSE: the ceiling the HTTP server can approach on this machine. For every HTTP level,
+the server's own view
 (its /metrics histograms of time to first token and time per output token, scraped before and after the
 level) is printed beside the client's, so the two can be compared: the difference is the HTTP layer,
 the event loop and the client's own share of the CPU.
@@ -53,10 +54,10 @@ def build_model(root: Path, preset: str) -> Path:
     """Exports a randomly initialised `preset` GPT with a BPE tokenizer into `root/model`."""
     from flax import nnx
 
+    from jax_llm.data.tokenizer import save_tokenizer, train_tokenizer
+    from jax_llm.model.config import ModelConfig
     from jax_llm.model.export import save_model
     from jax_llm.model.gpt import GPT
-    from jax_llm.model.config import ModelConfig
-    from jax_llm.data.tokenizer import save_tokenizer, train_tokenizer
 
     config = ModelConfig.preset(preset)
     tokenizer = train_tokenizer(corpus_texts(), config.vocab_size)
@@ -74,8 +75,8 @@ def make_requests(
     model_dir: Path, count: int, max_new_tokens: int, max_context: int | None = None, seed: int = 0
 ) -> list[dict]:
     """`count` TGI requests: prompts of 4 to (context - max_new_tokens - 8) tokens cut from the corpus."""
-    from jax_llm.model.export import read_model_config
     from jax_llm.data.tokenizer import load_tokenizer
+    from jax_llm.model.export import read_model_config
 
     context = min(read_model_config(model_dir).max_seq_len, max_context or 1 << 30)
     tokenizer = load_tokenizer(model_dir / "tokenizer.json")
@@ -108,16 +109,20 @@ class Server:
 
 def server_env(root: Path, slots: int, cache_dir: Path, max_context: int | None) -> dict[str, str]:
     """The serving environment: this one's (JAX_LLM_COMPUTE_DTYPE and the like pass through) plus the bench's."""
-    return host_environment(SageMakerPaths(root), {
-        MAX_BATCH_VARIABLE: str(slots),
-        "JAX_LLM_MAX_QUEUE": "1024",
-        "JAX_LLM_COMPILE_CACHE_DIR": str(cache_dir),
-        "JAX_LLM_MAX_CONTEXT": str(max_context or ""),
-    })
+    return host_environment(
+        SageMakerPaths(root),
+        {
+            MAX_BATCH_VARIABLE: str(slots),
+            "JAX_LLM_MAX_QUEUE": "1024",
+            "JAX_LLM_COMPILE_CACHE_DIR": str(cache_dir),
+            "JAX_LLM_MAX_CONTEXT": str(max_context or ""),
+        },
+    )
 
 
-def start_server(root: Path, slots: int, cache_dir: Path, log: Path, max_context: int | None,
-                 **settings: str) -> Server:
+def start_server(
+    root: Path, slots: int, cache_dir: Path, log: Path, max_context: int | None, **settings: str
+) -> Server:
     """Starts `python -m jax_llm serve` (`settings`: more JAX_LLM_* variables) and polls /ping every 10 ms
     until it answers 200."""
     port = free_port()
@@ -167,7 +172,10 @@ class Result:
 
 
 # The server's histograms (jax_llm.serving.api.metrics) that the client's view is compared with.
-SERVER_HISTOGRAMS = {"ttft": "jax_llm_time_to_first_token_seconds", "tpot": "jax_llm_time_per_output_token_seconds"}
+SERVER_HISTOGRAMS = {
+    "ttft": "jax_llm_time_to_first_token_seconds",
+    "tpot": "jax_llm_time_per_output_token_seconds",
+}
 
 
 def scrape(url: str) -> dict[tuple[str, str], float]:
@@ -175,9 +183,12 @@ def scrape(url: str) -> dict[tuple[str, str], float]:
     from prometheus_client.parser import text_string_to_metric_families
 
     text = httpx.get(f"{url}/metrics", timeout=10).text
-    return {(s.name, s.labels.get("le", "")): s.value
-            for family in text_string_to_metric_families(text) if family.name in SERVER_HISTOGRAMS.values()
-            for s in family.samples}
+    return {
+        (s.name, s.labels.get("le", "")): s.value
+        for family in text_string_to_metric_families(text)
+        if family.name in SERVER_HISTOGRAMS.values()
+        for s in family.samples
+    }
 
 
 def histogram_view(before: dict, after: dict, name: str) -> dict[str, float]:
@@ -187,8 +198,12 @@ def histogram_view(before: dict, after: dict, name: str) -> dict[str, float]:
     if not count:
         return {}
     total = after[(f"{name}_sum", "")] - before.get((f"{name}_sum", ""), 0.0)
-    buckets = sorted((float(le), after[key] - before.get(key, 0.0))
-                     for key in after if key[0] == f"{name}_bucket" for le in [key[1]])
+    buckets = sorted(
+        (float(le), after[key] - before.get(key, 0.0))
+        for key in after
+        if key[0] == f"{name}_bucket"
+        for le in [key[1]]
+    )
 
     def quantile(q: float) -> float:
         rank, lower, below = q * count, 0.0, 0.0
@@ -386,7 +401,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     cold.stop()
-    warm = start_server(root, args.slots, work / "cache", log, args.max_context)  # same compilation cache, now filled
+    warm = start_server(
+        root, args.slots, work / "cache", log, args.max_context
+    )  # same compilation cache, now filled
     warm.stop()
 
     # The engine alone, in this process, on the same requests: what the HTTP layer can approach at best.
@@ -402,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print("TTFT of a request that is not streamed is its latency.\n")
     print(
-        "| server | concurrency | requests | req/s | generated tok/s | p50 latency | p99 latency | p50 TTFT | p99 TTFT |"
+        "| server | concurrency | requests | req/s | generated tok/s | p50 latency | p99 latency "
+        "| p50 TTFT | p99 TTFT |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in rows:
@@ -420,10 +438,14 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"p99 latency at concurrency 32 vs a single request's p50: {c32['p99_s'] / single['p50_s']:.1f}x (goal < 3x)"
     )
-    print("\nThe client's view and the server's own (its /metrics histograms; quantiles estimated within "
-          "buckets), streamed levels:\n")
-    print("| server | concurrency | TTFT p50 client / server | TTFT p99 client / server | "
-          "TPOT mean client / server | TPOT p50 client / server |")
+    print(
+        "\nThe client's view and the server's own (its /metrics histograms; quantiles estimated within "
+        "buckets), streamed levels:\n"
+    )
+    print(
+        "| server | concurrency | TTFT p50 client / server | TTFT p99 client / server | "
+        "TPOT mean client / server | TPOT p50 client / server |"
+    )
     print("|---|---|---|---|---|---|")
     ms = lambda seconds: f"{seconds * 1000:.1f}"  # noqa: E731
     for name, r in rows:
@@ -431,9 +453,11 @@ def main(argv: list[str] | None = None) -> int:
         if not server or not server["ttft"] or "not streamed" in name:
             continue
         ttft, tpot = server["ttft"], server["tpot"] or {"mean": float("nan"), "p50": float("nan")}
-        print(f"| {name} | {r['concurrency']} | {ms(r['ttft_p50_s'])} / {ms(ttft['p50'])} ms | "
-              f"{ms(r['ttft_p99_s'])} / {ms(ttft['p99'])} ms | {ms(r['tpot_mean_s'])} / {ms(tpot['mean'])} ms | "
-              f"{ms(r['tpot_p50_s'])} / {ms(tpot['p50'])} ms |")
+        print(
+            f"| {name} | {r['concurrency']} | {ms(r['ttft_p50_s'])} / {ms(ttft['p50'])} ms | "
+            f"{ms(r['ttft_p99_s'])} / {ms(ttft['p99'])} ms | {ms(r['tpot_mean_s'])} / {ms(tpot['mean'])} ms | "
+            f"{ms(r['tpot_p50_s'])} / {ms(tpot['p50'])} ms |"
+        )
     alone_one, alone_single, alone_c32 = (r for _, r in engine_rows)
     print(
         f"the engine alone, without HTTP: {alone_c32['tokens_per_s'] / alone_one['tokens_per_s']:.1f}x tokens/s, "

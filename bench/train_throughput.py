@@ -29,8 +29,8 @@ from pathlib import Path
 import jax
 
 from jax_llm.contract.hyperparameters import parse_hyperparameters
-from jax_llm.training.interruption import StopFlag
 from jax_llm.contract.paths import BASE_DIR_VARIABLE, TRAIN_CHANNEL, SageMakerPaths
+from jax_llm.training.interruption import StopFlag
 from jax_llm.training.peak_flops import measure_matmul_peak, table_peak
 from jax_llm.training.trainer import Trainer
 from local_mode.demo import build_corpus
@@ -41,8 +41,9 @@ def make_trainer(hyperparameters: dict) -> Trainer:
     """The real trainer on a fresh local SageMaker tree (data loaded, state initialised, step compiled)."""
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
     build_corpus(work / "corpus", max_bytes=1_000_000)  # stdlib sources as text, as the local-mode demo uses
-    paths = lay_out_training_tree(work / "opt-ml", hyperparameters=hyperparameters,
-                                  channels={TRAIN_CHANNEL: work / "corpus"})
+    paths = lay_out_training_tree(
+        work / "opt-ml", hyperparameters=hyperparameters, channels={TRAIN_CHANNEL: work / "corpus"}
+    )
     os.environ[BASE_DIR_VARIABLE] = str(paths.root)
     config = parse_hyperparameters(json.loads(paths.hyperparameters.read_text()))
     return Trainer(config, SageMakerPaths(paths.root), StopFlag(), work / "data")
@@ -68,8 +69,9 @@ def time_trainer(trainer: Trainer, first_step: int, steps: int) -> float:
 
 def main() -> None:
     """Parses arguments, measures the peak, alternates bare and trainer blocks, prints a table and JSON."""
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -82,10 +84,17 @@ def main() -> None:
 
     total_steps = 2 * (args.blocks + 1) * args.block_steps
     hyperparameters = {  # typed values: the local-mode tree JSON-encodes them, as the SageMaker SDK does
-        "preset": args.preset, "max_steps": total_steps, "batch_size": args.batch_size,
+        "preset": args.preset,
+        "max_steps": total_steps,
+        "batch_size": args.batch_size,
         "seq_len": args.seq_len,
-        "grad_accum_steps": args.grad_accum_steps, "warmup_steps": 1, "vocab_size": args.vocab_size,
-        "log_every": args.block_steps, "eval_every": 0, "checkpoint_every": 0, "fsdp": args.fsdp,
+        "grad_accum_steps": args.grad_accum_steps,
+        "warmup_steps": 1,
+        "vocab_size": args.vocab_size,
+        "log_every": args.block_steps,
+        "eval_every": 0,
+        "checkpoint_every": 0,
+        "fsdp": args.fsdp,
     }
     device = jax.devices()[0]
     peak_dtype = "bfloat16" if device.platform == "gpu" else "float32"
@@ -110,21 +119,37 @@ def main() -> None:
     flops_per_token = model_config.flops_per_token(args.seq_len)
     n = jax.device_count()
     datasheet = table_peak(device.device_kind, model_config.compute_dtype)
-    print(f"{device.device_kind} x{n}, {args.preset} ({model_config.num_params() / 1e6:.2f}M params, "
-          f"{model_config.compute_dtype}), batch {args.batch_size} x {args.seq_len}; measured {peak_dtype} "
-          f"matmul peak {peak / 1e12:.3f} TFLOP/s per device"
-          + (f", datasheet {datasheet / 1e12:.0f}" if datasheet else ""))
+    print(
+        f"{device.device_kind} x{n}, {args.preset} ({model_config.num_params() / 1e6:.2f}M params, "
+        f"{model_config.compute_dtype}), batch {args.batch_size} x {args.seq_len}; measured {peak_dtype} "
+        f"matmul peak {peak / 1e12:.3f} TFLOP/s per device"
+        + (f", datasheet {datasheet / 1e12:.0f}" if datasheet else "")
+    )
     for name, tps in (("bare jitted step", bare_tps), ("trainer loop", trainer_tps)):
         extra = f"  MFU vs datasheet {tps * flops_per_token / (datasheet * n):.3f}" if datasheet else ""
         mfu = tps * flops_per_token / (peak * n)
         print(f"  {name:<17} {tps:12.1f} tokens/s  MFU vs measured peak {mfu:.3f}{extra}")
-    print(f"  trainer overhead  {100 * overhead:+.1f}% (median of {args.blocks} paired blocks of "
-          f"{args.block_steps} steps; goal on CPU: under 5%)")
-    print(json.dumps({"device": device.device_kind, "devices": n, "preset": args.preset,
-                      "seq_len": args.seq_len,
-                      "batch_size": args.batch_size, "peak_flops": peak, "bare_tokens_per_sec": bare_tps,
-                      "trainer_tokens_per_sec": trainer_tps, "overhead": overhead,
-                      "bare_block_s": bare_s, "trainer_block_s": trainer_s}))
+    print(
+        f"  trainer overhead  {100 * overhead:+.1f}% (median of {args.blocks} paired blocks of "
+        f"{args.block_steps} steps; goal on CPU: under 5%)"
+    )
+    print(
+        json.dumps(
+            {
+                "device": device.device_kind,
+                "devices": n,
+                "preset": args.preset,
+                "seq_len": args.seq_len,
+                "batch_size": args.batch_size,
+                "peak_flops": peak,
+                "bare_tokens_per_sec": bare_tps,
+                "trainer_tokens_per_sec": trainer_tps,
+                "overhead": overhead,
+                "bare_block_s": bare_s,
+                "trainer_block_s": trainer_s,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,9 @@ class BaseImageError(RuntimeError):
 
 def dockerfile_default() -> str:
     """The Dockerfile's own `ARG BASE_IMAGE=` default: the one place the shipped base is named."""
-    (default,) = re.findall(r"^ARG BASE_IMAGE=(\S+)$", (IMAGE_SOURCE / "Dockerfile").read_text(), re.MULTILINE)
+    (default,) = re.findall(
+        r"^ARG BASE_IMAGE=(\S+)$", (IMAGE_SOURCE / "Dockerfile").read_text(), re.MULTILINE
+    )
     return default
 
 

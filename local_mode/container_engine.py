@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from jax_llm.contract.paths import DEFAULT_ROOT as CONTAINER_ROOT
-from local_mode import base_image
 from jax_llm.contract.paths import IMAGE_SOURCE
 from jax_llm.contract.serving import SERVING_PORT
+from local_mode import base_image
 
 ENGINES = ("docker", "podman")  # tried in this order
 ENGINE_VARIABLE = "LOCAL_MODE_ENGINE"  # forces one of ENGINES
@@ -30,8 +30,10 @@ IMAGE_TAG = "localhost/jax-llm:local"
 CA_SECRET_ID = "pip-ca"  # the Dockerfile's build secret: a CA bundle for a TLS-inspecting proxy
 PROBE_TIMEOUT_S = 20
 DOCKER_BUILDX = "docker-buildx-plugin, or Debian's docker-buildx"
-INSTALL = ("install Podman (Debian/Ubuntu: apt-get install podman runc; .ci/install-container-engine does it "
-           f"and configures it) or Docker with BuildKit ({DOCKER_BUILDX})")
+INSTALL = (
+    "install Podman (Debian/Ubuntu: apt-get install podman runc; .ci/install-container-engine does it "
+    f"and configures it) or Docker with BuildKit ({DOCKER_BUILDX})"
+)
 ISOLATED = "none"  # the network of a container that may reach nothing (EnableNetworkIsolation)
 
 Log = Callable[[str], None]
@@ -72,8 +74,10 @@ def unusable_reason(name: str) -> str | None:
     # without its buildx plugin falls back to the legacy builder, which fails with `unknown flag: --secret`.
     # Podman's own builder (buildah) takes secrets.
     if name == "docker" and not _answer(["docker", "buildx", "version"])[0]:
-        return ("docker answers but cannot build with a secret: it has no buildx (BuildKit) plugin, and its "
-                f"legacy builder rejects --secret (install {DOCKER_BUILDX})")
+        return (
+            "docker answers but cannot build with a secret: it has no buildx (BuildKit) plugin, and its "
+            f"legacy builder rejects --secret (install {DOCKER_BUILDX})"
+        )
     return None
 
 
@@ -119,7 +123,12 @@ class ContainerEngine:
         return "gpu" if self.gpu else "cpu"
 
     def build_argv(
-        self, base: str, ca_bundle: Path | None = None, context: Path = IMAGE_SOURCE, *, no_cache: bool = False
+        self,
+        base: str,
+        ca_bundle: Path | None = None,
+        context: Path = IMAGE_SOURCE,
+        *,
+        no_cache: bool = False,
     ) -> list[str]:
         """`build` of `context` on `base`; the dependency layer stays cached across code changes."""
         argv = [
@@ -236,8 +245,10 @@ def engine(requested: bool, log: Log) -> ContainerEngine | None:
     if name is None and os.environ.get(ENGINE_VARIABLE):
         raise EngineError(f"{ENGINE_VARIABLE} forces an engine that cannot run containers: {reasons[0]}")
     if name is None:
-        log(f"--docker: no container engine answers ({'; '.join(reasons)}); running host processes instead. "
-            f"To run the image: {INSTALL}")
+        log(
+            f"--docker: no container engine answers ({'; '.join(reasons)}); running host processes instead. "
+            f"To run the image: {INSTALL}"
+        )
         return None
     built = ContainerEngine(name, gpu=has_gpu())
     built.build(log)

@@ -14,7 +14,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from jax_llm.contract.paths import DATA_CHANNELS, LOSS_CURVES_PNG, MODEL_ARCHIVE, RAW_INPUT, VALIDATION_CHANNEL
+from jax_llm.contract.paths import (
+    DATA_CHANNELS,
+    LOSS_CURVES_PNG,
+    MODEL_ARCHIVE,
+    RAW_INPUT,
+    VALIDATION_CHANNEL,
+)
 from jax_llm.host_tools import held_out_loss, save_initial_model
 from local_mode import container_engine, tracking
 from local_mode.endpoint import LocalEndpoint
@@ -210,9 +216,15 @@ def _run(args: argparse.Namespace) -> int:
                 endpoint.wait_until_healthy()
                 samples[archive] = sample(endpoint, label)
     if environment:
-        record_runs(environment[tracking.URI_ENV], hyperparameters, data / VALIDATION_CHANNEL,
-                    {"demo-train": (model_dir, samples[trained.model_archive]),
-                     UNTRAINED_RUN: (untrained.parent / "model", samples[untrained])})
+        record_runs(
+            environment[tracking.URI_ENV],
+            hyperparameters,
+            data / VALIDATION_CHANNEL,
+            {
+                "demo-train": (model_dir, samples[trained.model_archive]),
+                UNTRAINED_RUN: (untrained.parent / "model", samples[untrained]),
+            },
+        )
 
     say(f"finished in {stages.elapsed:.0f} s; where things are:")
     say(f"  model archive (what SageMaker uploads to S3): {trained.model_archive}")
@@ -226,14 +238,22 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def record_runs(uri: str, hyperparameters: dict, validation: Path, models: dict[str, tuple[Path, str]]
-                ) -> None:
+def record_runs(
+    uri: str, hyperparameters: dict, validation: Path, models: dict[str, tuple[Path, str]]
+) -> None:
     """Adds each model's held-out loss and samples to its MLflow run: the trainer's own run for the trained
     model, a new one (step 0, same hyperparameters) for the untrained one."""
     for run_name, (model_dir, text) in models.items():
         loss = held_out_loss(model_dir, validation)
         existing = tracking.run_id_of(uri, EXPERIMENT, run_name) if run_name != UNTRAINED_RUN else None
         params = {**hyperparameters, "max_steps": 0} if existing is None else None
-        tracking.record(uri, existing, experiment=EXPERIMENT, run_name=run_name, params=params,
-                        metrics={HELD_OUT_METRIC: loss}, artifacts={"samples.txt": text})
+        tracking.record(
+            uri,
+            existing,
+            experiment=EXPERIMENT,
+            run_name=run_name,
+            params=params,
+            metrics={HELD_OUT_METRIC: loss},
+            artifacts={"samples.txt": text},
+        )
         say(f"MLflow run {run_name}: {HELD_OUT_METRIC}={loss:.4f}, samples.txt")

@@ -13,7 +13,6 @@ from jax_llm.contract.paths import COMPRESSION_TYPES, SageMakerPaths
 from local_mode.tree import fresh_root
 
 
-
 class PackagingError(ValueError):
     """No model to package, or an archive that cannot be served."""
 

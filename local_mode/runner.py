@@ -21,13 +21,28 @@ from pathlib import Path
 from typing import Any
 
 from jax_llm.contract.failure import FAILURE_REASON_CHARS
-from jax_llm.contract.paths import (BASE_DIR_VARIABLE, CODE_CHANNEL, COMPRESSION_TYPES, IMAGE_SOURCE, JOB_NAME_ENV,
-                                    MODEL_ARCHIVE, MODEL_PREFIX, OUTPUT_ARCHIVE, OUTPUT_DATA_PREFIX, SOURCE_ARCHIVE,
-                                    SageMakerPaths)
-
+from jax_llm.contract.paths import (
+    BASE_DIR_VARIABLE,
+    CODE_CHANNEL,
+    COMPRESSION_TYPES,
+    IMAGE_SOURCE,
+    JOB_NAME_ENV,
+    MODEL_ARCHIVE,
+    MODEL_PREFIX,
+    OUTPUT_ARCHIVE,
+    OUTPUT_DATA_PREFIX,
+    SOURCE_ARCHIVE,
+    SageMakerPaths,
+)
 from jax_llm.contract.script_mode import PROGRAM, SUBMIT_DIRECTORY
 from local_mode.container_engine import CONTAINER_ROOT, ISOLATED, ContainerEngine, container_name
-from local_mode.packaging import PackagingError, copy_directories, pack_directories, pack_source, package_model
+from local_mode.packaging import (
+    PackagingError,
+    copy_directories,
+    pack_directories,
+    pack_source,
+    package_model,
+)
 from local_mode.tree import host_names, lay_out_processing_tree, lay_out_training_tree
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,9 +51,11 @@ CLIENT_EXIT_S = 30.0  # a `docker/podman run` client's wait for its stopped cont
 
 Log = Callable[[str], None]
 
+
 def say(line: str) -> None:
     """A progress line from the runner itself, told apart from the container's own output."""
     print(f"[local_mode] {line}", flush=True)
+
 
 @dataclasses.dataclass
 class JobResult:
@@ -84,11 +101,13 @@ class JobResult:
         prefix = self.output_dir / MODEL_PREFIX
         return prefix if prefix.is_dir() else self.model_archive
 
+
 def free_port() -> int:
     """A TCP port nobody listens on now (the coordinator's, or the server's)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
 
 def host_environment(paths: SageMakerPaths, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment of an entry point run on the host: the container's sources importable, the tree as root."""
@@ -101,6 +120,7 @@ def host_environment(paths: SageMakerPaths, extra: Mapping[str, str] | None = No
         BASE_DIR_VARIABLE: str(paths.root),
         **(extra or {}),
     }
+
 
 def start_process(
     argv: list[str], env: Mapping[str, str], *, prefix: str, sink: list[str], log: Log
@@ -130,6 +150,7 @@ def start_process(
     thread.start()
     return process, thread
 
+
 def stop(process: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> int:
     """SIGTERM, then SIGKILL after `grace_s`: how SageMaker stops a container."""
     if process.poll() is None:
@@ -139,6 +160,7 @@ def stop(process: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> int:
         except subprocess.TimeoutExpired:
             process.kill()
     return process.wait()
+
 
 @dataclasses.dataclass(frozen=True)
 class HostCommand:
@@ -172,6 +194,7 @@ class HostCommand:
             process.kill()
             return process.wait()
 
+
 def _run_hosts(commands: Mapping[str, HostCommand], log: Log) -> tuple[dict[str, int], str]:
     """One process per host, awaited; when one fails the others are stopped, as SageMaker stops the job."""
     lines: list[str] = []
@@ -200,12 +223,15 @@ def _run_hosts(commands: Mapping[str, HostCommand], log: Log) -> tuple[dict[str,
             pump.join(timeout=5)
     return codes, "\n".join(lines)
 
+
 def _read_failure(path: Path) -> str:
     return path.read_text(errors="replace").strip() if path.is_file() else ""
+
 
 def _network(job_name: str, hosts: list[str]) -> str:
     """One training host has no network at all (network isolation); several share the job's network."""
     return f"{job_name}-net" if len(hosts) > 1 else ISOLATED
+
 
 def _training_command(
     engine: ContainerEngine | None,
@@ -235,6 +261,7 @@ def _training_command(
     if len(hosts) > 1:  # algo-1 does not resolve on this machine: the processes meet on the loopback instead
         env["JAX_COORDINATOR_ADDRESS"] = f"127.0.0.1:{port}"
     return HostCommand([sys.executable, "-m", "jax_llm", "train"], host_environment(paths, env))
+
 
 def run_training(
     workdir: Path,
@@ -322,6 +349,7 @@ def run_training(
     else:
         say(f"training job {job_name} failed: {result.summary}")
     return result
+
 
 def run_processing(
     workdir: Path,

@@ -62,14 +62,26 @@ def run_id_of(uri: str, experiment: str, run_name: str) -> str | None:
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return None
-    runs = client.search_runs([found.experiment_id], f"attributes.run_name = '{run_name}'",
-                              order_by=["attributes.start_time DESC"], max_results=1)
+    runs = client.search_runs(
+        [found.experiment_id],
+        f"attributes.run_name = '{run_name}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     return runs[0].info.run_id if runs else None
 
 
-def record(uri: str, run_id: str | None, *, experiment: str, run_name: str,
-           params: Mapping[str, object] | None = None, metrics: Mapping[str, float] | None = None,
-           step: int = 0, artifacts: Mapping[str, str] | None = None) -> str:
+def record(
+    uri: str,
+    run_id: str | None,
+    *,
+    experiment: str,
+    run_name: str,
+    params: Mapping[str, object] | None = None,
+    metrics: Mapping[str, float] | None = None,
+    step: int = 0,
+    artifacts: Mapping[str, str] | None = None,
+) -> str:
     """Adds params, metrics at `step` and text artifacts ({file name: text}) to run `run_id`, or to a new
     finished run `run_name` when it is None; returns the run id."""
     from mlflow import MlflowClient

@@ -58,8 +58,12 @@ def job_name(model_package_arn: str, now: datetime) -> str:
 
 def model_request(name: str, job: GenerationJob, role_arn: str) -> dict:
     """CreateModel: the version's container and model data, with no network (it needs none)."""
-    return {"ModelName": name, "ExecutionRoleArn": role_arn,
-            "PrimaryContainer": {"ModelPackageName": job.model_package_arn}, "EnableNetworkIsolation": True}
+    return {
+        "ModelName": name,
+        "ExecutionRoleArn": role_arn,
+        "PrimaryContainer": {"ModelPackageName": job.model_package_arn},
+        "EnableNetworkIsolation": True,
+    }
 
 
 def transform_request(name: str, job: GenerationJob, kms_key_arn: str | None) -> dict:
@@ -74,8 +78,10 @@ def transform_request(name: str, job: GenerationJob, kms_key_arn: str | None) ->
         },
         "TransformOutput": {"S3OutputPath": job.output_uri, "Accept": REQUEST_TYPE, "AssembleWith": "Line"},
         "TransformResources": {"InstanceType": job.instance_type, "InstanceCount": job.instance_count},
-        "ModelClientConfig": {"InvocationsTimeoutInSeconds": INVOCATION_TIMEOUT_S,
-                              "InvocationsMaxRetries": 1},
+        "ModelClientConfig": {
+            "InvocationsTimeoutInSeconds": INVOCATION_TIMEOUT_S,
+            "InvocationsMaxRetries": 1,
+        },
     }
     if job.max_concurrent is not None:
         request["MaxConcurrentTransforms"] = job.max_concurrent
@@ -85,8 +91,9 @@ def transform_request(name: str, job: GenerationJob, kms_key_arn: str | None) ->
     return request
 
 
-def start(aws: Aws, job: GenerationJob, *, role_arn: str, kms_key_arn: str | None,
-          now: datetime | None = None) -> str:
+def start(
+    aws: Aws, job: GenerationJob, *, role_arn: str, kms_key_arn: str | None, now: datetime | None = None
+) -> str:
     """Creates the Model and starts the transform job; returns the job's name (the Model's too)."""
     job.validate()
     name = job_name(job.model_package_arn, now or datetime.now(UTC))
@@ -100,8 +107,9 @@ def start(aws: Aws, job: GenerationJob, *, role_arn: str, kms_key_arn: str | Non
     return name
 
 
-def wait(aws: Aws, name: str, *, poll_s: float = 30.0,
-         progress: Callable[[str], None] = lambda status: None) -> dict:
+def wait(
+    aws: Aws, name: str, *, poll_s: float = 30.0, progress: Callable[[str], None] = lambda status: None
+) -> dict:
     """Polls the job until it ends; deletes its Model; returns DescribeTransformJob's answer, or raises an
     OpsError with SageMaker's reason when it failed or was stopped."""
     sagemaker = aws.client("sagemaker")
@@ -115,8 +123,10 @@ def wait(aws: Aws, name: str, *, poll_s: float = 30.0,
     sagemaker.delete_model(ModelName=name)
     if status != "Completed":
         reason = described.get("FailureReason", "no reason given")
-        raise OpsError(f"Transform job {name} {status.lower()}: {reason} "
-                       f"(its logs: /aws/sagemaker/TransformJobs, streams {name}/...)")
+        raise OpsError(
+            f"Transform job {name} {status.lower()}: {reason} "
+            f"(its logs: /aws/sagemaker/TransformJobs, streams {name}/...)"
+        )
     return described
 
 

@@ -8,14 +8,31 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ops import (batch_generation, endpoint_invocation, experiment_runs, images, model_registry,
-                 pipeline_runs, release)
+from ops import (
+    batch_generation,
+    endpoint_invocation,
+    experiment_runs,
+    images,
+    model_registry,
+    pipeline_runs,
+    release,
+)
 from ops.aws import Aws
 from ops.errors import OpsError, translate
 from ops.stack_outputs import require_output, stack_outputs
-from stacks.names import (COMPONENT_OUTPUT, ENDPOINT_OUTPUT, ENDPOINT_STACK, EXECUTION_ROLE_OUTPUT, GROUP_OUTPUT,
-                          IMAGE_OUTPUT, KMS_KEY_OUTPUT, TRACKING_OUTPUT, TRAINING_PIPELINE_OUTPUT, TRAINING_STACK,
-                          TUNING_PIPELINE_OUTPUT)
+from stacks.names import (
+    COMPONENT_OUTPUT,
+    ENDPOINT_OUTPUT,
+    ENDPOINT_STACK,
+    EXECUTION_ROLE_OUTPUT,
+    GROUP_OUTPUT,
+    IMAGE_OUTPUT,
+    KMS_KEY_OUTPUT,
+    TRACKING_OUTPUT,
+    TRAINING_PIPELINE_OUTPUT,
+    TRAINING_STACK,
+    TUNING_PIPELINE_OUTPUT,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,53 +81,81 @@ def _parser() -> argparse.ArgumentParser:
         decide.add_argument("--description", help="why (stored as the ApprovalDescription)")
         decide.set_defaults(status=status)
 
-    status = commands.add_parser("release", help="the release path of EndpointStack").add_subparsers(
-        dest="release_command", required=True).add_parser(
-        "status", help="which version serves, which is rolling out, and the last rollouts")
+    status = (
+        commands.add_parser("release", help="the release path of EndpointStack")
+        .add_subparsers(dest="release_command", required=True)
+        .add_parser("status", help="which version serves, which is rolling out, and the last rollouts")
+    )
     status.add_argument("--last", type=int, default=5, help="how many rollouts to show (default 5)")
     rollback = commands.add_parser(
-        "rollback", help="reject the serving version and roll the previous Approved one back out")
-    rollback.add_argument("--reason", default="rolled back with python -m ops rollback",
-                          help="why (stored in the rejected version's ApprovalDescription)")
+        "rollback", help="reject the serving version and roll the previous Approved one back out"
+    )
+    rollback.add_argument(
+        "--reason",
+        default="rolled back with python -m ops rollback",
+        help="why (stored in the rejected version's ApprovalDescription)",
+    )
     rollback.add_argument("--group", help="model package group (default: from TrainingStack's outputs)")
 
-    prune = commands.add_parser("images", help="the image repository").add_subparsers(
-        dest="images_command", required=True).add_parser(
-        "prune", help="delete the images no model version and no pipeline uses (says which first)")
+    prune = (
+        commands.add_parser("images", help="the image repository")
+        .add_subparsers(dest="images_command", required=True)
+        .add_parser(
+            "prune", help="delete the images no model version and no pipeline uses (says which first)"
+        )
+    )
     prune.add_argument("--yes", action="store_true", help="delete them (without it: only say which)")
     prune.add_argument("--group", help="model package group (default: from TrainingStack's outputs)")
 
     runs = commands.add_parser("runs", help="recent training and tuning runs, final metrics (MLflow)")
-    runs.add_argument("--tracking-uri", help="MLflow tracking server ARN or URL (default: TrainingStack's "
-                      f"{TRACKING_OUTPUT}; without one, the Model Registry's versions are listed)")
-    runs.add_argument("--experiment", action="append",
-                      help="MLflow experiment (repeatable; default: both pipelines' names)")
+    runs.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking server ARN or URL (default: TrainingStack's "
+        f"{TRACKING_OUTPUT}; without one, the Model Registry's versions are listed)",
+    )
+    runs.add_argument(
+        "--experiment", action="append", help="MLflow experiment (repeatable; default: both pipelines' names)"
+    )
     runs.add_argument("--limit", type=int, default=20, help="how many runs (default %(default)s)")
     runs.set_defaults(group=None, json=False)
 
     generate = commands.add_parser(
         "generate",
-        help="answer a JSON Lines file of TGI requests with a model version (a batch transform job)")
+        help="answer a JSON Lines file of TGI requests with a model version (a batch transform job)",
+    )
     generate.add_argument("--model-package", required=True, help="version number in the group, or its ARN")
     generate.add_argument("--input", required=True, help="s3://.../prompts.jsonl: one TGI request per line")
     generate.add_argument("--output", required=True, help="s3://... prefix: answers in <prefix>/<file>.out")
     generate.add_argument("--instance-type", help="default: the first instance type the version supports")
     generate.add_argument("--instance-count", type=int, default=1)
-    generate.add_argument("--max-concurrent", type=int,
-                          help="requests per instance at once (default: what the container advertises)")
-    generate.add_argument("--wait", action="store_true", help="wait for the job to end and say where the "
-                          "answers are (without it: print the job's name and return)")
+    generate.add_argument(
+        "--max-concurrent",
+        type=int,
+        help="requests per instance at once (default: what the container advertises)",
+    )
+    generate.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the job to end and say where the "
+        "answers are (without it: print the job's name and return)",
+    )
     generate.add_argument("--group", help="model package group (default: from TrainingStack's outputs)")
 
     invoke = commands.add_parser("invoke", help="send a prompt to the endpoint (TGI's or OpenAI's schema)")
     invoke.add_argument("prompt")
-    invoke.add_argument("--schema", choices=endpoint_invocation.SCHEMAS, default="tgi",
-                        help="the request's schema: TGI's, OpenAI's completions, or OpenAI's chat (default: tgi)")
+    invoke.add_argument(
+        "--schema",
+        choices=endpoint_invocation.SCHEMAS,
+        default="tgi",
+        help="the request's schema: TGI's, OpenAI's completions, or OpenAI's chat (default: tgi)",
+    )
     invoke.add_argument("--system", help="chat: a system message before the prompt")
     invoke.add_argument("--endpoint-name", help="endpoint (default: from EndpointStack's outputs)")
-    invoke.add_argument("--inference-component",
-                        help="the endpoint's inference component to invoke (default: EndpointStack's, "
-                             "when it serves in inference-components mode)")
+    invoke.add_argument(
+        "--inference-component",
+        help="the endpoint's inference component to invoke (default: EndpointStack's, "
+        "when it serves in inference-components mode)",
+    )
     invoke.add_argument("--stream", action="store_true", help="print tokens as they are generated")
     invoke.add_argument("--max-new-tokens", type=int, default=64)
     invoke.add_argument("--temperature", type=float)
@@ -157,9 +202,11 @@ def _decide(args: argparse.Namespace, aws: Aws) -> None:
     package = model_registry.set_approval(aws, arn, args.status, args.description)
     print(f"{arn} is now {package['ModelApprovalStatus']}")
     if args.status == "Approved":
-        print("EndpointStack rolls the newest Approved version out by itself; follow it with "
-              "`python -m ops release status` (or pin this one: "
-              f"cdk deploy EndpointStack -c modelPackageArn={arn})")
+        print(
+            "EndpointStack rolls the newest Approved version out by itself; follow it with "
+            "`python -m ops release status` (or pin this one: "
+            f"cdk deploy EndpointStack -c modelPackageArn={arn})"
+        )
 
 
 def _release(args: argparse.Namespace, aws: Aws) -> None:
@@ -171,8 +218,10 @@ def _rollback(args: argparse.Namespace, aws: Aws) -> None:
     """rollback: the serving version Rejected, the previous Approved one rolled out by the release path."""
     group = args.group or _output(aws, args.training_stack, GROUP_OUTPUT)
     previous, outcome = release.rollback(aws, args.endpoint_stack, group, args.reason)
-    print(f"Rolling back to version {previous.version} ({previous.arn}): {outcome.get('outcome')}, "
-          f"{outcome.get('detail', '')}. Follow it with `python -m ops release status`.")
+    print(
+        f"Rolling back to version {previous.version} ({previous.arn}): {outcome.get('outcome')}, "
+        f"{outcome.get('detail', '')}. Follow it with `python -m ops release status`."
+    )
 
 
 def _prune(args: argparse.Namespace, aws: Aws) -> None:
@@ -183,11 +232,15 @@ def _prune(args: argparse.Namespace, aws: Aws) -> None:
     repository, used = images.references(aws, group, current)
     every = images.repository_images(aws, repository)
     unused = images.unreferenced(every, used)
-    print(f"{repository}: {len(every)} images, {len(every) - len(unused)} used by a model version or the "
-          f"pipelines, {len(unused)} unused.")
+    print(
+        f"{repository}: {len(every)} images, {len(every) - len(unused)} used by a model version or the "
+        f"pipelines, {len(unused)} unused."
+    )
     for image in unused:
-        print(f"  {'deleting' if args.yes else 'would delete'} {image.digest} "
-              f"{','.join(image.tags) or '(untagged)'} pushed {image.pushed_at:%Y-%m-%d}")
+        print(
+            f"  {'deleting' if args.yes else 'would delete'} {image.digest} "
+            f"{','.join(image.tags) or '(untagged)'} pushed {image.pushed_at:%Y-%m-%d}"
+        )
     if not args.yes:
         if unused:
             print("Nothing deleted: run again with --yes to delete these.")
@@ -203,12 +256,16 @@ def _runs(args: argparse.Namespace, aws: Aws) -> None:
     outputs = {} if args.tracking_uri and args.experiment else stack_outputs(aws, args.training_stack)
     uri = args.tracking_uri or outputs.get(TRACKING_OUTPUT)
     if not uri:
-        print(f"Stack {args.training_stack!r} tracks no runs in MLflow (trackingServer=none); "
-              "its registered model versions:")
+        print(
+            f"Stack {args.training_stack!r} tracks no runs in MLflow (trackingServer=none); "
+            "its registered model versions:"
+        )
         _versions(args, aws)
         return
-    experiments = args.experiment or [require_output(outputs, key, args.training_stack)
-                                      for key in (TRAINING_PIPELINE_OUTPUT, TUNING_PIPELINE_OUTPUT)]
+    experiments = args.experiment or [
+        require_output(outputs, key, args.training_stack)
+        for key in (TRAINING_PIPELINE_OUTPUT, TUNING_PIPELINE_OUTPUT)
+    ]
     runs = experiment_runs.list_runs(uri, experiments, args.limit, profile=args.profile)
     print("\n".join(experiment_runs.table(runs)) or f"No run in {', '.join(experiments)} yet.")
 
@@ -253,14 +310,21 @@ def _generate(args: argparse.Namespace, aws: Aws) -> None:
         arn = model_registry.resolve_version(aws, group, args.model_package)
     instance_type = args.instance_type or model_registry.default_instance_type(aws, arn)
     job = batch_generation.GenerationJob(
-        model_package_arn=arn, input_uri=args.input, output_uri=args.output, instance_type=instance_type,
-        instance_count=args.instance_count, max_concurrent=args.max_concurrent)
+        model_package_arn=arn,
+        input_uri=args.input,
+        output_uri=args.output,
+        instance_type=instance_type,
+        instance_count=args.instance_count,
+        max_concurrent=args.max_concurrent,
+    )
     role_arn = require_output(outputs, EXECUTION_ROLE_OUTPUT, args.training_stack)
     name = batch_generation.start(aws, job, role_arn=role_arn, kms_key_arn=outputs.get(KMS_KEY_OUTPUT))
     print(f"Started transform job {name} ({instance_type} x {args.instance_count}) on {arn}")
     if not args.wait:
-        print(f"Follow it with `aws sagemaker describe-transform-job --transform-job-name {name}`; answers "
-              f"go to {batch_generation.output_location(job)}")
+        print(
+            f"Follow it with `aws sagemaker describe-transform-job --transform-job-name {name}`; answers "
+            f"go to {batch_generation.output_location(job)}"
+        )
         return
     batch_generation.wait(aws, name, progress=lambda status: print(f"  {status}", flush=True))
     print(f"Answers: {batch_generation.output_location(job)}")

@@ -24,16 +24,18 @@ def tgi_request(prompt: str, parameters: dict[str, Any], stream: bool) -> bytes:
     return json.dumps({"inputs": prompt, "parameters": chosen, "stream": stream}).encode()
 
 
-def request_body(schema: str, prompt: str, parameters: dict[str, Any], stream: bool,
-                 system: str | None = None) -> bytes:
+def request_body(
+    schema: str, prompt: str, parameters: dict[str, Any], stream: bool, system: str | None = None
+) -> bytes:
     """The body in `schema`: TGI's, OpenAI's completions (`prompt`) or chat (`messages`, with an optional
     system message). `parameters` use TGI's names; those left as None are not sent."""
     if schema == "tgi":
         return tgi_request(prompt, parameters, stream)
     body: dict[str, Any] = {_OPENAI_NAMES.get(k, k): v for k, v in parameters.items() if v is not None}
     if schema == "chat":
-        body["messages"] = ([{"role": "system", "content": system}] if system else []) + \
-            [{"role": "user", "content": prompt}]
+        body["messages"] = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": prompt}
+        ]
     else:
         body["prompt"] = prompt
     return json.dumps({**body, "stream": stream}).encode()
@@ -48,8 +50,9 @@ def answer_texts(schema: str, answer: Any) -> list[str]:
     except (KeyError, TypeError):
         expected = "a list of objects" if schema == "tgi" else "an object with choices"
         name = "TGI's schema" if schema == "tgi" else f"OpenAI's {schema} schema"
-        raise OpsError(f"The endpoint answered outside {name} (expected {expected}): "
-                       f"{json.dumps(answer)[:200]}") from None
+        raise OpsError(
+            f"The endpoint answered outside {name} (expected {expected}): {json.dumps(answer)[:200]}"
+        ) from None
 
 
 def event_text(schema: str, event: dict[str, Any]) -> str:
@@ -153,14 +156,17 @@ def stream_tokens(events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         yield event
 
 
-def invoke_stream(aws: Aws, endpoint_name: str, body: bytes,
-                  component: str | None = None) -> Iterator[dict[str, Any]]:
+def invoke_stream(
+    aws: Aws, endpoint_name: str, body: bytes, component: str | None = None
+) -> Iterator[dict[str, Any]]:
     """InvokeEndpointWithResponseStream: yields the stream's events (TGI's or OpenAI's chunks) as they come."""
     runtime = aws.client("sagemaker-runtime")
     try:
         response = runtime.invoke_endpoint_with_response_stream(
-            **_target(endpoint_name, component), Body=body, ContentType=CONTENT_TYPE,
-            Accept="text/event-stream"
+            **_target(endpoint_name, component),
+            Body=body,
+            ContentType=CONTENT_TYPE,
+            Accept="text/event-stream",
         )
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("ModelError", "ValidationError"):

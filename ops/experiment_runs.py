@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from jax_llm.contract.tracking import quiet_arn_plugin
 from ops.errors import OpsError
@@ -26,8 +26,9 @@ class RunSummary:
     parent: str | None = None  # the parent run's name (a tuning job's trials)
 
 
-def list_runs(tracking_uri: str, experiments: list[str], limit: int, *, profile: str | None = None
-              ) -> list[RunSummary]:
+def list_runs(
+    tracking_uri: str, experiments: list[str], limit: int, *, profile: str | None = None
+) -> list[RunSummary]:
     """The newest `limit` runs of `experiments` (those that exist), newest first.
 
     An ARN goes through the `sagemaker-mlflow` plugin, which signs with boto3's default session: `profile`
@@ -51,16 +52,25 @@ def _runs(client, tracking_uri: str, experiments: list[str], limit: int) -> list
     found = {name: client.get_experiment_by_name(name) for name in experiments}
     ids = {e.experiment_id: name for name, e in found.items() if e is not None}
     if not ids:
-        raise OpsError(f"No experiment {' or '.join(map(repr, experiments))} at {tracking_uri} yet: "
-                       "no run has been tracked there (start one with `python -m ops train`).")
+        raise OpsError(
+            f"No experiment {' or '.join(map(repr, experiments))} at {tracking_uri} yet: "
+            "no run has been tracked there (start one with `python -m ops train`)."
+        )
     runs = client.search_runs(list(ids), order_by=["attributes.start_time DESC"], max_results=limit)
     names = {r.info.run_id: r.info.run_name for r in runs}
-    return [RunSummary(
-        experiment=ids[r.info.experiment_id], name=r.info.run_name, status=r.info.status,
-        started=datetime.fromtimestamp(r.info.start_time / 1000, tz=timezone.utc),
-        metrics=dict(r.data.metrics),
-        parent=names.get(r.data.tags.get("mlflow.parentRunId", ""), r.data.tags.get("mlflow.parentRunId")),
-    ) for r in runs]
+    return [
+        RunSummary(
+            experiment=ids[r.info.experiment_id],
+            name=r.info.run_name,
+            status=r.info.status,
+            started=datetime.fromtimestamp(r.info.start_time / 1000, tz=UTC),
+            metrics=dict(r.data.metrics),
+            parent=names.get(
+                r.data.tags.get("mlflow.parentRunId", ""), r.data.tags.get("mlflow.parentRunId")
+            ),
+        )
+        for r in runs
+    ]
 
 
 def table(runs: list[RunSummary]) -> list[str]:

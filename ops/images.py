@@ -64,8 +64,11 @@ def repository_images(aws: Aws, repository: str) -> list[RepositoryImage]:
         if exc.response.get("Error", {}).get("Code") != "RepositoryNotFoundException":
             raise
         raise OpsError(f"ECR repository {repository!r} does not exist: deploy TrainingStack.") from exc
-    images = [RepositoryImage(d["imageDigest"], tuple(d.get("imageTags", [])), d["imagePushedAt"])
-              for page in pages for d in page["imageDetails"]]
+    images = [
+        RepositoryImage(d["imageDigest"], tuple(d.get("imageTags", [])), d["imagePushedAt"])
+        for page in pages
+        for d in page["imageDetails"]
+    ]
     return sorted(images, key=lambda i: i.pushed_at)
 
 
@@ -78,8 +81,10 @@ def delete(aws: Aws, repository: str, images: list[RepositoryImage]) -> list[str
     """Delete ``images`` by digest; returns the failures, each saying which image and why."""
     ecr, failures = aws.client("ecr"), []
     for start in range(0, len(images), BATCH):
-        ids = [{"imageDigest": i.digest} for i in images[start:start + BATCH]]
+        ids = [{"imageDigest": i.digest} for i in images[start : start + BATCH]]
         result = ecr.batch_delete_image(repositoryName=repository, imageIds=ids)
-        failures += [f"{f['imageId'].get('imageDigest')}: {f.get('failureCode')} {f.get('failureReason', '')}"
-                     for f in result.get("failures", [])]
+        failures += [
+            f"{f['imageId'].get('imageDigest')}: {f.get('failureCode')} {f.get('failureReason', '')}"
+            for f in result.get("failures", [])
+        ]
     return failures

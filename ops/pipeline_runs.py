@@ -6,7 +6,6 @@ import difflib
 import json
 
 from jax_llm.contract.hyperparameters import FIELDS, HyperparameterError, parse_hyperparameters
-
 from ops.aws import Aws
 from ops.errors import OpsError, not_found_as
 

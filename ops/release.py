@@ -20,16 +20,19 @@ from datetime import datetime
 from ops import model_registry
 from ops.aws import Aws
 from ops.errors import OpsError, not_found_as
+from stacks.constructs.release_handler.index import PARAMETER, SERVING_OUTPUT, released_version, version_of
 from stacks.names import COMPONENT_OUTPUT
-from stacks.constructs.release_handler.index import (PARAMETER, SERVING_OUTPUT,
-                                                      released_version, version_of)
 
 FUNCTION_OUTPUT = "ReleaseFunctionName"  # EndpointStack's output naming the release function
 STACK_RESOURCE = "AWS::CloudFormation::Stack"
-OUTCOMES = {"UPDATE_COMPLETE": "rolled out", "UPDATE_ROLLBACK_COMPLETE": "rolled back",
-            "UPDATE_IN_PROGRESS": "in progress", "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS": "finishing",
-            "UPDATE_ROLLBACK_IN_PROGRESS": "rolling back",
-            "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS": "rolling back"}
+OUTCOMES = {
+    "UPDATE_COMPLETE": "rolled out",
+    "UPDATE_ROLLBACK_COMPLETE": "rolled back",
+    "UPDATE_IN_PROGRESS": "in progress",
+    "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS": "finishing",
+    "UPDATE_ROLLBACK_IN_PROGRESS": "rolling back",
+    "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS": "rolling back",
+}
 
 
 @dataclass
@@ -74,27 +77,37 @@ class ReleaseStatus:
 def release_status(aws: Aws, stack_name: str, limit: int = 5) -> ReleaseStatus:
     """EndpointStack's release state and its last ``limit`` rollouts, newest first."""
     cloudformation = aws.client("cloudformation")
-    with not_found_as(f"Stack {stack_name!r} is not deployed in this account and region: "
-                      f"run `cdk deploy {stack_name}`."):
+    with not_found_as(
+        f"Stack {stack_name!r} is not deployed in this account and region: run `cdk deploy {stack_name}`."
+    ):
         stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     parameters = {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters", [])}
     component = outputs.get(COMPONENT_OUTPUT)
-    return ReleaseStatus(stack_status=stack["StackStatus"], serving=outputs.get(SERVING_OUTPUT),
-                         requested=parameters.get(PARAMETER) or None, function=outputs.get(FUNCTION_OUTPUT),
-                         rollouts=_rollouts(cloudformation, stack_name, limit),
-                         component=_component(aws, component) if component else None)
+    return ReleaseStatus(
+        stack_status=stack["StackStatus"],
+        serving=outputs.get(SERVING_OUTPUT),
+        requested=parameters.get(PARAMETER) or None,
+        function=outputs.get(FUNCTION_OUTPUT),
+        rollouts=_rollouts(cloudformation, stack_name, limit),
+        component=_component(aws, component) if component else None,
+    )
 
 
 def _component(aws: Aws, name: str) -> Component:
     """The inference component's status and copies."""
-    with not_found_as(f"Inference component {name!r} (EndpointStack's output {COMPONENT_OUTPUT}) does not "
-                      "exist: the stack's last update may have failed; see its events."):
+    with not_found_as(
+        f"Inference component {name!r} (EndpointStack's output {COMPONENT_OUTPUT}) does not "
+        "exist: the stack's last update may have failed; see its events."
+    ):
         described = aws.client("sagemaker").describe_inference_component(InferenceComponentName=name)
     runtime = described.get("RuntimeConfig") or {}
-    return Component(name=name, status=described["InferenceComponentStatus"],
-                     copies=runtime.get("CurrentCopyCount", 0),
-                     desired_copies=runtime.get("DesiredCopyCount", 0))
+    return Component(
+        name=name,
+        status=described["InferenceComponentStatus"],
+        copies=runtime.get("CurrentCopyCount", 0),
+        desired_copies=runtime.get("DesiredCopyCount", 0),
+    )
 
 
 def _rollouts(cloudformation, stack_name: str, limit: int) -> list[Rollout]:
@@ -118,17 +131,29 @@ def _rollout(token: str, events: list[dict]) -> Rollout:
     """One rollout from its events (newest first)."""
     stack_events = [e for e in events if e["ResourceType"] == STACK_RESOURCE]
     status = stack_events[0]["ResourceStatus"]
-    failures = [e for e in events
-                if e["ResourceType"] != STACK_RESOURCE and e["ResourceStatus"].endswith("_FAILED")]
+    failures = [
+        e for e in events if e["ResourceType"] != STACK_RESOURCE and e["ResourceStatus"].endswith("_FAILED")
+    ]
     reason = ""
     if failures:  # the first resource that failed says why; the others fail because of it
         first = failures[-1]
         reason = f"{first['LogicalResourceId']}: {first.get('ResourceStatusReason', '')}"
     elif status.startswith("UPDATE_ROLLBACK"):
-        reason = next((e.get("ResourceStatusReason", "") for e in reversed(stack_events)
-                       if e["ResourceStatus"] == "UPDATE_ROLLBACK_IN_PROGRESS"), "")
-    return Rollout(version=released_version(token), token=token, started=stack_events[-1]["Timestamp"],
-                   outcome=OUTCOMES.get(status, status), reason=reason)
+        reason = next(
+            (
+                e.get("ResourceStatusReason", "")
+                for e in reversed(stack_events)
+                if e["ResourceStatus"] == "UPDATE_ROLLBACK_IN_PROGRESS"
+            ),
+            "",
+        )
+    return Rollout(
+        version=released_version(token),
+        token=token,
+        started=stack_events[-1]["Timestamp"],
+        outcome=OUTCOMES.get(status, status),
+        reason=reason,
+    )
 
 
 def rollback(aws: Aws, stack_name: str, group: str, reason: str) -> tuple[model_registry.ModelVersion, dict]:
@@ -139,11 +164,15 @@ def rollback(aws: Aws, stack_name: str, group: str, reason: str) -> tuple[model_
     rejecting the serving version would roll that one out instead)."""
     status = release_status(aws, stack_name, limit=0)
     if status.function is None:
-        raise OpsError(f"Stack {stack_name!r} serves a pinned version (cdk deploy -c modelPackageArn=...), "
-                       "so approvals do not move it: deploy the previous version's ARN the same way.")
+        raise OpsError(
+            f"Stack {stack_name!r} serves a pinned version (cdk deploy -c modelPackageArn=...), "
+            "so approvals do not move it: deploy the previous version's ARN the same way."
+        )
     if status.stack_status.endswith("_IN_PROGRESS"):
-        raise OpsError(f"Stack {stack_name!r} is {status.stack_status}: wait for it to settle "
-                       "(`python -m ops release status`), then roll back.")
+        raise OpsError(
+            f"Stack {stack_name!r} is {status.stack_status}: wait for it to settle "
+            "(`python -m ops release status`), then roll back."
+        )
     versions = model_registry.list_versions(aws, group, with_metrics=False)
     serving = next((v for v in versions if v.arn == status.serving), None)
     if serving is None:
@@ -151,21 +180,28 @@ def rollback(aws: Aws, stack_name: str, group: str, reason: str) -> tuple[model_
     approved = [v for v in versions if v.approval_status == "Approved" and v.arn != serving.arn]
     newer = [v.version for v in approved if v.version > serving.version]
     if newer:
-        raise OpsError(f"Version {newer[0]} is Approved and newer than the serving version {serving.version} "
-                       f"(its rollout failed?): reject it first (`python -m ops reject {newer[0]}`), "
-                       "or roll forward by approving a fixed version.")
+        raise OpsError(
+            f"Version {newer[0]} is Approved and newer than the serving version {serving.version} "
+            f"(its rollout failed?): reject it first (`python -m ops reject {newer[0]}`), "
+            "or roll forward by approving a fixed version."
+        )
     previous = next((v for v in approved if v.version < serving.version), None)
     if previous is None:
-        raise OpsError(f"No Approved version older than the serving version {serving.version} in {group!r}: "
-                       "approve the one to go back to first.")
+        raise OpsError(
+            f"No Approved version older than the serving version {serving.version} in {group!r}: "
+            "approve the one to go back to first."
+        )
     model_registry.set_approval(aws, serving.arn, "Rejected", f"rolled back: {reason}"[:1024])
     response = aws.client("lambda").invoke(
         FunctionName=status.function,
-        Payload=json.dumps({"reason": f"rollback of version {serving.version}: {reason}"}).encode())
+        Payload=json.dumps({"reason": f"rollback of version {serving.version}: {reason}"}).encode(),
+    )
     outcome = json.loads(response["Payload"].read() or b"{}")
     if response.get("FunctionError"):
-        raise OpsError(f"Version {serving.version} is now Rejected, but the release function failed: "
-                       f"{outcome.get('errorMessage', outcome)}; it runs again on the next approval.")
+        raise OpsError(
+            f"Version {serving.version} is now Rejected, but the release function failed: "
+            f"{outcome.get('errorMessage', outcome)}; it runs again on the next approval."
+        )
     return previous, outcome
 
 
@@ -179,17 +215,23 @@ def _describe_component(component: Component) -> str:
 
 def describe(status: ReleaseStatus) -> list[str]:
     """The lines `python -m ops release status` prints."""
+
     def version(arn: str | None) -> str:
         return f"version {version_of(arn)} ({arn})" if arn else "none"
 
-    mode = (f"approving a version rolls it out (function {status.function})" if status.function
-            else "pinned with -c modelPackageArn: approvals are not rolled out")
-    lines = [f"Serving:      {version(status.serving)}",
-             f"Rolling out:  {version(status.rolling_out)}" + (f" (stack {status.stack_status})"
-                                                               if status.rolling_out else ""),
-             f"Stack:        {status.stack_status}; {mode}",
-             *([_describe_component(status.component)] if status.component else []),
-             "Last rollouts:" if status.rollouts else "Last rollouts: none yet"]
+    mode = (
+        f"approving a version rolls it out (function {status.function})"
+        if status.function
+        else "pinned with -c modelPackageArn: approvals are not rolled out"
+    )
+    lines = [
+        f"Serving:      {version(status.serving)}",
+        f"Rolling out:  {version(status.rolling_out)}"
+        + (f" (stack {status.stack_status})" if status.rolling_out else ""),
+        f"Stack:        {status.stack_status}; {mode}",
+        *([_describe_component(status.component)] if status.component else []),
+        "Last rollouts:" if status.rollouts else "Last rollouts: none yet",
+    ]
     for r in status.rollouts:
         line = f"  version {r.version:<4} {r.started:%Y-%m-%d %H:%M} UTC  {r.outcome}"
         lines.append(line + (f": {r.reason}" if r.reason else ""))

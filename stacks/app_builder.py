@@ -17,12 +17,24 @@ def build_app(app: App) -> App:
     # Environment-agnostic stacks: account and region come from the deploying credentials, so synth
     # needs none and makes no AWS call.
     env = Environment()
-    training = TrainingStack(app, names.TRAINING_STACK, settings=settings, env=env,
-                             description="JAX LLM on SageMaker: image, buckets, KMS key, execution role, Model Registry")
-    EndpointStack(app, names.ENDPOINT_STACK, settings=settings, env=env, key=training.key,
-                  artifacts_bucket=training.artifacts_bucket, execution_role=training.execution_role,
-                  execution_role_policy=training.execution_role_policy,
-                  model_package_group_name=training.model_package_group_name,
-                  description="JAX LLM on SageMaker: autoscaling endpoint for a registered model version")
+    training = TrainingStack(
+        app,
+        names.TRAINING_STACK,
+        settings=settings,
+        env=env,
+        description="JAX LLM on SageMaker: image, buckets, KMS key, execution role, Model Registry",
+    )
+    EndpointStack(
+        app,
+        names.ENDPOINT_STACK,
+        settings=settings,
+        env=env,
+        key=training.key,
+        artifacts_bucket=training.artifacts_bucket,
+        execution_role=training.execution_role,
+        execution_role_policy=training.execution_role_policy,
+        model_package_group_name=training.model_package_group_name,
+        description="JAX LLM on SageMaker: autoscaling endpoint for a registered model version",
+    )
     add_nag_checks(app)
     return app

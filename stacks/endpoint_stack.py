@@ -51,8 +51,9 @@ class EndpointStack(Stack):
         if endpoint_settings.model_package_arn:
             model_package_arn = endpoint_settings.model_package_arn
         else:  # approving a version rolls it out (a pinned ARN is not followed)
-            release = ModelRelease(self, "Release", group_name=model_package_group_name, key=key,
-                                   storage=settings.storage)
+            release = ModelRelease(
+                self, "Release", group_name=model_package_group_name, key=key, storage=settings.storage
+            )
             model_package_arn = ModelPackageLookup(
                 self,
                 "NewestApprovedModel",
@@ -77,7 +78,8 @@ class EndpointStack(Stack):
             "Monitoring",
             settings=endpoint_settings,
             endpoint_name=endpoint_name,
-            scope_of_metrics=MetricScope.of_component(component_name) if component_name
+            scope_of_metrics=MetricScope.of_component(component_name)
+            if component_name
             else MetricScope.of_variant(endpoint_name, VARIANT_NAME),
             serving_metrics=serving_metrics,
         )
@@ -109,13 +111,19 @@ class EndpointStack(Stack):
         self.endpoint_name = endpoint_name
         self.model_package_arn = model_package_arn
         component_description = "The inference component serving the model" + (
-            " (its copies scale to zero when idle)" if endpoint_settings.scales_to_zero else "")
+            " (its copies scale to zero when idle)" if endpoint_settings.scales_to_zero else ""
+        )
         body = json.dumps({"inputs": EXAMPLE_PROMPT, "parameters": {"max_new_tokens": 32}})
         # An endpoint of inference components takes requests for one of them.
         target = f"--endpoint-name {endpoint_name}" + (
-            f" --inference-component-name {component_name}" if component_name else "")
+            f" --inference-component-name {component_name}" if component_name else ""
+        )
         for output_id, value, description in [
-            (names.ENDPOINT_OUTPUT, serving.endpoint.attr_endpoint_name, "SageMaker endpoint serving the model"),
+            (
+                names.ENDPOINT_OUTPUT,
+                serving.endpoint.attr_endpoint_name,
+                "SageMaker endpoint serving the model",
+            ),
             (SERVING_OUTPUT, model_package_arn, "The model package version the endpoint serves"),
             (
                 names.EXAMPLE_INVOCATION_OUTPUT,
@@ -124,7 +132,11 @@ class EndpointStack(Stack):
                 f"--cli-binary-format raw-in-base64-out --body '{body}' /dev/stdout",
                 "Invoke the endpoint with TGI's request schema",
             ),
-            (names.DASHBOARD_OUTPUT, monitoring.dashboard.dashboard_name, "CloudWatch dashboard of the endpoint"),
+            (
+                names.DASHBOARD_OUTPUT,
+                monitoring.dashboard.dashboard_name,
+                "CloudWatch dashboard of the endpoint",
+            ),
             *([(names.COMPONENT_OUTPUT, component_name, component_description)] if component_name else []),
         ]:
             CfnOutput(self, output_id, value=value, description=description)

@@ -18,16 +18,33 @@ from pathlib import Path
 from local_mode.runner import free_port
 
 __all__ = [
-    "CONTAINER_SRC", "CORPUS_MODULES", "REPO", "TINY_HYPERPARAMETERS", "TrainingRun", "free_port",
-    "run_training", "start_training", "train_command_env", "write_stdlib_corpus", "write_training_tree",
+    "CONTAINER_SRC",
+    "CORPUS_MODULES",
+    "REPO",
+    "TINY_HYPERPARAMETERS",
+    "TrainingRun",
+    "free_port",
+    "run_training",
+    "start_training",
+    "train_command_env",
+    "write_stdlib_corpus",
+    "write_training_tree",
 ]
 
 REPO = Path(__file__).resolve().parents[1]
 CONTAINER_SRC = REPO / "containers" / "jax-llm"
 
 # Real, varied English-and-code text: a few stdlib modules (about 400 KB).
-CORPUS_MODULES = ("argparse.py", "dataclasses.py", "textwrap.py", "string.py", "json/decoder.py",
-                  "json/encoder.py", "difflib.py", "fractions.py")
+CORPUS_MODULES = (
+    "argparse.py",
+    "dataclasses.py",
+    "textwrap.py",
+    "string.py",
+    "json/decoder.py",
+    "json/encoder.py",
+    "difflib.py",
+    "fractions.py",
+)
 
 # What the SageMaker SDK sends: every value JSON-encoded, plus keys the trainer must ignore.
 TINY_HYPERPARAMETERS = {
@@ -58,18 +75,34 @@ def write_stdlib_corpus(path: Path, modules: tuple[str, ...] = CORPUS_MODULES) -
     return path
 
 
-def write_training_tree(root: Path, hyperparameters: dict[str, str], *, hosts=("algo-1",),
-                        current_host="algo-1", corpus: bool = True) -> Path:
+def write_training_tree(
+    root: Path,
+    hyperparameters: dict[str, str],
+    *,
+    hosts=("algo-1",),
+    current_host="algo-1",
+    corpus: bool = True,
+) -> Path:
     """An /opt/ml tree as SageMaker writes it for a training job: config files and the `train` channel."""
     config = root / "input" / "config"
     config.mkdir(parents=True, exist_ok=True)
     (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
-    channel = {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
-               "RecordWrapperType": "None"}
+    channel = {
+        "TrainingInputMode": "File",
+        "S3DistributionType": "FullyReplicated",
+        "RecordWrapperType": "None",
+    }
     (config / "inputdataconfig.json").write_text(json.dumps({"train": channel}))
-    (config / "resourceconfig.json").write_text(json.dumps(
-        {"current_host": current_host, "current_instance_type": "ml.m5.large", "hosts": list(hosts),
-         "network_interface_name": "eth0"}))
+    (config / "resourceconfig.json").write_text(
+        json.dumps(
+            {
+                "current_host": current_host,
+                "current_instance_type": "ml.m5.large",
+                "hosts": list(hosts),
+                "network_interface_name": "eth0",
+            }
+        )
+    )
     if corpus:
         write_stdlib_corpus(root / "input" / "data" / "train" / "train.txt")
     return root
@@ -85,8 +118,13 @@ def train_command_env(root: Path, **extra: str) -> dict[str, str]:
 def start_training(root: Path, log_file: Path, **env: str) -> subprocess.Popen:
     """Starts `python -m jax_llm train` on `root`, stdout and stderr together into `log_file`."""
     log = open(log_file, "w")  # noqa: SIM115 - owned by the child until it exits
-    return subprocess.Popen([sys.executable, "-m", "jax_llm", "train"], env=train_command_env(root, **env),
-                            stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    return subprocess.Popen(
+        [sys.executable, "-m", "jax_llm", "train"],
+        env=train_command_env(root, **env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=root,
+    )
 
 
 def run_training(root: Path, timeout: float = 300, **env: str) -> tuple[int, str]:

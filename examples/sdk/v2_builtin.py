@@ -10,7 +10,6 @@ import argparse
 import json
 
 from sagemaker.estimator import Estimator
-
 from v2_session import session, uri
 
 parser = argparse.ArgumentParser()

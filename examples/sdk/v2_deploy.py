@@ -24,7 +24,6 @@ from sagemaker.deserializers import JSONDeserializer
 from sagemaker.model import Model
 from sagemaker.predictor import Predictor
 from sagemaker.serializers import JSONSerializer
-
 from v2_session import session, uri
 
 SOURCE = Path(__file__).resolve().parent.parent / "script_mode" / "src"
@@ -38,13 +37,21 @@ parser.add_argument("instance_type", help="`local`, or a SageMaker instance type
 parser.add_argument("--image", required=True, help="the jax-llm image (TrainingStack's ImageUri output)")
 parser.add_argument("--model-data", required=True, help="model.tar.gz: a local file, or an s3:// URI")
 parser.add_argument("--entry-point", help="the team's handler in examples/script_mode/src (inference.py)")
-parser.add_argument("--code-location", help="s3:// prefix for the repacked model (cloud). Locally the SDK "
-                    "repacks --model-data in place and only parses this; left out, it asks STS for a bucket")
+parser.add_argument(
+    "--code-location",
+    help="s3:// prefix for the repacked model (cloud). Locally the SDK "
+    "repacks --model-data in place and only parses this; left out, it asks STS for a bucket",
+)
 parser.add_argument("--role", default="arn:aws:iam::000000000000:role/local-mode-needs-none")
 parser.add_argument("--local-port", type=int, default=8080, help="local mode: the endpoint's port here")
-parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                    help="the container's environment, e.g. JAX_LLM_MAX_BATCH=1 (fewer programs to compile: "
-                         "v2's local mode gives an endpoint 2 minutes to answer /ping)")
+parser.add_argument(
+    "--env",
+    action="append",
+    default=[],
+    metavar="KEY=VALUE",
+    help="the container's environment, e.g. JAX_LLM_MAX_BATCH=1 (fewer programs to compile: "
+    "v2's local mode gives an endpoint 2 minutes to answer /ping)",
+)
 args = parser.parse_args()
 local = args.instance_type.startswith("local")
 
@@ -59,8 +66,12 @@ model = Model(
     predictor_cls=Predictor,  # without it deploy() returns None
     env=dict(pair.split("=", 1) for pair in args.env),
 )
-predictor = model.deploy(initial_instance_count=1, instance_type=args.instance_type,
-                         serializer=JSONSerializer(), deserializer=JSONDeserializer())
+predictor = model.deploy(
+    initial_instance_count=1,
+    instance_type=args.instance_type,
+    serializer=JSONSerializer(),
+    deserializer=JSONDeserializer(),
+)
 try:
     for body in [HANDLER] if args.entry_point else [TGI, OPENAI_CHAT, OPENAI_COMPLETION]:
         answer = json.dumps({"request": body, "response": predictor.predict(body)})

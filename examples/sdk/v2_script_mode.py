@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 
 from sagemaker.estimator import Estimator
-
 from v2_session import session, uri
 
 SOURCE = Path(__file__).resolve().parent.parent / "script_mode" / "src"

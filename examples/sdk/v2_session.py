@@ -17,8 +17,13 @@ def session(instance_type: str, local_root: str = "./v2-local", serving_port: in
 
     Path(local_root).mkdir(parents=True, exist_ok=True)
     local = LocalSession()
-    local.config = {"local": {"local_code": True, "container_root": str(Path(local_root).resolve()),
-                              "serving_port": serving_port}}
+    local.config = {
+        "local": {
+            "local_code": True,
+            "container_root": str(Path(local_root).resolve()),
+            "serving_port": serving_port,
+        }
+    }
     return local
 
 

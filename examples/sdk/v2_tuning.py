@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "containers" / "jax-llm"))
-from jax_llm.contract.metrics import METRIC_DEFINITIONS, OBJECTIVE_METRIC  # noqa: E402
 from sagemaker.estimator import Estimator  # noqa: E402
 from sagemaker.tuner import ContinuousParameter, HyperparameterTuner  # noqa: E402
-
 from v2_session import session, uri  # noqa: E402
+
+from jax_llm.contract.metrics import METRIC_DEFINITIONS, OBJECTIVE_METRIC  # noqa: E402
 
 parser = argparse.ArgumentParser()
 parser.add_argument("instance_type", help="a SageMaker instance type such as ml.g5.2xlarge (not `local`)")
@@ -51,8 +51,10 @@ tuner = HyperparameterTuner(
     max_parallel_jobs=2,
 )
 if args.instance_type.startswith("local"):
-    sys.exit("SDK v2's local mode has no hyperparameter tuning jobs (LocalSagemakerClient has no "
-             "create_hyper_parameter_tuning_job); run the trials with v2_builtin.py, or tune on SageMaker")
+    sys.exit(
+        "SDK v2's local mode has no hyperparameter tuning jobs (LocalSagemakerClient has no "
+        "create_hyper_parameter_tuning_job); run the trials with v2_builtin.py, or tune on SageMaker"
+    )
 channels = {"train": uri(args.train), **({"validation": uri(args.validation)} if args.validation else {})}
 tuner.fit(channels)
 print("best training job:", tuner.best_training_job())

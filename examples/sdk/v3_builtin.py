@@ -37,8 +37,9 @@ trainer = ModelTrainer(
     training_image=args.image,
     training_mode=Mode.LOCAL_CONTAINER if local else Mode.SAGEMAKER_TRAINING_JOB,
     # SDK v3 names local instance types local_cpu / local_gpu.
-    compute=Compute(instance_type="local_cpu" if local else args.instance_type,
-                    instance_count=args.instance_count),
+    compute=Compute(
+        instance_type="local_cpu" if local else args.instance_type, instance_count=args.instance_count
+    ),
     hyperparameters=hyperparameters,
     input_data_config=[InputData(channel_name="train", data_source=args.train)],
     output_data_config=None if local else OutputDataConfig(s3_output_path=args.output),
@@ -49,5 +50,9 @@ trainer = ModelTrainer(
 trainer.train()
 # Judge the job by its outputs, not by train() returning: compose tools can lose a container's exit code
 # (see docs/own-code.md). Locally: <local-root>/compressed_artifacts/{model,output}.tar.gz.
-print("model:", f"{args.local_root}/compressed_artifacts/model.tar.gz" if local
-      else f"{args.output}/<job name>/output/model.tar.gz")
+print(
+    "model:",
+    f"{args.local_root}/compressed_artifacts/model.tar.gz"
+    if local
+    else f"{args.output}/<job name>/output/model.tar.gz",
+)

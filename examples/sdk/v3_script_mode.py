@@ -37,8 +37,9 @@ trainer = ModelTrainer(
     training_image=args.image,
     training_mode=Mode.LOCAL_CONTAINER if local else Mode.SAGEMAKER_TRAINING_JOB,
     source_code=SourceCode(source_dir=str(SOURCE), entry_script="train.py"),
-    compute=Compute(instance_type="local_cpu" if local else args.instance_type,
-                    instance_count=args.instance_count),
+    compute=Compute(
+        instance_type="local_cpu" if local else args.instance_type, instance_count=args.instance_count
+    ),
     hyperparameters=json.loads(args.hyperparameters),
     input_data_config=[InputData(channel_name="train", data_source=args.train)],
     output_data_config=None if local else OutputDataConfig(s3_output_path=args.output),
@@ -48,5 +49,9 @@ trainer = ModelTrainer(
 )
 trainer.train()
 # Judge the job by its outputs (model.tar.gz, output.tar.gz's `failure`), not by train() returning.
-print("model:", f"{args.local_root}/compressed_artifacts/model.tar.gz" if local
-      else f"{args.output}/<job name>/output/model.tar.gz")
+print(
+    "model:",
+    f"{args.local_root}/compressed_artifacts/model.tar.gz"
+    if local
+    else f"{args.output}/<job name>/output/model.tar.gz",
+)

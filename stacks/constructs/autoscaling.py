@@ -73,7 +73,8 @@ class EndpointAutoscaling(Construct):
             "Target",
             role=service_linked_role,
             service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
-            resource_id=f"inference-component/{component_name}" if copies
+            resource_id=f"inference-component/{component_name}"
+            if copies
             else f"endpoint/{endpoint_name}/variant/{variant_name}",
             scalable_dimension=COPY_DIMENSION if copies else SCALABLE_DIMENSION,
             min_capacity=settings.min_copy_count if copies else settings.min_instance_count,
@@ -85,7 +86,8 @@ class EndpointAutoscaling(Construct):
         self.policy = self.target.scale_to_track_metric(
             "ConcurrentRequestsPerCopy" if copies else "ConcurrentRequestsPerModel",
             predefined_metric=(
-                metric.SAGEMAKER_INFERENCE_COMPONENT_CONCURRENT_REQUESTS_PER_COPY_HIGH_RESOLUTION if copies
+                metric.SAGEMAKER_INFERENCE_COMPONENT_CONCURRENT_REQUESTS_PER_COPY_HIGH_RESOLUTION
+                if copies
                 else metric.SAGEMAKER_VARIANT_CONCURRENT_REQUESTS_PER_MODEL_HIGH_RESOLUTION
             ),
             target_value=settings.target_concurrency,

@@ -10,18 +10,33 @@ from constructs import Construct
 from stacks.settings import StorageSettings
 
 # What CloudWatch Logs does with a log group's key (its documented key-policy actions, spelt out).
-LOGS_KEY_ACTIONS = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey",
-                    "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom", "kms:ReEncryptTo"]
+LOGS_KEY_ACTIONS = [
+    "kms:Decrypt",
+    "kms:DescribeKey",
+    "kms:Encrypt",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+]
 
 
 class EncryptionKey(Construct):
     """A symmetric KMS key with yearly automatic rotation."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, alias: str, storage: StorageSettings,
-                 removal_policy: RemovalPolicy) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        alias: str,
+        storage: StorageSettings,
+        removal_policy: RemovalPolicy,
+    ) -> None:
         super().__init__(scope, construct_id)
         self.key = kms.Key(
-            self, "Key",
+            self,
+            "Key",
             alias=alias,
             description="Encrypts the JAX LLM project's S3 data, ECR images and SageMaker volumes",
             enable_key_rotation=True,
@@ -31,12 +46,21 @@ class EncryptionKey(Construct):
         # CloudWatch Logs encrypts log groups of this account and region with the key (the log-group KMS
         # contract: the service principal, limited by the encryption context naming the log group).
         stack = Stack.of(self)
-        self.key.add_to_resource_policy(iam.PolicyStatement(
-            sid="CloudWatchLogsEncryptLogGroups",
-            principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
-            actions=LOGS_KEY_ACTIONS,
-            resources=["*"],
-            conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": stack.format_arn(
-                service="logs", resource="log-group", resource_name="*",
-                arn_format=ArnFormat.COLON_RESOURCE_NAME)}},
-        ))
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchLogsEncryptLogGroups",
+                principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+                actions=LOGS_KEY_ACTIONS,
+                resources=["*"],
+                conditions={
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
+                            service="logs",
+                            resource="log-group",
+                            resource_name="*",
+                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                        )
+                    }
+                },
+            )
+        )

@@ -97,7 +97,8 @@ class ModelEndpoint(Construct):
         if components and settings.data_capture_percent:
             Annotations.of(self.config).add_info(
                 "endpointDataCapturePercent is not applied with endpointMode=inference-components: data "
-                "capture is configured for variant-mode endpoints only (docs/stacks.md).")
+                "capture is configured for variant-mode endpoints only (docs/stacks.md)."
+            )
         if volume_key is None:
             reason = (
                 f"{settings.instance_type} has local NVMe instance storage, encrypted in hardware; "
@@ -113,14 +114,25 @@ class ModelEndpoint(Construct):
             self.endpoint = self._blue_green_endpoint(settings, endpoint_name, rollback_alarms)
             return
         # The config changes only with the instance settings; releases update the component instead.
-        self.endpoint = sagemaker.CfnEndpoint(self, "Endpoint", endpoint_name=endpoint_name,
-                                              endpoint_config_name=self.config.attr_endpoint_config_name)
-        self.component = ModelComponent(self, "Component", settings=settings, endpoint=self.endpoint,
-                                        variant_name=VARIANT_NAME, model=self.model,
-                                        rollback_alarms=rollback_alarms)
+        self.endpoint = sagemaker.CfnEndpoint(
+            self,
+            "Endpoint",
+            endpoint_name=endpoint_name,
+            endpoint_config_name=self.config.attr_endpoint_config_name,
+        )
+        self.component = ModelComponent(
+            self,
+            "Component",
+            settings=settings,
+            endpoint=self.endpoint,
+            variant_name=VARIANT_NAME,
+            model=self.model,
+            rollback_alarms=rollback_alarms,
+        )
 
-    def _blue_green_endpoint(self, settings: EndpointSettings, endpoint_name: str,
-                             rollback_alarms: Sequence[cloudwatch.IAlarm]) -> sagemaker.CfnEndpoint:
+    def _blue_green_endpoint(
+        self, settings: EndpointSettings, endpoint_name: str, rollback_alarms: Sequence[cloudwatch.IAlarm]
+    ) -> sagemaker.CfnEndpoint:
         """Variant mode's endpoint: a new config is rolled out blue/green, rolled back by the alarms."""
         return sagemaker.CfnEndpoint(
             self,
@@ -178,7 +190,8 @@ class ModelEndpoint(Construct):
             ),
             # A copy holds requests for seconds to a minute: send each to the copy with the fewest in flight.
             routing_config=sagemaker.CfnEndpointConfig.RoutingConfigProperty(
-                routing_strategy="LEAST_OUTSTANDING_REQUESTS"),
+                routing_strategy="LEAST_OUTSTANDING_REQUESTS"
+            ),
         )
 
     @staticmethod

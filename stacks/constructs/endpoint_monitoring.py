@@ -50,20 +50,32 @@ class MetricScope:
     @classmethod
     def of_variant(cls, endpoint_name: str, variant_name: str) -> MetricScope:
         """The variant's metrics (variant mode)."""
-        return cls({"EndpointName": endpoint_name, "VariantName": variant_name}, "instance", "instances",
-                   "InvocationsPerInstance", "ConcurrentRequestsPerModel", INSTANCE_NAMESPACE,
-                   ("GPUUtilization", "GPUMemoryUtilization"),
-                   ("CPUUtilization", "MemoryUtilization", "DiskUtilization"))
+        return cls(
+            {"EndpointName": endpoint_name, "VariantName": variant_name},
+            "instance",
+            "instances",
+            "InvocationsPerInstance",
+            "ConcurrentRequestsPerModel",
+            INSTANCE_NAMESPACE,
+            ("GPUUtilization", "GPUMemoryUtilization"),
+            ("CPUUtilization", "MemoryUtilization", "DiskUtilization"),
+        )
 
     @classmethod
     def of_component(cls, component_name: str) -> MetricScope:
         """The inference component's metrics (inference-components mode)."""
-        return cls({"InferenceComponentName": component_name}, "copy", "copies", "InvocationsPerCopy",
-                   "ConcurrentRequestsPerCopy", COMPONENT_NAMESPACE,
-                   ("GPUUtilizationNormalized", "GPUMemoryUtilizationNormalized"),
-                   ("CPUUtilizationNormalized", "MemoryUtilizationNormalized"),
-                   # Requests that found no copy (scaled to zero, or all copies starting) fail with this.
-                   (*cls.errors, "NoCapacityInvocationFailures"))
+        return cls(
+            {"InferenceComponentName": component_name},
+            "copy",
+            "copies",
+            "InvocationsPerCopy",
+            "ConcurrentRequestsPerCopy",
+            COMPONENT_NAMESPACE,
+            ("GPUUtilizationNormalized", "GPUMemoryUtilizationNormalized"),
+            ("CPUUtilizationNormalized", "MemoryUtilizationNormalized"),
+            # Requests that found no copy (scaled to zero, or all copies starting) fail with this.
+            (*cls.errors, "NoCapacityInvocationFailures"),
+        )
 
 
 class EndpointMonitoring(Construct):
@@ -222,8 +234,9 @@ class EndpointMonitoring(Construct):
             for statistic in ("Average", "Maximum")
         ]
         slots = cloudwatch.HorizontalAnnotation(value=settings.slots, label=f"{settings.slots} decode slots")
-        concurrency = self._metric(self._scope.concurrency, "Average",
-                                   label=f"concurrent requests per {unit}")
+        concurrency = self._metric(
+            self._scope.concurrency, "Average", label=f"concurrent requests per {unit}"
+        )
         target = cloudwatch.HorizontalAnnotation(
             value=settings.target_concurrency, label=f"autoscaling target {settings.target_concurrency:g}"
         )

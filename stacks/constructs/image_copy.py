@@ -10,10 +10,9 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from stacks.settings import StorageSettings
-
 from stacks.checkov import skip_checkov
 from stacks.nag import acknowledge
+from stacks.settings import StorageSettings
 
 # cdk-ecr-deployment names its singleton handler function after this purpose (one per stack).
 HANDLER_PURPOSE = "Custom::CDKECRDeployment"
@@ -28,15 +27,29 @@ class ImageCopy(Construct):
     whose policy names the two repositories, and its log group is encrypted with ``key``.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, source_repository: ecr.IRepository,
-                 source_uri: str, repository: ecr.IRepository, destination_uri: str, key: kms.IKey,
-                 storage: StorageSettings) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        source_repository: ecr.IRepository,
+        source_uri: str,
+        repository: ecr.IRepository,
+        destination_uri: str,
+        key: kms.IKey,
+        storage: StorageSettings,
+    ) -> None:
         super().__init__(scope, construct_id)
-        self.role = iam.Role(self, "HandlerRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-                             description="Copies the jax-llm image asset into the project repository")
+        self.role = iam.Role(
+            self,
+            "HandlerRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Copies the jax-llm image asset into the project repository",
+        )
         # Immutable view: the library's own '*' statements are dropped, ours below are the only grants.
         self.deployment = ecr_deployment.ECRDeployment(
-            self, "Deployment",
+            self,
+            "Deployment",
             src=ecr_deployment.DockerImageName(source_uri),
             dest=ecr_deployment.DockerImageName(destination_uri),
             role=self.role.without_policy_updates(),
@@ -48,30 +61,49 @@ class ImageCopy(Construct):
         log_group.kms_key_id = key.key_arn
         log_group.retention_in_days = storage.log_retention_days
 
-        self.policy = iam.ManagedPolicy(self, "HandlerPolicy", roles=[self.role], statements=[
-            iam.PolicyStatement(sid="EcrAuthorizationToken", actions=["ecr:GetAuthorizationToken"],
-                                resources=["*"]),
-            iam.PolicyStatement(sid="PullImageAsset", actions=PULL_ACTIONS,
-                                resources=[source_repository.repository_arn]),
-            iam.PolicyStatement(sid="PushToProjectRepository", actions=sorted(PULL_ACTIONS + PUSH_ACTIONS),
-                                resources=[repository.repository_arn]),
-            iam.PolicyStatement(sid="HandlerLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                                resources=[log_group.attr_arn]),
-        ])
+        self.policy = iam.ManagedPolicy(
+            self,
+            "HandlerPolicy",
+            roles=[self.role],
+            statements=[
+                iam.PolicyStatement(
+                    sid="EcrAuthorizationToken", actions=["ecr:GetAuthorizationToken"], resources=["*"]
+                ),
+                iam.PolicyStatement(
+                    sid="PullImageAsset", actions=PULL_ACTIONS, resources=[source_repository.repository_arn]
+                ),
+                iam.PolicyStatement(
+                    sid="PushToProjectRepository",
+                    actions=sorted(PULL_ACTIONS + PUSH_ACTIONS),
+                    resources=[repository.repository_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="HandlerLogs",
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[log_group.attr_arn],
+                ),
+            ],
+        )
         # The copy runs only once its permissions exist.
         self.deployment.node.add_dependency(self.policy)
         self._acknowledge(handler)
 
     def _acknowledge(self, handler: lambda_.Function) -> None:
         """Acknowledge the findings that do not apply to a deploy-time-only custom resource handler."""
-        acknowledge(self.policy, "AwsSolutions-IAM5[Resource::*]",
-                    "Only ecr:GetAuthorizationToken uses Resource '*': the API has no resource-level "
-                    "permissions.")
+        acknowledge(
+            self.policy,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Only ecr:GetAuthorizationToken uses Resource '*': the API has no resource-level permissions.",
+        )
         concurrency = "Invoked only by CloudFormation during deployments of this stack, one copy at a time."
-        dlq = ("CloudFormation custom-resource handler: a failed invocation fails and rolls back the "
-               "deployment, which is the failure record; there is no asynchronous event to keep.")
-        vpc = ("The project has no VPC; the handler talks only to the ECR API and registry endpoints over "
-               "TLS with IAM-signed credentials.")
+        dlq = (
+            "CloudFormation custom-resource handler: a failed invocation fails and rolls back the "
+            "deployment, which is the failure record; there is no asynchronous event to keep."
+        )
+        vpc = (
+            "The project has no VPC; the handler talks only to the ECR API and registry endpoints over "
+            "TLS with IAM-signed credentials."
+        )
         acknowledge(handler, "NIST.800.53.R5-LambdaConcurrency", concurrency)
         acknowledge(handler, "NIST.800.53.R5-LambdaDLQ", dlq)
         acknowledge(handler, "NIST.800.53.R5-LambdaInsideVPC", vpc)

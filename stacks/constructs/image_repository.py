@@ -21,11 +21,21 @@ class ImageRepository(Construct):
     under its asset hash, so the tag changes exactly when the build context or build arguments do.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, repository_name: str, key: kms.IKey,
-                 image: ImageSettings, storage: StorageSettings, removal_policy: RemovalPolicy) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        repository_name: str,
+        key: kms.IKey,
+        image: ImageSettings,
+        storage: StorageSettings,
+        removal_policy: RemovalPolicy,
+    ) -> None:
         super().__init__(scope, construct_id)
         self.repository = ecr.Repository(
-            self, "Repository",
+            self,
+            "Repository",
             repository_name=repository_name,
             image_scan_on_push=True,
             image_tag_mutability=ecr.TagMutability.IMMUTABLE,
@@ -34,15 +44,18 @@ class ImageRepository(Construct):
             # Only untagged images expire. Every image this project pushes is tagged (its content hash), and a
             # tagged image may be what a registered model version (a rollback target) or the pipelines run:
             # those are deleted only by `python -m ops images prune`, which checks the references first.
-            lifecycle_rules=[ecr.LifecycleRule(
-                description=f"Expire untagged images {image.untagged_image_days} days after their push",
-                tag_status=ecr.TagStatus.UNTAGGED,
-                max_image_age=Duration.days(image.untagged_image_days),
-            )],
+            lifecycle_rules=[
+                ecr.LifecycleRule(
+                    description=f"Expire untagged images {image.untagged_image_days} days after their push",
+                    tag_status=ecr.TagStatus.UNTAGGED,
+                    max_image_age=Duration.days(image.untagged_image_days),
+                )
+            ],
             removal_policy=removal_policy,
         )
         self.asset = ecr_assets.DockerImageAsset(
-            self, "Asset",
+            self,
+            "Asset",
             directory=str(IMAGE_SOURCE),
             platform=ecr_assets.Platform.LINUX_AMD64,
             build_args={"VARIANT": "cpu"} if image.cpu_only else None,  # the Dockerfile's default: gpu
@@ -51,7 +64,14 @@ class ImageRepository(Construct):
         self.image_tag: str = self.asset.asset_hash
         self.image_uri: str = self.repository.repository_uri_for_tag(self.image_tag)
         self.copy = ImageCopy(
-            self, "Copy", source_repository=self.asset.repository, source_uri=self.asset.image_uri,
-            repository=self.repository, destination_uri=self.image_uri, key=key, storage=storage)
+            self,
+            "Copy",
+            source_repository=self.asset.repository,
+            source_uri=self.asset.image_uri,
+            repository=self.repository,
+            destination_uri=self.image_uri,
+            key=key,
+            storage=storage,
+        )
         # Whatever starts containers from image_uri depends on this: the copy has finished by then.
         self.deployment: Construct = self.copy.deployment

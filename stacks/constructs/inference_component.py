@@ -75,14 +75,17 @@ class ModelComponent(Construct):
                 rolling_update_policy=ic.InferenceComponentRollingUpdatePolicyProperty(
                     maximum_batch_size=batch(type="CAPACITY_PERCENT", value=settings.traffic_step_percent),
                     wait_interval_in_seconds=settings.bake_seconds,
-                    maximum_execution_timeout_in_seconds=min(settings.deployment_timeout_seconds,
-                                                             MAX_ROLLING_UPDATE_SECONDS),
+                    maximum_execution_timeout_in_seconds=min(
+                        settings.deployment_timeout_seconds, MAX_ROLLING_UPDATE_SECONDS
+                    ),
                     # A failed version goes back everywhere at once, not batch by batch.
                     rollback_maximum_batch_size=batch(type="CAPACITY_PERCENT", value=100),
                 ),
                 auto_rollback_configuration=sagemaker.CfnInferenceComponent.AutoRollbackConfigurationProperty(
-                    alarms=[sagemaker.CfnInferenceComponent.AlarmProperty(alarm_name=a.alarm_name)
-                            for a in rollback_alarms]
+                    alarms=[
+                        sagemaker.CfnInferenceComponent.AlarmProperty(alarm_name=a.alarm_name)
+                        for a in rollback_alarms
+                    ]
                 ),
             ),
         )

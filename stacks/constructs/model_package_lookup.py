@@ -23,10 +23,9 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from stacks.settings import EndpointSettings, StorageSettings
-
 from stacks.checkov import skip_checkov
 from stacks.nag import acknowledge
+from stacks.settings import EndpointSettings, StorageSettings
 
 HANDLER_DIR = Path(__file__).with_name("model_package_lookup_handler")
 RESOURCE_TYPE = "Custom::NewestApprovedModelPackage"
@@ -52,7 +51,9 @@ class ModelPackageLookup(Construct):
         super().__init__(scope, construct_id)
         self._group = group_name
         log_group = logs.LogGroup(self, "Logs", encryption_key=key, removal_policy=RemovalPolicy.DESTROY)
-        log_group.node.default_child.retention_in_days = storage.log_retention_days  # any value CloudWatch accepts
+        log_group.node.default_child.retention_in_days = (
+            storage.log_retention_days
+        )  # any value CloudWatch accepts
         role = iam.Role(
             self,
             "Role",
@@ -68,9 +69,17 @@ class ModelPackageLookup(Construct):
                 # ListModelPackages has no resource-level permissions: IAM only accepts '*' for it.
                 iam.PolicyStatement(sid="ListModelPackages", actions=[LOOKUP_ACTION], resources=["*"]),
                 # SageMaker lower-cases names in ARNs.
-                iam.PolicyStatement(sid="DescribeGroupPackages", actions=[DESCRIBE_ACTION], resources=[
-                    Stack.of(self).format_arn(service="sagemaker", resource="model-package",
-                                              resource_name=f"{group_name.lower()}/*")]),
+                iam.PolicyStatement(
+                    sid="DescribeGroupPackages",
+                    actions=[DESCRIBE_ACTION],
+                    resources=[
+                        Stack.of(self).format_arn(
+                            service="sagemaker",
+                            resource="model-package",
+                            resource_name=f"{group_name.lower()}/*",
+                        )
+                    ],
+                ),
                 iam.PolicyStatement(
                     sid="HandlerLogs",
                     actions=["logs:CreateLogStream", "logs:PutLogEvents"],
@@ -95,8 +104,11 @@ class ModelPackageLookup(Construct):
             "Resource",
             service_token=self.function.function_arn,
             resource_type=RESOURCE_TYPE,
-            properties={"ModelPackageGroupName": group_name, "LookupToken": endpoint.lookup_token,
-                        "Requested": requested},
+            properties={
+                "ModelPackageGroupName": group_name,
+                "LookupToken": endpoint.lookup_token,
+                "Requested": requested,
+            },
         )
         # The handler runs when this resource is created: its permissions must be attached by then.
         resource.node.add_dependency(self.policy)

@@ -12,11 +12,18 @@ from stacks.settings import RegistrySettings
 class ModelRegistry(Construct):
     """A model package group; versions land in it as PendingManualApproval and are approved by people."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, registry: RegistrySettings,
-                 removal_policy: RemovalPolicy) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        registry: RegistrySettings,
+        removal_policy: RemovalPolicy,
+    ) -> None:
         super().__init__(scope, construct_id)
         self.group = sagemaker.CfnModelPackageGroup(
-            self, "Group",
+            self,
+            "Group",
             model_package_group_name=registry.model_package_group_name,
             model_package_group_description="GPT models trained with JAX/Flax on SageMaker",
         )

@@ -21,11 +21,13 @@ class PipelineRole(Construct):
     ``model_package_group_name``. It reads no data itself: the jobs do, as the execution role.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, execution_role_arn: str,
-                 model_package_group_name: str) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, execution_role_arn: str, model_package_group_name: str
+    ) -> None:
         super().__init__(scope, construct_id)
         self.role = iam.Role(
-            self, "Role",
+            self,
+            "Role",
             description="SageMaker Pipelines role for the JAX LLM training and tuning pipelines",
             assumed_by=iam.ServicePrincipal(
                 "sagemaker.amazonaws.com",
@@ -45,39 +47,73 @@ class PipelineRole(Construct):
         packages = arn("model-package", f"{group}/*")
         statements = [
             iam.PolicyStatement(
-                sid="PassExecutionRoleToSageMaker", actions=["iam:PassRole"], resources=[execution_role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}),
+                sid="PassExecutionRoleToSageMaker",
+                actions=["iam:PassRole"],
+                resources=[execution_role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            ),
             iam.PolicyStatement(
-                sid="ProcessingJobs", resources=[processing_jobs],
-                actions=["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
-                         "sagemaker:StopProcessingJob"]),
+                sid="ProcessingJobs",
+                resources=[processing_jobs],
+                actions=[
+                    "sagemaker:CreateProcessingJob",
+                    "sagemaker:DescribeProcessingJob",
+                    "sagemaker:StopProcessingJob",
+                ],
+            ),
             iam.PolicyStatement(
-                sid="TrainingJobs", resources=[training_jobs],
-                actions=["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob",
-                         "sagemaker:StopTrainingJob"]),
+                sid="TrainingJobs",
+                resources=[training_jobs],
+                actions=[
+                    "sagemaker:CreateTrainingJob",
+                    "sagemaker:DescribeTrainingJob",
+                    "sagemaker:StopTrainingJob",
+                ],
+            ),
             iam.PolicyStatement(
-                sid="TuningJobs", resources=[tuning_jobs],
-                actions=["sagemaker:CreateHyperParameterTuningJob",
-                         "sagemaker:DescribeHyperParameterTuningJob", "sagemaker:StopHyperParameterTuningJob",
-                         "sagemaker:ListTrainingJobsForHyperParameterTuningJob"]),
+                sid="TuningJobs",
+                resources=[tuning_jobs],
+                actions=[
+                    "sagemaker:CreateHyperParameterTuningJob",
+                    "sagemaker:DescribeHyperParameterTuningJob",
+                    "sagemaker:StopHyperParameterTuningJob",
+                    "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
+                ],
+            ),
             iam.PolicyStatement(
-                sid="RegisterModelPackages", resources=[package_group, packages],
-                actions=["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage"]),
+                sid="RegisterModelPackages",
+                resources=[package_group, packages],
+                actions=["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage"],
+            ),
             # SageMaker Pipelines tags the jobs and packages it creates with the execution that made them.
             iam.PolicyStatement(
-                sid="TagWhatThePipelineCreates", actions=["sagemaker:AddTags"],
-                resources=[processing_jobs, training_jobs, tuning_jobs, packages]),
+                sid="TagWhatThePipelineCreates",
+                actions=["sagemaker:AddTags"],
+                resources=[processing_jobs, training_jobs, tuning_jobs, packages],
+            ),
         ]
         self.policy = iam.ManagedPolicy(self, "Policy", statements=statements, roles=[self.role])
-        acknowledge(self.policy, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:"
-                                 f"<AWS::AccountId>:processing-job/{PIPELINE_JOB_PREFIX}*]",
-                    "Job names are generated per execution by SageMaker Pipelines; all share this prefix.")
-        acknowledge(self.policy, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:"
-                                 f"<AWS::AccountId>:training-job/{PIPELINE_JOB_PREFIX}*]",
-                    "Job names are generated per execution by SageMaker Pipelines; all share this prefix.")
-        acknowledge(self.policy, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:"
-                                 "<AWS::AccountId>:hyper-parameter-tuning-job/*]",
-                    "SageMaker Pipelines generates tuning job names with no fixed prefix (32 chars max).")
-        acknowledge(self.policy, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:"
-                                 f"<AWS::AccountId>:model-package/{group}/*]",
-                    "Model package versions are numbered by SageMaker within our one group.")
+        acknowledge(
+            self.policy,
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:"
+            f"<AWS::AccountId>:processing-job/{PIPELINE_JOB_PREFIX}*]",
+            "Job names are generated per execution by SageMaker Pipelines; all share this prefix.",
+        )
+        acknowledge(
+            self.policy,
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:"
+            f"<AWS::AccountId>:training-job/{PIPELINE_JOB_PREFIX}*]",
+            "Job names are generated per execution by SageMaker Pipelines; all share this prefix.",
+        )
+        acknowledge(
+            self.policy,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:"
+            "<AWS::AccountId>:hyper-parameter-tuning-job/*]",
+            "SageMaker Pipelines generates tuning job names with no fixed prefix (32 chars max).",
+        )
+        acknowledge(
+            self.policy,
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:"
+            f"<AWS::AccountId>:model-package/{group}/*]",
+            "Model package versions are numbered by SageMaker within our one group.",
+        )

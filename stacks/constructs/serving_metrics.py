@@ -25,10 +25,9 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from stacks.settings import StorageSettings
-
 from jax_llm.contract.serving import LOG_METRICS, NAMESPACE, LogMetric
 from stacks.constructs.execution_role import SAGEMAKER_LOG_GROUP_PREFIX
+from stacks.settings import StorageSettings
 
 ENDPOINT_LOG_GROUP_PREFIX = f"{SAGEMAKER_LOG_GROUP_PREFIX}Endpoints/"
 COMPONENT_LOG_GROUP_PREFIX = f"{SAGEMAKER_LOG_GROUP_PREFIX}InferenceComponents/"

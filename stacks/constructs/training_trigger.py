@@ -44,21 +44,47 @@ class TrainingTrigger(Construct):
     the execution that the latest change started.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, pipeline_name: str, pipeline_arn: str,
-                 definition: dict, depends_on: Sequence[IDependable], key: kms.IKey,
-                 storage: StorageSettings) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        pipeline_name: str,
+        pipeline_arn: str,
+        definition: dict,
+        depends_on: Sequence[IDependable],
+        key: kms.IKey,
+        storage: StorageSettings,
+    ) -> None:
         super().__init__(scope, construct_id)
         self.digest = definition_digest(self, definition)
         log_group = logs.LogGroup(self, "Logs", encryption_key=key)
-        log_group.node.default_child.retention_in_days = storage.log_retention_days  # any value CloudWatch accepts
-        self.role = iam.Role(self, "ProviderRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-                             description="Starts the training pipeline when a deploy changed its definition")
-        self.policy = iam.ManagedPolicy(self, "ProviderPolicy", roles=[self.role], statements=[
-            iam.PolicyStatement(sid="StartTrainingPipeline", actions=["sagemaker:StartPipelineExecution"],
-                                resources=[pipeline_arn]),
-            iam.PolicyStatement(sid="ProviderLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                                resources=[log_group.log_group_arn]),
-        ])
+        log_group.node.default_child.retention_in_days = (
+            storage.log_retention_days
+        )  # any value CloudWatch accepts
+        self.role = iam.Role(
+            self,
+            "ProviderRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Starts the training pipeline when a deploy changed its definition",
+        )
+        self.policy = iam.ManagedPolicy(
+            self,
+            "ProviderPolicy",
+            roles=[self.role],
+            statements=[
+                iam.PolicyStatement(
+                    sid="StartTrainingPipeline",
+                    actions=["sagemaker:StartPipelineExecution"],
+                    resources=[pipeline_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="ProviderLogs",
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[log_group.log_group_arn],
+                ),
+            ],
+        )
         start = cr.AwsSdkCall(
             service="SageMaker",
             action="startPipelineExecution",
@@ -72,7 +98,8 @@ class TrainingTrigger(Construct):
             output_paths=["PipelineExecutionArn"],
         )
         self.resource = cr.AwsCustomResource(
-            self, "StartExecution",
+            self,
+            "StartExecution",
             on_create=start,
             on_update=start,
             role=self.role,
@@ -88,12 +115,18 @@ class TrainingTrigger(Construct):
         """Acknowledge (cdk-nag) and skip (checkov) the findings that do not apply to a deploy-time-only
         custom resource handler."""
         concurrency = "Invoked only by CloudFormation during deployments of this stack, one call per deploy."
-        dlq = ("CloudFormation custom-resource handler: a failed invocation fails and rolls back the "
-               "deployment, which is the failure record; there is no asynchronous event to keep.")
-        vpc = ("The project has no VPC; the handler calls only the SageMaker API over TLS with IAM-signed "
-               "credentials.")
-        for nag_rule, checkov_id, reason in [("NIST.800.53.R5-LambdaConcurrency", "CKV_AWS_115", concurrency),
-                                             ("NIST.800.53.R5-LambdaDLQ", "CKV_AWS_116", dlq),
-                                             ("NIST.800.53.R5-LambdaInsideVPC", "CKV_AWS_117", vpc)]:
+        dlq = (
+            "CloudFormation custom-resource handler: a failed invocation fails and rolls back the "
+            "deployment, which is the failure record; there is no asynchronous event to keep."
+        )
+        vpc = (
+            "The project has no VPC; the handler calls only the SageMaker API over TLS with IAM-signed "
+            "credentials."
+        )
+        for nag_rule, checkov_id, reason in [
+            ("NIST.800.53.R5-LambdaConcurrency", "CKV_AWS_115", concurrency),
+            ("NIST.800.53.R5-LambdaDLQ", "CKV_AWS_116", dlq),
+            ("NIST.800.53.R5-LambdaInsideVPC", "CKV_AWS_117", vpc),
+        ]:
             acknowledge(function, nag_rule, reason)
             skip_checkov(function, checkov_id, reason)

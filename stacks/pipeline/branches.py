@@ -42,8 +42,11 @@ class Variant:
 
 
 def _condition_step(name: str, conditions: list[dict], if_steps: list[dict], else_steps: list[dict]) -> dict:
-    return {"Name": name, "Type": "Condition",
-            "Arguments": {"Conditions": conditions, "IfSteps": if_steps, "ElseSteps": else_steps}}
+    return {
+        "Name": name,
+        "Type": "Condition",
+        "Arguments": {"Conditions": conditions, "IfSteps": if_steps, "ElseSteps": else_steps},
+    }
 
 
 def _spot_switch(prepared: bool, chain: Callable[[Variant], list[dict]]) -> dict:
@@ -54,17 +57,36 @@ def _spot_switch(prepared: bool, chain: Callable[[Variant], list[dict]]) -> dict
         f"CheckMaxWait{spot.data}",
         [condition("GreaterThan", parameter(p.MAX_WAIT), parameter(p.MAX_RUNTIME))],
         chain(spot),
-        [fail_step(f"MaxWaitNotAboveMaxRuntime{spot.data}", [
-            "Managed spot training needs MaxWaitSeconds (", parameter(p.MAX_WAIT),
-            ") above MaxRuntimeSeconds (", parameter(p.MAX_RUNTIME), ")."])])
-    return _condition_step(f"CheckUseSpot{spot.data}", [condition("Equals", parameter(p.USE_SPOT), True)],
-                           [wait_checked], chain(on_demand))
+        [
+            fail_step(
+                f"MaxWaitNotAboveMaxRuntime{spot.data}",
+                [
+                    "Managed spot training needs MaxWaitSeconds (",
+                    parameter(p.MAX_WAIT),
+                    ") above MaxRuntimeSeconds (",
+                    parameter(p.MAX_RUNTIME),
+                    ").",
+                ],
+            )
+        ],
+    )
+    return _condition_step(
+        f"CheckUseSpot{spot.data}",
+        [condition("Equals", parameter(p.USE_SPOT), True)],
+        [wait_checked],
+        chain(on_demand),
+    )
 
 
-def run_time_switches(res: PipelineResources, pipeline: PipelineSettings,
-                      chain: Callable[[Variant], list[dict]]) -> list[dict]:
+def run_time_switches(
+    res: PipelineResources, pipeline: PipelineSettings, chain: Callable[[Variant], list[dict]]
+) -> list[dict]:
     """The pipeline's top-level steps: the switches, Prepare, and ``chain(variant)`` for each variant."""
-    return [_condition_step(
-        "CheckPrepareData", [condition("Equals", parameter(p.PREPARE_DATA), True)],
-        [prepare_step(res, pipeline), _spot_switch(True, chain)],
-        [_spot_switch(False, chain)])]
+    return [
+        _condition_step(
+            "CheckPrepareData",
+            [condition("Equals", parameter(p.PREPARE_DATA), True)],
+            [prepare_step(res, pipeline), _spot_switch(True, chain)],
+            [_spot_switch(False, chain)],
+        )
+    ]

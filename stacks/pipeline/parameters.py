@@ -19,7 +19,11 @@ TRAIN_DATA_URI = "TrainDataUri"
 VALIDATION_DATA_URI = "ValidationDataUri"
 TOKENIZER_URI = "TokenizerUri"
 # The pipeline parameter that names each data channel's S3 URI.
-CHANNEL_URIS = {TRAIN_CHANNEL: TRAIN_DATA_URI, VALIDATION_CHANNEL: VALIDATION_DATA_URI, TOKENIZER_CHANNEL: TOKENIZER_URI}
+CHANNEL_URIS = {
+    TRAIN_CHANNEL: TRAIN_DATA_URI,
+    VALIDATION_CHANNEL: VALIDATION_DATA_URI,
+    TOKENIZER_CHANNEL: TOKENIZER_URI,
+}
 PROCESSING_INSTANCE_TYPE = "ProcessingInstanceType"
 INSTANCE_TYPE = "TrainingInstanceType"
 INSTANCE_COUNT = "TrainingInstanceCount"
@@ -30,7 +34,6 @@ MAX_VAL_LOSS = "MaxValLoss"
 APPROVAL_STATUS = "ModelApprovalStatus"
 TUNING_MAX_JOBS = "TuningMaxJobs"
 TUNING_MAX_PARALLEL_JOBS = "TuningMaxParallelJobs"
-
 
 
 @dataclass(frozen=True)
@@ -54,10 +57,12 @@ def data_parameters(pipeline: PipelineSettings, data_bucket_name: str) -> list[P
     """Where the data is: raw text that a run with PrepareData=true tokenizes first, or tokenized channels."""
     base = f"s3://{data_bucket_name}"
     tokenized = f"{base}/{pipeline.tokenized_data_prefix}"
-    return [Parameter(PREPARE_DATA, "Boolean", pipeline.prepare_data),
-            Parameter(RAW_DATA_URI, "String", f"{base}/{pipeline.raw_data_prefix}/"),
-            Parameter(PROCESSING_INSTANCE_TYPE, "String", pipeline.processing_instance_type),
-            *[Parameter(CHANNEL_URIS[c], "String", f"{tokenized}/{c}/") for c in DATA_CHANNELS]]
+    return [
+        Parameter(PREPARE_DATA, "Boolean", pipeline.prepare_data),
+        Parameter(RAW_DATA_URI, "String", f"{base}/{pipeline.raw_data_prefix}/"),
+        Parameter(PROCESSING_INSTANCE_TYPE, "String", pipeline.processing_instance_type),
+        *[Parameter(CHANNEL_URIS[c], "String", f"{tokenized}/{c}/") for c in DATA_CHANNELS],
+    ]
 
 
 def training_parameters(pipeline: PipelineSettings) -> list[Parameter]:
@@ -75,14 +80,19 @@ def training_parameters(pipeline: PipelineSettings) -> list[Parameter]:
 
 def hyperparameter_parameters(pipeline: PipelineSettings, exclude: tuple[str, ...] = ()) -> list[Parameter]:
     """One String parameter per trainer hyperparameter (defaults: the settings' full, validated map)."""
-    return [Parameter(name, "String", value) for name, value in pipeline.hyperparameters.items()
-            if name not in exclude]
+    return [
+        Parameter(name, "String", value)
+        for name, value in pipeline.hyperparameters.items()
+        if name not in exclude
+    ]
 
 
 def tuning_parameters(tuning: TuningSettings) -> list[Parameter]:
     """How many training jobs the tuner runs, in all and at once."""
-    return [Parameter(TUNING_MAX_JOBS, "Integer", tuning.max_jobs),
-            Parameter(TUNING_MAX_PARALLEL_JOBS, "Integer", tuning.max_parallel_jobs)]
+    return [
+        Parameter(TUNING_MAX_JOBS, "Integer", tuning.max_jobs),
+        Parameter(TUNING_MAX_PARALLEL_JOBS, "Integer", tuning.max_parallel_jobs),
+    ]
 
 
 def hyperparameter_refs(parameters: list[Parameter]) -> dict[str, Expression]:

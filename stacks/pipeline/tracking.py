@@ -25,14 +25,22 @@ TRACK_MAX_RUNTIME_SECONDS = 3600
 def _track_step(name: str, res: PipelineResources, arguments: list[Any]) -> dict:
     assert res.tracking_arn is not None
     arguments_ = {
-        "ProcessingResources": {"ClusterConfig": {
-            "InstanceCount": 1, "InstanceType": TRACK_INSTANCE_TYPE, "VolumeSizeInGB": TRACK_VOLUME_GB,
-            "VolumeKmsKeyId": res.kms_key_arn}},
+        "ProcessingResources": {
+            "ClusterConfig": {
+                "InstanceCount": 1,
+                "InstanceType": TRACK_INSTANCE_TYPE,
+                "VolumeSizeInGB": TRACK_VOLUME_GB,
+                "VolumeKmsKeyId": res.kms_key_arn,
+            }
+        },
         "AppSpecification": {"ImageUri": res.image_uri, "ContainerArguments": ["track", *arguments]},
         "RoleArn": res.execution_role_arn,
-        "Environment": {URI_ENV: res.tracking_arn, EXPERIMENT_ENV: res.tracking_experiment or "jax-llm",
-                        PIPELINE_EXECUTION_ENV: {"Get": "Execution.PipelineExecutionArn"},
-                        IMAGE_TAG_ENV: res.image_tag or ""},
+        "Environment": {
+            URI_ENV: res.tracking_arn,
+            EXPERIMENT_ENV: res.tracking_experiment or "jax-llm",
+            PIPELINE_EXECUTION_ENV: {"Get": "Execution.PipelineExecutionArn"},
+            IMAGE_TAG_ENV: res.image_tag or "",
+        },
         "StoppingCondition": {"MaxRuntimeInSeconds": TRACK_MAX_RUNTIME_SECONDS},
         # The one job here with network: it must reach the tracking server. It reads no training data.
         "NetworkConfig": {"EnableNetworkIsolation": False, "EnableInterContainerTrafficEncryption": True},
@@ -50,5 +58,8 @@ def track_training_step(name: str, res: PipelineResources, train_step: str) -> d
 def track_tuning_step(name: str, res: PipelineResources, tune_step: str) -> dict:
     """Logs every trial of the tuning job of `tune_step`, as child runs of the tuning job's run."""
     trials = f"s3://{res.artifacts_bucket_name}/{TUNING_OUTPUT_PREFIX}"  # the tuner's S3OutputPath
-    return _track_step(name, res, ["--tuning-job", step_property(tune_step, "HyperParameterTuningJobName"),
-                                   "--output-path", trials])
+    return _track_step(
+        name,
+        res,
+        ["--tuning-job", step_property(tune_step, "HyperParameterTuningJobName"), "--output-path", trials],
+    )

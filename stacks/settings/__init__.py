@@ -34,9 +34,23 @@ RETIRED_KEYS = {
     "tuningWarmPoolSeconds": "no other key: a tuning job's trials keep no SageMaker warm pool (docs/stacks.md)",
 }
 
-__all__ = ["RETIRED_KEYS", "REPO", "TUNED_HYPERPARAMETERS", "Context", "EndpointSettings", "ImageSettings",
-           "PipelineSettings", "ProjectSettings", "RegistrySettings", "ScriptSettings", "Settings",
-           "SettingsError", "StorageSettings", "TrackingSettings", "TuningSettings"]
+__all__ = [
+    "RETIRED_KEYS",
+    "REPO",
+    "TUNED_HYPERPARAMETERS",
+    "Context",
+    "EndpointSettings",
+    "ImageSettings",
+    "PipelineSettings",
+    "ProjectSettings",
+    "RegistrySettings",
+    "ScriptSettings",
+    "Settings",
+    "SettingsError",
+    "StorageSettings",
+    "TrackingSettings",
+    "TuningSettings",
+]
 
 
 @dataclass(frozen=True)
@@ -72,10 +86,13 @@ class Settings:
         )
         # The Track step reads a job's model.tar.gz and the output.tar.gz beside it
         # (jax_llm.training.track_job); an uncompressed model is a prefix it cannot read yet.
-        ctx.require(not settings.pipeline.uncompressed_model or settings.tracking.mode == "none",
-                    "modelDataCompression", settings.pipeline.model_data_compression,
-                    "gzip while runs are tracked in MLflow (trackingServer is "
-                    f"{settings.tracking.mode!r}; none allows modelDataCompression=none)")
+        ctx.require(
+            not settings.pipeline.uncompressed_model or settings.tracking.mode == "none",
+            "modelDataCompression",
+            settings.pipeline.model_data_compression,
+            "gzip while runs are tracked in MLflow (trackingServer is "
+            f"{settings.tracking.mode!r}; none allows modelDataCompression=none)",
+        )
         if not settings.script.enabled:  # the team's own train.py: its model's size is unknown here
             check_training_fits(settings.pipeline)
             check_serving_fits(settings.pipeline, settings.endpoint)

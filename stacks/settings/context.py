@@ -20,8 +20,10 @@ class SettingsError(ValueError):
 
     def __init__(self, key: str, value: Any, allowed: str) -> None:
         self.key, self.value, self.allowed = key, value, allowed
-        super().__init__(f"context key '{key}' has value {value!r}; allowed: {allowed} "
-                         f"(set it in cdk.json or with `cdk synth -c {key}=...`)")
+        super().__init__(
+            f"context key '{key}' has value {value!r}; allowed: {allowed} "
+            f"(set it in cdk.json or with `cdk synth -c {key}=...`)"
+        )
 
 
 class Context:
@@ -47,8 +49,13 @@ class Context:
             raise SettingsError(key, None, "a value; every key is defaulted in cdk.json's context")
         return value
 
-    def text(self, key: str, pattern: re.Pattern[str] | None = None, allowed: str = "a string",
-             allow_empty: bool = False) -> str:
+    def text(
+        self,
+        key: str,
+        pattern: re.Pattern[str] | None = None,
+        allowed: str = "a string",
+        allow_empty: bool = False,
+    ) -> str:
         """A string, optionally matching ``pattern``; ``allowed`` describes the pattern to the user."""
         value = self.raw(key)
         if not isinstance(value, str):
@@ -62,25 +69,36 @@ class Context:
     def integer(self, key: str, minimum: int | None = None, maximum: int | None = None) -> int:
         """An integer within [minimum, maximum]; strings of digits (from ``-c key=3``) are accepted."""
         value = self.raw(key)
-        bounds = f"an integer{'' if minimum is None else f' >= {minimum}'}" \
-                 f"{'' if maximum is None else f' and <= {maximum}'}"
+        bounds = (
+            f"an integer{'' if minimum is None else f' >= {minimum}'}"
+            f"{'' if maximum is None else f' and <= {maximum}'}"
+        )
         number = _as_int(value)
-        if number is None or (minimum is not None and number < minimum) or \
-                (maximum is not None and number > maximum):
+        if (
+            number is None
+            or (minimum is not None and number < minimum)
+            or (maximum is not None and number > maximum)
+        ):
             raise SettingsError(key, value, bounds)
         return number
 
     def number(self, key: str, minimum: float | None = None, maximum: float | None = None) -> float:
         """A real number within [minimum, maximum]; numeric strings are accepted."""
         value = self.raw(key)
-        bounds = f"a number{'' if minimum is None else f' >= {minimum}'}" \
-                 f"{'' if maximum is None else f' and <= {maximum}'}"
+        bounds = (
+            f"a number{'' if minimum is None else f' >= {minimum}'}"
+            f"{'' if maximum is None else f' and <= {maximum}'}"
+        )
         try:
             number = float(value) if not isinstance(value, bool) else None
         except (TypeError, ValueError):
             number = None
-        if number is None or number != number or (minimum is not None and number < minimum) or \
-                (maximum is not None and number > maximum):
+        if (
+            number is None
+            or number != number
+            or (minimum is not None and number < minimum)
+            or (maximum is not None and number > maximum)
+        ):
             raise SettingsError(key, value, bounds)
         return number
 
@@ -103,8 +121,9 @@ class Context:
 
     def ml_instance_type(self, key: str) -> str:
         """A SageMaker instance type such as ml.g5.xlarge."""
-        return self.text(key, ML_INSTANCE_TYPE,
-                         "a SageMaker instance type like ml.g5.xlarge (ml.<family>.<size>)")
+        return self.text(
+            key, ML_INSTANCE_TYPE, "a SageMaker instance type like ml.g5.xlarge (ml.<family>.<size>)"
+        )
 
     def json_value(self, key: str) -> Any:
         """The value as cdk.json holds it, or decoded from the JSON string that ``-c key='...'`` passes."""
@@ -120,21 +139,31 @@ class Context:
         """A JSON object of names matching ``name_pattern`` to scalars, as strings (booleans as JSON)."""
         value = self.json_value(key)
         if not isinstance(value, dict) or not all(
-                isinstance(k, str) and name_pattern.fullmatch(k) and isinstance(v, (str, int, float, bool))
-                for k, v in value.items()):
+            isinstance(k, str) and name_pattern.fullmatch(k) and isinstance(v, (str, int, float, bool))
+            for k, v in value.items()
+        ):
             raise SettingsError(key, value, allowed)
         return {k: json.dumps(v) if isinstance(v, bool) else str(v) for k, v in value.items()}
 
-    def number_range(self, key: str, minimum: float, maximum: float | None = None,
-                     integer: bool = False) -> tuple[float, float]:
+    def number_range(
+        self, key: str, minimum: float, maximum: float | None = None, integer: bool = False
+    ) -> tuple[float, float]:
         """A [low, high] pair with minimum <= low < high <= maximum."""
         value = self.json_value(key)
         kinds = (int,) if integer else (int, float)
-        if not (isinstance(value, list) and len(value) == 2
-                and all(isinstance(v, kinds) and not isinstance(v, bool) for v in value)
-                and minimum <= value[0] < value[1] and (maximum is None or value[1] <= maximum)):
-            raise SettingsError(key, value, f"[low, high] {'integers' if integer else 'numbers'} with "
-                                            f"{minimum} <= low < high{'' if maximum is None else f' <= {maximum}'}")
+        if not (
+            isinstance(value, list)
+            and len(value) == 2
+            and all(isinstance(v, kinds) and not isinstance(v, bool) for v in value)
+            and minimum <= value[0] < value[1]
+            and (maximum is None or value[1] <= maximum)
+        ):
+            raise SettingsError(
+                key,
+                value,
+                f"[low, high] {'integers' if integer else 'numbers'} with "
+                f"{minimum} <= low < high{'' if maximum is None else f' <= {maximum}'}",
+            )
         return value[0], value[1]
 
     def retired(self, key: str, instead: str) -> None:

@@ -11,7 +11,8 @@ from stacks.settings.pipeline import PipelineSettings
 
 # A versioned model package ARN, as -c modelPackageArn=... names the version to serve.
 MODEL_PACKAGE_ARN = re.compile(
-    r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/[a-zA-Z0-9-]{1,63}/\d+$")
+    r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/[a-zA-Z0-9-]{1,63}/\d+$"
+)
 TRAFFIC_SHIFTING_MODES = ("CANARY", "LINEAR")
 # variant: the model on a production variant (min 1 instance, blue/green updates); inference-components: the
 # model as an inference component on an endpoint with managed instance scaling (copies and instances may
@@ -60,26 +61,37 @@ class EndpointSettings:
         """Read the endpoint section; counts, steps and timeouts are checked against each other."""
         settings = cls(
             mode=ctx.choice("endpointMode", ENDPOINT_MODES),
-            model_package_arn=ctx.text("modelPackageArn", MODEL_PACKAGE_ARN,
-                                       "a versioned model package ARN (arn:aws:sagemaker:<region>:<account>:"
-                                       "model-package/<group>/<version>)", allow_empty=True),
-            lookup_token=ctx.text("modelPackageLookupToken", re.compile(r"^[a-zA-Z0-9._:-]{0,64}$"),
-                                  "up to 64 letters, digits and . _ : -"),
+            model_package_arn=ctx.text(
+                "modelPackageArn",
+                MODEL_PACKAGE_ARN,
+                "a versioned model package ARN (arn:aws:sagemaker:<region>:<account>:"
+                "model-package/<group>/<version>)",
+                allow_empty=True,
+            ),
+            lookup_token=ctx.text(
+                "modelPackageLookupToken",
+                re.compile(r"^[a-zA-Z0-9._:-]{0,64}$"),
+                "up to 64 letters, digits and . _ : -",
+            ),
             instance_type=ctx.ml_instance_type("endpointInstanceType"),
             initial_instance_count=ctx.integer("endpointInitialInstanceCount", minimum=1, maximum=100),
             autoscaling=ctx.boolean("endpointAutoscaling"),
             min_instance_count=ctx.integer("endpointMinInstanceCount", minimum=0, maximum=100),
             max_instance_count=ctx.integer("endpointMaxInstanceCount", minimum=1, maximum=100),
             decode_slots=ctx.integer("endpointDecodeSlots", minimum=0, maximum=1024),
-            target_concurrency_percent=ctx.integer("endpointTargetConcurrencyPercent", minimum=10,
-                                                   maximum=100),
-            scale_out_cooldown_seconds=ctx.integer("endpointScaleOutCooldownSeconds", minimum=0,
-                                                   maximum=3600),
+            target_concurrency_percent=ctx.integer(
+                "endpointTargetConcurrencyPercent", minimum=10, maximum=100
+            ),
+            scale_out_cooldown_seconds=ctx.integer(
+                "endpointScaleOutCooldownSeconds", minimum=0, maximum=3600
+            ),
             scale_in_cooldown_seconds=ctx.integer("endpointScaleInCooldownSeconds", minimum=0, maximum=3600),
-            startup_timeout_seconds=ctx.integer("endpointStartupHealthCheckTimeoutSeconds", minimum=60,
-                                                maximum=3600),
-            download_timeout_seconds=ctx.integer("endpointModelDownloadTimeoutSeconds", minimum=60,
-                                                 maximum=3600),
+            startup_timeout_seconds=ctx.integer(
+                "endpointStartupHealthCheckTimeoutSeconds", minimum=60, maximum=3600
+            ),
+            download_timeout_seconds=ctx.integer(
+                "endpointModelDownloadTimeoutSeconds", minimum=60, maximum=3600
+            ),
             data_capture_percent=ctx.integer("endpointDataCapturePercent", minimum=0, maximum=100),
             traffic_shifting=ctx.choice("endpointTrafficShifting", TRAFFIC_SHIFTING_MODES),
             traffic_step_percent=ctx.integer("endpointTrafficStepPercent", minimum=1, maximum=99),
@@ -96,35 +108,61 @@ class EndpointSettings:
         )
         low, high = settings.min_instance_count, settings.max_instance_count
         # Only an endpoint of inference components can have no instance (SageMaker's scale-to-zero rule).
-        ctx.require(low >= 1 or settings.inference_components, "endpointMinInstanceCount", low,
-                    f"at least 1 with endpointMode={VARIANT_MODE} (0 needs endpointMode={IC_MODE})")
-        ctx.require(low <= high, "endpointMaxInstanceCount", high,
-                    f"at least endpointMinInstanceCount ({low})")
-        ctx.require(max(low, 1) <= settings.initial_instance_count <= high, "endpointInitialInstanceCount",
-                    settings.initial_instance_count,
-                    f"between endpointMinInstanceCount ({low}) and endpointMaxInstanceCount ({high})")
+        ctx.require(
+            low >= 1 or settings.inference_components,
+            "endpointMinInstanceCount",
+            low,
+            f"at least 1 with endpointMode={VARIANT_MODE} (0 needs endpointMode={IC_MODE})",
+        )
+        ctx.require(
+            low <= high, "endpointMaxInstanceCount", high, f"at least endpointMinInstanceCount ({low})"
+        )
+        ctx.require(
+            max(low, 1) <= settings.initial_instance_count <= high,
+            "endpointInitialInstanceCount",
+            settings.initial_instance_count,
+            f"between endpointMinInstanceCount ({low}) and endpointMaxInstanceCount ({high})",
+        )
         # A rolling update of an inference component replaces 5-50 % of its copies per batch
         # (SageMaker API reference, InferenceComponentRollingUpdatePolicy.MaximumBatchSize).
         step = settings.traffic_step_percent
-        ctx.require(not settings.inference_components or 5 <= step <= 50, "endpointTrafficStepPercent", step,
-                    f"between 5 and 50 with endpointMode={IC_MODE} (the copies a rolling update replaces at "
-                    "once)")
+        ctx.require(
+            not settings.inference_components or 5 <= step <= 50,
+            "endpointTrafficStepPercent",
+            step,
+            f"between 5 and 50 with endpointMode={IC_MODE} (the copies a rolling update replaces at once)",
+        )
         low, high = settings.min_copy_count, settings.max_copy_count
         ctx.require(low <= high, "endpointMaxCopyCount", high, f"at least endpointMinCopyCount ({low})")
-        ctx.require(low <= settings.initial_copy_count <= high, "endpointInitialCopyCount",
-                    settings.initial_copy_count,
-                    f"between endpointMinCopyCount ({low}) and endpointMaxCopyCount ({high})")
-        ctx.require(settings.target_concurrency >= 1, "endpointTargetConcurrencyPercent",
-                    settings.target_concurrency_percent, f"at least one request of the {settings.slots} "
-                    "decode slots (endpointDecodeSlots, 0 = the image's default)")
+        ctx.require(
+            low <= settings.initial_copy_count <= high,
+            "endpointInitialCopyCount",
+            settings.initial_copy_count,
+            f"between endpointMinCopyCount ({low}) and endpointMaxCopyCount ({high})",
+        )
+        ctx.require(
+            settings.target_concurrency >= 1,
+            "endpointTargetConcurrencyPercent",
+            settings.target_concurrency_percent,
+            f"at least one request of the {settings.slots} "
+            "decode slots (endpointDecodeSlots, 0 = the image's default)",
+        )
         # The registered model package lists the instance types it may be deployed on.
-        ctx.require(settings.instance_type in pipeline.inference_instance_types, "endpointInstanceType",
-                    settings.instance_type, "one of inferenceInstanceTypes (the types the model package "
-                    "supports): " + ", ".join(pipeline.inference_instance_types))
-        ctx.require(settings.deployment_timeout_seconds <= MAX_DEPLOYMENT_SECONDS, "endpointBakeSeconds",
-                    settings.bake_seconds, "small enough that the whole blue/green update (download, "
-                    f"startup, {settings.traffic_shifts} bake periods, termination wait) fits SageMaker's "
-                    f"{MAX_DEPLOYMENT_SECONDS} s; it needs {settings.deployment_timeout_seconds} s")
+        ctx.require(
+            settings.instance_type in pipeline.inference_instance_types,
+            "endpointInstanceType",
+            settings.instance_type,
+            "one of inferenceInstanceTypes (the types the model package "
+            "supports): " + ", ".join(pipeline.inference_instance_types),
+        )
+        ctx.require(
+            settings.deployment_timeout_seconds <= MAX_DEPLOYMENT_SECONDS,
+            "endpointBakeSeconds",
+            settings.bake_seconds,
+            "small enough that the whole blue/green update (download, "
+            f"startup, {settings.traffic_shifts} bake periods, termination wait) fits SageMaker's "
+            f"{MAX_DEPLOYMENT_SECONDS} s; it needs {settings.deployment_timeout_seconds} s",
+        )
         return settings
 
     @property
@@ -160,5 +198,10 @@ class EndpointSettings:
     @property
     def deployment_timeout_seconds(self) -> int:
         """Upper bound of one update: new fleet up (download, startup), every bake, the termination wait."""
-        return max(600, self.download_timeout_seconds + self.startup_timeout_seconds
-                   + self.traffic_shifts * self.bake_seconds + self.termination_wait_seconds)
+        return max(
+            600,
+            self.download_timeout_seconds
+            + self.startup_timeout_seconds
+            + self.traffic_shifts * self.bake_seconds
+            + self.termination_wait_seconds,
+        )

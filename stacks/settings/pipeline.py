@@ -11,6 +11,7 @@ from typing import Any
 from jax_llm.contract.hyperparameters import HyperparameterError, TrainConfig, parse_hyperparameters
 from stacks.settings.context import ML_INSTANCE_TYPE, Context, SettingsError
 
+
 def _canonical_hyperparameters(key: str, overrides: dict[str, str]) -> dict[str, str]:
     """Every trainer hyperparameter as the string the job receives: the overrides, validated by the trainer's
     own parser (a misspelt or out-of-range key stops synth), over the trainer's defaults."""
@@ -20,8 +21,13 @@ def _canonical_hyperparameters(key: str, overrides: dict[str, str]) -> dict[str,
         raise SettingsError(key, overrides, str(err)) from None
 
     def text(value: Any) -> str:
-        return json.dumps(value) if isinstance(value, bool) else repr(value) if isinstance(value, float) \
+        return (
+            json.dumps(value)
+            if isinstance(value, bool)
+            else repr(value)
+            if isinstance(value, float)
             else str(value)
+        )
 
     return {f.name: text(getattr(config, f.name)) for f in dataclass_fields(TrainConfig)}
 
@@ -69,9 +75,14 @@ class PipelineSettings:
         prefix = re.compile(r"^[a-zA-Z0-9!_.*'()-]+(/[a-zA-Z0-9!_.*'()-]+)*$")
         prefix_text = "an S3 key prefix without leading or trailing '/'"
         instance_types = ctx.raw("inferenceInstanceTypes")
-        ctx.require(isinstance(instance_types, list) and 0 < len(instance_types) <= 15 and all(
-            isinstance(t, str) and ML_INSTANCE_TYPE.fullmatch(t) for t in instance_types),
-            "inferenceInstanceTypes", instance_types, "a list of 1-15 SageMaker instance types")
+        ctx.require(
+            isinstance(instance_types, list)
+            and 0 < len(instance_types) <= 15
+            and all(isinstance(t, str) and ML_INSTANCE_TYPE.fullmatch(t) for t in instance_types),
+            "inferenceInstanceTypes",
+            instance_types,
+            "a list of 1-15 SageMaker instance types",
+        )
         settings = cls(
             start_training=ctx.boolean("startTraining"),
             prepare_data=ctx.boolean("pipelinePrepareData"),
@@ -85,19 +96,30 @@ class PipelineSettings:
             use_spot=ctx.boolean("trainingUseSpot"),
             max_runtime_seconds=ctx.integer("trainingMaxRuntimeSeconds", minimum=60, maximum=28 * 86400),
             max_wait_seconds=ctx.integer("trainingMaxWaitSeconds", minimum=60, maximum=28 * 86400),
-            hyperparameters=_canonical_hyperparameters("trainingHyperparameters", ctx.string_map(
-                "trainingHyperparameters", re.compile(r"^[a-z_][a-z0-9_]*$"),
-                "a JSON object of trainer hyperparameters (see jax_llm/contract/hyperparameters.py)")),
-            environment=ctx.string_map("trainingEnvironment", ENVIRONMENT_NAME,
-                                       "a JSON object of environment variable names to string values"),
+            hyperparameters=_canonical_hyperparameters(
+                "trainingHyperparameters",
+                ctx.string_map(
+                    "trainingHyperparameters",
+                    re.compile(r"^[a-z_][a-z0-9_]*$"),
+                    "a JSON object of trainer hyperparameters (see jax_llm/contract/hyperparameters.py)",
+                ),
+            ),
+            environment=ctx.string_map(
+                "trainingEnvironment",
+                ENVIRONMENT_NAME,
+                "a JSON object of environment variable names to string values",
+            ),
             max_val_loss=ctx.number("registerMaxValLoss", minimum=0.0),
             model_approval_status=ctx.choice("modelApprovalStatus", ("PendingManualApproval", "Approved")),
             model_data_compression=ctx.choice("modelDataCompression", MODEL_DATA_COMPRESSIONS),
             inference_instance_types=tuple(instance_types),
         )
         # SageMaker rejects a spot job whose wait limit does not exceed its runtime limit.
-        ctx.require(not settings.use_spot or settings.max_wait_seconds > settings.max_runtime_seconds,
-                    "trainingMaxWaitSeconds", settings.max_wait_seconds,
-                    f"more than trainingMaxRuntimeSeconds ({settings.max_runtime_seconds}) when "
-                    "trainingUseSpot is true")
+        ctx.require(
+            not settings.use_spot or settings.max_wait_seconds > settings.max_runtime_seconds,
+            "trainingMaxWaitSeconds",
+            settings.max_wait_seconds,
+            f"more than trainingMaxRuntimeSeconds ({settings.max_runtime_seconds}) when "
+            "trainingUseSpot is true",
+        )
         return settings

@@ -12,8 +12,30 @@ RESOURCE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$")
 # S3 bucket naming rules (without the rarely used dotted forms).
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 # Retention periods CloudWatch Logs accepts, in days.
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
-                      2557, 2922, 3288, 3653)
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 REMOVAL_POLICIES = ("retain", "destroy")
 
 
@@ -28,8 +50,11 @@ class ProjectSettings:
     def from_context(cls, ctx: Context) -> ProjectSettings:
         """Read the project section."""
         return cls(
-            name=ctx.text("projectName", RESOURCE_NAME,
-                          "3-40 characters: lower-case letters, digits and '-', starting with a letter"),
+            name=ctx.text(
+                "projectName",
+                RESOURCE_NAME,
+                "3-40 characters: lower-case letters, digits and '-', starting with a letter",
+            ),
             removal_policy=ctx.choice("removalPolicy", REMOVAL_POLICIES),
         )
 
@@ -64,9 +89,12 @@ class StorageSettings:
     def from_context(cls, ctx: Context) -> StorageSettings:
         """Read the storage section."""
         return cls(
-            data_bucket_name=ctx.text("dataBucketName", BUCKET_NAME,
-                                      "an S3 bucket name (3-63 lower-case letters, digits, '-')",
-                                      allow_empty=True),
+            data_bucket_name=ctx.text(
+                "dataBucketName",
+                BUCKET_NAME,
+                "an S3 bucket name (3-63 lower-case letters, digits, '-')",
+                allow_empty=True,
+            ),
             noncurrent_version_days=ctx.integer("noncurrentVersionExpirationDays", minimum=1, maximum=3650),
             access_log_retention_days=ctx.integer("accessLogRetentionDays", minimum=1, maximum=3650),
             log_retention_days=ctx.choice("logRetentionDays", LOG_RETENTION_DAYS),
@@ -85,6 +113,8 @@ class RegistrySettings:
         """Read the registry section."""
         return cls(
             model_package_group_name=ctx.text(
-                "modelPackageGroupName", re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"),
-                "1-63 letters, digits and '-', not starting or ending with '-'"),
+                "modelPackageGroupName",
+                re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"),
+                "1-63 letters, digits and '-', not starting or ending with '-'",
+            ),
         )

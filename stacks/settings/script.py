@@ -42,25 +42,58 @@ class ScriptSettings:
     def from_context(cls, ctx: Context) -> ScriptSettings:
         """Read the script-mode section: both keys or neither; the entry point must be in the directory."""
         source_dir = ctx.text("trainingSourceDir", allow_empty=True)
-        entry_point = ctx.text("trainingEntryPoint", re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"),
-                               "a file name in trainingSourceDir (train.py, a module, or a .sh)",
-                               allow_empty=True)
-        ctx.require(bool(source_dir) == bool(entry_point), "trainingEntryPoint", entry_point,
-                    "set together with trainingSourceDir (both empty: the built-in GPT trainer)")
-        ctx.require(not entry_point or (REPO / source_dir).is_dir(), "trainingSourceDir", source_dir,
-                    f"a directory relative to {REPO}")
-        ctx.require(not entry_point.endswith((".py", ".sh")) or (REPO / source_dir / entry_point).is_file(),
-                    "trainingEntryPoint", entry_point, f"a file in {REPO / source_dir}")
+        entry_point = ctx.text(
+            "trainingEntryPoint",
+            re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"),
+            "a file name in trainingSourceDir (train.py, a module, or a .sh)",
+            allow_empty=True,
+        )
+        ctx.require(
+            bool(source_dir) == bool(entry_point),
+            "trainingEntryPoint",
+            entry_point,
+            "set together with trainingSourceDir (both empty: the built-in GPT trainer)",
+        )
+        ctx.require(
+            not entry_point or (REPO / source_dir).is_dir(),
+            "trainingSourceDir",
+            source_dir,
+            f"a directory relative to {REPO}",
+        )
+        ctx.require(
+            not entry_point.endswith((".py", ".sh")) or (REPO / source_dir / entry_point).is_file(),
+            "trainingEntryPoint",
+            entry_point,
+            f"a file in {REPO / source_dir}",
+        )
         raw = ctx.json_value("trainingScriptHyperparameters")
-        ctx.require(isinstance(raw, dict) and len(raw) <= 98 and all(
-            isinstance(k, str) and SCRIPT_HYPERPARAMETER_NAME.fullmatch(k) and not k.startswith("sagemaker_")
-            and isinstance(v, (str, int, float, bool)) and len(json.dumps(v)) <= 256 for k, v in raw.items()),
-            "trainingScriptHyperparameters", raw,
-            "a JSON object of at most 98 names (not sagemaker_*) to strings, numbers or booleans")
+        ctx.require(
+            isinstance(raw, dict)
+            and len(raw) <= 98
+            and all(
+                isinstance(k, str)
+                and SCRIPT_HYPERPARAMETER_NAME.fullmatch(k)
+                and not k.startswith("sagemaker_")
+                and isinstance(v, (str, int, float, bool))
+                and len(json.dumps(v)) <= 256
+                for k, v in raw.items()
+            ),
+            "trainingScriptHyperparameters",
+            raw,
+            "a JSON object of at most 98 names (not sagemaker_*) to strings, numbers or booleans",
+        )
         names = ctx.json_value("trainingScriptTunedNames")
-        ctx.require(isinstance(names, dict) and all(
-            k in TUNED_HYPERPARAMETERS and isinstance(v, str) and SCRIPT_HYPERPARAMETER_NAME.fullmatch(v)
-            and not v.startswith("sagemaker_") for k, v in names.items()),
-            "trainingScriptTunedNames", names,
-            f"a JSON object from some of {', '.join(TUNED_HYPERPARAMETERS)} to the script's argument names")
+        ctx.require(
+            isinstance(names, dict)
+            and all(
+                k in TUNED_HYPERPARAMETERS
+                and isinstance(v, str)
+                and SCRIPT_HYPERPARAMETER_NAME.fullmatch(v)
+                and not v.startswith("sagemaker_")
+                for k, v in names.items()
+            ),
+            "trainingScriptTunedNames",
+            names,
+            f"a JSON object from some of {', '.join(TUNED_HYPERPARAMETERS)} to the script's argument names",
+        )
         return cls(source_dir, entry_point, {k: json.dumps(v) for k, v in raw.items()}, dict(names))

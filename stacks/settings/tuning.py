@@ -10,6 +10,7 @@ from stacks.settings.pipeline import PipelineSettings
 
 TUNED_HYPERPARAMETERS = ("learning_rate", "warmup_steps", "weight_decay")  # what the tuner searches
 
+
 @dataclass(frozen=True)
 class TuningSettings:
     """The tuning pipeline: job limits and the search ranges of learning rate, warmup and weight decay."""
@@ -31,20 +32,32 @@ class TuningSettings:
             warmup_steps=_trainer_range(ctx, "tuningWarmupStepsRange", "warmup_steps"),
             weight_decay=_trainer_range(ctx, "tuningWeightDecayRange", "weight_decay"),
         )
-        ctx.require(settings.max_parallel_jobs <= settings.max_jobs, "tuningMaxParallelJobs",
-                    settings.max_parallel_jobs, f"at most tuningMaxJobs ({settings.max_jobs})")
+        ctx.require(
+            settings.max_parallel_jobs <= settings.max_jobs,
+            "tuningMaxParallelJobs",
+            settings.max_parallel_jobs,
+            f"at most tuningMaxJobs ({settings.max_jobs})",
+        )
         # A logarithmic search cannot start at 0.
-        ctx.require(settings.learning_rate[0] > 0, "tuningLearningRateRange", list(settings.learning_rate),
-                    "a range above 0 (the learning rate is searched on a log scale)")
+        ctx.require(
+            settings.learning_rate[0] > 0,
+            "tuningLearningRateRange",
+            list(settings.learning_rate),
+            "a range above 0 (the learning rate is searched on a log scale)",
+        )
         max_steps = int(pipeline.hyperparameters["max_steps"])
-        ctx.require(settings.warmup_steps[1] <= max_steps, "tuningWarmupStepsRange",
-                    list(settings.warmup_steps),
-                    f"a range within [0, max_steps={max_steps}] (the trainer rejects warmup above max_steps)")
+        ctx.require(
+            settings.warmup_steps[1] <= max_steps,
+            "tuningWarmupStepsRange",
+            list(settings.warmup_steps),
+            f"a range within [0, max_steps={max_steps}] (the trainer rejects warmup above max_steps)",
+        )
         return settings
 
 
 def _trainer_range(ctx: Context, key: str, name: str) -> tuple[float, float]:
     """The [low, high] context value ``key`` within the trainer's own bounds of hyperparameter ``name``."""
     field = FIELDS[name]
-    return ctx.number_range(key, minimum=field.metadata["minimum"], maximum=field.metadata["maximum"],
-                            integer=field.type == "int")
+    return ctx.number_range(
+        key, minimum=field.metadata["minimum"], maximum=field.metadata["maximum"], integer=field.type == "int"
+    )

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from tests.support import CONTAINER_SRC
 
 CONTAINER = CONTAINER_SRC
@@ -30,17 +31,22 @@ def pins(path: Path) -> dict[str, str]:
 
 def locked(path: Path) -> dict[str, tuple[str, int]]:
     """name -> (version, number of hashes) of a lock written with --generate-hashes."""
-    entries = re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\\n((?:\s+--hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)",
-                         path.read_text(), re.MULTILINE)
+    entries = re.findall(
+        r"^([A-Za-z0-9_.-]+)==(\S+) \\\n((?:\s+--hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)",
+        path.read_text(),
+        re.MULTILINE,
+    )
     return {_name(name): (version, hashes.count("--hash=")) for name, version, hashes in entries}
 
 
 @pytest.mark.parametrize("lock, source", LOCKS.items())
 def test_every_pin_is_locked_at_its_version(lock: str, source: str) -> None:
     entries = locked(CONTAINER / lock)
-    disagree = {name: (version, entries.get(name, ("missing", 0))[0])
-                for name, version in pins(CONTAINER / source).items()
-                if entries.get(name, ("missing",))[0] != version}
+    disagree = {
+        name: (version, entries.get(name, ("missing", 0))[0])
+        for name, version in pins(CONTAINER / source).items()
+        if entries.get(name, ("missing",))[0] != version
+    }
     assert disagree == {}, f"{source} and {lock} disagree (pin, lock): {disagree}; run `make lock`"
 
 

@@ -7,6 +7,7 @@ import re
 import subprocess
 
 import pytest
+
 from tests.support import CONTAINER_SRC, REPO
 
 CONTAINER = CONTAINER_SRC
@@ -35,17 +36,26 @@ def index_of(instructions, keyword: str, pattern: str) -> int:
 
 
 def test_hadolint_finds_nothing():
-    result = subprocess.run([str(HADOLINT), "--failure-threshold", "info", str(CONTAINER / "Dockerfile")],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(HADOLINT), "--failure-threshold", "info", str(CONTAINER / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_each_variant_installs_its_own_lock_with_hash_checking(instructions):
     install = instructions[index_of(instructions, "RUN", r"pip install")][1]
-    assert 'if [ "$VARIANT" = cpu ]; then lock=requirements.lock; else lock=requirements-cuda.lock; fi' in install
+    assert (
+        'if [ "$VARIANT" = cpu ]; then lock=requirements.lock; else lock=requirements-cuda.lock; fi'
+        in install
+    )
     assert '--require-hashes -r "/opt/jax-llm/$lock"' in install  # every file checked against the lock
     assert "--mount=type=secret,id=pip-ca,required=false" in install  # a proxy's CA, never in a layer
-    baked = [a for k, a in instructions if k in ("COPY", "ADD", "ENV", "ARG") and re.search(r"PIP_CERT|\.crt\b", a)]
+    baked = [
+        a for k, a in instructions if k in ("COPY", "ADD", "ENV", "ARG") and re.search(r"PIP_CERT|\.crt\b", a)
+    ]
     assert baked == []
 
 
@@ -54,7 +64,7 @@ def test_dependency_layer_comes_before_the_source_layer(instructions):
     install = index_of(instructions, "RUN", r"pip install --no-cache-dir --require-hashes")
     copy_source = index_of(instructions, "COPY", r"^jax_llm/ ")
     assert copy_locks < install < copy_source
-    assert [k for k, _ in instructions[copy_source + 1:]] == ["ENV", "EXPOSE", "ENTRYPOINT", "CMD"]
+    assert [k for k, _ in instructions[copy_source + 1 :]] == ["ENV", "EXPOSE", "ENTRYPOINT", "CMD"]
 
 
 def _stages(instructions) -> dict[str, str]:

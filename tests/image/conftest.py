@@ -56,8 +56,10 @@ def image() -> ContainerEngine:
     """The CPU image, built once (the base pulled, or made with mmdebstrap where no registry answers)."""
     name, reasons = container_engine.find_engine()
     if name is None:
-        message = (f"NO CONTAINER ENGINE: the image tests did not run ({'; '.join(reasons)}); "
-                   f"{container_engine.INSTALL}")
+        message = (
+            f"NO CONTAINER ENGINE: the image tests did not run ({'; '.join(reasons)}); "
+            f"{container_engine.INSTALL}"
+        )
         if os.environ.get("CI"):
             pytest.fail(f"{message}. CI must run them: .ci/run installs Podman first.")
         _NOT_RUN.append(message)

@@ -30,8 +30,10 @@ SOCKET_WAIT_S = 30
 
 def compose_tool() -> str | None:
     """The compose command the SDKs will find (`docker compose`, else `docker-compose`), or None."""
-    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True,
-                                                  timeout=30).returncode == 0:
+    if (
+        shutil.which("docker")
+        and subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30).returncode == 0
+    ):
         return "docker compose"
     return "docker-compose" if shutil.which("docker-compose") else None
 
@@ -44,14 +46,17 @@ def docker_api(engine: str, directory: Path) -> Iterator[str]:
         return
     socket = directory / "podman.sock"
     log = open(directory / "podman-service.log", "w")  # noqa: SIM115 - the service's until it stops
-    service = subprocess.Popen(["podman", "system", "service", "--time=0", f"unix://{socket}"],
-                               stdout=log, stderr=subprocess.STDOUT)
+    service = subprocess.Popen(
+        ["podman", "system", "service", "--time=0", f"unix://{socket}"], stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + SOCKET_WAIT_S
         while not socket.exists():
             if service.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"podman system service did not start: "
-                                   f"{(directory / 'podman-service.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"podman system service did not start: "
+                    f"{(directory / 'podman-service.log').read_text()[-2000:]}"
+                )
             time.sleep(0.1)
         yield f"unix://{socket}"
     finally:
@@ -66,27 +71,54 @@ def docker_api(engine: str, directory: Path) -> Iterator[str]:
 def offline_environment(docker_host: str, directory: Path) -> dict[str, str]:
     """The SDK process's environment: the engine's API, fake credentials, no telemetry, no way out."""
     config = directory / "sagemaker-config.yaml"  # the SDK's defaults file: telemetry off
-    config.write_text("SchemaVersion: '1.0'\n"
-                      "SageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n")
+    config.write_text(
+        "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAGEMAKER_"))}
-    env.update({
-        "DOCKER_HOST": docker_host,
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "SAGEMAKER_USER_CONFIG_OVERRIDE": str(config), "SAGEMAKER_ADMIN_CONFIG_OVERRIDE": str(config),
-        "HTTP_PROXY": DEAD_PROXY, "HTTPS_PROXY": DEAD_PROXY, "http_proxy": DEAD_PROXY,
-        "https_proxy": DEAD_PROXY, "NO_PROXY": "localhost,127.0.0.1", "no_proxy": "localhost,127.0.0.1",
-        "PYTHONUNBUFFERED": "1", "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
-    })
+    env.update(
+        {
+            "DOCKER_HOST": docker_host,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "SAGEMAKER_USER_CONFIG_OVERRIDE": str(config),
+            "SAGEMAKER_ADMIN_CONFIG_OVERRIDE": str(config),
+            "HTTP_PROXY": DEAD_PROXY,
+            "HTTPS_PROXY": DEAD_PROXY,
+            "http_proxy": DEAD_PROXY,
+            "https_proxy": DEAD_PROXY,
+            "NO_PROXY": "localhost,127.0.0.1",
+            "no_proxy": "localhost,127.0.0.1",
+            "PYTHONUNBUFFERED": "1",
+            "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
+        }
+    )
     return env
 
 
-def run_example(env: Mapping[str, str], script: str, args: list[str], cwd: Path, python: str = sys.executable,
-                timeout: float = 600) -> subprocess.CompletedProcess:
+def run_example(
+    env: Mapping[str, str],
+    script: str,
+    args: list[str],
+    cwd: Path,
+    python: str = sys.executable,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess:
     """Runs examples/sdk/<script> as a user would, in `cwd`; stdout and stderr together."""
-    return subprocess.run([python, str(EXAMPLES / script), *args], env=dict(env), cwd=cwd, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+    return subprocess.run(
+        [python, str(EXAMPLES / script), *args],
+        env=dict(env),
+        cwd=cwd,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=timeout,
+    )
 
 
 def read_member(archive: Path, name: str) -> str | None:
@@ -114,8 +146,19 @@ def remove_compose_containers(engine: str, image_tag: str) -> None:
 
     The test image's tag is this checkout's own (JAX_LLM_TEST_IMAGE), so nobody else's containers match.
     """
-    listed = subprocess.run([engine, "ps", "-aq", "--filter", "label=com.docker.compose.project",
-                             "--filter", f"ancestor={image_tag}"], capture_output=True, text=True)
+    listed = subprocess.run(
+        [
+            engine,
+            "ps",
+            "-aq",
+            "--filter",
+            "label=com.docker.compose.project",
+            "--filter",
+            f"ancestor={image_tag}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     ids = listed.stdout.split()
     if ids:
         subprocess.run([engine, "rm", "--force", *ids], capture_output=True)

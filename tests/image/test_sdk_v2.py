@@ -21,7 +21,7 @@ import pytest
 
 from local_mode.runner import free_port
 from tests.image import sdk
-from tests.image.conftest import SDK_HYPERPARAMETERS, _NOT_RUN
+from tests.image.conftest import _NOT_RUN, SDK_HYPERPARAMETERS
 
 DRIVER = Path(__file__).resolve().parent / "sdk_v2_driver.py"
 
@@ -43,25 +43,72 @@ def v2_run(sdk_client, image, corpus, trained_in_image, tmp_path_factory) -> dic
     shutil.copy(trained_in_image.result.model_archive, gpt)
     common = ["local", "--image", image.tag]
     cases = {
-        "builtin": ["v2_builtin.py", *common, "--train", str(corpus), "--output", str(work / "builtin"),
-                    "--instance-count", "2", "--hyperparameters", json.dumps(SDK_HYPERPARAMETERS)],
-        "failing": ["v2_builtin.py", *common, "--train", str(corpus), "--output", str(work / "failing"),
-                    "--hyperparameters", json.dumps({"lerning_rate": 0.01})],
-        "script": ["v2_script_mode.py", *common, "--train", str(corpus), "--output", str(work / "script"),
-                   "--instance-count", "2"],
+        "builtin": [
+            "v2_builtin.py",
+            *common,
+            "--train",
+            str(corpus),
+            "--output",
+            str(work / "builtin"),
+            "--instance-count",
+            "2",
+            "--hyperparameters",
+            json.dumps(SDK_HYPERPARAMETERS),
+        ],
+        "failing": [
+            "v2_builtin.py",
+            *common,
+            "--train",
+            str(corpus),
+            "--output",
+            str(work / "failing"),
+            "--hyperparameters",
+            json.dumps({"lerning_rate": 0.01}),
+        ],
+        "script": [
+            "v2_script_mode.py",
+            *common,
+            "--train",
+            str(corpus),
+            "--output",
+            str(work / "script"),
+            "--instance-count",
+            "2",
+        ],
         # One decode slot: 6 programs to compile instead of 21, ready well inside the 2 minutes v2's local
         # mode waits for /ping (a busy 2-core machine took 200 s for 21).
-        "deploy": ["v2_deploy.py", *common, "--model-data", str(gpt), "--env", "JAX_LLM_MAX_BATCH=1",
-                   "--local-port", str(free_port())],
-        "deploy_handler": ["v2_deploy.py", *common, "--model-data", str(work / "script" / "model.tar.gz"),
-                           "--entry-point", "inference.py", "--local-port", str(free_port())],
+        "deploy": [
+            "v2_deploy.py",
+            *common,
+            "--model-data",
+            str(gpt),
+            "--env",
+            "JAX_LLM_MAX_BATCH=1",
+            "--local-port",
+            str(free_port()),
+        ],
+        "deploy_handler": [
+            "v2_deploy.py",
+            *common,
+            "--model-data",
+            str(work / "script" / "model.tar.gz"),
+            "--entry-point",
+            "inference.py",
+            "--local-port",
+            str(free_port()),
+        ],
         "tuning": ["v2_tuning.py", *common, "--train", str(corpus), "--output", str(work / "tuning")],
     }
     try:
-        done = subprocess.run([str(sdk.V2_PYTHON), str(DRIVER), json.dumps(list(cases.values()))],
-                              env=sdk_client.env,
-                              cwd=work, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              timeout=1200)
+        done = subprocess.run(
+            [str(sdk.V2_PYTHON), str(DRIVER), json.dumps(list(cases.values()))],
+            env=sdk_client.env,
+            cwd=work,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=1200,
+        )
     finally:
         sdk.remove_compose_containers(sdk_client.engine, image.tag)
     (work / "sdk-v2.log").write_text(done.stdout)
@@ -90,8 +137,9 @@ def test_estimator_builtin_on_two_hosts_matches_local_modes_losses(v2_run, train
 def test_a_failed_estimator_job_is_judged_by_its_failure_file(v2_run) -> None:
     result, log = v2_run["runs"]["failing"]
     failure = sdk.read_member(v2_run["work"] / "failing" / "output.tar.gz", "failure")
-    assert failure is not None and failure.startswith("HyperparameterError: hyperparameter 'lerning_rate'"), \
-        log[-4000:]  # whether fit() raised (result["exit"]) depends on the compose tool: not the judge
+    assert failure is not None and failure.startswith("HyperparameterError: hyperparameter 'lerning_rate'"), (
+        log[-4000:]
+    )  # whether fit() raised (result["exit"]) depends on the compose tool: not the judge
 
 
 def test_estimator_entry_point_on_two_hosts_is_one_cluster(v2_run) -> None:
@@ -106,8 +154,11 @@ def test_estimator_entry_point_on_two_hosts_is_one_cluster(v2_run) -> None:
 
 def _answers(log: str) -> list[dict]:
     """The example's `answer: {...}` lines (the container's own lines may precede one on its line)."""
-    return [json.loads(line[line.index("answer: {") + len("answer: "):])
-            for line in log.splitlines() if "answer: {" in line]
+    return [
+        json.loads(line[line.index("answer: {") + len("answer: ") :])
+        for line in log.splitlines()
+        if "answer: {" in line
+    ]
 
 
 def test_model_deploy_local_answers_tgi_and_openai_bodies(v2_run) -> None:
@@ -134,8 +185,14 @@ def test_hyperparameter_tuner_has_no_local_mode_in_v2(v2_run) -> None:
     result, log = v2_run["runs"]["tuning"]
     assert result["exit"] == 1 and "local mode has no hyperparameter tuning jobs" in result["error"]
     # If a later v2 gains local tuning, this fails: then run the tuner here instead of saying why not.
-    probe = "from sagemaker.local.local_session import LocalSagemakerClient as C; " \
-            "print(hasattr(C, 'create_hyper_parameter_tuning_job'))"
-    answer = subprocess.run([str(sdk.V2_PYTHON), "-c", probe], capture_output=True, text=True,
-                            env={**os.environ, "SAGEMAKER_SUPPRESS_V2_WARNING": "1"})
+    probe = (
+        "from sagemaker.local.local_session import LocalSagemakerClient as C; "
+        "print(hasattr(C, 'create_hyper_parameter_tuning_job'))"
+    )
+    answer = subprocess.run(
+        [str(sdk.V2_PYTHON), "-c", probe],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SAGEMAKER_SUPPRESS_V2_WARNING": "1"},
+    )
     assert answer.stdout.strip().splitlines()[-1] == "False", answer.stdout + answer.stderr

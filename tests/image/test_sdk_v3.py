@@ -22,8 +22,12 @@ def run_v3(sdk_client, script: str, workdir: Path, corpus: Path, image, *extra: 
     """One local job through examples/sdk/<script>; its compressed artifacts and everything it printed."""
     root = workdir / f"{workdir.name}-job"  # compose names its project after this directory: unique
     try:
-        done = sdk.run_example(sdk_client.env, script, ["local", "--image", image.tag, "--train", str(corpus),
-                                                       "--local-root", str(root), *extra], cwd=workdir)
+        done = sdk.run_example(
+            sdk_client.env,
+            script,
+            ["local", "--image", image.tag, "--train", str(corpus), "--local-root", str(root), *extra],
+            cwd=workdir,
+        )
     finally:
         sdk.remove_compose_containers(sdk_client.engine, image.tag)
     artifacts = root / "compressed_artifacts"
@@ -35,8 +39,17 @@ def run_v3(sdk_client, script: str, workdir: Path, corpus: Path, image, *extra: 
 def test_builtin_trainer_started_bare_matches_local_modes_losses(
     sdk_client, image, corpus, trained_in_image, tmp_path, hosts
 ) -> None:
-    artifacts, log = run_v3(sdk_client, "v3_builtin.py", tmp_path, corpus, image, "--instance-count",
-                            str(hosts), "--hyperparameters", json.dumps(SDK_HYPERPARAMETERS))
+    artifacts, log = run_v3(
+        sdk_client,
+        "v3_builtin.py",
+        tmp_path,
+        corpus,
+        image,
+        "--instance-count",
+        str(hosts),
+        "--hyperparameters",
+        json.dumps(SDK_HYPERPARAMETERS),
+    )
     assert sdk.read_member(artifacts / "output.tar.gz", "failure") is None, log[-4000:]
     assert {"config.json", "params.npz", "tokenizer.json"} <= sdk.member_names(artifacts / "model.tar.gz")
     assert f"{hosts} process(es), {hosts} device(s)" in log
@@ -53,8 +66,9 @@ def test_builtin_trainer_started_bare_matches_local_modes_losses(
 
 @pytest.mark.parametrize("hosts", [1, 2])
 def test_the_teams_script_through_v3s_driver_joins_one_cluster(sdk_client, image, corpus, tmp_path, hosts):
-    artifacts, log = run_v3(sdk_client, "v3_script_mode.py", tmp_path, corpus, image,
-                            "--instance-count", str(hosts))
+    artifacts, log = run_v3(
+        sdk_client, "v3_script_mode.py", tmp_path, corpus, image, "--instance-count", str(hosts)
+    )
     assert sdk.read_member(artifacts / "output.tar.gz", "failure") is None, log[-4000:]
     # One model, written by process 0 of a cluster of `hosts` processes (not `hosts` separate copies).
     assert sdk.member_names(artifacts / "model.tar.gz") == {"bigram.npy", "hosts.json"}
@@ -66,8 +80,15 @@ def test_the_teams_script_through_v3s_driver_joins_one_cluster(sdk_client, image
 
 
 def test_a_failed_job_is_judged_by_its_failure_file(sdk_client, image, corpus, tmp_path) -> None:
-    artifacts, log = run_v3(sdk_client, "v3_builtin.py", tmp_path, corpus, image,
-                            "--hyperparameters", json.dumps({"lerning_rate": 0.01}))
+    artifacts, log = run_v3(
+        sdk_client,
+        "v3_builtin.py",
+        tmp_path,
+        corpus,
+        image,
+        "--hyperparameters",
+        json.dumps({"lerning_rate": 0.01}),
+    )
     failure = sdk.read_member(artifacts / "output.tar.gz", "failure")
     assert failure is not None, log[-4000:]  # whatever the SDK printed about the job
     assert failure.startswith("HyperparameterError: hyperparameter 'lerning_rate'")

@@ -117,11 +117,20 @@ def test_no_generated_body_gets_a_5xx_or_stops_the_image_s_server(endpoint) -> N
 def test_the_official_openai_client_talks_to_the_container(endpoint) -> None:
     served, _ = endpoint
     client = openai.OpenAI(base_url=f"{served.url}/v1", api_key="unused", max_retries=0, timeout=60)
-    chat = client.chat.completions.create(model="jax-llm", messages=[{"role": "user", "content": "def "}],
-                                          max_tokens=6, temperature=0)
+    chat = client.chat.completions.create(
+        model="jax-llm", messages=[{"role": "user", "content": "def "}], max_tokens=6, temperature=0
+    )
     assert chat.choices[0].message.role == "assistant" and 0 < chat.usage.completion_tokens <= 6
-    chunks = list(client.completions.create(model="jax-llm", prompt="class ", max_tokens=6, temperature=0,
-                                            stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client.completions.create(
+            model="jax-llm",
+            prompt="class ",
+            max_tokens=6,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert chunks[-1].choices == [] and 0 < chunks[-1].usage.completion_tokens <= 6
     assert [c.choices[0].finish_reason for c in chunks[:-1]][-1] in ("length", "stop")
     refused = httpx.post(f"{served.url}/invocations", json={"prompt": "a", "n": 3}, timeout=10)
@@ -130,12 +139,17 @@ def test_the_official_openai_client_talks_to_the_container(endpoint) -> None:
 
 def test_token_metrics_leave_the_container_on_metrics_and_stdout(endpoint) -> None:
     served, _ = endpoint
-    httpx.post(f"{served.url}/invocations", json={"inputs": "x = ", "parameters": {"max_new_tokens": 3}},
-               timeout=60)
+    httpx.post(
+        f"{served.url}/invocations", json={"inputs": "x = ", "parameters": {"max_new_tokens": 3}}, timeout=60
+    )
     text = httpx.get(f"{served.url}/metrics", timeout=10).text
-    finished = sum(s.value for family in text_string_to_metric_families(text)
-                   if family.name == "jax_llm_requests_finished" for s in family.samples
-                   if s.name.endswith("_total"))
+    finished = sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "jax_llm_requests_finished"
+        for s in family.samples
+        if s.name.endswith("_total")
+    )
     assert finished >= 1
     deadline = time.monotonic() + 10
     while not any(line.startswith('[serve] {"event":"jax_llm.request"') for line in served.lines):
@@ -156,14 +170,26 @@ def test_a_transform_job_over_an_uncompressed_model_answers_each_line_as_the_end
     requests = [{"inputs": p, "parameters": {"max_new_tokens": 6}} for p in prompts]
     (tmp_path / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in requests))
     model_dir = unpack_model(trained_in_image.result.model_archive, tmp_path / "s3").model  # as S3 holds them
-    compiled = run_processing(tmp_path / "work", "compile-cache", inputs={"model": model_dir},
-                              outputs={"compile_cache": model_dir / COMPILE_CACHE_DIR},
-                              arguments=["compile-cache"], engine=image, log=lambda line: None)
+    compiled = run_processing(
+        tmp_path / "work",
+        "compile-cache",
+        inputs={"model": model_dir},
+        outputs={"compile_cache": model_dir / COMPILE_CACHE_DIR},
+        arguments=["compile-cache"],
+        engine=image,
+        log=lambda line: None,
+    )
     assert compiled.ok, compiled.log[-3000:]
 
     lines: list[str] = []
-    result = run_transform(model_dir, tmp_path / "prompts.jsonl", tmp_path / "out", tmp_path / "job",
-                           engine=image, log=lines.append)
+    result = run_transform(
+        model_dir,
+        tmp_path / "prompts.jsonl",
+        tmp_path / "out",
+        tmp_path / "job",
+        engine=image,
+        log=lines.append,
+    )
 
     assert result.output == tmp_path / "out" / "prompts.jsonl.out" and result.records == 100
     answers = [json.loads(line) for line in result.output.read_text().splitlines()]

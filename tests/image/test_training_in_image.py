@@ -61,8 +61,9 @@ def test_a_misspelt_hyperparameter_fails_the_job_with_its_name_in_output_failure
 
 def test_two_hosts_find_each_other_by_name_and_match_one_host(image, corpus, tmp_path, trained_in_image):
     store = tmp_path / "checkpoint-store"  # the S3 prefix both hosts sync with
-    job = train_in_image(image, tmp_path, "image-two-hosts", channels={"train": corpus}, hosts=2,
-                         checkpoints=store)
+    job = train_in_image(
+        image, tmp_path, "image-two-hosts", channels={"train": corpus}, hosts=2, checkpoints=store
+    )
     assert job.result.exit_codes == {"algo-1": 0, "algo-2": 0}, job.log[-3000:]
     assert "[algo-1] " in job.log and "2 process(es), 2 device(s)" in job.log
     single, multi = (
@@ -84,8 +85,14 @@ def test_two_hosts_find_each_other_by_name_and_match_one_host(image, corpus, tmp
     assert max(parts.values()) <= 0.6 * sum(parts.values()), parts
 
     # A restarted job on two containers gets the union of both parts in each and restores step 80 from it.
-    again = train_in_image(image, tmp_path / "again", "image-two-hosts-again", channels={"train": corpus},
-                           hosts=2, checkpoints=store)
+    again = train_in_image(
+        image,
+        tmp_path / "again",
+        "image-two-hosts-again",
+        channels={"train": corpus},
+        hosts=2,
+        checkpoints=store,
+    )
     assert again.result.exit_codes == {"algo-1": 0, "algo-2": 0}, again.log[-3000:]
     assert "restored checkpoint 80" in again.log
     assert _curves(again.result.trees["algo-1"].root) == multi

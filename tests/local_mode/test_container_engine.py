@@ -121,8 +121,18 @@ def fake_cli(bin_dir: Path, name: str, answers: dict[str, str]) -> None:
     as the real CLI does for a command it lacks. The CLI's answer is what the engine choice reads."""
     cases = [f'  "{argv}") echo {answer!r}; exit 0;;' for argv, answer in answers.items()]
     script = bin_dir / name
-    script.write_text("\n".join(["#!/bin/sh", 'case "$*" in', *cases,
-                                 f'  *) echo "{name}: unknown command: $*" >&2; exit 1;;', "esac", ""]))
+    script.write_text(
+        "\n".join(
+            [
+                "#!/bin/sh",
+                'case "$*" in',
+                *cases,
+                f'  *) echo "{name}: unknown command: $*" >&2; exit 1;;',
+                "esac",
+                "",
+            ]
+        )
+    )
     script.chmod(0o755)
 
 
@@ -143,7 +153,9 @@ def test_docker_without_buildx_is_passed_over_for_podman(tmp_path: Path, monkeyp
 
 
 def test_docker_with_buildkit_comes_first(tmp_path: Path, monkeypatch) -> None:
-    fake_cli(tmp_path, "docker", {**DOCKER_WITH_A_DAEMON, "buildx version": "github.com/docker/buildx v0.24.0"})
+    fake_cli(
+        tmp_path, "docker", {**DOCKER_WITH_A_DAEMON, "buildx version": "github.com/docker/buildx v0.24.0"}
+    )
     fake_cli(tmp_path, "podman", PODMAN_THAT_RUNS)
     monkeypatch.setenv("PATH", str(tmp_path))
     assert container_engine.find_engine({}) == ("docker", [])

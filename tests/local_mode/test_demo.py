@@ -25,8 +25,8 @@ def test_the_corpus_is_real_python_source_within_the_budget(tmp_path: Path) -> N
 def test_the_before_model_is_the_trainers_own_step_0_initialization(
     tmp_path: Path, tiny_training_run
 ) -> None:
-    from jax_llm.model.export import read_model_config
     from jax_llm.contract.hyperparameters import TrainConfig
+    from jax_llm.model.export import read_model_config
     from jax_llm.training.optimizer import make_optimizer
     from jax_llm.training.sharding import make_mesh
     from jax_llm.training.train_step import create_train_state

@@ -138,7 +138,11 @@ def test_an_uncompressed_model_is_trained_and_served_without_an_archive(
     """CompressionType NONE: the model's files land under output/model/ (no model.tar.gz), and the endpoint
     serves that directory as SageMaker serves a ModelDataSource S3 prefix, copied without an unpack."""
     trained = run_training(
-        tmp_path / "work", "plain", hyperparameters=FEW_STEPS, channels=prepared, compression="NONE",
+        tmp_path / "work",
+        "plain",
+        hyperparameters=FEW_STEPS,
+        channels=prepared,
+        compression="NONE",
         log=lambda line: None,
     )
     assert trained.ok, trained.log[-3000:]

@@ -11,9 +11,20 @@ from jax_llm.data.shards import ShardWriter
 from local_mode import cli, demo, tracking
 from tests.support import write_stdlib_corpus
 
-HYPERPARAMETERS = ["preset=tiny", "max_steps=8", "batch_size=8", "seq_len=64", "learning_rate=0.003",
-                   "warmup_steps=2", "vocab_size=512", "log_every=4", "eval_every=4", "eval_batches=2",
-                   "checkpoint_every=0", "seed=7"]
+HYPERPARAMETERS = [
+    "preset=tiny",
+    "max_steps=8",
+    "batch_size=8",
+    "seq_len=64",
+    "learning_rate=0.003",
+    "warmup_steps=2",
+    "vocab_size=512",
+    "log_every=4",
+    "eval_every=4",
+    "eval_batches=2",
+    "checkpoint_every=0",
+    "seed=7",
+]
 
 
 def _validation_shards(model_dir: Path, directory: Path) -> Path:
@@ -22,8 +33,14 @@ def _validation_shards(model_dir: Path, directory: Path) -> Path:
 
     text = (Path(sysconfig.get_paths()["stdlib"]) / "calendar.py").read_text(encoding="utf-8")
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    with ShardWriter(directory, "validation", vocab_size=tokenizer.get_vocab_size(), eos_id=0,
-                     fingerprint="test", shard_size=1 << 20) as writer:
+    with ShardWriter(
+        directory,
+        "validation",
+        vocab_size=tokenizer.get_vocab_size(),
+        eos_id=0,
+        fingerprint="test",
+        shard_size=1 << 20,
+    ) as writer:
         writer.write(tokenizer.encode(text).ids)
     return directory
 
@@ -31,8 +48,17 @@ def _validation_shards(model_dir: Path, directory: Path) -> Path:
 def test_local_training_and_the_demos_two_runs_land_in_the_local_store(tmp_path, capsys):
     corpus = write_stdlib_corpus(tmp_path / "raw" / "train.txt").parent
     workdir = tmp_path / "work"
-    args = ["train", "--workdir", str(workdir), "--train", str(corpus), "--job-name", "demo-train",
-            "--experiment", demo.EXPERIMENT]
+    args = [
+        "train",
+        "--workdir",
+        str(workdir),
+        "--train",
+        str(corpus),
+        "--job-name",
+        "demo-train",
+        "--experiment",
+        demo.EXPERIMENT,
+    ]
     for value in HYPERPARAMETERS:
         args += ["--hp", value]
     assert cli.main(args) == 0
@@ -49,16 +75,25 @@ def test_local_training_and_the_demos_two_runs_land_in_the_local_store(tmp_path,
     # Artifacts under the workdir, not in the job's tree where the trainer runs.
     assert experiment.artifact_location.startswith((workdir.resolve() / tracking.ARTIFACTS_DIR).as_uri())
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {
-        "loss_curves.png", "loss_curves.json", "metrics.json"}
+        "loss_curves.png",
+        "loss_curves.json",
+        "metrics.json",
+    }
 
     # The demo's logging after its endpoints: the trained run gets its held-out loss and samples, and the
     # step-0 model gets a run of its own to compare with.
     model_dir = workdir / "demo-train" / "algo-1" / "model"
     untrained = demo.untrained_archive(model_dir, 7, tmp_path / "untrained")
     validation = _validation_shards(model_dir, tmp_path / "validation")
-    demo.record_runs(uri, {"preset": "tiny", "max_steps": 8}, validation, {
-        "demo-train": (model_dir, "trained samples"),
-        demo.UNTRAINED_RUN: (untrained.parent / "model", "soup")})
+    demo.record_runs(
+        uri,
+        {"preset": "tiny", "max_steps": 8},
+        validation,
+        {
+            "demo-train": (model_dir, "trained samples"),
+            demo.UNTRAINED_RUN: (untrained.parent / "model", "soup"),
+        },
+    )
 
     runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
     assert set(runs) == {"demo-train", demo.UNTRAINED_RUN}

@@ -40,8 +40,16 @@ def test_a_record_the_container_refuses_fails_the_job_by_its_line(tmp_path: Path
     lines[1] = {"inputs": "def ", "parameters": {"max_new_tokens": -5}}
     prompts.write_text("".join(json.dumps(line) + "\n" for line in lines))
     run = local_mode(
-        "transform", "--workdir", str(tmp_path / "work"), "--model", str(tiny_training_run.model_dir),
-        "--input", str(prompts), "--output", str(tmp_path / "out"), cwd=tmp_path,
+        "transform",
+        "--workdir",
+        str(tmp_path / "work"),
+        "--model",
+        str(tiny_training_run.model_dir),
+        "--input",
+        str(prompts),
+        "--output",
+        str(tmp_path / "out"),
+        cwd=tmp_path,
     )
     assert run.returncode == 1, run.stdout + run.stderr
     assert "transform job failed: prompts.jsonl:2: /invocations answered 422" in run.stdout

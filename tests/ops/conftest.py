@@ -12,7 +12,6 @@ from ops.cli import main
 REGION = "us-east-1"
 
 
-
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     """Fake credentials and region, and no way to reach a real account (no profile, no instance metadata)."""

@@ -14,10 +14,11 @@ import urllib.request
 
 import boto3
 import pytest
+
 from jax_llm.serving.api.openai_schema import ChunkWriter, parse_chat, parse_completion
 from jax_llm.serving.api.tgi_schema import error_event, stream_event
 from jax_llm.serving.engine.types import Generation, RequestError, Token
-
+from ops.aws import Aws
 from ops.endpoint_invocation import (
     ServerSentEvents,
     decode_event_stream,
@@ -25,14 +26,12 @@ from ops.endpoint_invocation import (
     request_body,
     stream_tokens,
 )
-from ops.aws import Aws
 from ops.errors import OpsError
 from stacks.names import COMPONENT_OUTPUT
 from stacks.pipeline.definition import training_definition, tuning_definition
 from stacks.pipeline.resources import PipelineResources
 from stacks.settings import Settings
 from tests.support import REPO
-
 
 GROUP = "jax-llm-gpt"
 TRAINING_PIPELINE = "jax-llm-training"
@@ -376,8 +375,12 @@ def test_stream_model_error_and_truncation_are_reported():
 
 
 def test_invoke_in_openai_s_chat_schema_prints_the_assistant_s_answer(cli, moto, endpoint):
-    answer = {"object": "chat.completion", "choices": [{"index": 0, "finish_reason": "stop",
-                                                        "message": {"role": "assistant", "content": "Hi there"}}]}
+    answer = {
+        "object": "chat.completion",
+        "choices": [
+            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Hi there"}}
+        ],
+    }
     _queue_endpoint_result(moto, json.dumps(answer))
     result = cli("invoke", "Hello", "--schema", "chat", "--system", "Be brief.")
     assert result.code == 0, result.err
@@ -395,19 +398,38 @@ def test_request_bodies_in_each_schema():
     parameters = {"max_new_tokens": 8, "temperature": 0.5, "stop": None}
     assert json.loads(request_body("chat", "Hi", parameters, True, system="Be brief.")) == {
         "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
-        "max_tokens": 8, "temperature": 0.5, "stream": True}
+        "max_tokens": 8,
+        "temperature": 0.5,
+        "stream": True,
+    }
     assert json.loads(request_body("completions", "Hi", parameters, False)) == {
-        "prompt": "Hi", "max_tokens": 8, "temperature": 0.5, "stream": False}
+        "prompt": "Hi",
+        "max_tokens": 8,
+        "temperature": 0.5,
+        "stream": False,
+    }
     assert json.loads(request_body("tgi", "Hi", parameters, False))["parameters"] == {
-        "max_new_tokens": 8, "temperature": 0.5}
+        "max_new_tokens": 8,
+        "temperature": 0.5,
+    }
 
 
 @pytest.mark.parametrize("chunk_size", [1, 5, 64, 10_000])
 def test_openai_chat_chunks_from_the_server_s_own_writer_decode_to_the_text(chunk_size):
-    parsed = parse_chat({"messages": [{"role": "user", "content": "Hi"}], "stream": True,
-                         "stream_options": {"include_usage": True}}, lambda messages: "User: Hi\nAssistant:")
+    parsed = parse_chat(
+        {
+            "messages": [{"role": "user", "content": "Hi"}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+        lambda messages: "User: Hi\nAssistant:",
+    )
     writer = ChunkWriter(parsed, "jax-llm")
-    tokens = [Token(10, "Hel", -0.1, False), Token(11, "lo", -0.2, False), Token(0, "<|endoftext|>", -0.3, True)]
+    tokens = [
+        Token(10, "Hel", -0.1, False),
+        Token(11, "lo", -0.2, False),
+        Token(0, "<|endoftext|>", -0.3, True),
+    ]
     final = Generation("Hello", tuple(tokens), "eos_token", None)
     raw = writer.start() + writer.tokens(tokens[:1]) + writer.end(tokens[1:], final)
     parts = [{"PayloadPart": {"Bytes": raw[i : i + chunk_size]}} for i in range(0, len(raw), chunk_size)]
@@ -418,13 +440,15 @@ def test_openai_chat_chunks_from_the_server_s_own_writer_decode_to_the_text(chun
 
 def test_an_openai_error_event_mid_stream_raises_with_its_message():
     raw = ChunkWriter(parse_completion({"prompt": "a", "stream": True}), "m").error(
-        RequestError(500, "generation", "the engine failed"))
+        RequestError(500, "generation", "the engine failed")
+    )
     with pytest.raises(OpsError, match=r"failed mid-stream \(generation\): the engine failed"):
         list(stream_tokens(decode_event_stream([{"PayloadPart": {"Bytes": raw}}])))
 
 
-def test_invoke_on_an_endpoint_of_inference_components_names_the_stack_s_component(cli, moto, endpoint,
-                                                                                monkeypatch):
+def test_invoke_on_an_endpoint_of_inference_components_names_the_stack_s_component(
+    cli, moto, endpoint, monkeypatch
+):
     """In inference-components mode EndpointStack names its component in an output; every request names it
     (InvokeEndpoint refuses a request without it on such an endpoint). moto ignores the parameter, so the
     request is read as botocore sends it, after botocore validated it against the API model."""
@@ -436,8 +460,9 @@ def test_invoke_on_an_endpoint_of_inference_components_names_the_stack_s_compone
     def client(self, service):
         made = real(self, service)
         if service == "sagemaker-runtime" and not sent:
-            made.meta.events.register("before-call.sagemaker-runtime.InvokeEndpoint",
-                                      lambda params, **_: sent.append(params))
+            made.meta.events.register(
+                "before-call.sagemaker-runtime.InvokeEndpoint", lambda params, **_: sent.append(params)
+            )
         return made
 
     monkeypatch.setattr(Aws, "client", client)

@@ -29,24 +29,49 @@ OUTPUT = "s3://jax-llm-artifacts/eval/answers"
 @pytest.fixture
 def versions(moto: str) -> list[str]:
     """TrainingStack's outputs, and two versions: model.tar.gz, and an uncompressed S3 prefix."""
-    template = {"Resources": {"Marker": {"Type": "AWS::SSM::Parameter", "Properties": {
-                    "Name": "/TrainingStack/deployed", "Type": "String", "Value": "yes"}}},
-                "Outputs": {k: {"Value": v} for k, v in {
-                    "ExecutionRoleArn": ROLE, "KmsKeyArn": KEY, "ModelPackageGroupName": GROUP}.items()}}
-    boto3.client("cloudformation", endpoint_url=moto).create_stack(StackName="TrainingStack",
-                                                                   TemplateBody=json.dumps(template))
+    template = {
+        "Resources": {
+            "Marker": {
+                "Type": "AWS::SSM::Parameter",
+                "Properties": {"Name": "/TrainingStack/deployed", "Type": "String", "Value": "yes"},
+            }
+        },
+        "Outputs": {
+            k: {"Value": v}
+            for k, v in {"ExecutionRoleArn": ROLE, "KmsKeyArn": KEY, "ModelPackageGroupName": GROUP}.items()
+        },
+    }
+    boto3.client("cloudformation", endpoint_url=moto).create_stack(
+        StackName="TrainingStack", TemplateBody=json.dumps(template)
+    )
     sagemaker = boto3.client("sagemaker", endpoint_url=moto)
     sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
-    containers = [{"Image": IMAGE, "ModelDataUrl": "s3://jax-llm-artifacts/training/j1/output/model.tar.gz"},
-                  {"Image": IMAGE, "ModelDataSource": {"S3DataSource": {
-                      "S3Uri": "s3://jax-llm-artifacts/training/j2/output/model/", "S3DataType": "S3Prefix",
-                      "CompressionType": "None"}}}]
-    return [sagemaker.create_model_package(
-        ModelPackageGroupName=GROUP, ModelApprovalStatus="Approved",
-        InferenceSpecification={"Containers": [container], "SupportedContentTypes": ["application/json"],
-                                "SupportedResponseMIMETypes": ["application/json"],
-                                "SupportedRealtimeInferenceInstanceTypes": ["ml.g5.xlarge", "ml.g5.2xlarge"]},
-    )["ModelPackageArn"] for container in containers]
+    containers = [
+        {"Image": IMAGE, "ModelDataUrl": "s3://jax-llm-artifacts/training/j1/output/model.tar.gz"},
+        {
+            "Image": IMAGE,
+            "ModelDataSource": {
+                "S3DataSource": {
+                    "S3Uri": "s3://jax-llm-artifacts/training/j2/output/model/",
+                    "S3DataType": "S3Prefix",
+                    "CompressionType": "None",
+                }
+            },
+        },
+    ]
+    return [
+        sagemaker.create_model_package(
+            ModelPackageGroupName=GROUP,
+            ModelApprovalStatus="Approved",
+            InferenceSpecification={
+                "Containers": [container],
+                "SupportedContentTypes": ["application/json"],
+                "SupportedResponseMIMETypes": ["application/json"],
+                "SupportedRealtimeInferenceInstanceTypes": ["ml.g5.xlarge", "ml.g5.2xlarge"],
+            },
+        )["ModelPackageArn"]
+        for container in containers
+    ]
 
 
 @pytest.mark.parametrize("version", ["1", "2"])
@@ -63,11 +88,20 @@ def test_generate_runs_a_transform_job_split_by_line_and_waits_for_it(cli, moto,
     job = sagemaker.describe_transform_job(TransformJobName=summary["TransformJobName"])
     assert job["TransformInput"] == {
         "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": INPUT}},
-        "ContentType": "application/json", "SplitType": "Line"}
-    assert job["TransformOutput"] == {"S3OutputPath": OUTPUT, "Accept": "application/json",
-                                      "AssembleWith": "Line", "KmsKeyId": KEY}
-    assert job["TransformResources"] == {"InstanceType": "ml.g5.xlarge", "InstanceCount": 1,
-                                         "VolumeKmsKeyId": KEY}
+        "ContentType": "application/json",
+        "SplitType": "Line",
+    }
+    assert job["TransformOutput"] == {
+        "S3OutputPath": OUTPUT,
+        "Accept": "application/json",
+        "AssembleWith": "Line",
+        "KmsKeyId": KEY,
+    }
+    assert job["TransformResources"] == {
+        "InstanceType": "ml.g5.xlarge",
+        "InstanceCount": 1,
+        "VolumeKmsKeyId": KEY,
+    }
     assert job["ModelClientConfig"] == {"InvocationsTimeoutInSeconds": 3600, "InvocationsMaxRetries": 1}
     assert "MaxConcurrentTransforms" not in job  # the container's /execution-parameters decide
     # The Model made for the job is gone once the job ended.
@@ -75,8 +109,21 @@ def test_generate_runs_a_transform_job_split_by_line_and_waits_for_it(cli, moto,
 
 
 def test_generate_without_wait_leaves_the_job_running_and_says_how_to_follow_it(cli, moto, versions):
-    result = cli("generate", "--model-package", versions[0], "--input", INPUT, "--output", OUTPUT,
-                 "--instance-type", "ml.g5.2xlarge", "--instance-count", "2", "--max-concurrent", "8")
+    result = cli(
+        "generate",
+        "--model-package",
+        versions[0],
+        "--input",
+        INPUT,
+        "--output",
+        OUTPUT,
+        "--instance-type",
+        "ml.g5.2xlarge",
+        "--instance-count",
+        "2",
+        "--max-concurrent",
+        "8",
+    )
     assert result.code == 0, result.err
     assert "describe-transform-job --transform-job-name jax-llm-generate-v1-" in result.out
     sagemaker = boto3.client("sagemaker", endpoint_url=moto)
@@ -103,19 +150,29 @@ def test_a_missing_version_is_a_clear_error(cli, versions):
 
 
 def test_a_failed_job_says_why_and_its_model_is_deleted(monkeypatch):
-    sagemaker = boto3.client("sagemaker", region_name="us-east-1", aws_access_key_id="x",
-                             aws_secret_access_key="x")
+    sagemaker = boto3.client(
+        "sagemaker", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
     monkeypatch.setattr(Aws, "client", lambda self, service: sagemaker)
     name = "jax-llm-generate-v2-20261206-070000"
     now = datetime.datetime(2026, 12, 6, 7, tzinfo=datetime.UTC)
     with Stubber(sagemaker) as stubber:
-        stubber.add_response("describe_transform_job", {
-            "TransformJobName": name, "TransformJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:"
-            f"transform-job/{name}", "TransformJobStatus": "Failed", "ModelName": name,
-            "FailureReason": "ClientError: line 3: max_new_tokens must be at least 1",
-            "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": INPUT}}},
-            "TransformResources": {"InstanceType": "ml.g5.xlarge", "InstanceCount": 1},
-            "CreationTime": now}, {"TransformJobName": name})
+        stubber.add_response(
+            "describe_transform_job",
+            {
+                "TransformJobName": name,
+                "TransformJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:transform-job/{name}",
+                "TransformJobStatus": "Failed",
+                "ModelName": name,
+                "FailureReason": "ClientError: line 3: max_new_tokens must be at least 1",
+                "TransformInput": {
+                    "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": INPUT}}
+                },
+                "TransformResources": {"InstanceType": "ml.g5.xlarge", "InstanceCount": 1},
+                "CreationTime": now,
+            },
+            {"TransformJobName": name},
+        )
         stubber.add_response("delete_model", {}, {"ModelName": name})
         with pytest.raises(OpsError, match="failed: ClientError: line 3: max_new_tokens"):
             batch_generation.wait(Aws(), name, poll_s=0)

@@ -23,13 +23,24 @@ REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 
 def _push(ecr, name: str, tag: str | None) -> str:
     """Push a distinct image manifest (with `tag`, or untagged); returns its digest."""
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json", "layers": [],
-        "config": {"digest": "sha256:" + hashlib.sha256(name.encode()).hexdigest(), "size": 1,
-                   "mediaType": "application/vnd.docker.container.image.v1+json"}})
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "layers": [],
+            "config": {
+                "digest": "sha256:" + hashlib.sha256(name.encode()).hexdigest(),
+                "size": 1,
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+            },
+        }
+    )
     # ECR computes the digest from the manifest; moto needs it given (it hashes nothing otherwise).
-    request = {"repositoryName": REPOSITORY, "imageManifest": manifest,
-               "imageDigest": "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()}
+    request = {
+        "repositoryName": REPOSITORY,
+        "imageManifest": manifest,
+        "imageDigest": "sha256:" + hashlib.sha256(manifest.encode()).hexdigest(),
+    }
     if tag:
         request["imageTag"] = tag
     return ecr.put_image(**request)["image"]["imageId"]["imageDigest"]
@@ -40,27 +51,44 @@ def repository(moto: str) -> dict[str, str]:
     """The repository, the registry's versions and TrainingStack; returns name -> digest."""
     ecr, sagemaker = (boto3.client(s, endpoint_url=moto) for s in ("ecr", "sagemaker"))
     ecr.create_repository(repositoryName=REPOSITORY)
-    digests = {name: _push(ecr, name, None if name == "untagged" else name)
-               for name in ("served", "rollback", "rejected", "pending", "current", "old1", "old2",
-                            "untagged")}
+    digests = {
+        name: _push(ecr, name, None if name == "untagged" else name)
+        for name in ("served", "rollback", "rejected", "pending", "current", "old1", "old2", "untagged")
+    }
     sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
-    for name, status in (("rollback", "Approved"), ("served", "Approved"), ("rejected", "Rejected"),
-                         ("pending", "PendingManualApproval")):
+    for name, status in (
+        ("rollback", "Approved"),
+        ("served", "Approved"),
+        ("rejected", "Rejected"),
+        ("pending", "PendingManualApproval"),
+    ):
         sagemaker.create_model_package(
-            ModelPackageGroupName=GROUP, ModelApprovalStatus=status,
-            InferenceSpecification={"Containers": [{"Image": f"{REGISTRY}/{REPOSITORY}:{name}",
-                                                    "ModelDataUrl": "s3://b/model.tar.gz"}],
-                                    "SupportedContentTypes": ["application/json"],
-                                    "SupportedResponseMIMETypes": ["application/json"]})
+            ModelPackageGroupName=GROUP,
+            ModelApprovalStatus=status,
+            InferenceSpecification={
+                "Containers": [
+                    {"Image": f"{REGISTRY}/{REPOSITORY}:{name}", "ModelDataUrl": "s3://b/model.tar.gz"}
+                ],
+                "SupportedContentTypes": ["application/json"],
+                "SupportedResponseMIMETypes": ["application/json"],
+            },
+        )
     # A version registered by digest, and one whose image lives in another repository.
     for image in (f"{REGISTRY}/{REPOSITORY}@{digests['old2']}", f"{REGISTRY}/other-repo:old1"):
         sagemaker.create_model_package(
-            ModelPackageGroupName=GROUP, ModelApprovalStatus="Approved",
-            InferenceSpecification={"Containers": [{"Image": image, "ModelDataUrl": "s3://b/model.tar.gz"}],
-                                    "SupportedContentTypes": ["application/json"],
-                                    "SupportedResponseMIMETypes": ["application/json"]})
-    _deploy_stack(moto, "TrainingStack", {"ImageUri": f"{REGISTRY}/{REPOSITORY}:current",
-                                          "ModelPackageGroupName": GROUP})
+            ModelPackageGroupName=GROUP,
+            ModelApprovalStatus="Approved",
+            InferenceSpecification={
+                "Containers": [{"Image": image, "ModelDataUrl": "s3://b/model.tar.gz"}],
+                "SupportedContentTypes": ["application/json"],
+                "SupportedResponseMIMETypes": ["application/json"],
+            },
+        )
+    _deploy_stack(
+        moto,
+        "TrainingStack",
+        {"ImageUri": f"{REGISTRY}/{REPOSITORY}:current", "ModelPackageGroupName": GROUP},
+    )
     return digests
 
 
@@ -75,7 +103,8 @@ def test_prune_says_what_it_would_delete_and_deletes_nothing_without_yes(cli, mo
     lines = result.out.splitlines()
     assert lines[0] == f"{REPOSITORY}: 8 images, 6 used by a model version or the pipelines, 2 unused."
     assert sorted(line.split()[2] for line in lines[1:3]) == sorted(
-        [repository["old1"], repository["untagged"]])
+        [repository["old1"], repository["untagged"]]
+    )
     assert all(line.startswith("  would delete ") for line in lines[1:3])
     assert lines[3] == "Nothing deleted: run again with --yes to delete these."
     assert _left(moto) == set(repository.values())
@@ -93,16 +122,22 @@ def test_prune_yes_deletes_only_images_nothing_references(cli, moto, repository)
 
 def test_prune_without_the_repository_says_to_deploy(cli, moto):
     boto3.client("sagemaker", endpoint_url=moto).create_model_package_group(ModelPackageGroupName=GROUP)
-    _deploy_stack(moto, "TrainingStack", {"ImageUri": f"{REGISTRY}/{REPOSITORY}:current",
-                                          "ModelPackageGroupName": GROUP})
+    _deploy_stack(
+        moto,
+        "TrainingStack",
+        {"ImageUri": f"{REGISTRY}/{REPOSITORY}:current", "ModelPackageGroupName": GROUP},
+    )
     result = cli("images", "prune")
     assert result.code == 1 and f"ECR repository {REPOSITORY!r} does not exist" in result.err
 
 
-@pytest.mark.parametrize("uri, parts", [
-    (f"{REGISTRY}/jax-llm:abc", (REGISTRY, "jax-llm", "abc")),
-    (f"{REGISTRY}/team/jax-llm@sha256:0f", (REGISTRY, "team/jax-llm", "sha256:0f")),
-    ("localhost:5000/jax-llm:1", ("localhost:5000", "jax-llm", "1")),
-])
+@pytest.mark.parametrize(
+    "uri, parts",
+    [
+        (f"{REGISTRY}/jax-llm:abc", (REGISTRY, "jax-llm", "abc")),
+        (f"{REGISTRY}/team/jax-llm@sha256:0f", (REGISTRY, "team/jax-llm", "sha256:0f")),
+        ("localhost:5000/jax-llm:1", ("localhost:5000", "jax-llm", "1")),
+    ],
+)
 def test_image_uris_split_into_registry_repository_and_reference(uri, parts):
     assert split_image_uri(uri) == parts

@@ -7,28 +7,46 @@ import time
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
-from tests.support import free_port
 from tests.ops.test_cli import GROUP, TRAINING_PIPELINE, TUNING_PIPELINE, _deploy_stack, _register
+from tests.support import free_port
 
 
-def _log(client: MlflowClient, experiment: str, name: str, losses: list[tuple[float, float]],
-         parent: str | None = None) -> str:
+def _log(
+    client: MlflowClient,
+    experiment: str,
+    name: str,
+    losses: list[tuple[float, float]],
+    parent: str | None = None,
+) -> str:
     """A finished run with a train/val loss history, as the Track step logs one."""
     found = client.get_experiment_by_name(experiment)
     experiment_id = found.experiment_id if found else client.create_experiment(experiment)
     tags = {"mlflow.parentRunId": parent} if parent else {}
     run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
     now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(k, v, now, step) for step, (train, val) in enumerate(losses, 1)
-                                      for k, v in (("train_loss", train), ("val_loss", val))])
+    client.log_batch(
+        run_id,
+        metrics=[
+            Metric(k, v, now, step)
+            for step, (train, val) in enumerate(losses, 1)
+            for k, v in (("train_loss", train), ("val_loss", val))
+        ],
+    )
     client.set_terminated(run_id, "FINISHED")
     return run_id
 
 
 def test_runs_lists_both_pipelines_runs_newest_first_with_final_metrics(cli, moto, mlflow_server):
-    _deploy_stack(moto, "TrainingStack", {
-        "TrainingPipelineName": "ops-training", "TuningPipelineName": "ops-tuning",
-        "ModelPackageGroupName": GROUP, "MlflowTrackingServerArn": mlflow_server})
+    _deploy_stack(
+        moto,
+        "TrainingStack",
+        {
+            "TrainingPipelineName": "ops-training",
+            "TuningPipelineName": "ops-tuning",
+            "ModelPackageGroupName": GROUP,
+            "MlflowTrackingServerArn": mlflow_server,
+        },
+    )
     client = MlflowClient(mlflow_server)
     _log(client, "ops-training", "pipelines-aaa-TrainSpotFromRaw-1", [(5.0, 5.2), (3.1, 3.4)])
     parent = _log(client, "ops-tuning", "tune-7f3", [])
@@ -48,9 +66,15 @@ def test_runs_lists_both_pipelines_runs_newest_first_with_final_metrics(cli, mot
 
 
 def test_without_a_tracking_server_runs_lists_the_registrys_versions(cli, moto):
-    _deploy_stack(moto, "TrainingStack", {
-        "TrainingPipelineName": TRAINING_PIPELINE, "TuningPipelineName": TUNING_PIPELINE,
-        "ModelPackageGroupName": GROUP})
+    _deploy_stack(
+        moto,
+        "TrainingStack",
+        {
+            "TrainingPipelineName": TRAINING_PIPELINE,
+            "TuningPipelineName": TUNING_PIPELINE,
+            "ModelPackageGroupName": GROUP,
+        },
+    )
     import boto3
 
     boto3.client("sagemaker", endpoint_url=moto).create_model_package_group(ModelPackageGroupName=GROUP)

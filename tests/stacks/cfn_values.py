@@ -13,15 +13,26 @@ from typing import Any
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
-PSEUDO = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT,
-          "AWS::URLSuffix": "amazonaws.com", "AWS::StackName": "TrainingStack", "AWS::NoValue": None,
-          "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/ThisStack/6a7e8feb-b491-4cf7"}
+PSEUDO = {
+    "AWS::Partition": "aws",
+    "AWS::Region": REGION,
+    "AWS::AccountId": ACCOUNT,
+    "AWS::URLSuffix": "amazonaws.com",
+    "AWS::StackName": "TrainingStack",
+    "AWS::NoValue": None,
+    "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/ThisStack/6a7e8feb-b491-4cf7",
+}
 # Explicit name properties, by resource type.
-NAME_PROPERTIES = {"AWS::S3::Bucket": "BucketName", "AWS::IAM::Role": "RoleName",
-                   "AWS::ECR::Repository": "RepositoryName", "AWS::Logs::LogGroup": "LogGroupName",
-                   "AWS::SageMaker::ModelPackageGroup": "ModelPackageGroupName",
-                   "AWS::SageMaker::Pipeline": "PipelineName", "AWS::IAM::ManagedPolicy": "ManagedPolicyName",
-                   "AWS::SageMaker::MlflowTrackingServer": "TrackingServerName"}
+NAME_PROPERTIES = {
+    "AWS::S3::Bucket": "BucketName",
+    "AWS::IAM::Role": "RoleName",
+    "AWS::ECR::Repository": "RepositoryName",
+    "AWS::Logs::LogGroup": "LogGroupName",
+    "AWS::SageMaker::ModelPackageGroup": "ModelPackageGroupName",
+    "AWS::SageMaker::Pipeline": "PipelineName",
+    "AWS::IAM::ManagedPolicy": "ManagedPolicyName",
+    "AWS::SageMaker::MlflowTrackingServer": "TrackingServerName",
+}
 
 
 class TemplateValues:
@@ -51,12 +62,12 @@ class TemplateValues:
             "AWS::S3::Bucket": f"arn:aws:s3:::{name}",
             "AWS::ECR::Repository": f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{name}",
             "AWS::Logs::LogGroup": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}:*",
-            "AWS::SageMaker::ModelPackageGroup":
-                f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package-group/{name}",
+            "AWS::SageMaker::ModelPackageGroup": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package-group/{name}",
             "AWS::SageMaker::Pipeline": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/{name.lower()}",
             "AWS::Lambda::Function": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}",
-            "AWS::SageMaker::MlflowTrackingServer":
-                f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:mlflow-tracking-server/{name}",
+            "AWS::SageMaker::MlflowTrackingServer": (
+                f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:mlflow-tracking-server/{name}"
+            ),
         }
         return arns.get(kind, f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:resource/{logical_id}")
 
@@ -75,7 +86,7 @@ class TemplateValues:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 return PSEUDO[arg] if arg in PSEUDO else self.name(arg)
             if key == "Fn::GetAtt":
@@ -102,9 +113,12 @@ def resources_of_type(template: dict, kind: str) -> dict[str, dict]:
 def pipeline_definitions(template: dict) -> dict[str, dict]:
     """Pipeline name -> its definition, parsed from PipelineDefinitionBody as CloudFormation resolves it."""
     values = TemplateValues(template)
-    return {values.resolve(r["Properties"]["PipelineName"]):
-            json.loads(values.resolve(r["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"]))
-            for r in resources_of_type(template, "AWS::SageMaker::Pipeline").values()}
+    return {
+        values.resolve(r["Properties"]["PipelineName"]): json.loads(
+            values.resolve(r["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"])
+        )
+        for r in resources_of_type(template, "AWS::SageMaker::Pipeline").values()
+    }
 
 
 def walk_steps(steps: list[dict]) -> list[dict]:

@@ -31,8 +31,11 @@ from tests.support import REPO
 CDK_CLI = REPO / "node_modules" / ".bin" / "cdk"
 # What the CLI adds to the context when it runs app.py (`cdk synth --no-version-reporting`), so that the
 # in-process synth writes the templates the CLI writes.
-CLI_CONTEXT = {"aws:cdk:enable-path-metadata": True, "aws:cdk:enable-asset-metadata": True,
-               "aws:cdk:version-reporting": False}
+CLI_CONTEXT = {
+    "aws:cdk:enable-path-metadata": True,
+    "aws:cdk:enable-asset-metadata": True,
+    "aws:cdk:version-reporting": False,
+}
 
 
 @dataclass(frozen=True)
@@ -75,16 +78,26 @@ def synthesize(context: dict[str, Any], outdir: Path) -> SynthesizedApp:
         if "ValidationFailed" not in str(error):
             raise
     report = json.loads((outdir / "validation-report.json").read_text())
-    findings = [NagFinding(plugin["pluginName"], violation["ruleName"], violation["severity"],
-                           construct["constructPath"])
-                for plugin in report["pluginReports"] for violation in plugin["violations"]
-                for construct in violation["violatingConstructs"]]
+    findings = [
+        NagFinding(
+            plugin["pluginName"], violation["ruleName"], violation["severity"], construct["constructPath"]
+        )
+        for plugin in report["pluginReports"]
+        for violation in plugin["violations"]
+        for construct in violation["violatingConstructs"]
+    ]
     stacks = {child.node.id: child for child in app.node.children if isinstance(child, Stack)}
-    template_json = {stack_id: json.loads((outdir / stack.template_file).read_text())
-                     for stack_id, stack in stacks.items()}
-    return SynthesizedApp(app, outdir, stacks,
-                          {stack_id: Template.from_json(t) for stack_id, t in template_json.items()},
-                          template_json, findings)
+    template_json = {
+        stack_id: json.loads((outdir / stack.template_file).read_text()) for stack_id, stack in stacks.items()
+    }
+    return SynthesizedApp(
+        app,
+        outdir,
+        stacks,
+        {stack_id: Template.from_json(t) for stack_id, t in template_json.items()},
+        template_json,
+        findings,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -102,24 +115,36 @@ def definitions(synthesized_app: SynthesizedApp) -> dict[str, dict]:
 @pytest.fixture(scope="session")
 def synth_app(tmp_path_factory: pytest.TempPathFactory) -> Callable[[dict[str, Any]], SynthesizedApp]:
     """Synthesize the app with some context keys overridden (one full synth per call)."""
+
     def run(overrides: dict[str, Any]) -> SynthesizedApp:
         return synthesize({**cdk_json_context(), **overrides}, tmp_path_factory.mktemp("synth") / "cdk.out")
+
     return run
 
 
 def offline_environment() -> dict[str, str]:
     """An offline CI machine's environment: no AWS credentials, profile, metadata service or telemetry."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CDK_"))}
-    env.update(AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=os.devnull,
-               AWS_SHARED_CREDENTIALS_FILE=os.devnull, CDK_DISABLE_CLI_TELEMETRY="true",
-               JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20")
+    env.update(
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        CDK_DISABLE_CLI_TELEMETRY="true",
+        JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20",
+    )
     return env
 
 
 def run_cdk(args: list[str], cwd: Path = REPO) -> subprocess.CompletedProcess:
     """Run the pinned CDK CLI offline and return its completed process (output captured as text)."""
-    return subprocess.run([str(CDK_CLI), *args, "--no-notices", "--no-version-reporting"], cwd=cwd,
-                          env=offline_environment(), capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(CDK_CLI), *args, "--no-notices", "--no-version-reporting"],
+        cwd=cwd,
+        env=offline_environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -140,10 +165,12 @@ def cli_assembly(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pa
             outdir = tmp_path_factory.mktemp("cli") / "cdk.out"
             extra = [] if mode == default_mode else ["-c", f"endpointMode={mode}"]
             result = run_cdk(["synth", "--quiet", "--output", str(outdir), *extra])
-            assert result.returncode == 0, \
+            assert result.returncode == 0, (
                 f"cdk synth failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
+            )
             assemblies[mode] = outdir
         return assemblies[mode]
+
     return assembly
 
 

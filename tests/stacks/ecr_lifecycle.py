@@ -37,8 +37,9 @@ def _selected(selection: dict, image: Image) -> bool:
     assert status == "tagged", f"unsupported tagStatus {status!r}"
     prefixes, patterns = selection.get("tagPrefixList", []), selection.get("tagPatternList", [])
     assert prefixes or patterns, "tagStatus 'tagged' needs tagPrefixList or tagPatternList"
-    return all(any(t.startswith(p) for t in image.tags) for p in prefixes) and \
-        all(any(fnmatchcase(t, p) for t in image.tags) for p in patterns)
+    return all(any(t.startswith(p) for t in image.tags) for p in prefixes) and all(
+        any(fnmatchcase(t, p) for t in image.tags) for p in patterns
+    )
 
 
 def expired(policy: dict, images: list[Image], now: datetime.datetime) -> set[str]:
@@ -54,7 +55,7 @@ def expired(policy: dict, images: list[Image], now: datetime.datetime) -> set[st
         remaining = [i for i in remaining if i not in matched]
         if selection["countType"] == "imageCountMoreThan":
             newest_first = sorted(matched, key=lambda i: i.pushed_at, reverse=True)
-            gone |= {i.digest for i in newest_first[selection["countNumber"]:]}
+            gone |= {i.digest for i in newest_first[selection["countNumber"] :]}
         else:
             assert selection["countType"] == "sinceImagePushed", selection
             assert selection["countUnit"] == "days", selection

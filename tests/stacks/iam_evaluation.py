@@ -40,8 +40,9 @@ class RolePolicies:
         role = template["Resources"][role_logical_id]["Properties"]
         documents = [p["PolicyDocument"] for p in role.get("Policies", [])]
         for resource in template["Resources"].values():
-            if resource["Type"] in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy") and \
-                    {"Ref": role_logical_id} in resource["Properties"].get("Roles", []):
+            if resource["Type"] in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy") and {
+                "Ref": role_logical_id
+            } in resource["Properties"].get("Roles", []):
                 documents.append(resource["Properties"]["PolicyDocument"])
         statements = [s for d in values.resolve(documents) for s in _listed(d["Statement"])]
         return cls(statements, values.resolve(role.get("ManagedPolicyArns", [])))
@@ -68,7 +69,8 @@ def _matches(statement: dict, action: str, resource: str, context: dict[str, str
     for operator, conditions in statement.get("Condition", {}).items():
         assert operator in CONDITION_OPERATORS, f"unsupported condition operator {operator}"
         for key, expected in conditions.items():
-            if key not in context or not any(CONDITION_OPERATORS[operator](context[key], e)
-                                             for e in _listed(expected)):
+            if key not in context or not any(
+                CONDITION_OPERATORS[operator](context[key], e) for e in _listed(expected)
+            ):
                 return False
     return True

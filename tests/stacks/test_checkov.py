@@ -16,9 +16,12 @@ def test_skips_accumulate_in_the_resource_metadata():
     skip_checkov(bucket, "CKV_AWS_18", "This bucket is the access-log destination itself.")
     skip_checkov(bucket.node.default_child, "CKV_AWS_21", "Scratch data that is regenerated on every run.")
     (resource,) = Template.from_stack(stack).find_resources("AWS::S3::Bucket").values()
-    assert resource["Metadata"]["checkov"] == {"skip": [
-        {"id": "CKV_AWS_18", "comment": "This bucket is the access-log destination itself."},
-        {"id": "CKV_AWS_21", "comment": "Scratch data that is regenerated on every run."}]}
+    assert resource["Metadata"]["checkov"] == {
+        "skip": [
+            {"id": "CKV_AWS_18", "comment": "This bucket is the access-log destination itself."},
+            {"id": "CKV_AWS_21", "comment": "Scratch data that is regenerated on every run."},
+        ]
+    }
 
 
 def test_skip_without_a_real_reason_is_refused():

@@ -21,10 +21,16 @@ def test_wildcard_resource_renders_references_as_cdk_nag_prints_them(stack):
     bucket = s3.Bucket(stack, "Bucket")
     logical_id = stack.get_logical_id(bucket.node.default_child)
     assert wildcard_resource(stack, bucket.arn_for_objects("*")) == f"Resource::<{logical_id}.Arn>/*"
-    arn = stack.format_arn(service="logs", resource="log-group", resource_name="/aws/sagemaker/*",
-                           arn_format=ArnFormat.COLON_RESOURCE_NAME)
-    assert wildcard_resource(stack, arn) == \
-        "Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/sagemaker/*"
+    arn = stack.format_arn(
+        service="logs",
+        resource="log-group",
+        resource_name="/aws/sagemaker/*",
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
+    assert (
+        wildcard_resource(stack, arn)
+        == "Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/sagemaker/*"
+    )
     assert wildcard_resource(stack, "*") == "Resource::*"
 
 

@@ -12,9 +12,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.support import REPO
 
 from stacks.settings.endpoint import ENDPOINT_MODES
+from tests.support import REPO
 
 CFN_LINT = REPO / ".venv" / "bin" / "cfn-lint"
 CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
@@ -33,8 +33,11 @@ def cdk_out(request: pytest.FixtureRequest, cli_assembly) -> Path:
 def templates(cdk_out: Path) -> list[Path]:
     """Every stack template in the cloud assembly."""
     manifest = json.loads((cdk_out / "manifest.json").read_text())
-    found = [cdk_out / artifact["properties"]["templateFile"] for artifact in manifest["artifacts"].values()
-             if artifact["type"] == "aws:cloudformation:stack"]
+    found = [
+        cdk_out / artifact["properties"]["templateFile"]
+        for artifact in manifest["artifacts"].values()
+        if artifact["type"] == "aws:cloudformation:stack"
+    ]
     assert found, "the cloud assembly has no stack"
     return found
 
@@ -43,9 +46,21 @@ def templates(cdk_out: Path) -> list[Path]:
 def checkov_reports(cdk_out: Path) -> list[dict]:
     """checkov's reports (CloudFormation and Dockerfile) for the cloud assembly, run offline."""
     result = subprocess.run(
-        [str(CHECKOV), "--directory", str(cdk_out), "--framework", "cloudformation", "dockerfile",
-         "--skip-download", "--output", "json"],
-        capture_output=True, text=True, timeout=600)
+        [
+            str(CHECKOV),
+            "--directory",
+            str(cdk_out),
+            "--framework",
+            "cloudformation",
+            "dockerfile",
+            "--skip-download",
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode in (0, 1), result.stderr[-4000:]
     reports = json.loads(result.stdout)
     return reports if isinstance(reports, list) else [reports]
@@ -56,8 +71,20 @@ def test_synth_writes_the_training_stack(templates):
 
 
 def test_cfn_lint_reports_nothing(templates):
-    result = subprocess.run([str(CFN_LINT), "--format", "parseable", "--ignore-checks", *CFN_LINT_IGNORED,
-                             "--", *map(str, templates)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            str(CFN_LINT),
+            "--format",
+            "parseable",
+            "--ignore-checks",
+            *CFN_LINT_IGNORED,
+            "--",
+            *map(str, templates),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -67,13 +94,19 @@ def test_checkov_scanned_the_templates_and_the_dockerfile(checkov_reports):
 
 
 def test_checkov_has_no_failed_check(checkov_reports):
-    failed = [f"{check['check_id']} {check['resource']} ({check['file_path']}): {check['check_name']}"
-              for report in checkov_reports for check in report["results"]["failed_checks"]]
+    failed = [
+        f"{check['check_id']} {check['resource']} ({check['file_path']}): {check['check_name']}"
+        for report in checkov_reports
+        for check in report["results"]["failed_checks"]
+    ]
     assert failed == []
 
 
 def test_every_checkov_skip_gives_a_reason(checkov_reports):
     skipped = [check for report in checkov_reports for check in report["results"].get("skipped_checks", [])]
-    unexplained = [f"{check['check_id']} {check['resource']}" for check in skipped
-                   if len(check["check_result"].get("suppress_comment", "").strip()) < 20]
+    unexplained = [
+        f"{check['check_id']} {check['resource']}"
+        for check in skipped
+        if len(check["check_result"].get("suppress_comment", "").strip()) < 20
+    ]
     assert skipped and unexplained == []

@@ -4,9 +4,14 @@ import importlib
 import sys
 
 # Each command's module exposes main() -> exit code. Imported lazily: `serve` need not load the trainer.
-COMMANDS = {"train": "jax_llm.training.train", "serve": "jax_llm.serving.server",
-            "prepare": "jax_llm.data.prepare", "track": "jax_llm.training.track_job",
-            "plan": "jax_llm.training.memory_plan", "compile-cache": "jax_llm.serving.compile_cache"}
+COMMANDS = {
+    "train": "jax_llm.training.train",
+    "serve": "jax_llm.serving.server",
+    "prepare": "jax_llm.data.prepare",
+    "track": "jax_llm.training.track_job",
+    "plan": "jax_llm.training.memory_plan",
+    "compile-cache": "jax_llm.serving.compile_cache",
+}
 
 
 def main(argv: list[str]) -> int:

@@ -21,10 +21,10 @@ def held_out_loss(model_dir: Path, validation: Path, *, rows: int = 16, batches:
     seq_len = model.config.max_seq_len
     tokens = np.concatenate([np.asarray(open_shard(path)) for path in sorted(validation.glob("*.bin"))])
     count = min(rows * batches, (len(tokens) - 1) // seq_len)
-    windows = np.stack([tokens[i * seq_len:(i + 1) * seq_len + 1] for i in range(count)]).astype(np.int32)
+    windows = np.stack([tokens[i * seq_len : (i + 1) * seq_len + 1] for i in range(count)]).astype(np.int32)
     losses = []
     for start in range(0, count, rows):
-        chunk = windows[start:start + rows]
+        chunk = windows[start : start + rows]
         logits, _ = model(chunk[:, :-1])
         losses.append(float(optax.softmax_cross_entropy_with_integer_labels(logits, chunk[:, 1:]).mean()))
     return float(np.mean(losses))

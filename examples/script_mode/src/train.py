@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+
 from jax_llm.contract.distributed import join_cluster
 
 parser = argparse.ArgumentParser()

@@ -55,8 +55,9 @@ def handler(event, context):
         if event["RequestType"] != "Delete":  # nothing was created, so a delete has nothing to undo
             properties, client = event["ResourceProperties"], boto3.client("sagemaker")
             group, requested = properties["ModelPackageGroupName"], properties.get("Requested", "")
-            physical_id = (requested_version(client, group, requested) if requested
-                           else newest_approved(client, group))
+            physical_id = (
+                requested_version(client, group, requested) if requested else newest_approved(client, group)
+            )
             data = {"ModelPackageArn": physical_id}
     except NoApprovedVersion as exc:
         status, reason = "FAILED", str(exc)

@@ -29,8 +29,13 @@ SERVING_OUTPUT = "ModelPackageArn"  # the stack output naming the version the en
 TOKEN_PREFIX = "release-"
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"]
 # Statuses a stack can be updated from; any other one that is not *_IN_PROGRESS needs a person.
-UPDATABLE = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE",
-             "IMPORT_ROLLBACK_COMPLETE")
+UPDATABLE = (
+    "CREATE_COMPLETE",
+    "UPDATE_COMPLETE",
+    "UPDATE_ROLLBACK_COMPLETE",
+    "IMPORT_COMPLETE",
+    "IMPORT_ROLLBACK_COMPLETE",
+)
 
 
 def version_of(arn):
@@ -54,8 +59,12 @@ def released_version(token):
 def newest_approved(sagemaker, group):
     """ARN of the newest Approved version in ``group``, or None."""
     summaries = sagemaker.list_model_packages(
-        ModelPackageGroupName=group, ModelApprovalStatus="Approved", SortBy="CreationTime",
-        SortOrder="Descending", MaxResults=1)["ModelPackageSummaryList"]
+        ModelPackageGroupName=group,
+        ModelApprovalStatus="Approved",
+        SortBy="CreationTime",
+        SortOrder="Descending",
+        MaxResults=1,
+    )["ModelPackageSummaryList"]
     return summaries[0]["ModelPackageArn"] if summaries else None
 
 
@@ -67,11 +76,17 @@ def reconcile(sagemaker, cloudformation, *, stack, group, reason, failed_version
     serving = outputs.get(SERVING_OUTPUT)
     result = {"reason": reason, "stack_status": status, "serving": serving}
     if status.endswith("_IN_PROGRESS"):
-        return {**result, "outcome": "deferred",
-                "detail": "the stack is being updated; its next settled state starts this again"}
+        return {
+            **result,
+            "outcome": "deferred",
+            "detail": "the stack is being updated; its next settled state starts this again",
+        }
     if status not in UPDATABLE:
-        return {**result, "outcome": "blocked",
-                "detail": f"the stack is {status}: fix it (e.g. continue the rollback) before a release"}
+        return {
+            **result,
+            "outcome": "blocked",
+            "detail": f"the stack is {status}: fix it (e.g. continue the rollback) before a release",
+        }
     target = newest_approved(sagemaker, group)
     result["target"] = target
     if target is None:
@@ -79,25 +94,40 @@ def reconcile(sagemaker, cloudformation, *, stack, group, reason, failed_version
     if target == serving:
         return {**result, "outcome": "nothing to do", "detail": "the newest Approved version is serving"}
     if failed_version is not None and version_of(target) == failed_version:
-        return {**result, "outcome": "not retried",
-                "detail": f"the rollout of version {failed_version} just rolled back (see the stack events); "
-                          "approve a newer version, or reject this one to go back"}
+        return {
+            **result,
+            "outcome": "not retried",
+            "detail": f"the rollout of version {failed_version} just rolled back (see the stack events); "
+            "approve a newer version, or reject this one to go back",
+        }
     token = release_token(target, time.time() if now is None else now)
-    parameters = [{"ParameterKey": p["ParameterKey"], "UsePreviousValue": True}
-                  for p in described.get("Parameters", []) if p["ParameterKey"] != PARAMETER]
+    parameters = [
+        {"ParameterKey": p["ParameterKey"], "UsePreviousValue": True}
+        for p in described.get("Parameters", [])
+        if p["ParameterKey"] != PARAMETER
+    ]
     parameters.append({"ParameterKey": PARAMETER, "ParameterValue": target})
     try:
         # No RoleARN: CloudFormation uses the role the stack was deployed with (CDK's deploy role), and
         # needs no iam:PassRole of the caller for it (UpdateStack's RoleARN, docs/stacks.md).
-        cloudformation.update_stack(StackName=stack, UsePreviousTemplate=True, Parameters=parameters,
-                                    Capabilities=CAPABILITIES, ClientRequestToken=token)
+        cloudformation.update_stack(
+            StackName=stack,
+            UsePreviousTemplate=True,
+            Parameters=parameters,
+            Capabilities=CAPABILITIES,
+            ClientRequestToken=token,
+        )
     except ClientError as error:
         message = error.response["Error"].get("Message", "")
         if "IN_PROGRESS state" in message:  # someone else's update started in between
             return {**result, "outcome": "deferred", "detail": message}
         raise
-    return {**result, "outcome": "started", "token": token,
-            "detail": f"rolling out version {version_of(target)} (was {serving})"}
+    return {
+        **result,
+        "outcome": "started",
+        "token": token,
+        "detail": f"rolling out version {version_of(target)} (was {serving})",
+    }
 
 
 def what_happened(event, group):
@@ -119,12 +149,20 @@ def handler(event, context):
     group = os.environ["MODEL_PACKAGE_GROUP_NAME"]
     happened = what_happened(event, group)
     if happened is None:
-        outcome = {"outcome": "ignored", "detail": "not an approval in this group",
-                   "status": (event.get("detail") or {}).get("ModelApprovalStatus")}
+        outcome = {
+            "outcome": "ignored",
+            "detail": "not an approval in this group",
+            "status": (event.get("detail") or {}).get("ModelApprovalStatus"),
+        }
     else:
         reason, failed = happened
-        outcome = reconcile(boto3.client("sagemaker"), boto3.client("cloudformation"),
-                            stack=os.environ["STACK_ID"], group=group,
-                            reason=reason, failed_version=failed)
+        outcome = reconcile(
+            boto3.client("sagemaker"),
+            boto3.client("cloudformation"),
+            stack=os.environ["STACK_ID"],
+            group=group,
+            reason=reason,
+            failed_version=failed,
+        )
     print(json.dumps(outcome))
     return outcome

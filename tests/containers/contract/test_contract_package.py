@@ -5,6 +5,7 @@ from __future__ import annotations
 import pkgutil
 import subprocess
 import sys
+
 from tests.support import CONTAINER_SRC
 
 CONTAINER = CONTAINER_SRC

@@ -46,8 +46,9 @@ def test_current_host_must_be_listed(tmp_path):
 
 def resource_config(tmp_path, current_host="algo-2", hosts=("algo-1", "algo-2"), interface="eth0"):
     path = tmp_path / "resourceconfig.json"
-    path.write_text(json.dumps({"current_host": current_host, "hosts": list(hosts),
-                                "network_interface_name": interface}))
+    path.write_text(
+        json.dumps({"current_host": current_host, "hosts": list(hosts), "network_interface_name": interface})
+    )
     return path
 
 
@@ -58,16 +59,27 @@ def test_resource_config_alone_sagemakers_own_launch(tmp_path):
 
 
 def test_our_script_modes_jax_variables_come_first(tmp_path):
-    environ = {"JAX_NUM_PROCESSES": "4", "JAX_PROCESS_ID": "3", "JAX_COORDINATOR_ADDRESS": "algo-1:7777",
-               "SM_HOST_COUNT": "2", "SM_CURRENT_HOST_RANK": "1", "SM_MASTER_ADDR": "elsewhere"}
+    environ = {
+        "JAX_NUM_PROCESSES": "4",
+        "JAX_PROCESS_ID": "3",
+        "JAX_COORDINATOR_ADDRESS": "algo-1:7777",
+        "SM_HOST_COUNT": "2",
+        "SM_CURRENT_HOST_RANK": "1",
+        "SM_MASTER_ADDR": "elsewhere",
+    }
     plan = plan_join(environ, resource_config(tmp_path))
     assert (plan.process_count, plan.process_id, plan.coordinator) == (4, 3, "algo-1:7777")
 
 
 def test_sdk_v3_driver_variables(tmp_path):
     # What sagemaker 3.27's sm_drivers/scripts/environment.py exports (values as it serializes them).
-    environ = {"SM_HOST_COUNT": "2", "SM_CURRENT_HOST_RANK": "1", "SM_MASTER_ADDR": "algo-1",
-               "SM_MASTER_PORT": "7777", "SM_NETWORK_INTERFACE_NAME": "ethwe"}
+    environ = {
+        "SM_HOST_COUNT": "2",
+        "SM_CURRENT_HOST_RANK": "1",
+        "SM_MASTER_ADDR": "algo-1",
+        "SM_MASTER_PORT": "7777",
+        "SM_NETWORK_INTERFACE_NAME": "ethwe",
+    }
     plan = plan_join(environ, tmp_path / "no-resourceconfig.json")
     assert (plan.process_count, plan.process_id, plan.coordinator) == (2, 1, "algo-1:7777")
     assert plan.network_interface == "ethwe"
@@ -76,13 +88,16 @@ def test_sdk_v3_driver_variables(tmp_path):
     assert plan.coordinator == "127.0.0.1:5000"
 
 
-@pytest.mark.parametrize("environ, named", [
-    ({"SM_HOST_COUNT": "two", "SM_CURRENT_HOST_RANK": "0", "SM_MASTER_ADDR": "a"}, "SM_HOST_COUNT"),
-    ({"SM_HOST_COUNT": "2", "SM_CURRENT_HOST_RANK": "2", "SM_MASTER_ADDR": "a"}, "process id 2"),
-    ({"SM_HOST_COUNT": "2", "SM_CURRENT_HOST_RANK": "0"}, "SM_MASTER_ADDR"),
-    ({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "0"}, "JAX_COORDINATOR_ADDRESS"),
-    ({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": ""}, "JAX_PROCESS_ID"),
-])
+@pytest.mark.parametrize(
+    "environ, named",
+    [
+        ({"SM_HOST_COUNT": "two", "SM_CURRENT_HOST_RANK": "0", "SM_MASTER_ADDR": "a"}, "SM_HOST_COUNT"),
+        ({"SM_HOST_COUNT": "2", "SM_CURRENT_HOST_RANK": "2", "SM_MASTER_ADDR": "a"}, "process id 2"),
+        ({"SM_HOST_COUNT": "2", "SM_CURRENT_HOST_RANK": "0"}, "SM_MASTER_ADDR"),
+        ({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "0"}, "JAX_COORDINATOR_ADDRESS"),
+        ({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": ""}, "JAX_PROCESS_ID"),
+    ],
+)
 def test_contradicting_variables_are_named(tmp_path, environ, named):
     with pytest.raises(LauncherError, match=named):
         plan_join(environ, tmp_path / "none.json")
@@ -118,14 +133,28 @@ print(plan.source, jax.process_count(), jax.process_index(), flush=True)
 def test_two_processes_join_from_sdk_v3_variables(tmp_path):
     """Two real processes on this machine join one cluster from the SM_ variables SDK v3's driver sets."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, os.path.join(REPO, "containers", "jax-llm")]),
-           "SAGEMAKER_BASE_DIR": str(tmp_path), "JAX_PLATFORMS": "cpu", "SM_HOST_COUNT": "2",
-           "SM_MASTER_ADDR": "127.0.0.1", "SM_MASTER_PORT": str(port), "SM_NETWORK_INTERFACE_NAME": "ethwe"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([REPO, os.path.join(REPO, "containers", "jax-llm")]),
+        "SAGEMAKER_BASE_DIR": str(tmp_path),
+        "JAX_PLATFORMS": "cpu",
+        "SM_HOST_COUNT": "2",
+        "SM_MASTER_ADDR": "127.0.0.1",
+        "SM_MASTER_PORT": str(port),
+        "SM_NETWORK_INTERFACE_NAME": "ethwe",
+    }
     for name in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID", "JAX_COORDINATOR_ADDRESS"):
         env.pop(name, None)
-    processes = [subprocess.Popen([sys.executable, "-c", JOIN], env={**env, "SM_CURRENT_HOST_RANK": str(rank)},
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                 for rank in (0, 1)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", JOIN],
+            env={**env, "SM_CURRENT_HOST_RANK": str(rank)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
     outputs = [p.communicate(timeout=120)[0] for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
     assert [out.strip().splitlines()[-1] for out in outputs] == ["SM_ variables 2 0", "SM_ variables 2 1"]

@@ -18,8 +18,14 @@ from venv import EnvBuilder
 
 import pytest
 
-from tests.support import REPO, free_port
-from tests.support import run_training, start_training, train_command_env, write_training_tree
+from tests.support import (
+    REPO,
+    free_port,
+    run_training,
+    start_training,
+    train_command_env,
+    write_training_tree,
+)
 
 EXAMPLE = REPO / "examples" / "script_mode" / "src"
 

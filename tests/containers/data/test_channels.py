@@ -9,11 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jax_llm.data.channels import DataError, load_training_data
 from jax_llm.contract.paths import SageMakerPaths
+from jax_llm.data.channels import DataError, load_training_data
 from jax_llm.data.shards import HEADER_SIZE, ShardWriter
-from jax_llm.data.tokenizer import (EOS_TOKEN, eos_id, fingerprint, load_tokenizer, save_tokenizer,
-                                    train_tokenizer)
+from jax_llm.data.tokenizer import (
+    EOS_TOKEN,
+    eos_id,
+    fingerprint,
+    load_tokenizer,
+    save_tokenizer,
+    train_tokenizer,
+)
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 DOCUMENTS = [p.read_text(encoding="utf-8") for p in sorted((STDLIB / "json").glob("*.py"))]
@@ -25,24 +31,37 @@ def tree(root: Path, channels: dict[str, dict] | None = None, hosts: int = 1) ->
     channels = {"train": {}} if channels is None else channels
     paths = SageMakerPaths(root)
     paths.input_config.mkdir(parents=True, exist_ok=True)
-    paths.input_data_config.write_text(json.dumps({
-        name: {"TrainingInputMode": "FastFile", "S3DistributionType": "FullyReplicated", **spec}
-        for name, spec in channels.items()}))
-    paths.resource_config.write_text(json.dumps({"current_host": "algo-1",
-                                                 "hosts": [f"algo-{i + 1}" for i in range(hosts)]}))
+    paths.input_data_config.write_text(
+        json.dumps(
+            {
+                name: {"TrainingInputMode": "FastFile", "S3DistributionType": "FullyReplicated", **spec}
+                for name, spec in channels.items()
+            }
+        )
+    )
+    paths.resource_config.write_text(
+        json.dumps({"current_host": "algo-1", "hosts": [f"algo-{i + 1}" for i in range(hosts)]})
+    )
     for name in channels:
         paths.channel(name).mkdir(parents=True, exist_ok=True)
     return paths
 
 
 def load(paths: SageMakerPaths, **kwargs):
-    return load_training_data(paths, **{"vocab_size": 400, "seq_len": SEQ, "seed": 0,
-                                        "work_dir": paths.root / "work", **kwargs})
+    return load_training_data(
+        paths, **{"vocab_size": 400, "seq_len": SEQ, "seed": 0, "work_dir": paths.root / "work", **kwargs}
+    )
 
 
 def write_shards(directory: Path, tokenizer, documents: list[str]) -> list[Path]:
-    with ShardWriter(directory, directory.name, vocab_size=tokenizer.get_vocab_size(), eos_id=eos_id(tokenizer),
-                     fingerprint=fingerprint(tokenizer), shard_size=5000) as writer:
+    with ShardWriter(
+        directory,
+        directory.name,
+        vocab_size=tokenizer.get_vocab_size(),
+        eos_id=eos_id(tokenizer),
+        fingerprint=fingerprint(tokenizer),
+        shard_size=5000,
+    ) as writer:
         for document in documents:
             writer.write(tokenizer.encode(document).ids + [eos_id(tokenizer)])
     return writer.paths
@@ -93,7 +112,9 @@ def test_prepared_shards_with_their_tokenizer_and_validation_channels(tmp_path):
     assert data.vocab_size == 600 and data.tokenizer_file == paths.channel("tokenizer") / "tokenizer.json"
     assert data.validation.num_tokens == len(tokenizer.encode(DOCUMENTS[-1]).ids) + 1
     [rows] = data.validation.eval_batches(1, SEQ, max_batches=1)
-    assert decode(data.tokenizer_file, rows)[0] == tokenizer.decode(tokenizer.encode(DOCUMENTS[-1]).ids[:SEQ + 1])
+    assert decode(data.tokenizer_file, rows)[0] == tokenizer.decode(
+        tokenizer.encode(DOCUMENTS[-1]).ids[: SEQ + 1]
+    )
     assert not data.train.host_sharded
 
 
@@ -113,6 +134,7 @@ def _no_train(paths):
 def _text(name, content=b"x" * 100):
     def write(paths):
         (paths.channel("train") / name).write_bytes(content)
+
     return write
 
 
@@ -149,27 +171,49 @@ def _pipe(paths):
     paths.input_data_config.write_text(json.dumps({"train": {"TrainingInputMode": "Pipe"}}))
 
 
-@pytest.mark.parametrize("breaks, channel, message", [
-    (_no_train, "train", "missing"),
-    (lambda paths: None, "train", "empty"),
-    (_text("notes.csv"), "train", r"no usable file .*found notes\.csv"),
-    (_text("latin1.txt", b"caf\xe9"), "train", r"latin1\.txt: not UTF-8"),
-    (_text("bad.jsonl", b'{"txt": 1}\n'), "train", r"bad\.jsonl:1"),
-    (_text("tiny.txt", b"hi"), "train", r"too few to hold out"),
-    (_shards_without_tokenizer, "train", "give the 'tokenizer' channel"),
-    (_truncated_shard, "train", r"train-00001\.bin.*truncated"),
-    (_other_tokenizer, "train", r"train-00000\.bin: made with tokenizer \w+, but the tokenizer in use is"),
-    (_mixed, "train", "both token shards"),
-    (_sharded_text_without_tokenizer, "train", "would train a different tokenizer"),
-    (_pipe, "train", "Pipe input mode is not supported"),
-    (lambda paths: _text("a.txt", DOCUMENTS[0].encode())(paths), "tokenizer", "empty"),
-    (lambda paths: (_text("a.txt", DOCUMENTS[0].encode())(paths),
-                    (paths.channel("tokenizer") / "vocab.txt").write_text("x")), "tokenizer", "no tokenizer.json"),
-    (lambda paths: (_text("a.txt", DOCUMENTS[0].encode())(paths), paths.channel("validation").rmdir()),
-     "validation", "missing"),
-    (lambda paths: (_text("a.txt", DOCUMENTS[0].encode())(paths),
-                    (paths.channel("validation") / "v.txt").write_text("short")), "validation", "fewer than one"),
-])
+@pytest.mark.parametrize(
+    "breaks, channel, message",
+    [
+        (_no_train, "train", "missing"),
+        (lambda paths: None, "train", "empty"),
+        (_text("notes.csv"), "train", r"no usable file .*found notes\.csv"),
+        (_text("latin1.txt", b"caf\xe9"), "train", r"latin1\.txt: not UTF-8"),
+        (_text("bad.jsonl", b'{"txt": 1}\n'), "train", r"bad\.jsonl:1"),
+        (_text("tiny.txt", b"hi"), "train", r"too few to hold out"),
+        (_shards_without_tokenizer, "train", "give the 'tokenizer' channel"),
+        (_truncated_shard, "train", r"train-00001\.bin.*truncated"),
+        (
+            _other_tokenizer,
+            "train",
+            r"train-00000\.bin: made with tokenizer \w+, but the tokenizer in use is",
+        ),
+        (_mixed, "train", "both token shards"),
+        (_sharded_text_without_tokenizer, "train", "would train a different tokenizer"),
+        (_pipe, "train", "Pipe input mode is not supported"),
+        (lambda paths: _text("a.txt", DOCUMENTS[0].encode())(paths), "tokenizer", "empty"),
+        (
+            lambda paths: (
+                _text("a.txt", DOCUMENTS[0].encode())(paths),
+                (paths.channel("tokenizer") / "vocab.txt").write_text("x"),
+            ),
+            "tokenizer",
+            "no tokenizer.json",
+        ),
+        (
+            lambda paths: (_text("a.txt", DOCUMENTS[0].encode())(paths), paths.channel("validation").rmdir()),
+            "validation",
+            "missing",
+        ),
+        (
+            lambda paths: (
+                _text("a.txt", DOCUMENTS[0].encode())(paths),
+                (paths.channel("validation") / "v.txt").write_text("short"),
+            ),
+            "validation",
+            "fewer than one",
+        ),
+    ],
+)
 def test_bad_channels_are_errors_naming_the_channel_and_its_path(tmp_path, breaks, channel, message):
     paths = tree(tmp_path, {"train": {}, channel: {}} if channel != "train" else None)
     breaks(paths)

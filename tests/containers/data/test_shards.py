@@ -18,8 +18,13 @@ def test_stream_split_into_shards_of_the_requested_size_reads_back_in_order(tmp_
     assert [p.name for p in writer.paths] == ["train-00000.bin", "train-00001.bin", "train-00002.bin"]
     headers = [read_header(p) for p in writer.paths]
     assert [h["tokens"] for h in headers] == [1000, 1000, 500]
-    assert headers[0] == {"dtype": "uint16", "tokens": 1000, "vocab_size": 1000, "eos_id": 0,
-                          "tokenizer_fingerprint": "0123456789abcdef"}
+    assert headers[0] == {
+        "dtype": "uint16",
+        "tokens": 1000,
+        "vocab_size": 1000,
+        "eos_id": 0,
+        "tokenizer_fingerprint": "0123456789abcdef",
+    }
     maps = [open_shard(p) for p in writer.paths]
     assert isinstance(maps[0], np.memmap)
     np.testing.assert_array_equal(np.concatenate(maps), stream)
@@ -34,9 +39,11 @@ def test_vocabularies_beyond_uint16_use_four_bytes_per_token(tmp_path):
 
 
 def test_token_ids_outside_the_vocabulary_are_refused(tmp_path):
-    with ShardWriter(tmp_path, "x", vocab_size=10, shard_size=10, **META) as writer:
-        with pytest.raises(ValueError, match="outside"):
-            writer.write([3, 10])
+    with (
+        ShardWriter(tmp_path, "x", vocab_size=10, shard_size=10, **META) as writer,
+        pytest.raises(ValueError, match="outside"),
+    ):
+        writer.write([3, 10])
 
 
 def test_truncated_or_foreign_files_are_errors_naming_the_file(tmp_path):

@@ -23,14 +23,19 @@ def test_files_are_listed_once_in_path_order_without_hidden_ones(tmp_path):
     for name in ["b/2.txt", "a.jsonl", "b/10.txt", ".hidden/x.txt", "b/.DS_Store"]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("x")
-    assert [p.relative_to(tmp_path).as_posix() for p in list_files(tmp_path)] == ["a.jsonl", "b/10.txt", "b/2.txt"]
+    assert [p.relative_to(tmp_path).as_posix() for p in list_files(tmp_path)] == [
+        "a.jsonl",
+        "b/10.txt",
+        "b/2.txt",
+    ]
 
 
 def test_txt_jsonl_and_gzip_documents_come_back_whole_and_in_order(tmp_path, monkeypatch):
     monkeypatch.setattr(text_corpus, "PIECE_CHARS", 1000)  # long files come in pieces at line ends
     (tmp_path / "1.txt").write_text(DOCUMENTS[0])
-    (tmp_path / "2.jsonl").write_text("\n".join(json.dumps({"text": d, "id": i}) for i, d in enumerate(DOCUMENTS[1:3]))
-                                      + "\n\n")  # a blank line is no document
+    (tmp_path / "2.jsonl").write_text(
+        "\n".join(json.dumps({"text": d, "id": i}) for i, d in enumerate(DOCUMENTS[1:3])) + "\n\n"
+    )  # a blank line is no document
     with gzip.open(tmp_path / "3.txt.gz", "wt", encoding="utf-8") as f:
         f.write(DOCUMENTS[3])
     (tmp_path / "4.txt").write_text("")  # an empty file is no document
@@ -44,12 +49,19 @@ def test_txt_jsonl_and_gzip_documents_come_back_whole_and_in_order(tmp_path, mon
     assert documents == DOCUMENTS[:4]
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("bad.txt", b"caf\xe9 latin-1", r"bad\.txt: not UTF-8"),
-    ("bad.jsonl", b'{"text": "ok"}\n{"txt": "typo"}\n', r"bad\.jsonl:2: not a JSON object with a \"text\" field"),
-    ("bad.jsonl", b'{"text": 3}\n', r"bad\.jsonl:1: \"text\" is int"),
-    ("bad.txt.gz", b"not gzip at all", r"bad\.txt\.gz: unreadable"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("bad.txt", b"caf\xe9 latin-1", r"bad\.txt: not UTF-8"),
+        (
+            "bad.jsonl",
+            b'{"text": "ok"}\n{"txt": "typo"}\n',
+            r"bad\.jsonl:2: not a JSON object with a \"text\" field",
+        ),
+        ("bad.jsonl", b'{"text": 3}\n', r"bad\.jsonl:1: \"text\" is int"),
+        ("bad.txt.gz", b"not gzip at all", r"bad\.txt\.gz: unreadable"),
+    ],
+)
 def test_unreadable_text_is_an_error_naming_the_file_and_line(tmp_path, name, content, message):
     (tmp_path / name).write_bytes(content)
     with pytest.raises(CorpusError, match=message):
@@ -65,8 +77,17 @@ def test_encoded_stream_decodes_to_the_documents_joined_by_eos(tmp_path, monkeyp
         files[-1].parent.mkdir(exist_ok=True)
         files[-1].write_text(document)
     tokenizer = train_tokenizer(DOCUMENTS, 500)
-    writers = [ShardWriter(tmp_path / name, name, vocab_size=500, eos_id=eos_id(tokenizer),
-                           fingerprint=fingerprint(tokenizer), shard_size=3000) for name in ("even", "odd")]
+    writers = [
+        ShardWriter(
+            tmp_path / name,
+            name,
+            vocab_size=500,
+            eos_id=eos_id(tokenizer),
+            fingerprint=fingerprint(tokenizer),
+            shard_size=3000,
+        )
+        for name in ("even", "odd")
+    ]
     with writers[0], writers[1]:
         count = encode_pieces(tokenizer, iter_pieces(files), lambda i: writers[i % 2])
     assert count == len(DOCUMENTS)

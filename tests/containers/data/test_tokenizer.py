@@ -10,8 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from jax_llm.data.tokenizer import (EOS_TOKEN, TokenizerError, eos_id, fingerprint, load_tokenizer,
-                                    save_tokenizer, train_tokenizer)
+from jax_llm.data.tokenizer import (
+    EOS_TOKEN,
+    TokenizerError,
+    eos_id,
+    fingerprint,
+    load_tokenizer,
+    save_tokenizer,
+    train_tokenizer,
+)
 from tests.support import REPO
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -46,8 +53,15 @@ def test_training_is_deterministic_across_processes(tokenizer):
         "import json, sys; from jax_llm.data.tokenizer import train_tokenizer; "
         "print(train_tokenizer(json.load(sys.stdin), 600).to_str())"
     )
-    out = subprocess.run([sys.executable, "-c", script], input=json.dumps(CORPUS), capture_output=True, text=True,
-                         check=True, env={"PYTHONPATH": "containers/jax-llm", "PATH": "/usr/bin:/bin"}, cwd=_repo())
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        input=json.dumps(CORPUS),
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": "containers/jax-llm", "PATH": "/usr/bin:/bin"},
+        cwd=_repo(),
+    )
     assert out.stdout.strip() == tokenizer.to_str()
 
 

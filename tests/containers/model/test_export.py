@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from jax_llm.model.config import ModelConfig
 from jax_llm.model.export import load_model, read_model_config, save_model
 from jax_llm.model.gpt import GPT
-from jax_llm.model.config import ModelConfig
 
 
 @pytest.fixture()
@@ -18,7 +18,9 @@ def exported(tmp_path):
     model = GPT(ModelConfig.preset("tiny"), rngs=nnx.Rngs(3))
     tokenizer = tmp_path / "tokenizer.json"
     tokenizer.write_text('{"model": "stand-in"}')
-    save_model(tmp_path / "model", model, tokenizer, metrics={"val_loss": 2.5}, extra={"training": {"seed": 3}})
+    save_model(
+        tmp_path / "model", model, tokenizer, metrics={"val_loss": 2.5}, extra={"training": {"seed": 3}}
+    )
     return model, tmp_path / "model"
 
 
@@ -73,7 +75,9 @@ def test_bfloat16_export_is_format_2_half_the_bytes_and_serves_bfloat16_weights(
     assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(params))
     original = nnx.state(model, nnx.Param)
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(original), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b.astype(jnp.bfloat16)))  # rounded once, exactly
+        np.testing.assert_array_equal(
+            np.asarray(a), np.asarray(b.astype(jnp.bfloat16))
+        )  # rounded once, exactly
     tokens = jnp.arange(12)[None]
     np.testing.assert_allclose(served(tokens)[0], model(tokens)[0], atol=0.05)
 
@@ -86,7 +90,9 @@ def test_a_format_1_model_written_by_the_previous_exporter_still_loads(exported,
     for name in ("config.json", "tokenizer.json"):
         (old / name).write_bytes((model_dir / name).read_bytes())
     flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
-    np.savez(old / "params.npz", **{".".join(map(str, p)): np.asarray(v.get_value(), np.float32) for p, v in flat})
+    np.savez(
+        old / "params.npz", **{".".join(map(str, p)): np.asarray(v.get_value(), np.float32) for p, v in flat}
+    )
     assert json.loads((old / "config.json").read_text())["format_version"] == 1
     tokens = jnp.arange(12)[None]
     np.testing.assert_array_equal(load_model(old)(tokens)[0], model(tokens)[0])

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jax_llm.model.gpt import GPT, init_cache
 from jax_llm.model.config import ModelConfig
+from jax_llm.model.gpt import GPT, init_cache
 
 CONFIG = ModelConfig.preset("tiny")
 
@@ -63,7 +63,9 @@ def test_rows_of_one_batch_decode_at_different_positions(model):
     # Stale values from an earlier, longer request in row 0 must stay invisible.
     _, cache = forward(model, _tokens(2, 12, seed=4), jnp.broadcast_to(jnp.arange(12), (2, 12)), cache)
     padded_a = jnp.pad(a[:, :3], ((0, 0), (0, 4)))
-    _, cache = forward(model, jnp.concatenate([padded_a, b[:, :7]]), jnp.broadcast_to(jnp.arange(7), (2, 7)), cache)
+    _, cache = forward(
+        model, jnp.concatenate([padded_a, b[:, :7]]), jnp.broadcast_to(jnp.arange(7), (2, 7)), cache
+    )
     step, _ = forward(model, jnp.concatenate([a[:, 3:4], b[:, 7:8]]), jnp.array([[3], [7]]), cache)
     np.testing.assert_allclose(step[0, 0], forward(model, a)[0][0, 3], atol=1e-5)
     np.testing.assert_allclose(step[1, 0], forward(model, b)[0][0, 7], atol=1e-5)

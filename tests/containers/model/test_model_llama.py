@@ -89,8 +89,9 @@ def test_gqa_equals_multi_head_attention_with_repeated_kv_heads(model):
     cache, mha_cache = init_cache(CONFIG, 2, 32), init_cache(mha.config, 2, 32)
     assert cache[0].k.shape == (2, kv, 32, h) and mha_cache[0].k.shape == (2, n, 32, h)  # sized by kv heads
     positions = jnp.broadcast_to(jnp.arange(24), (2, 24))
-    np.testing.assert_array_equal(forward(model, tokens, positions, cache)[0],
-                                  forward(mha, tokens, positions, mha_cache)[0])
+    np.testing.assert_array_equal(
+        forward(model, tokens, positions, cache)[0], forward(mha, tokens, positions, mha_cache)[0]
+    )
 
 
 def test_kv_cache_decode_equals_full_forward(model):
@@ -111,7 +112,7 @@ def _unstacked(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     for key, value in params.items():
         if key.startswith("layers."):
             for i in range(value.shape[0]):
-                out[f"blocks.{i}.{key[len('layers.'):]}"] = value[i]
+                out[f"blocks.{i}.{key[len('layers.') :]}"] = value[i]
         else:
             out[key] = value
     return out
@@ -121,8 +122,9 @@ def _unstacked(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def test_scanned_layers_equal_unrolled(model, remat):
     """Same weights, stacked and scanned or one module per layer: same logits and same gradients."""
     scanned = _with_params(dataclasses.replace(CONFIG, remat=remat), _params(model))
-    unrolled = _with_params(dataclasses.replace(CONFIG, remat=remat, scan_layers=False),
-                            _unstacked(_params(model)))
+    unrolled = _with_params(
+        dataclasses.replace(CONFIG, remat=remat, scan_layers=False), _unstacked(_params(model))
+    )
     tokens = _tokens(2, 16, seed=4)
     np.testing.assert_allclose(forward(scanned, tokens)[0], forward(unrolled, tokens)[0], rtol=0, atol=1e-6)
 
@@ -185,4 +187,4 @@ def test_serving_runner_decodes_a_scanned_gqa_model_as_greedy(model):
         padded = np.zeros((1, 32), np.int32)
         padded[0, : len(tokens)] = tokens
         tokens.append(int(jnp.argmax(full(model, padded)[0, len(tokens) - 1])))
-    assert got == tokens[len(prompt):]
+    assert got == tokens[len(prompt) :]

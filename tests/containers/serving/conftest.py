@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from jax_llm.data.tokenizer import load_tokenizer
 from jax_llm.model.export import TOKENIZER_FILE, load_model
 from jax_llm.serving.engine.runner import ModelRunner
 from jax_llm.serving.settings import ServingSettings
-from jax_llm.data.tokenizer import load_tokenizer
 from tests.support import REPO, free_port
 
 SLOTS = 4

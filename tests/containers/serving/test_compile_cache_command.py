@@ -17,9 +17,15 @@ REPO = Path(__file__).resolve().parents[3]
 def compile_cache(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "jax_llm", "compile-cache", *args],
-        env={**os.environ, "SAGEMAKER_BASE_DIR": str(root),
-             "PYTHONPATH": str(REPO / "containers" / "jax-llm"), **env},
-        capture_output=True, text=True, timeout=60,
+        env={
+            **os.environ,
+            "SAGEMAKER_BASE_DIR": str(root),
+            "PYTHONPATH": str(REPO / "containers" / "jax-llm"),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

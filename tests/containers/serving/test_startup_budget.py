@@ -10,8 +10,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from jax_llm.contract.serving import STARTUP_EVENT, STARTUP_METRICS, STARTUP_PHASES
-from jax_llm.contract.serving import COMPILE_CACHE_DIR
+from jax_llm.contract.serving import COMPILE_CACHE_DIR, STARTUP_EVENT, STARTUP_METRICS, STARTUP_PHASES
 from jax_llm.serving.startup import StartupTimes
 from tests.containers.serving.conftest import running_server
 
@@ -29,8 +28,11 @@ def sum_slack_s(ready_s: float) -> float:
 
 def scraped(server) -> dict[tuple[str, tuple], float]:
     text = httpx.get(f"{server.url}/metrics", timeout=10).text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def test_the_start_phases_add_up_to_the_time_to_the_first_200_on_ping(server):
@@ -45,8 +47,11 @@ def test_the_start_phases_add_up_to_the_time_to_the_first_200_on_ping(server):
 
 def test_each_serving_program_s_compile_and_run_are_exported_and_add_up_to_the_phases(server):
     values = scraped(server)
-    programs = {(dict(labels)["program"], dict(labels)["part"]): 0.0 for (name, labels) in values
-                if name == "jax_llm_startup_program_seconds"}
+    programs = {
+        (dict(labels)["program"], dict(labels)["part"]): 0.0
+        for (name, labels) in values
+        if name == "jax_llm_startup_program_seconds"
+    }
     for (name, labels), seconds in values.items():
         if name == "jax_llm_startup_program_seconds":
             label = dict(labels)
@@ -69,9 +74,8 @@ def test_the_start_is_one_metric_line_with_the_contract_s_fields(server):
 
 
 def test_an_unknown_phase_is_refused():
-    with pytest.raises(ValueError, match="model_read"):
-        with StartupTimes().phase("model_load"):
-            pass
+    with pytest.raises(ValueError, match="model_read"), StartupTimes().phase("model_load"):
+        pass
 
 
 def test_a_model_that_ships_compile_cache_entries_starts_without_compiling(

@@ -20,6 +20,7 @@ import orbax.checkpoint as ocp
 import pytest
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
 from jax_llm.training import checkpoint_parts as parts
 from jax_llm.training.checkpointing import DAMAGED_DIR, STEPS_DIR, Checkpointer, CheckpointError, flatten
 
@@ -145,10 +146,15 @@ def test_no_checkpoint_at_all_is_a_fresh_start(tmp_path):
 def test_a_checkpoint_of_the_previous_format_restores_on_one_host(tmp_path):
     """What jax-llm wrote before per-host parts: an Orbax Composite of the flat state and JSON metadata."""
     old = {k: np.asarray(v) for k, v in flatten(_state(6)).items()}
-    manager = ocp.CheckpointManager((tmp_path / STEPS_DIR).absolute(),
-                                    options=ocp.CheckpointManagerOptions(create=True))
-    manager.save(6, args=ocp.args.Composite(state=ocp.args.StandardSave(old),
-                                            meta=ocp.args.JsonSave({"history": {"val_loss": []}, "step": 6})))
+    manager = ocp.CheckpointManager(
+        (tmp_path / STEPS_DIR).absolute(), options=ocp.CheckpointManagerOptions(create=True)
+    )
+    manager.save(
+        6,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave(old), meta=ocp.args.JsonSave({"history": {"val_loss": []}, "step": 6})
+        ),
+    )
     manager.wait_until_finished()
     manager.close()
     restored = Checkpointer(tmp_path, keep=5).restore_latest(_abstract(_state(0)))

@@ -10,16 +10,17 @@ import shutil
 from pathlib import Path
 
 import pytest
-from jax_llm.contract.paths import JOB_NAME_ENV, PER_JOB_CHECKPOINTS_ENV, SageMakerPaths
 
+from jax_llm.contract.paths import JOB_NAME_ENV, PER_JOB_CHECKPOINTS_ENV, SageMakerPaths
 from tests.support import TINY_HYPERPARAMETERS, run_training, write_training_tree
 
 
 def test_paths_put_a_trials_checkpoints_under_its_job_name():
     env = {"SAGEMAKER_BASE_DIR": "/ml", PER_JOB_CHECKPOINTS_ENV: "true", JOB_NAME_ENV: "tune-7k2m-003-9f1c"}
     assert SageMakerPaths.from_env(env).checkpoints == Path("/ml/checkpoints/jobs/tune-7k2m-003-9f1c")
-    assert SageMakerPaths.from_env({"SAGEMAKER_BASE_DIR": "/ml", JOB_NAME_ENV: "j"}).checkpoints == \
-        Path("/ml/checkpoints")  # training jobs keep the synced directory itself
+    assert SageMakerPaths.from_env({"SAGEMAKER_BASE_DIR": "/ml", JOB_NAME_ENV: "j"}).checkpoints == Path(
+        "/ml/checkpoints"
+    )  # training jobs keep the synced directory itself
     for bad in ("", "../other", ".hidden"):
         with pytest.raises(ValueError, match=f"{PER_JOB_CHECKPOINTS_ENV} is set.*{JOB_NAME_ENV} is"):
             SageMakerPaths.from_env({PER_JOB_CHECKPOINTS_ENV: "1", JOB_NAME_ENV: bad})

@@ -48,25 +48,59 @@ def test_each_fit_reproduces_the_measurements_it_was_made_from(preset):
 
 
 def test_table_equals_a_fresh_compile():
-    out = subprocess.run([sys.executable, "-c", RECOMPUTE, "tiny-llama", "7b"], env=ENV, capture_output=True,
-                         text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", RECOMPUTE, "tiny-llama", "7b"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     fresh = json.loads(out.stdout.strip().splitlines()[-1])
     for preset, temporaries in fresh.items():
         stored = table()["presets"][preset]["training"]["remat"]["measured_temporaries"]
-        assert stored[f"{FIT_ROWS[0]}x{FIT_SEQ}"] == temporaries, \
+        assert stored[f"{FIT_ROWS[0]}x{FIT_SEQ}"] == temporaries, (
             f"{preset}: the table is stale; run python -m jax_llm plan --write-table"
+        )
 
 
 def test_plan_command_prints_xla_breakdown_and_largest_micro_batch():
-    out = subprocess.run([sys.executable, "-m", "jax_llm", "plan", "--preset", "tiny-llama", "--instance-type",
-                          "ml.g5.12xlarge", "--instance-count", "2", "--batch-size", "16", "--seq-len", "128",
-                          "--slots", "4"], env=ENV, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jax_llm",
+            "plan",
+            "--preset",
+            "tiny-llama",
+            "--instance-type",
+            "ml.g5.12xlarge",
+            "--instance-count",
+            "2",
+            "--batch-size",
+            "16",
+            "--seq-len",
+            "128",
+            "--slots",
+            "4",
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout
     assert "mesh data x fsdp = 2x4" in text and "2 sequence(s) of 128 tokens per GPU" in text
-    for part in ("parameters (fp32)", "AdamW moments (fp32)", "gradients (fp32)", "activations, temporaries",
-                 "peak", "largest micro-batch that fits", "serving on ml.g5.12xlarge, 4 slots x 128 tokens"):
+    for part in (
+        "parameters (fp32)",
+        "AdamW moments (fp32)",
+        "gradients (fp32)",
+        "activations, temporaries",
+        "peak",
+        "largest micro-batch that fits",
+        "serving on ml.g5.12xlarge, 4 slots x 128 tokens",
+    ):
         assert part in text, part
     assert "fits in" in text
 

@@ -26,13 +26,17 @@ def test_default_mesh_is_fsdp_inside_a_host_and_data_across_hosts():
     assert default_mesh_shape(4, 1) == (1, 4)  # one GPU per host: nothing to shard inside it, flat FSDP
     assert mesh_shape("auto", 4, 8) == (4, 8)
     assert mesh_shape("2x16", 4, 8) == (2, 16)
-    with pytest.raises(ValueError, match=r"4x4 is 16 devices, but the cluster has 32 \(4 host\(s\) x 8\); auto"):
+    with pytest.raises(
+        ValueError, match=r"4x4 is 16 devices, but the cluster has 32 \(4 host\(s\) x 8\); auto"
+    ):
         mesh_shape("4x4", 4, 8)
 
 
 @pytest.mark.parametrize("value", ["4", "4x", "x8", "0x8", "4*8", "four"])
 def test_a_malformed_mesh_hyperparameter_names_the_key(value):
-    with pytest.raises(HyperparameterError, match=r"hyperparameter 'mesh': expected 'auto' or DATAxFSDP") as error:
+    with pytest.raises(
+        HyperparameterError, match=r"hyperparameter 'mesh': expected 'auto' or DATAxFSDP"
+    ) as error:
         parse_hyperparameters({"mesh": value})
     assert error.value.key == "mesh"
     assert parse_hyperparameters({"mesh": '"4x8"'}).mesh == "4x8"
@@ -54,7 +58,7 @@ def test_docs_table_of_the_7b_shardings_is_what_the_code_does():
     for name, shape, spec in describe_shardings(params, 8):
         split = [i for i, axis in enumerate(spec) if axis == "fsdp"]
         shard = [n // 8 if i in split else n for i, n in enumerate(shape)]
-        line = next((l for l in docs.splitlines() if l.startswith(f"| `{name}` |")), None)
+        line = next((row for row in docs.splitlines() if row.startswith(f"| `{name}` |")), None)
         assert line is not None, f"docs/scale.md lacks {name}"
         cells = [c.strip() for c in line.split("|")[1:-1]]
         assert cells[1] == str(list(shape)).replace(" ", "").replace(",", ", "), (name, cells)

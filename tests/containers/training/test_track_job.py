@@ -16,8 +16,7 @@ from botocore.stub import Stubber
 from mlflow import MlflowClient
 
 from jax_llm.training import track_job
-from tests.support import free_port
-from tests.support import CONTAINER_SRC
+from tests.support import CONTAINER_SRC, free_port
 
 BUCKET = "jax-llm-artifacts"
 
@@ -26,10 +25,15 @@ BUCKET = "jax-llm-artifacts"
 def s3_env(moto_server, monkeypatch, tmp_path) -> dict[str, str]:
     """Fake credentials sending every AWS client to a freshly reset moto server, with the artifacts bucket."""
     urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")).close()
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": moto_server,
-           "AWS_EC2_METADATA_DISABLED": "true",
-           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_CONFIG_FILE": str(tmp_path / "none")}
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": moto_server,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+    }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
@@ -40,8 +44,10 @@ def s3_env(moto_server, monkeypatch, tmp_path) -> dict[str, str]:
 def _upload_job(run_root: Path, prefix: str, job: str, tmp_path: Path) -> str:
     """The job's model/ and output/data/ as SageMaker uploads them: <prefix>/<job>/output/*.tar.gz."""
     s3 = boto3.client("s3")
-    for archive, directory in (("model.tar.gz", run_root / "model"),
-                               ("output.tar.gz", run_root / "output" / "data")):
+    for archive, directory in (
+        ("model.tar.gz", run_root / "model"),
+        ("output.tar.gz", run_root / "output" / "data"),
+    ):
         local = tmp_path / f"{job}-{archive}"
         with tarfile.open(local, "w:gz") as tar:
             for path in sorted(directory.iterdir()):
@@ -52,19 +58,31 @@ def _upload_job(run_root: Path, prefix: str, job: str, tmp_path: Path) -> str:
 
 def _track(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     full = {**os.environ, **env, "PYTHONPATH": str(CONTAINER_SRC)}
-    return subprocess.run([sys.executable, "-m", "jax_llm", "track", *args], env=full, capture_output=True,
-                          text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "jax_llm", "track", *args],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def test_a_training_job_is_logged_from_its_outputs_with_the_trainers_record(
-        tiny_training_run, mlflow_server, s3_env, tmp_path):
+    tiny_training_run, mlflow_server, s3_env, tmp_path
+):
     job = "pipelines-7k2m9x0q1w3e-TrainSpotFromRaw-a1b2c3d4e5"
     uri = _upload_job(tiny_training_run.root, "training", job, tmp_path)
-    done = _track(["--model-uri", uri, "--job-name", job], {
-        **s3_env, "MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_EXPERIMENT_NAME": "jax-llm-training-replayed",
-        "JAX_LLM_PIPELINE_EXECUTION": "arn:aws:sagemaker:us-east-1:111122223333:pipeline/p/execution/"
-                                      "7k2m9x0q1w3e",
-        "JAX_LLM_IMAGE_TAG": "3f2a9c"})
+    done = _track(
+        ["--model-uri", uri, "--job-name", job],
+        {
+            **s3_env,
+            "MLFLOW_TRACKING_URI": mlflow_server,
+            "MLFLOW_EXPERIMENT_NAME": "jax-llm-training-replayed",
+            "JAX_LLM_PIPELINE_EXECUTION": "arn:aws:sagemaker:us-east-1:111122223333:pipeline/p/execution/"
+            "7k2m9x0q1w3e",
+            "JAX_LLM_IMAGE_TAG": "3f2a9c",
+        },
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"{job}: logged" in done.stdout
 
@@ -82,27 +100,44 @@ def test_a_training_job_is_logged_from_its_outputs_with_the_trainers_record(
         assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, name)] == expected
     assert [s for s, _ in expected] == [4, 8, 12, 16, 20, 24]
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {
-        "loss_curves.png", "loss_curves.json", "metrics.json"}
+        "loss_curves.png",
+        "loss_curves.json",
+        "metrics.json",
+    }
 
 
-def test_a_tuning_jobs_trials_are_child_runs_of_its_run(tiny_training_run, mlflow_server, s3_env, tmp_path,
-                                                       monkeypatch):
+def test_a_tuning_jobs_trials_are_child_runs_of_its_run(
+    tiny_training_run, mlflow_server, s3_env, tmp_path, monkeypatch
+):
     tuning = "7k2m9x0q1w3e-TuneSpotFromRaw-a1b2"
     trials = [f"{tuning}-001-0a1b2c3d", f"{tuning}-002-4e5f6a7b"]
     for trial in trials:
         _upload_job(tiny_training_run.root, "tuning", trial, tmp_path)
     sagemaker = boto3.client("sagemaker")  # moto has no ListTrainingJobsForHyperParameterTuningJob
     stub = Stubber(sagemaker)
-    summaries = [{"TrainingJobName": name, "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:111122223333:"
-                  f"training-job/{name}", "CreationTime": "2026-11-30T10:00:00Z", "TrainingJobStatus": status,
-                  "TunedHyperParameters": {"learning_rate": "0.0003"}}
-                 for name, status in [(trials[0], "Completed"), (trials[1], "Stopped"),
-                                      (f"{tuning}-003-8c9d0e1f", "Failed")]]
-    stub.add_response("list_training_jobs_for_hyper_parameter_tuning_job",
-                      {"TrainingJobSummaries": summaries}, {"HyperParameterTuningJobName": tuning})
+    summaries = [
+        {
+            "TrainingJobName": name,
+            "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:111122223333:training-job/{name}",
+            "CreationTime": "2026-11-30T10:00:00Z",
+            "TrainingJobStatus": status,
+            "TunedHyperParameters": {"learning_rate": "0.0003"},
+        }
+        for name, status in [
+            (trials[0], "Completed"),
+            (trials[1], "Stopped"),
+            (f"{tuning}-003-8c9d0e1f", "Failed"),
+        ]
+    ]
+    stub.add_response(
+        "list_training_jobs_for_hyper_parameter_tuning_job",
+        {"TrainingJobSummaries": summaries},
+        {"HyperParameterTuningJobName": tuning},
+    )
     stub.activate()
-    monkeypatch.setattr(track_job, "_client", lambda service: sagemaker if service == "sagemaker"
-                        else boto3.client(service))
+    monkeypatch.setattr(
+        track_job, "_client", lambda service: sagemaker if service == "sagemaker" else boto3.client(service)
+    )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "jax-llm-tuning-replayed")
 
@@ -114,14 +149,17 @@ def test_a_tuning_jobs_trials_are_child_runs_of_its_run(tiny_training_run, mlflo
     runs = client.search_runs([experiment.experiment_id])
     [parent] = [r for r in runs if r.data.tags.get("jax_llm.parent_key") == tuning]
     assert parent.info.run_name == tuning and parent.info.status == "FINISHED"  # ended once all are logged
-    children = sorted((r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id),
-                      key=lambda r: r.info.run_name)
+    children = sorted(
+        (r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id),
+        key=lambda r: r.info.run_name,
+    )
     assert [c.info.run_name for c in children] == trials  # the failed trial left no model: not logged
     assert len(runs) == 3
 
 
 def test_an_unreachable_server_or_a_missing_model_still_exits_0(
-        tiny_training_run, s3_env, tmp_path, monkeypatch, capsys):
+    tiny_training_run, s3_env, tmp_path, monkeypatch, capsys
+):
     uri = _upload_job(tiny_training_run.root, "training", "job-a", tmp_path)
     nobody = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", nobody)

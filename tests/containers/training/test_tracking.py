@@ -1,16 +1,22 @@
 """Training jobs logging to a real MLflow tracking server (the `mlflow` package's own, on 127.0.0.1)."""
 
 import json
+from pathlib import Path
 
 from mlflow import MlflowClient
 
 from jax_llm.contract.metrics import parse_metrics
-from tests.support import free_port
-from tests.support import TINY_HYPERPARAMETERS, run_training, start_training, write_training_tree
+from tests.support import TINY_HYPERPARAMETERS, free_port, run_training, start_training, write_training_tree
 
 # A few steps are enough: two log intervals, two evaluations.
-SHORT = {**TINY_HYPERPARAMETERS, "max_steps": "8", "log_every": "4", "eval_every": "4",
-         "checkpoint_every": "0", "warmup_steps": "2"}
+SHORT = {
+    **TINY_HYPERPARAMETERS,
+    "max_steps": "8",
+    "log_every": "4",
+    "eval_every": "4",
+    "checkpoint_every": "0",
+    "warmup_steps": "2",
+}
 
 
 def _runs(client: MlflowClient, experiment: str):
@@ -21,12 +27,15 @@ def _runs(client: MlflowClient, experiment: str):
 
 def test_a_run_logs_its_parameters_metric_history_tags_and_artifacts(tmp_path, mlflow_server):
     root = write_training_tree(tmp_path / "opt-ml", SHORT)
-    code, log = run_training(root, MLFLOW_TRACKING_URI=mlflow_server,
-                             MLFLOW_EXPERIMENT_NAME="jax-llm-training",
-                             TRAINING_JOB_NAME="pipelines-abc123-TrainOnDemandFromRaw-x1",
-                             JAX_LLM_PIPELINE_EXECUTION="arn:aws:sagemaker:us-east-1:111122223333:pipeline/"
-                                                        "jax-llm-training/execution/abc123",
-                             JAX_LLM_IMAGE_TAG="3f2a9c")
+    code, log = run_training(
+        root,
+        MLFLOW_TRACKING_URI=mlflow_server,
+        MLFLOW_EXPERIMENT_NAME="jax-llm-training",
+        TRAINING_JOB_NAME="pipelines-abc123-TrainOnDemandFromRaw-x1",
+        JAX_LLM_PIPELINE_EXECUTION="arn:aws:sagemaker:us-east-1:111122223333:pipeline/"
+        "jax-llm-training/execution/abc123",
+        JAX_LLM_IMAGE_TAG="3f2a9c",
+    )
     assert code == 0, log[-3000:]
     assert "MLflow tracking off" not in log and "WARNING mlflow" not in log
 
@@ -56,17 +65,26 @@ def test_a_run_logs_its_parameters_metric_history_tags_and_artifacts(tmp_path, m
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert artifacts == {"loss_curves.png", "loss_curves.json", "metrics.json"}
     metrics_file = client.download_artifacts(run.info.run_id, "metrics.json", str(tmp_path))
-    assert json.loads(open(metrics_file).read()) == json.loads((root / "model" / "metrics.json").read_text())
+    assert json.loads(Path(metrics_file).read_text()) == json.loads(
+        (root / "model" / "metrics.json").read_text()
+    )
 
 
 def test_two_hosts_log_one_run_under_the_tuning_jobs_parent(tmp_path, mlflow_server):
     hosts = ("algo-1", "algo-2")
     address = f"127.0.0.1:{free_port()}"
-    processes = [start_training(
-        write_training_tree(tmp_path / host, SHORT, hosts=hosts, current_host=host), tmp_path / f"{host}.log",
-        JAX_COORDINATOR_ADDRESS=address, MLFLOW_TRACKING_URI=mlflow_server,
-        MLFLOW_EXPERIMENT_NAME="jax-llm-tuning", TRAINING_JOB_NAME="tune-7f3-001-a1b2c3",
-        JAX_LLM_MLFLOW_PARENT_RUN="tune-7f3") for host in hosts]
+    processes = [
+        start_training(
+            write_training_tree(tmp_path / host, SHORT, hosts=hosts, current_host=host),
+            tmp_path / f"{host}.log",
+            JAX_COORDINATOR_ADDRESS=address,
+            MLFLOW_TRACKING_URI=mlflow_server,
+            MLFLOW_EXPERIMENT_NAME="jax-llm-tuning",
+            TRAINING_JOB_NAME="tune-7f3-001-a1b2c3",
+            JAX_LLM_MLFLOW_PARENT_RUN="tune-7f3",
+        )
+        for host in hosts
+    ]
     try:
         codes = [p.wait(timeout=300) for p in processes]
     finally:

@@ -13,12 +13,30 @@ from tests.support import TINY_HYPERPARAMETERS, train_command_env, write_trainin
 
 
 def _train(root, **overrides) -> str:
-    (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps({
-        **TINY_HYPERPARAMETERS, "preset": '"tiny-llama"', "mesh": '"2x2"', "fsdp": "true", "batch_size": "8",
-        "seq_len": "32", "eval_every": "0", "log_every": "2", **overrides}))
+    (root / "input" / "config" / "hyperparameters.json").write_text(
+        json.dumps(
+            {
+                **TINY_HYPERPARAMETERS,
+                "preset": '"tiny-llama"',
+                "mesh": '"2x2"',
+                "fsdp": "true",
+                "batch_size": "8",
+                "seq_len": "32",
+                "eval_every": "0",
+                "log_every": "2",
+                **overrides,
+            }
+        )
+    )
     env = train_command_env(root, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    out = subprocess.run([sys.executable, "-m", "jax_llm", "train"], env=env, capture_output=True, text=True,
-                         timeout=600, cwd=root)
+    out = subprocess.run(
+        [sys.executable, "-m", "jax_llm", "train"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=root,
+    )
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     return out.stdout
 
@@ -32,7 +50,11 @@ def test_tiny_llama_trains_on_a_2x2_mesh_resumes_and_exports(tmp_path):
     model = load_model(root / "model")
     assert model.config.scan_layers and model.config.kv_heads == 2 and not model.config.tie_embeddings
     params = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
-    assert params[("layers", "attn", "qkv", "kernel")].get_value().shape == (3, 64, 128)  # [layers, d, (4+2+2) x 16]
+    assert params[("layers", "attn", "qkv", "kernel")].get_value().shape == (
+        3,
+        64,
+        128,
+    )  # [layers, d, (4+2+2) x 16]
     logits, _ = model(np.arange(10, dtype=np.int32)[None])
     assert logits.shape == (1, 10, model.config.vocab_size) and np.isfinite(logits).all()
     losses = json.loads((root / "model" / "metrics.json").read_text())

@@ -10,8 +10,14 @@ import numpy as np
 from tests.support import TINY_HYPERPARAMETERS, run_training, start_training, write_training_tree
 
 # Per-step losses (log_every 1), a checkpoint every 4 steps; 80 steps leave plenty of run after the first.
-HYPERPARAMETERS = {**TINY_HYPERPARAMETERS, "max_steps": "80", "log_every": "1", "eval_every": "0",
-                   "checkpoint_every": "4", "eval_batches": "1"}
+HYPERPARAMETERS = {
+    **TINY_HYPERPARAMETERS,
+    "max_steps": "80",
+    "log_every": "1",
+    "eval_every": "0",
+    "checkpoint_every": "4",
+    "eval_batches": "1",
+}
 
 
 def _checkpoint_steps(root):
@@ -48,8 +54,10 @@ def test_sigterm_checkpoints_exits_and_restart_reproduces_uninterrupted_losses(t
     assert not (resumed / "output" / "failure").exists()
     assert reference_run.wait(timeout=240) == 0
 
-    curves = [json.loads((root / "output" / "data" / "loss_curves.json").read_text())
-              for root in (reference, resumed)]
+    curves = [
+        json.loads((root / "output" / "data" / "loss_curves.json").read_text())
+        for root in (reference, resumed)
+    ]
     assert [s for s, _ in curves[1]["train_loss"]] == list(range(1, 81))
     assert curves[1] == curves[0]  # every step's loss, bit for bit
     with np.load(reference / "model" / "params.npz") as a, np.load(resumed / "model" / "params.npz") as b:

@@ -19,8 +19,16 @@ import pytest
 from local_mode.runner import free_port
 from tests.support import TINY_HYPERPARAMETERS, start_training, write_training_tree
 
-HYPERPARAMETERS = {**TINY_HYPERPARAMETERS, "max_steps": "60", "log_every": "1", "eval_every": "0",
-                   "eval_batches": "1", "checkpoint_every": "20", "keep_checkpoints": "3", "fsdp": "true"}
+HYPERPARAMETERS = {
+    **TINY_HYPERPARAMETERS,
+    "max_steps": "60",
+    "log_every": "1",
+    "eval_every": "0",
+    "eval_batches": "1",
+    "checkpoint_every": "20",
+    "keep_checkpoints": "3",
+    "fsdp": "true",
+}
 DEVICES_PER_HOST = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
 
 
@@ -37,8 +45,11 @@ def _start(tmp_path: Path, n_hosts: int, hyperparameters=HYPERPARAMETERS, checkp
         if checkpoints is not None:
             shutil.copytree(checkpoints, root / "checkpoints")
         roots.append(root)
-        processes.append(start_training(root, tmp_path / f"{host}.log", JAX_COORDINATOR_ADDRESS=address,
-                                        **DEVICES_PER_HOST))
+        processes.append(
+            start_training(
+                root, tmp_path / f"{host}.log", JAX_COORDINATOR_ADDRESS=address, **DEVICES_PER_HOST
+            )
+        )
     return roots, processes
 
 
@@ -101,8 +112,10 @@ def test_each_host_writes_only_its_own_part_about_one_over_hosts_of_the_state(ru
             commits.append(json.loads((step_dir / f"{stem}.json").read_text()))
             sizes.append((step_dir / f"{stem}.bin").stat().st_size)
         arrays = {b["name"]: (b["shape"], b["dtype"]) for c in commits for b in c["blocks"]}
-        total = sum(math.prod(shape) * (2 if dtype == "bfloat16" else 4 if "32" in dtype else 8)
-                    for shape, dtype in arrays.values())
+        total = sum(
+            math.prod(shape) * (2 if dtype == "bfloat16" else 4 if "32" in dtype else 8)
+            for shape, dtype in arrays.values()
+        )
         assert sum(sizes) == total  # every block once over the job: nothing written twice
         assert max(sizes) <= 1.25 * total / n, (sizes, total)  # and spread: about 1/hosts each
         assert [c["data_bytes"] for c in commits] == sizes  # the bytes each host held to write them
@@ -114,10 +127,12 @@ def test_two_and_four_hosts_train_alike(two_hosts, four_hosts):
     _close(_curves(four_hosts[0][0]), _curves(two_hosts[0][0]))
 
 
-@pytest.mark.parametrize(("trained", "resumed_on", "damage"),
-                         [("four_hosts", 2, "cut"), ("two_hosts", 4, "lost")])
+@pytest.mark.parametrize(
+    ("trained", "resumed_on", "damage"), [("four_hosts", 2, "cut"), ("two_hosts", 4, "lost")]
+)
 def test_elastic_resume_on_another_host_count_past_an_incomplete_newest_step(
-        trained, resumed_on, damage, tmp_path, request, two_hosts, four_hosts):
+    trained, resumed_on, damage, tmp_path, request, two_hosts, four_hosts
+):
     """The newest step misses one host's part (lost, or its file cut short mid-upload): 40 is restored."""
     roots, _ = request.getfixturevalue(trained)
     union = _union(roots, tmp_path / "s3-prefix")
@@ -167,6 +182,7 @@ def test_sigterm_on_every_host_then_a_restart_reproduces_the_uninterrupted_losse
 def test_the_exported_model_is_the_last_checkpoints_parameters_streamed_from_every_host(four_hosts, tmp_path):
     """Export gathers one parameter at a time; what host 0 wrote equals the parameters all 4 parts hold."""
     import numpy as np
+
     from jax_llm.training.checkpoint_parts import StoredStep
 
     roots, _ = four_hosts
@@ -186,8 +202,12 @@ def test_the_previous_format_on_several_hosts_fails_naming_the_format_and_the_wa
 
     steps = tmp_path / "s3-prefix" / "steps"
     manager = ocp.CheckpointManager(steps.absolute(), options=ocp.CheckpointManagerOptions(create=True))
-    manager.save(20, args=ocp.args.Composite(state=ocp.args.StandardSave({"w": np.zeros(4, np.float32)}),
-                                             meta=ocp.args.JsonSave({"step": 20})))
+    manager.save(
+        20,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave({"w": np.zeros(4, np.float32)}), meta=ocp.args.JsonSave({"step": 20})
+        ),
+    )
     manager.wait_until_finished()
     manager.close()
     roots, processes = _start(tmp_path / "restart", 2, checkpoints=tmp_path / "s3-prefix")

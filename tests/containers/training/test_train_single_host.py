@@ -5,8 +5,8 @@ import math
 
 import numpy as np
 
-from jax_llm.model.export import load_model, read_model_config
 from jax_llm.contract.hyperparameters import TrainConfig
+from jax_llm.model.export import load_model, read_model_config
 
 
 def test_run_completes_with_sdk_style_hyperparameters(tiny_training_run):

@@ -43,8 +43,12 @@ print(json.dumps({"devices": jax.device_count(), "results": results}))
 
 
 def test_fsdp_hybrid_mesh_and_accumulation_reproduce_plain_data_parallel():
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-           "PYTHONPATH": str(CONTAINER_SRC)}
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        "PYTHONPATH": str(CONTAINER_SRC),
+    }
     out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])

@@ -16,8 +16,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from stacks.constructs.model_package_lookup_handler import index as lookup
 from stacks.constructs.model_package_lookup import DESCRIBE_ACTION, LOOKUP_ACTION
+from stacks.constructs.model_package_lookup_handler import index as lookup
 
 GROUP = "jax-llm-gpt"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jax-llm:abc"
@@ -171,8 +171,10 @@ def test_a_requested_version_that_is_no_longer_approved_fails_the_update(sagemak
     lookup.handler(event, CONTEXT)
     response = responses[0][1]
     assert response["Status"] == "FAILED"
-    assert response["Reason"] == (f"Requested model package {requested} is Rejected in group {GROUP}, not an "
-                                  f"Approved version of {GROUP}: not deployed.")
+    assert response["Reason"] == (
+        f"Requested model package {requested} is Rejected in group {GROUP}, not an "
+        f"Approved version of {GROUP}: not deployed."
+    )
 
 
 def test_the_api_calls_are_the_actions_the_policy_grants():
@@ -190,12 +192,24 @@ def test_an_uncompressed_version_is_found_and_requested_like_a_tar_gz_one(sagema
     url, responses = response_url
     tar_gz = _register(sagemaker, "Approved")
     uncompressed = sagemaker.create_model_package(
-        ModelPackageGroupName=GROUP, ModelApprovalStatus="Approved",
+        ModelPackageGroupName=GROUP,
+        ModelApprovalStatus="Approved",
         InferenceSpecification={
-            "Containers": [{"Image": IMAGE, "ModelDataSource": {"S3DataSource": {
-                "S3Uri": "s3://b/training/j2/output/model/", "S3DataType": "S3Prefix",
-                "CompressionType": "None"}}}],
-            "SupportedContentTypes": ["application/json"], "SupportedResponseMIMETypes": ["application/json"]},
+            "Containers": [
+                {
+                    "Image": IMAGE,
+                    "ModelDataSource": {
+                        "S3DataSource": {
+                            "S3Uri": "s3://b/training/j2/output/model/",
+                            "S3DataType": "S3Prefix",
+                            "CompressionType": "None",
+                        }
+                    },
+                }
+            ],
+            "SupportedContentTypes": ["application/json"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
     )["ModelPackageArn"]
     lookup.handler(_event("Create", url), CONTEXT)
     event = _event("Update", url, PhysicalResourceId=uncompressed)

@@ -12,8 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from stacks.constructs.release_automation import (APPROVAL_EVENT, FUNCTION_OUTPUT, HANDLER_DIR, PARAMETER_ID,
-                                                  RELEASE_ACTIONS, SETTLED_STATUSES, STACK_EVENT)
+from stacks.constructs.release_automation import (
+    APPROVAL_EVENT,
+    FUNCTION_OUTPUT,
+    HANDLER_DIR,
+    PARAMETER_ID,
+    RELEASE_ACTIONS,
+    SETTLED_STATUSES,
+    STACK_EVENT,
+)
 from tests.stacks.cfn_values import ACCOUNT, PSEUDO, REGION, TemplateValues, resources_of_type
 from tests.stacks.iam_evaluation import RolePolicies
 
@@ -48,39 +55,52 @@ def test_the_parameter_is_empty_by_default_and_takes_only_a_versioned_package_ar
 
 def test_approvals_in_the_group_and_this_stack_settling_start_it(template, function, settings_group):
     function_id, _ = function
-    rules = {r["Properties"]["EventPattern"]["source"][0]: r["Properties"]
-             for r in resources_of_type(template, "AWS::Events::Rule").values()}
+    rules = {
+        r["Properties"]["EventPattern"]["source"][0]: r["Properties"]
+        for r in resources_of_type(template, "AWS::Events::Rule").values()
+    }
     assert rules["aws.sagemaker"]["EventPattern"] == {
-        "source": ["aws.sagemaker"], "detail-type": [APPROVAL_EVENT],
-        "detail": {"ModelPackageGroupName": [settings_group], "ModelApprovalStatus": ["Approved"]}}
+        "source": ["aws.sagemaker"],
+        "detail-type": [APPROVAL_EVENT],
+        "detail": {"ModelPackageGroupName": [settings_group], "ModelApprovalStatus": ["Approved"]},
+    }
     assert rules["aws.cloudformation"]["EventPattern"] == {
-        "source": ["aws.cloudformation"], "detail-type": [STACK_EVENT],
+        "source": ["aws.cloudformation"],
+        "detail-type": [STACK_EVENT],
         "resources": [{"Ref": "AWS::StackId"}],
-        "detail": {"status-details": {"status": SETTLED_STATUSES}}}
+        "detail": {"status-details": {"status": SETTLED_STATUSES}},
+    }
     assert len(rules) == 2
     for rule in rules.values():
         (target,) = rule["Targets"]
         assert target["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
         assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 2}
     permissions = resources_of_type(template, "AWS::Lambda::Permission").values()
-    rule_arns = {str(p["Properties"]["SourceArn"]) for p in permissions
-                 if p["Properties"]["Principal"] == "events.amazonaws.com"}
+    rule_arns = {
+        str(p["Properties"]["SourceArn"])
+        for p in permissions
+        if p["Properties"]["Principal"] == "events.amazonaws.com"
+    }
     assert len(rule_arns) == 2  # each rule may invoke it, nothing else may
 
 
 @pytest.fixture(scope="module")
 def settings_group(synthesized_app) -> str:
     from stacks.settings import Settings
+
     return Settings.from_context(synthesized_app.app).registry.model_package_group_name
 
 
 def test_the_function_runs_one_at_a_time_knows_its_stack_and_is_the_tested_file(
-        synthesized_app, template, function, settings_group):
+    synthesized_app, template, function, settings_group
+):
     function_id, resource = function
     properties = TemplateValues(template).resolve(resource["Properties"])
     assert properties["ReservedConcurrentExecutions"] == 1
     assert properties["Environment"]["Variables"] == {
-        "MODEL_PACKAGE_GROUP_NAME": settings_group, "STACK_ID": THIS_STACK}
+        "MODEL_PACKAGE_GROUP_NAME": settings_group,
+        "STACK_ID": THIS_STACK,
+    }
     assert "KmsKeyArn" in resource["Properties"]  # the environment is encrypted with the project key
     assert properties["Handler"] == "index.handler"
     asset = Path(synthesized_app.outdir) / resource["Metadata"]["aws:asset:path"]
@@ -96,11 +116,14 @@ def test_the_function_may_update_only_this_stack_as_the_deploy_role(template, fu
     policies = RolePolicies.of(template, role_id)
     log_group = values.resolve(resource["Properties"]["LoggingConfig"]["LogGroup"])
     log_stream = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{log_group}:log-stream:2026/11/30/[$LATEST]abc"
-    needed = [("sagemaker:ListModelPackages", "*", {}),
-              ("cloudformation:DescribeStacks", THIS_STACK, {}),
-              ("cloudformation:UpdateStack", THIS_STACK, {}),
-              ("ssm:GetParameters", BOOTSTRAP_VERSION, {}),
-              ("logs:CreateLogStream", log_stream, {}), ("logs:PutLogEvents", log_stream, {})]
+    needed = [
+        ("sagemaker:ListModelPackages", "*", {}),
+        ("cloudformation:DescribeStacks", THIS_STACK, {}),
+        ("cloudformation:UpdateStack", THIS_STACK, {}),
+        ("ssm:GetParameters", BOOTSTRAP_VERSION, {}),
+        ("logs:CreateLogStream", log_stream, {}),
+        ("logs:PutLogEvents", log_stream, {}),
+    ]
     assert [c for c in needed if not policies.allows(*c)] == []
     other_stack = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/TrainingStack/1234"
     package = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/jax-llm-gpt/7"

@@ -17,8 +17,8 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from stacks.constructs.release_automation import PARAMETER_ID, RELEASE_ACTIONS
-from stacks.names import COMPONENT_OUTPUT
 from stacks.constructs.release_handler import index as release
+from stacks.names import COMPONENT_OUTPUT
 
 GROUP = "jax-llm-gpt"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jax-llm:abc"
@@ -29,9 +29,14 @@ NOW = 1_764_500_000
 @pytest.fixture
 def sagemaker(monkeypatch: pytest.MonkeyPatch) -> Iterator:
     """moto's SageMaker with the group created, and the environment the function gets from its stack."""
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
-                        "MODEL_PACKAGE_GROUP_NAME": GROUP, "STACK_ID": STACK_ID}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "MODEL_PACKAGE_GROUP_NAME": GROUP,
+        "STACK_ID": STACK_ID,
+    }.items():
         monkeypatch.setenv(name, value)
     with mock_aws():
         client = boto3.client("sagemaker")
@@ -44,8 +49,11 @@ def cloudformation(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
     """A real CloudFormation client behind a Stubber; the handler gets it (SageMaker stays moto's)."""
     client = boto3.client("cloudformation", region_name="us-east-1")
     real_client = boto3.client
-    monkeypatch.setattr(release.boto3, "client", lambda service, *args, **kwargs:
-                        client if service == "cloudformation" else real_client(service))
+    monkeypatch.setattr(
+        release.boto3,
+        "client",
+        lambda service, *args, **kwargs: client if service == "cloudformation" else real_client(service),
+    )
     with Stubber(client) as stubber:
         yield stubber
         stubber.assert_no_pending_responses()
@@ -53,10 +61,14 @@ def cloudformation(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
 
 def _register(client, status: str = "PendingManualApproval") -> str:
     return client.create_model_package(
-        ModelPackageGroupName=GROUP, ModelApprovalStatus=status,
-        InferenceSpecification={"Containers": [{"Image": IMAGE, "ModelDataUrl": "s3://b/model.tar.gz"}],
-                                "SupportedContentTypes": ["application/json"],
-                                "SupportedResponseMIMETypes": ["application/json"]})["ModelPackageArn"]
+        ModelPackageGroupName=GROUP,
+        ModelApprovalStatus=status,
+        InferenceSpecification={
+            "Containers": [{"Image": IMAGE, "ModelDataUrl": "s3://b/model.tar.gz"}],
+            "SupportedContentTypes": ["application/json"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+    )["ModelPackageArn"]
 
 
 def _approve(client, arn: str) -> dict:
@@ -66,39 +78,69 @@ def _approve(client, arn: str) -> dict:
 
 
 def _package_event(arn: str, status: str) -> dict:
-    return {"source": "aws.sagemaker", "detail-type": "SageMaker Model Package State Change",
-            "detail": {"ModelPackageGroupName": GROUP, "ModelPackageArn": arn, "ModelApprovalStatus": status,
-                       "ModelPackageVersion": int(arn.rsplit("/", 1)[1])}}
+    return {
+        "source": "aws.sagemaker",
+        "detail-type": "SageMaker Model Package State Change",
+        "detail": {
+            "ModelPackageGroupName": GROUP,
+            "ModelPackageArn": arn,
+            "ModelApprovalStatus": status,
+            "ModelPackageVersion": int(arn.rsplit("/", 1)[1]),
+        },
+    }
 
 
 def _settled(status: str, token: str) -> dict:
-    return {"source": "aws.cloudformation", "detail-type": "CloudFormation Stack Status Change",
-            "resources": [STACK_ID],
-            "detail": {"stack-id": STACK_ID, "status-details": {"status": status, "status-reason": ""},
-                       "client-request-token": token}}
+    return {
+        "source": "aws.cloudformation",
+        "detail-type": "CloudFormation Stack Status Change",
+        "resources": [STACK_ID],
+        "detail": {
+            "stack-id": STACK_ID,
+            "status-details": {"status": status, "status-reason": ""},
+            "client-request-token": token,
+        },
+    }
 
 
-def _expect_describe(stubber: Stubber, status: str, serving: str, requested: str = "",
-                     component: str | None = None) -> None:
-    stack = {"StackId": STACK_ID, "StackName": "EndpointStack", "StackStatus": status,
-             "CreationTime": datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC),
-             "Parameters": [{"ParameterKey": "BootstrapVersion", "ParameterValue": "/cdk-bootstrap/version"},
-                            {"ParameterKey": PARAMETER_ID, "ParameterValue": requested}],
-             "Outputs": [{"OutputKey": "EndpointName", "OutputValue": "jax-llm-endpoint"},
-                         {"OutputKey": "ModelPackageArn", "OutputValue": serving}]}
+def _expect_describe(
+    stubber: Stubber, status: str, serving: str, requested: str = "", component: str | None = None
+) -> None:
+    stack = {
+        "StackId": STACK_ID,
+        "StackName": "EndpointStack",
+        "StackStatus": status,
+        "CreationTime": datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC),
+        "Parameters": [
+            {"ParameterKey": "BootstrapVersion", "ParameterValue": "/cdk-bootstrap/version"},
+            {"ParameterKey": PARAMETER_ID, "ParameterValue": requested},
+        ],
+        "Outputs": [
+            {"OutputKey": "EndpointName", "OutputValue": "jax-llm-endpoint"},
+            {"OutputKey": "ModelPackageArn", "OutputValue": serving},
+        ],
+    }
     if component:  # inference-components mode
         stack["Outputs"].append({"OutputKey": COMPONENT_OUTPUT, "OutputValue": component})
     stubber.add_response("describe_stacks", {"Stacks": [stack]}, {"StackName": STACK_ID})
 
 
 def _expect_update(stubber: Stubber, target: str) -> None:
-    stubber.add_response("update_stack", {"StackId": STACK_ID}, {
-        # No RoleARN: the stack keeps the role it was deployed with, and the function needs no PassRole.
-        "StackName": STACK_ID, "UsePreviousTemplate": True,
-        "Capabilities": ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
-        "ClientRequestToken": f"release-{target.rsplit('/', 1)[1]}-{NOW}",
-        "Parameters": [{"ParameterKey": "BootstrapVersion", "UsePreviousValue": True},
-                       {"ParameterKey": PARAMETER_ID, "ParameterValue": target}]})
+    stubber.add_response(
+        "update_stack",
+        {"StackId": STACK_ID},
+        {
+            # No RoleARN: the stack keeps the role it was deployed with, and the function needs no PassRole.
+            "StackName": STACK_ID,
+            "UsePreviousTemplate": True,
+            "Capabilities": ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
+            "ClientRequestToken": f"release-{target.rsplit('/', 1)[1]}-{NOW}",
+            "Parameters": [
+                {"ParameterKey": "BootstrapVersion", "UsePreviousValue": True},
+                {"ParameterKey": PARAMETER_ID, "ParameterValue": target},
+            ],
+        },
+    )
 
 
 @pytest.fixture
@@ -202,8 +244,11 @@ def test_an_update_started_by_someone_else_in_between_defers(sagemaker, cloudfor
     newer = _register(sagemaker)
     _expect_describe(cloudformation, "UPDATE_COMPLETE", serving)
     cloudformation.add_client_error(
-        "update_stack", "ValidationError", http_status_code=400,
-        service_message=f"Stack:{STACK_ID} is in UPDATE_IN_PROGRESS state and can not be updated.")
+        "update_stack",
+        "ValidationError",
+        http_status_code=400,
+        service_message=f"Stack:{STACK_ID} is in UPDATE_IN_PROGRESS state and can not be updated.",
+    )
     assert release.handler(_approve(sagemaker, newer), CONTEXT)["outcome"] == "deferred"
 
 
@@ -233,35 +278,59 @@ def test_the_calls_the_function_makes_are_the_actions_its_policy_grants():
                 name = line.split(client, 1)[1].split("(")[0]
                 if name.isidentifier() and name != "client":
                     calls.add((client.rstrip("."), name))
-    assert calls == {("sagemaker", "list_model_packages"), ("cloudformation", "describe_stacks"),
-                     ("cloudformation", "update_stack")}
-    actions = {f"{service}:{boto3.client(service, region_name='us-east-1').meta.method_to_api_mapping[name]}"
-               for service, name in calls}
+    assert calls == {
+        ("sagemaker", "list_model_packages"),
+        ("cloudformation", "describe_stacks"),
+        ("cloudformation", "update_stack"),
+    }
+    actions = {
+        f"{service}:{boto3.client(service, region_name='us-east-1').meta.method_to_api_mapping[name]}"
+        for service, name in calls
+    }
     # CloudFormation resolves the stack's SSM-typed BootstrapVersion parameter with the caller's credentials.
     assert actions | {"ssm:GetParameters"} == set(RELEASE_ACTIONS)
     # No iam:PassRole because the update names no RoleARN, on the API's own word (as botocore ships it).
-    role_arn = boto3.client("cloudformation", region_name="us-east-1").meta.service_model.operation_model(
-        "UpdateStack").input_shape.members["RoleARN"].documentation
-    assert "If you don't specify a value, CloudFormation uses the role that was previously associated" \
+    role_arn = (
+        boto3.client("cloudformation", region_name="us-east-1")
+        .meta.service_model.operation_model("UpdateStack")
+        .input_shape.members["RoleARN"]
+        .documentation
+    )
+    assert (
+        "If you don't specify a value, CloudFormation uses the role that was previously associated"
         in role_arn
+    )
 
 
 # --- inference-components mode: the same stack update; the component's rolling update does the rollout ----
 
 
-def test_in_inference_components_mode_an_approval_updates_the_stack_the_same_way(sagemaker, cloudformation,
-                                                                                  clock):
+def test_in_inference_components_mode_an_approval_updates_the_stack_the_same_way(
+    sagemaker, cloudformation, clock
+):
     """CloudFormation turns the new Model name into an update of the component, which SageMaker rolls out
     copy batch by copy batch under the same alarms; the function's request is the variant mode's. The newer
     version is registered uncompressed (ModelDataSource): the function reads no model data either way."""
     serving = _register(sagemaker, "Approved")
     newer = sagemaker.create_model_package(
-        ModelPackageGroupName=GROUP, ModelApprovalStatus="PendingManualApproval",
-        InferenceSpecification={"Containers": [{"Image": IMAGE, "ModelDataSource": {"S3DataSource": {
-            "S3Uri": "s3://b/training/j2/output/model/", "S3DataType": "S3Prefix",
-            "CompressionType": "None"}}}],
+        ModelPackageGroupName=GROUP,
+        ModelApprovalStatus="PendingManualApproval",
+        InferenceSpecification={
+            "Containers": [
+                {
+                    "Image": IMAGE,
+                    "ModelDataSource": {
+                        "S3DataSource": {
+                            "S3Uri": "s3://b/training/j2/output/model/",
+                            "S3DataType": "S3Prefix",
+                            "CompressionType": "None",
+                        }
+                    },
+                }
+            ],
             "SupportedContentTypes": ["application/json"],
-            "SupportedResponseMIMETypes": ["application/json"]},
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
     )["ModelPackageArn"]
     _expect_describe(cloudformation, "UPDATE_COMPLETE", serving, component="jax-llm-endpoint-model")
     _expect_update(cloudformation, newer)
@@ -272,7 +341,12 @@ def test_in_inference_components_mode_an_approval_updates_the_stack_the_same_way
 def test_in_inference_components_mode_a_rolled_back_update_is_not_retried(sagemaker, cloudformation):
     serving = _register(sagemaker, "Approved")
     failed = _register(sagemaker, "Approved")
-    _expect_describe(cloudformation, "UPDATE_ROLLBACK_COMPLETE", serving, requested=failed,
-                     component="jax-llm-endpoint-model")
+    _expect_describe(
+        cloudformation,
+        "UPDATE_ROLLBACK_COMPLETE",
+        serving,
+        requested=failed,
+        component="jax-llm-endpoint-model",
+    )
     outcome = release.handler(_settled("UPDATE_ROLLBACK_COMPLETE", f"release-2-{NOW}"), CONTEXT)
     assert outcome["outcome"] == "not retried"

@@ -70,7 +70,8 @@ def test_the_endpoint_container_may_write_the_log_group_that_the_filters_read(
     """SageMaker writes the container's stdout as the execution role, one stream per instance."""
     training = synthesized_app.template_json["TrainingStack"]
     (role_id,) = [
-        k for k, v in resources_of_type(training, "AWS::IAM::Role").items()
+        k
+        for k, v in resources_of_type(training, "AWS::IAM::Role").items()
         if v["Properties"].get("Description", "").startswith("SageMaker execution role")
     ]
     policies = RolePolicies.of(training, role_id)
@@ -89,16 +90,30 @@ def test_one_metric_filter_per_field_of_the_contract_table(template, endpoint_na
     found = set()
     for f in filters:
         (transformation,) = f["MetricTransformations"]
-        found.add((f["FilterPattern"], transformation["MetricValue"], transformation["MetricNamespace"],
-                   transformation["MetricName"], transformation["Unit"]))
+        found.add(
+            (
+                f["FilterPattern"],
+                transformation["MetricValue"],
+                transformation["MetricNamespace"],
+                transformation["MetricName"],
+                transformation["Unit"],
+            )
+        )
     assert found == {
-        (f'{{ $.event = "{m.event}" && $.{m.field} = * }}', f"$.{m.field}", f"{NAMESPACE}/{endpoint_name}",
-         m.metric_name, m.unit)
+        (
+            f'{{ $.event = "{m.event}" && $.{m.field} = * }}',
+            f"$.{m.field}",
+            f"{NAMESPACE}/{endpoint_name}",
+            m.metric_name,
+            m.unit,
+        )
         for m in LOG_METRICS
     }
     assert all(f["LogGroupName"] == {"Ref": log_group_id} for f in filters)
-    assert all(set(f["MetricTransformations"][0]) == {"MetricName", "MetricNamespace", "MetricValue", "Unit"}
-               for f in filters)  # no dimensions, no default value: only lines that carry the field count
+    assert all(
+        set(f["MetricTransformations"][0]) == {"MetricName", "MetricNamespace", "MetricValue", "Unit"}
+        for f in filters
+    )  # no dimensions, no default value: only lines that carry the field count
     assert CLOUDWATCH_NAMESPACE.fullmatch(f"{NAMESPACE}/{endpoint_name}")
 
 
@@ -117,8 +132,10 @@ def test_two_endpoints_keep_their_metrics_apart():
     groups = {
         k: v["Properties"]["LogGroupName"] for k, v in _of_type(template, "AWS::Logs::LogGroup").items()
     }
-    assert sorted(groups.values()) == ["/aws/sagemaker/Endpoints/team-a-endpoint",
-                                       "/aws/sagemaker/Endpoints/team-b-endpoint"]
+    assert sorted(groups.values()) == [
+        "/aws/sagemaker/Endpoints/team-a-endpoint",
+        "/aws/sagemaker/Endpoints/team-b-endpoint",
+    ]
     for f in _of_type(template, "AWS::Logs::MetricFilter").values():
         endpoint = groups[f["Properties"]["LogGroupName"]["Ref"]].rsplit("/", 1)[1]
         assert f["Properties"]["MetricTransformations"][0]["MetricNamespace"] == f"{NAMESPACE}/{endpoint}"

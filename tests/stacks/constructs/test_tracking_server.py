@@ -27,8 +27,11 @@ def _execution_role(template: dict) -> tuple[str, RolePolicies]:
     definitions = _definitions(template)
     step = next(s for d in definitions.values() for s in walk_steps(d["Steps"]) if s["Type"] == "Training")
     arn = step["Arguments"]["RoleArn"]
-    logical_id = next(lid for lid in resources_of_type(template, "AWS::IAM::Role")
-                      if TemplateValues(template).arn(lid) == arn)
+    logical_id = next(
+        lid
+        for lid in resources_of_type(template, "AWS::IAM::Role")
+        if TemplateValues(template).arn(lid) == arn
+    )
     return arn, RolePolicies.of(template, logical_id)
 
 
@@ -39,12 +42,15 @@ def _definitions(template: dict) -> dict[str, dict]:
 
 
 def _track_steps(template: dict) -> dict[str, list[dict]]:
-    return {name: [s for s in walk_steps(d["Steps"]) if s["Name"].startswith("Track")]
-            for name, d in _definitions(template).items()}
+    return {
+        name: [s for s in walk_steps(d["Steps"]) if s["Name"].startswith("Track")]
+        for name, d in _definitions(template).items()
+    }
 
 
 def test_the_stack_creates_a_tracking_server_storing_artifacts_in_the_artifacts_bucket(
-        template, synthesized_app):
+    template, synthesized_app
+):
     (server,) = resources_of_type(template, SERVER_KIND).values()
     values = TemplateValues(template)
     props = values.resolve(server["Properties"])
@@ -65,13 +71,25 @@ def test_the_stack_creates_a_tracking_server_storing_artifacts_in_the_artifacts_
     policies = RolePolicies.of(template, role_id)
     bucket = values.arn(artifacts)
     key = values.arn(next(iter(resources_of_type(template, "AWS::KMS::Key"))))
-    assert policies.actions() == {"s3:GetBucketLocation", "s3:ListBucket", "s3:GetObject", "s3:PutObject",
-                                  "s3:DeleteObject", "kms:Decrypt", "kms:GenerateDataKey"}
-    for call in [("s3:PutObject", f"{bucket}/mlflow/1/abc/artifacts/loss_curves.png"),
-                 ("s3:ListBucket", bucket), ("kms:GenerateDataKey", key)]:
+    assert policies.actions() == {
+        "s3:GetBucketLocation",
+        "s3:ListBucket",
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:DeleteObject",
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
+    }
+    for call in [
+        ("s3:PutObject", f"{bucket}/mlflow/1/abc/artifacts/loss_curves.png"),
+        ("s3:ListBucket", bucket),
+        ("kms:GenerateDataKey", key),
+    ]:
         assert policies.allows(*call), call
-    for call in [("s3:GetObject", f"{bucket}/training/job/output/model.tar.gz"),
-                 ("s3:PutObject", "arn:aws:s3:::other-bucket/mlflow/x")]:
+    for call in [
+        ("s3:GetObject", f"{bucket}/training/job/output/model.tar.gz"),
+        ("s3:PutObject", "arn:aws:s3:::other-bucket/mlflow/x"),
+    ]:
         assert not policies.allows(*call), call
     depends = server.get("DependsOn", [])
     assert any(template["Resources"][d]["Type"] == "AWS::IAM::ManagedPolicy" for d in depends)
@@ -79,16 +97,25 @@ def test_the_stack_creates_a_tracking_server_storing_artifacts_in_the_artifacts_
 
 def test_the_execution_role_may_log_runs_to_that_server_and_nothing_more_of_mlflow(template):
     _, policies = _execution_role(template)
-    for action in ("CreateExperiment", "GetExperimentByName", "CreateRun", "GetRun", "SearchRuns", "LogBatch",
-                   "UpdateRun"):
+    for action in (
+        "CreateExperiment",
+        "GetExperimentByName",
+        "CreateRun",
+        "GetRun",
+        "SearchRuns",
+        "LogBatch",
+        "UpdateRun",
+    ):
         assert policies.allows(f"sagemaker-mlflow:{action}", SERVER_ARN), action
     assert policies.allows("sagemaker:ListTrainingJobsForHyperParameterTuningJob", TUNING_JOB)
-    for denied in [("sagemaker-mlflow:LogBatch", EXISTING_ARN),  # another server
-                   ("sagemaker-mlflow:DeleteExperiment", SERVER_ARN),
-                   ("sagemaker-mlflow:DeleteRun", SERVER_ARN),
-                   ("sagemaker-mlflow:CreateRegisteredModel", SERVER_ARN),
-                   ("sagemaker:DeleteMlflowTrackingServer", SERVER_ARN),
-                   ("sagemaker:StopHyperParameterTuningJob", TUNING_JOB)]:
+    for denied in [
+        ("sagemaker-mlflow:LogBatch", EXISTING_ARN),  # another server
+        ("sagemaker-mlflow:DeleteExperiment", SERVER_ARN),
+        ("sagemaker-mlflow:DeleteRun", SERVER_ARN),
+        ("sagemaker-mlflow:CreateRegisteredModel", SERVER_ARN),
+        ("sagemaker:DeleteMlflowTrackingServer", SERVER_ARN),
+        ("sagemaker:StopHyperParameterTuningJob", TUNING_JOB),
+    ]:
         assert not policies.allows(*denied), denied
     assert not any("*" in a for a in policies.actions())
 
@@ -109,9 +136,12 @@ def test_after_each_job_a_track_step_with_network_logs_it_and_the_jobs_stay_isol
             job_step = step["Name"].replace("Track", "Train" if pipeline.endswith("training") else "Tune")
             assert command[0] == "track"
             if pipeline.endswith("training"):
-                assert command[1:] == ["--model-uri",
-                                       {"Get": f"Steps.{job_step}.ModelArtifacts.S3ModelArtifacts"},
-                                       "--job-name", {"Get": f"Steps.{job_step}.TrainingJobName"}]
+                assert command[1:] == [
+                    "--model-uri",
+                    {"Get": f"Steps.{job_step}.ModelArtifacts.S3ModelArtifacts"},
+                    "--job-name",
+                    {"Get": f"Steps.{job_step}.TrainingJobName"},
+                ]
             else:
                 tuning_job = {"Get": f"Steps.{job_step}.HyperParameterTuningJobName"}
                 assert command[1:3] == ["--tuning-job", tuning_job]
@@ -131,7 +161,8 @@ def test_the_outputs_say_where_the_server_is_and_how_to_open_its_ui(template):
     assert TemplateValues(template).resolve(outputs["MlflowTrackingServerArn"]["Value"]) == SERVER_ARN
     assert outputs["MlflowUi"]["Value"] == (
         "aws sagemaker create-presigned-mlflow-tracking-server-url --tracking-server-name jax-llm-mlflow "
-        "--query AuthorizedUrl --output text")
+        "--query AuthorizedUrl --output text"
+    )
 
 
 def test_an_existing_mlflow_app_also_gets_its_api_gate_and_describe(synth_app):
@@ -155,8 +186,11 @@ def test_an_existing_server_by_arn_or_none(synth_app):
     assert policies.allows("sagemaker-mlflow:LogBatch", EXISTING_ARN)
     assert not policies.allows("sagemaker-mlflow:LogBatch", SERVER_ARN)
     assert not policies.allows("sagemaker:CallMlflowAppApi", EXISTING_ARN)  # a server needs no App gate
-    assert all(s["Arguments"]["Environment"]["MLFLOW_TRACKING_URI"] == EXISTING_ARN
-               for steps in _track_steps(template).values() for s in steps)
+    assert all(
+        s["Arguments"]["Environment"]["MLFLOW_TRACKING_URI"] == EXISTING_ARN
+        for steps in _track_steps(template).values()
+        for s in steps
+    )
     assert "--tracking-server-name team-mlflow" in template["Outputs"]["MlflowUi"]["Value"]
 
     none = synth_app({"trackingServer": "none"}).template_json["TrainingStack"]
@@ -166,14 +200,20 @@ def test_an_existing_server_by_arn_or_none(synth_app):
     assert "MlflowUi" not in none["Outputs"]
 
 
-@pytest.mark.parametrize(("overrides", "key", "allowed"), [
-    ({"trackingServer": "yes"}, "trackingServer", "one of create, existing, none"),
-    ({"trackingServer": "existing"}, "trackingServerArn", "an ARN with trackingServer=existing"),
-    ({"trackingServerArn": EXISTING_ARN}, "trackingServerArn", "empty otherwise"),
-    ({"trackingServer": "existing", "trackingServerArn": "arn:aws:s3:::bucket"}, "trackingServerArn",
-     "a SageMaker MLflow ARN"),
-    ({"trackingServerSize": "small"}, "trackingServerSize", "one of Small, Medium, Large"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "key", "allowed"),
+    [
+        ({"trackingServer": "yes"}, "trackingServer", "one of create, existing, none"),
+        ({"trackingServer": "existing"}, "trackingServerArn", "an ARN with trackingServer=existing"),
+        ({"trackingServerArn": EXISTING_ARN}, "trackingServerArn", "empty otherwise"),
+        (
+            {"trackingServer": "existing", "trackingServerArn": "arn:aws:s3:::bucket"},
+            "trackingServerArn",
+            "a SageMaker MLflow ARN",
+        ),
+        ({"trackingServerSize": "small"}, "trackingServerSize", "one of Small, Medium, Large"),
+    ],
+)
 def test_wrong_tracking_settings_name_the_key(overrides, key, allowed):
     with pytest.raises(SettingsError) as raised:
         settings_with(**overrides)

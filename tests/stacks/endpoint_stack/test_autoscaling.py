@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 
-
 from jax_llm.contract.serving import DEFAULT_MAX_BATCH
 from stacks.constructs.endpoint import VARIANT_NAME
-from tests.stacks.endpoint_stack.templates import (one_resource,
-                                                   resource_properties)
+from tests.stacks.endpoint_stack.templates import one_resource, resource_properties
 
 
 def test_scalable_target_on_the_variant_instance_count(default, settings):

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-
 import pytest
 from aws_cdk.assertions import Annotations, Match
 
 from stacks.constructs.endpoint import VARIANT_NAME, has_instance_storage
-from tests.stacks.endpoint_stack.templates import (EBS_ONLY_TYPE, one_resource,
-                                                   resource_properties)
+from tests.stacks.endpoint_stack.templates import EBS_ONLY_TYPE, one_resource, resource_properties
 
 
 def test_model_is_network_isolated_and_runs_as_the_training_execution_role(synthesized_app, default):

@@ -8,7 +8,7 @@ from aws_cdk.assertions import Template
 
 from jax_llm.contract.serving import DEFAULT_MAX_BATCH
 from stacks.constructs.endpoint import VARIANT_NAME
-from tests.stacks.endpoint_stack.templates import (resource_properties)
+from tests.stacks.endpoint_stack.templates import resource_properties
 
 
 def test_rollback_alarms(default, settings):

@@ -75,8 +75,12 @@ def test_a_scaling_target_under_one_request_is_refused():
 def test_scaling_target_and_container_slots_follow_the_decode_slots(slots, percent, target, environment):
     endpoint = Settings.from_context(
         # 48 slots of the 1.3b's 2048-token KV cache need a 48 GB GPU (synth refuses them on ml.g5.xlarge).
-        {**CDK_CONTEXT, "endpointDecodeSlots": slots, "endpointTargetConcurrencyPercent": percent,
-         "endpointInstanceType": "ml.g6e.2xlarge"}
+        {
+            **CDK_CONTEXT,
+            "endpointDecodeSlots": slots,
+            "endpointTargetConcurrencyPercent": percent,
+            "endpointInstanceType": "ml.g6e.2xlarge",
+        }
     ).endpoint
     assert endpoint.target_concurrency == target
     assert endpoint.container_environment == environment

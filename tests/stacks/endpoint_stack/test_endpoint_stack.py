@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-
-from tests.stacks.endpoint_stack.templates import (one_resource)
+from tests.stacks.endpoint_stack.templates import one_resource
 from tests.support import REPO
 
 
@@ -19,6 +18,7 @@ def test_outputs_name_the_endpoint_and_show_an_invocation(synthesized_app, setti
     assert f"--endpoint-name {settings.project.name}-endpoint" in example
     body = example.split("--body '")[1].split("'")[0]
     assert json.loads(body) == {"inputs": "Once upon a time", "parameters": {"max_new_tokens": 32}}
+
 
 def test_no_unacknowledged_nag_finding_in_either_variant(synthesized_app, pinned):
     findings = [

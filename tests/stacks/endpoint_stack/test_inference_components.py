@@ -72,7 +72,10 @@ def test_the_variant_holds_instances_that_sagemaker_scales_down_to_zero(resource
     assert "ModelName" not in variant  # the component holds the model
     assert variant["InstanceType"] == settings.endpoint.instance_type
     assert variant["ManagedInstanceScaling"] == {
-        "Status": "ENABLED", "MinInstanceCount": 0, "MaxInstanceCount": settings.endpoint.max_instance_count}
+        "Status": "ENABLED",
+        "MinInstanceCount": 0,
+        "MaxInstanceCount": settings.endpoint.max_instance_count,
+    }
     assert variant["RoutingConfig"] == {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"}
     # An endpoint of inference components names their role on its config.
     assert "ExecutionRoleArn" in config
@@ -81,7 +84,8 @@ def test_the_variant_holds_instances_that_sagemaker_scales_down_to_zero(resource
 
 def test_data_capture_that_is_not_applied_is_said_at_synth(app):
     infos = Annotations.from_stack(app.stacks["EndpointStack"]).find_info(
-        "*", Match.string_like_regexp("endpointDataCapturePercent is not applied"))
+        "*", Match.string_like_regexp("endpointDataCapturePercent is not applied")
+    )
     assert len(infos) == 1
 
 
@@ -106,10 +110,12 @@ def test_the_component_serves_the_model_with_its_compute_and_copies(resources, s
     assert spec["ModelName"] == {"Fn::GetAtt": [model_id, "ModelName"]}
     assert spec["ComputeResourceRequirements"] == {
         "NumberOfAcceleratorDevicesRequired": endpoint.copy_accelerators,
-        "MinMemoryRequiredInMb": endpoint.copy_memory_mb}
+        "MinMemoryRequiredInMb": endpoint.copy_memory_mb,
+    }
     assert spec["StartupParameters"] == {
         "ContainerStartupHealthCheckTimeoutInSeconds": endpoint.startup_timeout_seconds,
-        "ModelDataDownloadTimeoutInSeconds": endpoint.download_timeout_seconds}
+        "ModelDataDownloadTimeoutInSeconds": endpoint.download_timeout_seconds,
+    }
     assert component["RuntimeConfig"] == {"CopyCount": endpoint.initial_copy_count}
 
 
@@ -121,18 +127,26 @@ def test_a_release_rolls_copies_over_in_batches_and_the_three_alarms_roll_it_bac
         "MaximumBatchSize": {"Type": "CAPACITY_PERCENT", "Value": endpoint.traffic_step_percent},
         "WaitIntervalInSeconds": endpoint.bake_seconds,
         "MaximumExecutionTimeoutInSeconds": endpoint.deployment_timeout_seconds,
-        "RollbackMaximumBatchSize": {"Type": "CAPACITY_PERCENT", "Value": 100}}
+        "RollbackMaximumBatchSize": {"Type": "CAPACITY_PERCENT", "Value": 100},
+    }
     alarms = _of_type(resources, "AWS::CloudWatch::Alarm")
-    rollback = {alarms[a["AlarmName"]["Ref"]]["Properties"]["AlarmName"]
-                for a in deployment["AutoRollbackConfiguration"]["Alarms"]}
+    rollback = {
+        alarms[a["AlarmName"]["Ref"]]["Properties"]["AlarmName"]
+        for a in deployment["AutoRollbackConfiguration"]["Alarms"]
+    }
     prefix = f"{settings.project.name}-endpoint"
-    assert rollback == {f"{prefix}-5xx-errors", f"{prefix}-model-latency-p90",
-                        f"{prefix}-time-to-first-token-p90"}
+    assert rollback == {
+        f"{prefix}-5xx-errors",
+        f"{prefix}-model-latency-p90",
+        f"{prefix}-time-to-first-token-p90",
+    }
 
 
 def test_rollback_alarms_watch_the_component_s_metrics(resources, component_name):
-    by_name = {r["Properties"]["AlarmName"]: r["Properties"]
-               for r in _of_type(resources, "AWS::CloudWatch::Alarm").values()}
+    by_name = {
+        r["Properties"]["AlarmName"]: r["Properties"]
+        for r in _of_type(resources, "AWS::CloudWatch::Alarm").values()
+    }
     for suffix in ("5xx-errors", "model-latency-p90"):
         alarm = next(a for name, a in by_name.items() if name.endswith(suffix))
         assert alarm["Namespace"] == "AWS/SageMaker"
@@ -147,11 +161,14 @@ def test_copies_track_concurrent_requests_per_copy_down_to_zero(resources, setti
     assert target["ResourceId"] == f"inference-component/{component_name}"
     assert target["ScalableDimension"] == COPY_DIMENSION
     assert (target["MinCapacity"], target["MaxCapacity"]) == (0, settings.endpoint.max_copy_count)
-    policies = {p["Properties"]["PolicyType"]: p for p in
-                _of_type(resources, "AWS::ApplicationAutoScaling::ScalingPolicy").values()}
+    policies = {
+        p["Properties"]["PolicyType"]: p
+        for p in _of_type(resources, "AWS::ApplicationAutoScaling::ScalingPolicy").values()
+    }
     tracking = policies["TargetTrackingScaling"]["Properties"]["TargetTrackingScalingPolicyConfiguration"]
     assert tracking["PredefinedMetricSpecification"] == {
-        "PredefinedMetricType": "SageMakerInferenceComponentConcurrentRequestsPerCopyHighResolution"}
+        "PredefinedMetricType": "SageMakerInferenceComponentConcurrentRequestsPerCopyHighResolution"
+    }
     assert tracking["TargetValue"] == settings.endpoint.target_concurrency
     # Registered only once the component exists.
     component_id, _ = _one(resources, "AWS::SageMaker::InferenceComponent")
@@ -160,14 +177,19 @@ def test_copies_track_concurrent_requests_per_copy_down_to_zero(resources, setti
 
 def test_a_request_that_finds_no_copy_starts_one(resources, component_name):
     """The documented path out of zero: a step policy (+1 copy) on the NoCapacityInvocationFailures alarm."""
-    step_id, step = next((lid, r["Properties"]) for lid, r in
-                         _of_type(resources, "AWS::ApplicationAutoScaling::ScalingPolicy").items()
-                         if r["Properties"]["PolicyType"] == "StepScaling")
+    step_id, step = next(
+        (lid, r["Properties"])
+        for lid, r in _of_type(resources, "AWS::ApplicationAutoScaling::ScalingPolicy").items()
+        if r["Properties"]["PolicyType"] == "StepScaling"
+    )
     config = step["StepScalingPolicyConfiguration"]
     assert config["AdjustmentType"] == "ChangeInCapacity"
     assert config["StepAdjustments"] == [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}]
-    alarm = next(r["Properties"] for r in _of_type(resources, "AWS::CloudWatch::Alarm").values()
-                 if r["Properties"].get("MetricName") == NO_CAPACITY_METRIC)
+    alarm = next(
+        r["Properties"]
+        for r in _of_type(resources, "AWS::CloudWatch::Alarm").values()
+        if r["Properties"].get("MetricName") == NO_CAPACITY_METRIC
+    )
     assert alarm["Namespace"] == "AWS/SageMaker"
     assert alarm["Dimensions"] == [{"Name": "InferenceComponentName", "Value": component_name}]
     assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
@@ -178,8 +200,15 @@ def _autoscaling_in_a_bare_stack(**overrides) -> dict[str, dict]:
     settings = Settings.from_context({**cdk_json_context(), **MODE, **overrides}).endpoint
     stack = Stack(App(), "Bare")
     endpoint = sagemaker.CfnEndpoint(stack, "Endpoint", endpoint_config_name="c")
-    EndpointAutoscaling(stack, "Autoscaling", settings=settings, endpoint_name="e", variant_name="primary",
-                        endpoint=endpoint, component_name="e-model")
+    EndpointAutoscaling(
+        stack,
+        "Autoscaling",
+        settings=settings,
+        endpoint_name="e",
+        variant_name="primary",
+        endpoint=endpoint,
+        component_name="e-model",
+    )
     return Template.from_stack(stack).to_json()["Resources"]
 
 
@@ -196,9 +225,11 @@ def test_with_a_floor_of_copies_there_is_no_path_from_zero_to_add():
 
 
 def test_server_metric_lines_are_read_from_the_component_s_log_group(resources, component_name):
-    log_group_id, log_group = next((lid, r["Properties"]) for lid, r in
-                                   _of_type(resources, "AWS::Logs::LogGroup").items()
-                                   if "LogGroupName" in r["Properties"])
+    log_group_id, log_group = next(
+        (lid, r["Properties"])
+        for lid, r in _of_type(resources, "AWS::Logs::LogGroup").items()
+        if "LogGroupName" in r["Properties"]
+    )
     assert log_group["LogGroupName"] == component_log_group_name(component_name)
     filters = _of_type(resources, "AWS::Logs::MetricFilter")
     assert filters and all(f["Properties"]["LogGroupName"] == {"Ref": log_group_id} for f in filters.values())
@@ -210,8 +241,14 @@ def test_server_metric_lines_are_read_from_the_component_s_log_group(resources, 
 def test_the_dashboard_graphs_per_copy_metrics_of_the_component(resources, component_name):
     _, dashboard = _one(resources, "AWS::CloudWatch::Dashboard")
     body = json.dumps(dashboard["DashboardBody"])
-    for name in ("InvocationsPerCopy", "ConcurrentRequestsPerCopy", "GPUUtilizationNormalized",
-                 "/aws/sagemaker/InferenceComponents", component_name, "Copies serving"):
+    for name in (
+        "InvocationsPerCopy",
+        "ConcurrentRequestsPerCopy",
+        "GPUUtilizationNormalized",
+        "/aws/sagemaker/InferenceComponents",
+        component_name,
+        "Copies serving",
+    ):
         assert name in body, name
     for name in ("InvocationsPerInstance", "ConcurrentRequestsPerModel", "VariantName"):
         assert name not in body, name
@@ -251,22 +288,39 @@ def _requests(resources: dict[str, dict]) -> list[tuple[str, str, dict]]:
     _, config = _one(resources, "AWS::SageMaker::EndpointConfig")
     _, component = _one(resources, "AWS::SageMaker::InferenceComponent")
     component = resolve(component)
-    found = [("sagemaker", "CreateEndpointConfig", {"EndpointConfigName": "c", **resolve(config)}),
-             ("sagemaker", "CreateInferenceComponent",
-              {k: v for k, v in component.items() if k != "DeploymentConfig"}),
-             ("sagemaker", "UpdateInferenceComponent",
-              {k: v for k, v in component.items() if k not in ("EndpointName", "VariantName")})]
+    found = [
+        ("sagemaker", "CreateEndpointConfig", {"EndpointConfigName": "c", **resolve(config)}),
+        (
+            "sagemaker",
+            "CreateInferenceComponent",
+            {k: v for k, v in component.items() if k != "DeploymentConfig"},
+        ),
+        (
+            "sagemaker",
+            "UpdateInferenceComponent",
+            {k: v for k, v in component.items() if k not in ("EndpointName", "VariantName")},
+        ),
+    ]
     _, target = _one(resources, "AWS::ApplicationAutoScaling::ScalableTarget")
     found.append(("application-autoscaling", "RegisterScalableTarget", resolve(target)))
     for policy in _of_type(resources, "AWS::ApplicationAutoScaling::ScalingPolicy").values():
         request = resolve({k: v for k, v in policy["Properties"].items() if k != "ScalingTargetId"})
-        found.append(("application-autoscaling", "PutScalingPolicy",
-                      {**request, **{k: target[k] for k in ("ServiceNamespace", "ResourceId",
-                                                             "ScalableDimension")}}))
+        found.append(
+            (
+                "application-autoscaling",
+                "PutScalingPolicy",
+                {
+                    **request,
+                    **{k: target[k] for k in ("ServiceNamespace", "ResourceId", "ScalableDimension")},
+                },
+            )
+        )
     for alarm in _of_type(resources, "AWS::CloudWatch::Alarm").values():
         request = resolve(alarm["Properties"])
-        request["AlarmActions"] = [f"arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:{i}"
-                                   for i, _ in enumerate(request.get("AlarmActions", []))]
+        request["AlarmActions"] = [
+            f"arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:{i}"
+            for i, _ in enumerate(request.get("AlarmActions", []))
+        ]
         found.append(("cloudwatch", "PutMetricAlarm", request))
     return found
 
@@ -275,8 +329,13 @@ def test_every_request_is_valid_for_botocore(resources):
     session = botocore.session.get_session()
     requests = _requests(resources)
     assert {operation for _, operation, _ in requests} >= {
-        "CreateEndpointConfig", "CreateInferenceComponent", "UpdateInferenceComponent",
-        "RegisterScalableTarget", "PutScalingPolicy", "PutMetricAlarm"}
+        "CreateEndpointConfig",
+        "CreateInferenceComponent",
+        "UpdateInferenceComponent",
+        "RegisterScalableTarget",
+        "PutScalingPolicy",
+        "PutMetricAlarm",
+    }
     for service, operation, request in requests:
         shape = session.get_service_model(service).operation_model(operation).input_shape
         report = ParamValidator().validate(request, shape)
@@ -286,17 +345,26 @@ def test_every_request_is_valid_for_botocore(resources):
 # --- settings --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("overrides, key, allowed", [
-    ({"endpointMode": "serverless"}, "endpointMode", "one of variant, inference-components"),
-    ({"endpointMinInstanceCount": 0}, "endpointMinInstanceCount",
-     "0 needs endpointMode=inference-components"),
-    ({**MODE, "endpointMinCopyCount": 3, "endpointMaxCopyCount": 2}, "endpointMaxCopyCount",
-     "at least endpointMinCopyCount (3)"),
-    ({**MODE, "endpointInitialCopyCount": 9}, "endpointInitialCopyCount", "between endpointMinCopyCount"),
-    ({**MODE, "endpointCopyMemoryMb": 64}, "endpointCopyMemoryMb", "an integer >= 128"),
-    ({**MODE, "endpointCopyAccelerators": -1}, "endpointCopyAccelerators", "an integer >= 0"),
-    ({**MODE, "endpointTrafficStepPercent": 75}, "endpointTrafficStepPercent", "between 5 and 50"),
-])
+@pytest.mark.parametrize(
+    "overrides, key, allowed",
+    [
+        ({"endpointMode": "serverless"}, "endpointMode", "one of variant, inference-components"),
+        (
+            {"endpointMinInstanceCount": 0},
+            "endpointMinInstanceCount",
+            "0 needs endpointMode=inference-components",
+        ),
+        (
+            {**MODE, "endpointMinCopyCount": 3, "endpointMaxCopyCount": 2},
+            "endpointMaxCopyCount",
+            "at least endpointMinCopyCount (3)",
+        ),
+        ({**MODE, "endpointInitialCopyCount": 9}, "endpointInitialCopyCount", "between endpointMinCopyCount"),
+        ({**MODE, "endpointCopyMemoryMb": 64}, "endpointCopyMemoryMb", "an integer >= 128"),
+        ({**MODE, "endpointCopyAccelerators": -1}, "endpointCopyAccelerators", "an integer >= 0"),
+        ({**MODE, "endpointTrafficStepPercent": 75}, "endpointTrafficStepPercent", "between 5 and 50"),
+    ],
+)
 def test_a_wrong_mode_setting_names_the_key_and_what_is_allowed(overrides, key, allowed):
     with pytest.raises(SettingsError, match=f"context key '{key}'") as error:
         Settings.from_context({**cdk_json_context(), **overrides})

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
 from stacks.constructs.model_package_lookup import DESCRIBE_ACTION, HANDLER_DIR, LOOKUP_ACTION, RESOURCE_TYPE
-from tests.stacks.endpoint_stack.templates import (PINNED_ARN, lookup_function, one_resource,
-                                                   resource_properties)
+from tests.stacks.endpoint_stack.templates import (
+    PINNED_ARN,
+    lookup_function,
+    one_resource,
+    resource_properties,
+)
 
 
 def test_model_serves_the_package_the_lookup_finds(default):
@@ -37,8 +40,11 @@ def test_lookup_asks_for_the_group_and_its_handler_is_the_tested_file(synthesize
 def test_lookup_handler_may_read_the_groups_packages_and_write_its_logs_only(default, settings):
     function_id, function = lookup_function(default)
     role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
-    ((policy_id, policy),) = [(k, v) for k, v in default.find_resources("AWS::IAM::ManagedPolicy").items()
-                              if v["Properties"]["Roles"] == [{"Ref": role_id}]]
+    ((policy_id, policy),) = [
+        (k, v)
+        for k, v in default.find_resources("AWS::IAM::ManagedPolicy").items()
+        if v["Properties"]["Roles"] == [{"Ref": role_id}]
+    ]
     log_group_id = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
     statements = {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
     assert statements["ListModelPackages"] == {

@@ -56,7 +56,9 @@ def test_the_final_val_loss_the_gate_reads_is_the_runs_final_val_loss(metric_def
 
 def test_the_tuning_objective_is_one_of_the_metrics(metric_definitions, definitions):
     tunings = [s for d in definitions.values() for s in walk_steps(d["Steps"]) if s["Type"] == "Tuning"]
-    objectives = {s["Arguments"]["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]
-                  ["MetricName"] for s in tunings}
+    objectives = {
+        s["Arguments"]["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]["MetricName"]
+        for s in tunings
+    }
     assert objectives == {OBJECTIVE_METRIC}
     assert OBJECTIVE_METRIC in {d["Name"] for d in metric_definitions}

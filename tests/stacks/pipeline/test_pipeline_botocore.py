@@ -25,8 +25,14 @@ OPERATIONS = {
     "Tuning": ("CreateHyperParameterTuningJob", {"HyperParameterTuningJobName": "abc123-TuneSpot-x1y2z3"}),
     "RegisterModel": ("CreateModelPackage", {}),
 }
-SAMPLE_BY_TYPE = {"string": "pipeline-value", "integer": 3, "long": 3, "float": 1.5, "double": 1.5,
-                  "boolean": True}
+SAMPLE_BY_TYPE = {
+    "string": "pipeline-value",
+    "integer": 3,
+    "long": 3,
+    "float": 1.5,
+    "double": 1.5,
+    "boolean": True,
+}
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +70,9 @@ class Substitution:
     def value(self, expression: dict, shape) -> Any:
         if "Std:Join" in expression:
             join = expression["Std:Join"]
-            return join["On"].join(str(self.value(v, shape) if isinstance(v, dict) else v)
-                                   for v in join["Values"])
+            return join["On"].join(
+                str(self.value(v, shape) if isinstance(v, dict) else v) for v in join["Values"]
+            )
         reference = expression["Get"]
         if reference.startswith("Parameters."):
             value = self.defaults[reference.removeprefix("Parameters.")]  # KeyError: undeclared parameter
@@ -78,8 +85,10 @@ class Substitution:
             return self.value(value, shape)
         self.check_string(value, shape, where)
         if shape.type_name == "structure" and isinstance(value, dict):
-            return {k: self.apply(v, shape.members[k], f"{where}.{k}") if k in shape.members else v
-                    for k, v in value.items()}
+            return {
+                k: self.apply(v, shape.members[k], f"{where}.{k}") if k in shape.members else v
+                for k, v in value.items()
+            }
         if shape.type_name == "list" and isinstance(value, list):
             return [self.apply(v, shape.member, f"{where}[{i}]") for i, v in enumerate(value)]
         if shape.type_name == "map" and isinstance(value, dict):
@@ -93,8 +102,10 @@ def job_steps(definition: dict) -> list[dict]:
 
 def test_both_pipelines_have_every_job_step_type(definitions):
     kinds = {name: {s["Type"] for s in job_steps(d)} for name, d in definitions.items()}
-    assert kinds == {"jax-llm-training": {"Processing", "Training", "RegisterModel"},
-                     "jax-llm-tuning": {"Processing", "Tuning", "RegisterModel"}}
+    assert kinds == {
+        "jax-llm-training": {"Processing", "Training", "RegisterModel"},
+        "jax-llm-tuning": {"Processing", "Tuning", "RegisterModel"},
+    }
 
 
 def test_every_job_step_is_a_valid_request(definitions, service_model):

@@ -21,17 +21,25 @@ PROCESSING_JOB = f"{SAGEMAKER}:processing-job/pipelines-7k2m9x0q1w3e-prepare-a1b
 TRAINING_JOB = f"{SAGEMAKER}:training-job/pipelines-7k2m9x0q1w3e-trainspot-a1b2c3d4e5"
 TUNING_JOB = f"{SAGEMAKER}:hyper-parameter-tuning-job/7k2m9x0q1w3e-tunespot-a1b2c3d4"
 STEP_CALLS = {
-    "Processing": [("sagemaker:CreateProcessingJob", PROCESSING_JOB),
-                   ("sagemaker:DescribeProcessingJob", PROCESSING_JOB),
-                   ("sagemaker:StopProcessingJob", PROCESSING_JOB), ("sagemaker:AddTags", PROCESSING_JOB)],
-    "Training": [("sagemaker:CreateTrainingJob", TRAINING_JOB),
-                 ("sagemaker:DescribeTrainingJob", TRAINING_JOB),
-                 ("sagemaker:StopTrainingJob", TRAINING_JOB), ("sagemaker:AddTags", TRAINING_JOB)],
-    "Tuning": [("sagemaker:CreateHyperParameterTuningJob", TUNING_JOB),
-               ("sagemaker:DescribeHyperParameterTuningJob", TUNING_JOB),
-               ("sagemaker:StopHyperParameterTuningJob", TUNING_JOB),
-               ("sagemaker:ListTrainingJobsForHyperParameterTuningJob", TUNING_JOB),
-               ("sagemaker:AddTags", TUNING_JOB)],
+    "Processing": [
+        ("sagemaker:CreateProcessingJob", PROCESSING_JOB),
+        ("sagemaker:DescribeProcessingJob", PROCESSING_JOB),
+        ("sagemaker:StopProcessingJob", PROCESSING_JOB),
+        ("sagemaker:AddTags", PROCESSING_JOB),
+    ],
+    "Training": [
+        ("sagemaker:CreateTrainingJob", TRAINING_JOB),
+        ("sagemaker:DescribeTrainingJob", TRAINING_JOB),
+        ("sagemaker:StopTrainingJob", TRAINING_JOB),
+        ("sagemaker:AddTags", TRAINING_JOB),
+    ],
+    "Tuning": [
+        ("sagemaker:CreateHyperParameterTuningJob", TUNING_JOB),
+        ("sagemaker:DescribeHyperParameterTuningJob", TUNING_JOB),
+        ("sagemaker:StopHyperParameterTuningJob", TUNING_JOB),
+        ("sagemaker:ListTrainingJobsForHyperParameterTuningJob", TUNING_JOB),
+        ("sagemaker:AddTags", TUNING_JOB),
+    ],
 }
 
 
@@ -73,30 +81,38 @@ def pipeline_calls(definitions: dict) -> list[tuple[str, str, dict]]:
             if step["Type"] == "RegisterModel":
                 group = args["ModelPackageGroupName"]
                 package = f"{SAGEMAKER}:model-package/{group}/7"
-                calls += [("sagemaker:CreateModelPackage", f"{SAGEMAKER}:model-package-group/{group}", {}),
-                          ("sagemaker:CreateModelPackage", package, {}),
-                          ("sagemaker:DescribeModelPackage", package, {}),
-                          ("sagemaker:AddTags", package, {})]
+                calls += [
+                    ("sagemaker:CreateModelPackage", f"{SAGEMAKER}:model-package-group/{group}", {}),
+                    ("sagemaker:CreateModelPackage", package, {}),
+                    ("sagemaker:DescribeModelPackage", package, {}),
+                    ("sagemaker:AddTags", package, {}),
+                ]
     return calls
 
 
 def test_the_pipeline_role_may_make_every_call_of_both_pipelines(definitions, pipeline_role):
     _, policies = pipeline_role
     calls = pipeline_calls(definitions)
-    assert {c[0] for c in calls} >= {"sagemaker:CreateProcessingJob", "sagemaker:CreateTrainingJob",
-                                     "sagemaker:CreateHyperParameterTuningJob",
-                                     "sagemaker:CreateModelPackage", "iam:PassRole"}
+    assert {c[0] for c in calls} >= {
+        "sagemaker:CreateProcessingJob",
+        "sagemaker:CreateTrainingJob",
+        "sagemaker:CreateHyperParameterTuningJob",
+        "sagemaker:CreateModelPackage",
+        "iam:PassRole",
+    }
     denied = [c for c in calls if not policies.allows(*c)]
     assert not denied
 
 
 def test_the_pipeline_role_is_denied_everything_else(definitions, pipeline_role, template):
     role_id, policies = pipeline_role
-    execution_role = next(s for d in definitions.values() for s in walk_steps(d["Steps"])
-                          if s["Type"] == "Training")["Arguments"]["RoleArn"]
+    execution_role = next(
+        s for d in definitions.values() for s in walk_steps(d["Steps"]) if s["Type"] == "Training"
+    )["Arguments"]["RoleArn"]
     own_arn = TemplateValues(template).arn(role_id)
-    group = next(s for d in definitions.values() for s in walk_steps(d["Steps"])
-                 if s["Type"] == "RegisterModel")["Arguments"]["ModelPackageGroupName"]
+    group = next(
+        s for d in definitions.values() for s in walk_steps(d["Steps"]) if s["Type"] == "RegisterModel"
+    )["Arguments"]["ModelPackageGroupName"]
     must_deny = [
         ("iam:PassRole", execution_role, {"iam:PassedToService": "ec2.amazonaws.com"}),  # to another service
         ("iam:PassRole", execution_role, {}),  # without saying to whom
@@ -121,18 +137,28 @@ def test_the_trigger_starts_the_training_pipeline_and_may_do_nothing_else(trigge
     assert call["action"] == "startPipelineExecution"
     pipeline_arn = f"{SAGEMAKER}:pipeline/{call['parameters']['PipelineName'].lower()}"
     log_groups = resources_of_type(template, "AWS::Logs::LogGroup")
-    (log_group,) = [TemplateValues(template).arn(lid) for lid in log_groups if lid.startswith("StartTraining")]
+    (log_group,) = [
+        TemplateValues(template).arn(lid) for lid in log_groups if lid.startswith("StartTraining")
+    ]
     log_stream = log_group.removesuffix("*") + "log-stream:2026/11/22/[$LATEST]abc"
-    for needed in [("sagemaker:StartPipelineExecution", pipeline_arn), ("logs:CreateLogStream", log_stream),
-                   ("logs:PutLogEvents", log_stream)]:
+    for needed in [
+        ("sagemaker:StartPipelineExecution", pipeline_arn),
+        ("logs:CreateLogStream", log_stream),
+        ("logs:PutLogEvents", log_stream),
+    ]:
         assert policies.allows(*needed), needed
-    assert policies.actions() == {"sagemaker:StartPipelineExecution", "logs:CreateLogStream",
-                                  "logs:PutLogEvents"}
-    for denied in [("sagemaker:StartPipelineExecution", f"{SAGEMAKER}:pipeline/jax-llm-tuning"),
-                   ("sagemaker:StartPipelineExecution", f"{SAGEMAKER}:pipeline/someone-elses"),
-                   ("sagemaker:StopPipelineExecution", pipeline_arn),
-                   ("sagemaker:CreateTrainingJob", TRAINING_JOB),
-                   ("logs:PutLogEvents", f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:other:log-stream:x")]:
+    assert policies.actions() == {
+        "sagemaker:StartPipelineExecution",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
+    for denied in [
+        ("sagemaker:StartPipelineExecution", f"{SAGEMAKER}:pipeline/jax-llm-tuning"),
+        ("sagemaker:StartPipelineExecution", f"{SAGEMAKER}:pipeline/someone-elses"),
+        ("sagemaker:StopPipelineExecution", pipeline_arn),
+        ("sagemaker:CreateTrainingJob", TRAINING_JOB),
+        ("logs:PutLogEvents", f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:other:log-stream:x"),
+    ]:
         assert not policies.allows(*denied), denied
 
 

@@ -53,7 +53,7 @@ def steps_by_name(definition: dict) -> dict[str, dict]:
 def references(value, kind: str) -> set[str]:
     """Every ``{"Get": "<kind>.X..."}`` reference in ``value``: X for Parameters, the step name for Steps."""
     text = json.dumps(value)
-    return set(re.findall(r'"Get": "' + kind + r'\.([A-Za-z0-9_\-]+)', text))
+    return set(re.findall(r'"Get": "' + kind + r"\.([A-Za-z0-9_\-]+)", text))
 
 
 def test_step_names_are_unique_and_valid_and_references_resolve(definitions):
@@ -72,18 +72,23 @@ def test_each_run_prepares_or_not_then_trains_on_spot_or_not_then_gates_on_val_l
     (top,) = training["Steps"]
     assert top["Name"] == "CheckPrepareData"
     assert top["Arguments"]["Conditions"] == [
-        {"Type": "Equals", "LeftValue": {"Get": "Parameters.PrepareData"}, "RightValue": True}]
+        {"Type": "Equals", "LeftValue": {"Get": "Parameters.PrepareData"}, "RightValue": True}
+    ]
     assert [s["Name"] for s in top["Arguments"]["IfSteps"]] == ["Prepare", "CheckUseSpotFromRaw"]
     assert [s["Name"] for s in top["Arguments"]["ElseSteps"]] == ["CheckUseSpotFromTokenized"]
     for data in ("FromRaw", "FromTokenized"):
         switch = steps[f"CheckUseSpot{data}"]["Arguments"]
         assert switch["Conditions"] == [
-            {"Type": "Equals", "LeftValue": {"Get": "Parameters.UseSpotInstances"}, "RightValue": True}]
+            {"Type": "Equals", "LeftValue": {"Get": "Parameters.UseSpotInstances"}, "RightValue": True}
+        ]
         on_demand = [s["Name"] for s in switch["ElseSteps"]]
         assert on_demand == [f"TrainOnDemand{data}", f"TrackOnDemand{data}", f"CheckValLossOnDemand{data}"]
         (wait_check,) = switch["IfSteps"]
         assert [s["Name"] for s in wait_check["Arguments"]["IfSteps"]] == [
-            f"TrainSpot{data}", f"TrackSpot{data}", f"CheckValLossSpot{data}"]
+            f"TrainSpot{data}",
+            f"TrackSpot{data}",
+            f"CheckValLossSpot{data}",
+        ]
         assert wait_check["Arguments"]["ElseSteps"][0]["Type"] == "Fail"
     for variant in VARIANTS:
         train = steps[f"Train{variant}"]
@@ -93,12 +98,18 @@ def test_each_run_prepares_or_not_then_trains_on_spot_or_not_then_gates_on_val_l
         else:
             assert references(train["Arguments"]["InputDataConfig"], "Steps") == set()
             assert references(train["Arguments"]["InputDataConfig"], "Parameters") == {
-                "TrainDataUri", "ValidationDataUri", "TokenizerUri"}
+                "TrainDataUri",
+                "ValidationDataUri",
+                "TokenizerUri",
+            }
         gate = steps[f"CheckValLoss{variant}"]["Arguments"]
-        assert gate["Conditions"] == [{
-            "Type": "LessThanOrEqualTo",
-            "LeftValue": {"Get": f"Steps.Train{variant}.FinalMetricDataList['{OBJECTIVE_METRIC}'].Value"},
-            "RightValue": {"Get": "Parameters.MaxValLoss"}}]
+        assert gate["Conditions"] == [
+            {
+                "Type": "LessThanOrEqualTo",
+                "LeftValue": {"Get": f"Steps.Train{variant}.FinalMetricDataList['{OBJECTIVE_METRIC}'].Value"},
+                "RightValue": {"Get": "Parameters.MaxValLoss"},
+            }
+        ]
         assert [s["Type"] for s in gate["IfSteps"]] == ["RegisterModel"]
         assert [s["Type"] for s in gate["ElseSteps"]] == ["Fail"]
         message = json.dumps(gate["ElseSteps"][0]["Arguments"]["ErrorMessage"])
@@ -109,26 +120,32 @@ def test_the_job_copies_differ_only_in_spot_wait_and_data_source(training):
     steps = steps_by_name(training)
     spot, on_demand = steps["TrainSpotFromRaw"]["Arguments"], steps["TrainOnDemandFromRaw"]["Arguments"]
     assert spot["EnableManagedSpotTraining"] is True and on_demand["EnableManagedSpotTraining"] is False
-    assert spot["StoppingCondition"] == {"MaxRuntimeInSeconds": {"Get": "Parameters.MaxRuntimeSeconds"},
-                                         "MaxWaitTimeInSeconds": {"Get": "Parameters.MaxWaitSeconds"}}
+    assert spot["StoppingCondition"] == {
+        "MaxRuntimeInSeconds": {"Get": "Parameters.MaxRuntimeSeconds"},
+        "MaxWaitTimeInSeconds": {"Get": "Parameters.MaxWaitSeconds"},
+    }
     # SageMaker rejects MaxWaitTimeInSeconds without managed spot.
     assert on_demand["StoppingCondition"] == {"MaxRuntimeInSeconds": {"Get": "Parameters.MaxRuntimeSeconds"}}
     strip = {"EnableManagedSpotTraining", "StoppingCondition"}
-    assert {k: v for k, v in spot.items() if k not in strip} == \
-        {k: v for k, v in on_demand.items() if k not in strip}
+    assert {k: v for k, v in spot.items() if k not in strip} == {
+        k: v for k, v in on_demand.items() if k not in strip
+    }
     defaults = {p["Name"]: p["DefaultValue"] for p in training["Parameters"]}
     assert defaults["MaxWaitSeconds"] > defaults["MaxRuntimeSeconds"]
     tokenized = steps["TrainSpotFromTokenized"]["Arguments"]
-    assert {k: v for k, v in spot.items() if k != "InputDataConfig"} == \
-        {k: v for k, v in tokenized.items() if k != "InputDataConfig"}
+    assert {k: v for k, v in spot.items() if k != "InputDataConfig"} == {
+        k: v for k, v in tokenized.items() if k != "InputDataConfig"
+    }
 
 
 def test_the_training_job_is_our_image_on_gpus_encrypted_isolated_and_checkpointed(training, outputs):
     args = steps_by_name(training)["TrainSpotFromRaw"]["Arguments"]
     defaults = {p["Name"]: p["DefaultValue"] for p in training["Parameters"]}
-    assert args["AlgorithmSpecification"] == {"TrainingImage": outputs["ImageUri"],
-                                              "TrainingInputMode": "FastFile",
-                                              "MetricDefinitions": METRIC_DEFINITIONS}
+    assert args["AlgorithmSpecification"] == {
+        "TrainingImage": outputs["ImageUri"],
+        "TrainingInputMode": "FastFile",
+        "MetricDefinitions": METRIC_DEFINITIONS,
+    }
     # Our repository at the content tag (the image asset's hash).
     image = re.compile(r"\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/jax-llm:[0-9a-f]{64}")
     assert image.fullmatch(outputs["ImageUri"])
@@ -142,12 +159,21 @@ def test_the_training_job_is_our_image_on_gpus_encrypted_isolated_and_checkpoint
     assert {c["ChannelName"] for c in args["InputDataConfig"]} == {"train", "validation", "tokenizer"}
     checkpoint = args["CheckpointConfig"]
     assert checkpoint["LocalPath"] == "/opt/ml/checkpoints"
-    assert checkpoint["S3Uri"]["Std:Join"] == {"On": "/", "Values": [
-        f"s3://{outputs['ArtifactsBucketName']}/checkpoints", {"Get": "Execution.PipelineExecutionId"}, ""]}
+    assert checkpoint["S3Uri"]["Std:Join"] == {
+        "On": "/",
+        "Values": [
+            f"s3://{outputs['ArtifactsBucketName']}/checkpoints",
+            {"Get": "Execution.PipelineExecutionId"},
+            "",
+        ],
+    }
     assert {"XLA_PYTHON_CLIENT_MEM_FRACTION", "NCCL_DEBUG"} <= args["Environment"].keys()
     assert args["Environment"]["FI_PROVIDER"] == "efa"
-    capacity = [r for r in steps_by_name(training)["TrainSpotFromRaw"]["RetryPolicies"]
-                if r["ExceptionType"] == ["SageMaker.CAPACITY_ERROR"]]
+    capacity = [
+        r
+        for r in steps_by_name(training)["TrainSpotFromRaw"]["RetryPolicies"]
+        if r["ExceptionType"] == ["SageMaker.CAPACITY_ERROR"]
+    ]
     assert capacity and capacity[0]["MaxAttempts"] >= 1
 
 
@@ -172,8 +198,10 @@ def test_prepare_runs_our_image_with_the_prepare_command(training, outputs):
     outputs_config = args["ProcessingOutputConfig"]["Outputs"]
     local_paths = {o["OutputName"]: o["S3Output"]["LocalPath"] for o in outputs_config}
     assert local_paths == {c: f"/opt/ml/processing/output/{c}" for c in ("train", "validation", "tokenizer")}
-    assert args["NetworkConfig"] == {"EnableNetworkIsolation": True,
-                                     "EnableInterContainerTrafficEncryption": True}
+    assert args["NetworkConfig"] == {
+        "EnableNetworkIsolation": True,
+        "EnableInterContainerTrafficEncryption": True,
+    }
 
 
 def test_registration_names_our_image_json_and_real_time_instances_pending_approval(training, outputs):
@@ -197,7 +225,8 @@ def test_tuning_searches_lr_warmup_and_weight_decay_and_registers_the_best_job(t
     assert config["HyperParameterTuningJobObjective"] == {"Type": "Minimize", "MetricName": OBJECTIVE_METRIC}
     assert config["ResourceLimits"] == {
         "MaxNumberOfTrainingJobs": {"Get": "Parameters.TuningMaxJobs"},
-        "MaxParallelTrainingJobs": {"Get": "Parameters.TuningMaxParallelJobs"}}
+        "MaxParallelTrainingJobs": {"Get": "Parameters.TuningMaxParallelJobs"},
+    }
     ranges = config["ParameterRanges"]
     scaling = {r["Name"]: r["ScalingType"] for kind in ranges.values() for r in kind}
     assert scaling == {"learning_rate": "Logarithmic", "weight_decay": "Linear", "warmup_steps": "Linear"}
@@ -207,17 +236,28 @@ def test_tuning_searches_lr_warmup_and_weight_decay_and_registers_the_best_job(t
     # Spot trials checkpoint under one prefix (one CheckpointConfig for all), each in its own jobs/<name>.
     job = args["TrainingJobDefinition"]
     assert job["CheckpointConfig"] == {
-        "S3Uri": {"Std:Join": {"On": "/", "Values": [
-            f"s3://{outputs['ArtifactsBucketName']}/checkpoints", {"Get": "Execution.PipelineExecutionId"},
-            "tuning", ""]}},
-        "LocalPath": "/opt/ml/checkpoints"}
+        "S3Uri": {
+            "Std:Join": {
+                "On": "/",
+                "Values": [
+                    f"s3://{outputs['ArtifactsBucketName']}/checkpoints",
+                    {"Get": "Execution.PipelineExecutionId"},
+                    "tuning",
+                    "",
+                ],
+            }
+        },
+        "LocalPath": "/opt/ml/checkpoints",
+    }
     assert job["Environment"][PER_JOB_CHECKPOINTS_ENV] == "true"
     assert "KeepAlivePeriodInSeconds" not in job["ResourceConfig"]  # spot trials: no warm pool
     register = steps["RegisterModelSpotFromTokenized"]["Arguments"]["InferenceSpecification"]["Containers"][0]
     url = register["ModelDataUrl"]["Std:Join"]["Values"]
-    assert url == [f"s3://{outputs['ArtifactsBucketName']}/tuning",
-                   {"Get": "Steps.TuneSpotFromTokenized.BestTrainingJob.TrainingJobName"},
-                   "output/model.tar.gz"]
+    assert url == [
+        f"s3://{outputs['ArtifactsBucketName']}/tuning",
+        {"Get": "Steps.TuneSpotFromTokenized.BestTrainingJob.TrainingJobName"},
+        "output/model.tar.gz",
+    ]
     assert args["TrainingJobDefinition"]["OutputDataConfig"]["S3OutputPath"] == url[0]
     gate = steps["CheckValLossSpotFromTokenized"]["Arguments"]["Conditions"][0]
     best = "Steps.TuneSpotFromTokenized.BestTrainingJob.FinalHyperParameterTuningJobObjectiveMetric.Value"
@@ -234,6 +274,8 @@ def test_no_tuning_trial_asks_for_a_warm_pool_and_on_demand_trials_sync_no_check
     for name in ("TuneSpotFromRaw", "TuneSpotFromTokenized"):
         job = steps[name]["Arguments"]["TrainingJobDefinition"]
         assert "KeepAlivePeriodInSeconds" not in job["ResourceConfig"] and "CheckpointConfig" in job
+
+
 def test_deploying_starts_the_training_pipeline_once_per_definition(template, outputs, synthesized_app):
     (resource,) = resources_of_type(template, "Custom::AWS").values()
     values = TemplateValues(template)
@@ -244,8 +286,13 @@ def test_deploying_starts_the_training_pipeline_once_per_definition(template, ou
     digest = definition_digest(stack, stack.pipelines.training_definition)
     assert create["parameters"]["PipelineExecutionDisplayName"] == f"deploy-{digest}"
     assert "TrainingExecutionArn" in template["Outputs"]
-    pipeline_id = next(iter(k for k, v in resources_of_type(template, "AWS::SageMaker::Pipeline").items()
-                            if v["Properties"]["PipelineName"] == "jax-llm-training"))
+    pipeline_id = next(
+        iter(
+            k
+            for k, v in resources_of_type(template, "AWS::SageMaker::Pipeline").items()
+            if v["Properties"]["PipelineName"] == "jax-llm-training"
+        )
+    )
     assert pipeline_id in resource["DependsOn"]
 
 
@@ -266,12 +313,15 @@ def test_start_training_false_deploys_the_pipelines_but_starts_nothing(synth_app
     assert len(resources_of_type(template, "AWS::SageMaker::Pipeline")) == 2
 
 
-@pytest.mark.parametrize(("overrides", "key"), [
-    ({"trainingHyperparameters": {"learning_rat": 0.001}}, "trainingHyperparameters"),
-    ({"trainingMaxWaitSeconds": 3600, "trainingMaxRuntimeSeconds": 3600}, "trainingMaxWaitSeconds"),
-    ({"tuningWarmupStepsRange": [100, 50000]}, "tuningWarmupStepsRange"),
-    ({"inferenceInstanceTypes": ["g5.xlarge"]}, "inferenceInstanceTypes"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"trainingHyperparameters": {"learning_rat": 0.001}}, "trainingHyperparameters"),
+        ({"trainingMaxWaitSeconds": 3600, "trainingMaxRuntimeSeconds": 3600}, "trainingMaxWaitSeconds"),
+        ({"tuningWarmupStepsRange": [100, 50000]}, "tuningWarmupStepsRange"),
+        ({"inferenceInstanceTypes": ["g5.xlarge"]}, "inferenceInstanceTypes"),
+    ],
+)
 def test_a_wrong_pipeline_setting_stops_synth_naming_the_key(overrides, key):
     with pytest.raises(SettingsError) as error:
         Settings.from_context({**cdk_json_context(), **overrides})

@@ -19,15 +19,20 @@ from tests.stacks.pipeline.test_pipeline_botocore import OPERATIONS, Substitutio
 UNCOMPRESSED = {"modelDataCompression": "none", "trackingServer": "none", "trackingServerArn": ""}
 RESOURCES = PipelineResources(
     image_uri="123456789012.dkr.ecr.us-east-1.amazonaws.com/jax-llm:abc",
-    execution_role_arn="arn:aws:iam::123456789012:role/exec", artifacts_bucket_name="artifacts",
-    data_bucket_name="data", kms_key_arn="arn:aws:kms:us-east-1:123456789012:key/k",
-    model_package_group_name="jax-llm-gpt")
+    execution_role_arn="arn:aws:iam::123456789012:role/exec",
+    artifacts_bucket_name="artifacts",
+    data_bucket_name="data",
+    kms_key_arn="arn:aws:kms:us-east-1:123456789012:key/k",
+    model_package_group_name="jax-llm-gpt",
+)
 
 
 def _definitions(**overrides) -> dict[str, dict]:
     settings = Settings.from_context({**cdk_json_context(), **overrides})
-    return {"training": training_definition(RESOURCES, settings.pipeline),
-            "tuning": tuning_definition(RESOURCES, settings.pipeline, settings.tuning)}
+    return {
+        "training": training_definition(RESOURCES, settings.pipeline),
+        "tuning": tuning_definition(RESOURCES, settings.pipeline, settings.tuning),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +57,20 @@ def test_a_version_registers_the_model_s_prefix_without_compression(uncompressed
     register = _of_type(uncompressed["training"], "RegisterModel")[0]
     (container,) = register["Arguments"]["InferenceSpecification"]["Containers"]
     assert "ModelDataUrl" not in container
-    assert container["ModelDataSource"] == {"S3DataSource": {
-        "S3Uri": {"Get": f"Steps.{_of_type(uncompressed['training'], 'Training')[0]['Name']}"
-                         ".ModelArtifacts.S3ModelArtifacts"},
-        "S3DataType": "S3Prefix", "CompressionType": "None"}}
+    assert container["ModelDataSource"] == {
+        "S3DataSource": {
+            "S3Uri": {
+                "Get": f"Steps.{_of_type(uncompressed['training'], 'Training')[0]['Name']}"
+                ".ModelArtifacts.S3ModelArtifacts"
+            },
+            "S3DataType": "S3Prefix",
+            "CompressionType": "None",
+        }
+    }
     # The tuner's best job: its output prefix, <S3OutputPath>/<job>/output/model/.
     (best,) = _of_type(uncompressed["tuning"], "RegisterModel")[0]["Arguments"]["InferenceSpecification"][
-        "Containers"]
+        "Containers"
+    ]
     assert best["ModelDataSource"]["S3DataSource"]["S3Uri"]["Std:Join"]["Values"][-1] == "output/model/"
 
 
@@ -77,17 +89,22 @@ def test_every_job_step_is_a_valid_request(uncompressed):
 
 def test_gzip_keeps_model_tar_gz():
     definitions = _definitions(modelDataCompression="gzip")
-    assert all("CompressionType" not in s["Arguments"]["OutputDataConfig"]
-               for s in _of_type(definitions["training"], "Training"))
+    assert all(
+        "CompressionType" not in s["Arguments"]["OutputDataConfig"]
+        for s in _of_type(definitions["training"], "Training")
+    )
     register = _of_type(definitions["tuning"], "RegisterModel")[0]
     (container,) = register["Arguments"]["InferenceSpecification"]["Containers"]
     assert container["ModelDataUrl"]["Std:Join"]["Values"][-1] == "output/model.tar.gz"
 
 
-@pytest.mark.parametrize("overrides, allowed", [
-    ({"modelDataCompression": "zstd"}, "one of gzip, none"),
-    ({"modelDataCompression": "none"}, "gzip while runs are tracked in MLflow"),
-])
+@pytest.mark.parametrize(
+    "overrides, allowed",
+    [
+        ({"modelDataCompression": "zstd"}, "one of gzip, none"),
+        ({"modelDataCompression": "none"}, "gzip while runs are tracked in MLflow"),
+    ],
+)
 def test_a_compression_that_cannot_be_used_names_the_key(overrides, allowed):
     with pytest.raises(SettingsError, match="context key 'modelDataCompression'") as error:
         Settings.from_context({**cdk_json_context(), **overrides})

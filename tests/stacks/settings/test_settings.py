@@ -50,19 +50,22 @@ def test_settings_are_immutable():
         settings.project.name = "other"  # type: ignore[misc]
 
 
-@pytest.mark.parametrize(("key", "value", "allowed"), [
-    ("projectName", "Jax_LLM", "lower-case letters"),
-    ("removalPolicy", "delete", "one of retain, destroy"),
-    ("imageCpuOnly", "yes", "true or false"),
-    ("ecrUntaggedImageDays", 0, "an integer >= 1"),
-    ("ecrUntaggedImageDays", "many", "an integer >= 1"),
-    ("dataBucketName", "Team_Data", "an S3 bucket name"),
-    ("logRetentionDays", 42, "one of 1, 3, 5"),
-    ("kmsPendingWindowDays", 3, ">= 7 and <= 30"),
-    ("modelPackageGroupName", "-gpt", "not starting or ending with '-'"),
-    ("trainingInstanceType", "p4de.24xlarge", "ml.<family>.<size>"),
-    ("trainingInstanceCount", 0, "an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "allowed"),
+    [
+        ("projectName", "Jax_LLM", "lower-case letters"),
+        ("removalPolicy", "delete", "one of retain, destroy"),
+        ("imageCpuOnly", "yes", "true or false"),
+        ("ecrUntaggedImageDays", 0, "an integer >= 1"),
+        ("ecrUntaggedImageDays", "many", "an integer >= 1"),
+        ("dataBucketName", "Team_Data", "an S3 bucket name"),
+        ("logRetentionDays", 42, "one of 1, 3, 5"),
+        ("kmsPendingWindowDays", 3, ">= 7 and <= 30"),
+        ("modelPackageGroupName", "-gpt", "not starting or ending with '-'"),
+        ("trainingInstanceType", "p4de.24xlarge", "ml.<family>.<size>"),
+        ("trainingInstanceCount", 0, "an integer >= 1"),
+    ],
+)
 def test_wrong_value_names_key_value_and_what_is_allowed(key, value, allowed):
     with pytest.raises(SettingsError) as raised:
         settings_with(**{key: value})
@@ -91,8 +94,10 @@ def test_cdk_synth_stops_with_the_message(cdk_cli):
     assert "context key 'ecrUntaggedImageDays' has value '0'; allowed: an integer >= 1" in result.stderr
 
 
-@pytest.mark.parametrize(("key", "name"), [("tuningLearningRateRange", "learning_rate"),
-                                           ("tuningWeightDecayRange", "weight_decay")])
+@pytest.mark.parametrize(
+    ("key", "name"),
+    [("tuningLearningRateRange", "learning_rate"), ("tuningWeightDecayRange", "weight_decay")],
+)
 def test_tuning_ranges_are_bounded_by_the_trainers_own_table(key, name):
     # The bound is the trainer's (jax_llm.contract.hyperparameters), not a copy kept in the stacks.
     maximum = FIELDS[name].metadata["maximum"]

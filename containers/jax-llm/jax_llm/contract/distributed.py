@@ -74,14 +74,21 @@ def read_cluster_spec(resource_config: Path) -> ClusterSpec:
         config = json.loads(path.read_text())
     except ValueError as err:
         raise ResourceConfigError(f"{path} is not valid JSON: {err}") from None
-    if not isinstance(config, dict) or not isinstance(config.get("hosts"), list) or not config["hosts"] \
-            or not isinstance(config.get("current_host"), str):
-        raise ResourceConfigError(f"{path} must hold an object with a non-empty list `hosts` and a string "
-                                  f"`current_host`, got {json.dumps(config)[:200]}")
+    if (
+        not isinstance(config, dict)
+        or not isinstance(config.get("hosts"), list)
+        or not config["hosts"]
+        or not isinstance(config.get("current_host"), str)
+    ):
+        raise ResourceConfigError(
+            f"{path} must hold an object with a non-empty list `hosts` and a string "
+            f"`current_host`, got {json.dumps(config)[:200]}"
+        )
     hosts = tuple(config["hosts"])  # kept in SageMaker's order: every host must agree on process ids
     if config["current_host"] not in hosts:
         raise ResourceConfigError(
-            f"{path}: current_host {config['current_host']!r} is not in hosts {list(hosts)}")
+            f"{path}: current_host {config['current_host']!r} is not in hosts {list(hosts)}"
+        )
     return ClusterSpec(hosts, config["current_host"], config.get("network_interface_name"))
 
 
@@ -94,7 +101,8 @@ def _wait_for_dns(host: str, timeout_s: float) -> None:
         except socket.gaierror as err:
             if time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"coordinator host {host!r} did not resolve within {timeout_s:.0f} s: {err}") from err
+                    f"coordinator host {host!r} did not resolve within {timeout_s:.0f} s: {err}"
+                ) from err
             print(f"waiting for {host!r} to resolve: {err}", file=sys.stderr, flush=True)
             time.sleep(2.0)
 
@@ -173,8 +181,12 @@ def nccl_environment(
         return {}
     if usable_interface(plan.network_interface, interfaces):
         return {NCCL_INTERFACE: plan.network_interface}
-    print(f"network interface {plan.network_interface!r} (from the launcher) does not exist here: "
-          f"{NCCL_INTERFACE} left for NCCL to choose", file=sys.stderr, flush=True)
+    print(
+        f"network interface {plan.network_interface!r} (from the launcher) does not exist here: "
+        f"{NCCL_INTERFACE} left for NCCL to choose",
+        file=sys.stderr,
+        flush=True,
+    )
     return {}
 
 
@@ -198,8 +210,11 @@ def join_cluster(
     # CPU collectives (the CPU backend, tests) need gloo across processes; GPU collectives use NCCL.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     _wait_for_dns(plan.coordinator.rsplit(":", 1)[0].strip("[]"), DNS_RETRY_SECONDS)
-    print(f"joining {plan.process_count} processes as process {plan.process_id}, coordinator "
-          f"{plan.coordinator} (from {plan.source})", flush=True)
+    print(
+        f"joining {plan.process_count} processes as process {plan.process_id}, coordinator "
+        f"{plan.coordinator} (from {plan.source})",
+        flush=True,
+    )
     jax.distributed.initialize(
         coordinator_address=plan.coordinator,
         num_processes=plan.process_count,

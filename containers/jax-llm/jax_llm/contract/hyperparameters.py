@@ -36,8 +36,14 @@ class HyperparameterError(ValueError):
         super().__init__(f"hyperparameter {key!r}: {problem}")
 
 
-def _field(default: Any, meaning: str, *, minimum: float | None = None, maximum: float | None = None,
-           choices: tuple[str, ...] | None = None) -> Any:
+def _field(
+    default: Any,
+    meaning: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
     meta = {"meaning": meaning, "minimum": minimum, "maximum": maximum, "choices": choices}
     return dataclasses.field(default=default, metadata=meta)
 
@@ -46,46 +52,65 @@ def _field(default: Any, meaning: str, *, minimum: float | None = None, maximum:
 class TrainConfig:
     """Everything a training run can be told. Defaults suit the 125m preset on one GPU host."""
 
-    preset: str = _field("125m", "model size: GPT-style tiny (tests), 125m, 350m, 1.3b; Llama-2-style "
-                         "tiny-llama (tests), 3b, 7b, 7b-gqa (8 kv heads), 13b", choices=PRESETS)
+    preset: str = _field(
+        "125m",
+        "model size: GPT-style tiny (tests), 125m, 350m, 1.3b; Llama-2-style "
+        "tiny-llama (tests), 3b, 7b, 7b-gqa (8 kv heads), 13b",
+        choices=PRESETS,
+    )
     max_steps: int = _field(5000, "optimizer steps to train for", minimum=1)
     batch_size: int = _field(64, "global sequences per optimizer step, over all hosts and devices", minimum=1)
-    seq_len: int = _field(1024, "tokens per training sequence (the model's context length)",
-                          minimum=8, maximum=8192)
-    learning_rate: float = _field(6e-4, "peak AdamW learning rate, reached after warmup",
-                                  minimum=0.0, maximum=1.0)
-    min_lr_ratio: float = _field(0.1, "the cosine decay ends at learning_rate x this",
-                                 minimum=0.0, maximum=1.0)
+    seq_len: int = _field(
+        1024, "tokens per training sequence (the model's context length)", minimum=8, maximum=8192
+    )
+    learning_rate: float = _field(
+        6e-4, "peak AdamW learning rate, reached after warmup", minimum=0.0, maximum=1.0
+    )
+    min_lr_ratio: float = _field(
+        0.1, "the cosine decay ends at learning_rate x this", minimum=0.0, maximum=1.0
+    )
     warmup_steps: int = _field(200, "linear warmup from 0 to learning_rate (at most max_steps)", minimum=0)
-    weight_decay: float = _field(0.1, "AdamW decoupled weight decay (matrices only, not norm scales)",
-                                 minimum=0.0, maximum=1.0)
+    weight_decay: float = _field(
+        0.1, "AdamW decoupled weight decay (matrices only, not norm scales)", minimum=0.0, maximum=1.0
+    )
     adam_b1: float = _field(0.9, "AdamW first-moment decay", minimum=0.0, maximum=0.999999)
     adam_b2: float = _field(0.95, "AdamW second-moment decay", minimum=0.0, maximum=0.999999)
     grad_clip: float = _field(1.0, "clip the global gradient norm to this; 0 turns clipping off", minimum=0.0)
-    grad_accum_steps: int = _field(1, "micro-batches per step (batch_size must be a multiple of it)",
-                                   minimum=1)
-    eval_every: int = _field(500, "evaluate on the validation set every N steps and at the end; 0: end only",
-                             minimum=0)
+    grad_accum_steps: int = _field(
+        1, "micro-batches per step (batch_size must be a multiple of it)", minimum=1
+    )
+    eval_every: int = _field(
+        500, "evaluate on the validation set every N steps and at the end; 0: end only", minimum=0
+    )
     eval_batches: int = _field(20, "validation batches per evaluation", minimum=1)
     checkpoint_every: int = _field(500, "save a checkpoint every N steps; 0: only on SIGTERM", minimum=0)
     keep_checkpoints: int = _field(3, "how many of the latest checkpoints to keep", minimum=1)
     log_every: int = _field(10, "log train metrics every N steps", minimum=1)
     seed: int = _field(0, "seed of parameter init and of the data order", minimum=0, maximum=2**31 - 1)
-    vocab_size: int = _field(32000, "BPE vocabulary size when the tokenizer is trained here (no channel)",
-                             minimum=MIN_VOCAB_SIZE, maximum=262144)
+    vocab_size: int = _field(
+        32000,
+        "BPE vocabulary size when the tokenizer is trained here (no channel)",
+        minimum=MIN_VOCAB_SIZE,
+        maximum=262144,
+    )
     fsdp: bool = _field(False, "shard parameters and optimizer state across all devices (FSDP)")
     remat: bool = _field(False, "recompute activations in the backward pass to save memory")
-    mesh: str = _field("auto", "device mesh DATAxFSDP (e.g. 4x8; product = all devices): parameters are "
-                       "sharded over FSDP (with fsdp=true), copied over DATA; auto: FSDP over each host's "
-                       "GPUs, DATA over hosts (flat FSDP when hosts have one GPU)")
-    compute_dtype: str = _field("auto", "activation/matmul dtype; auto: bfloat16 on GPU, float32 on CPU",
-                                choices=COMPUTE_DTYPES)
+    mesh: str = _field(
+        "auto",
+        "device mesh DATAxFSDP (e.g. 4x8; product = all devices): parameters are "
+        "sharded over FSDP (with fsdp=true), copied over DATA; auto: FSDP over each host's "
+        "GPUs, DATA over hosts (flat FSDP when hosts have one GPU)",
+    )
+    compute_dtype: str = _field(
+        "auto", "activation/matmul dtype; auto: bfloat16 on GPU, float32 on CPU", choices=COMPUTE_DTYPES
+    )
 
     def __post_init__(self) -> None:
         match = MESH_SHAPE.match(self.mesh)
         if self.mesh != "auto" and not (match and int(match[1]) >= 1 and int(match[2]) >= 1):
-            raise HyperparameterError("mesh", f"expected 'auto' or DATAxFSDP with positive integers "
-                                              f"(e.g. 4x8), got {self.mesh!r}")
+            raise HyperparameterError(
+                "mesh", f"expected 'auto' or DATAxFSDP with positive integers (e.g. 4x8), got {self.mesh!r}"
+            )
         if self.batch_size % self.grad_accum_steps:
             raise HyperparameterError(
                 "grad_accum_steps",
@@ -205,8 +230,10 @@ def mesh_shape(text: str, process_count: int, local_devices: int) -> tuple[int, 
     n_devices = process_count * local_devices
     if data * fsdp != n_devices:
         auto = "x".join(map(str, default_mesh_shape(process_count, local_devices)))
-        raise ValueError(f"{text} is {data * fsdp} devices, but the cluster has {n_devices} ({process_count} "
-                         f"host(s) x {local_devices}); auto would be {auto}")
+        raise ValueError(
+            f"{text} is {data * fsdp} devices, but the cluster has {n_devices} ({process_count} "
+            f"host(s) x {local_devices}); auto would be {auto}"
+        )
     return data, fsdp
 
 

@@ -57,13 +57,16 @@ class TrainingNeed:
         return self.parameters + self.optimizer + self.gradients + self.activations
 
     def describe(self) -> str:
-        return (f"{gib(self.total)} per GPU = parameters {gib(self.parameters)} + AdamW state "
-                f"{gib(self.optimizer)} + gradients {gib(self.gradients)} + activations and temporaries "
-                f"{gib(self.activations)}")
+        return (
+            f"{gib(self.total)} per GPU = parameters {gib(self.parameters)} + AdamW state "
+            f"{gib(self.optimizer)} + gradients {gib(self.gradients)} + activations and temporaries "
+            f"{gib(self.activations)}"
+        )
 
 
-def training_need(preset: str, seq_len: int, remat: bool, fsdp: int, rows_per_device: int,
-                  sharded: bool = True) -> TrainingNeed:
+def training_need(
+    preset: str, seq_len: int, remat: bool, fsdp: int, rows_per_device: int, sharded: bool = True
+) -> TrainingNeed:
     """Per-GPU bytes of a train step; `sharded=False` (fsdp=false) keeps whole state on every GPU."""
     entry = table()["presets"][preset]
     n, f = entry["num_params"], fsdp if sharded else 1
@@ -77,8 +80,9 @@ def usable_bytes(instance: InstanceType) -> int:
     return int(instance.gpu_memory_bytes * MEMORY_FRACTION)
 
 
-def largest_rows_per_device(preset: str, seq_len: int, remat: bool, fsdp: int, instance: InstanceType,
-                            sharded: bool = True) -> int:
+def largest_rows_per_device(
+    preset: str, seq_len: int, remat: bool, fsdp: int, instance: InstanceType, sharded: bool = True
+) -> int:
     """The most sequences per GPU per micro-batch that fit (0: not even one)."""
     fixed = training_need(preset, seq_len, remat, fsdp, 0, sharded)
     per_row = training_need(preset, seq_len, remat, fsdp, 1, sharded).total - fixed.total
@@ -110,8 +114,10 @@ class ServingNeed:
         return self.weights + self.kv_cache + self.prefill_logits
 
     def describe(self) -> str:
-        return (f"{gib(self.total)} per GPU = weights {gib(self.weights)} + KV cache {gib(self.kv_cache)} "
-                f"+ prefill logits {gib(self.prefill_logits)}")
+        return (
+            f"{gib(self.total)} per GPU = weights {gib(self.weights)} + KV cache {gib(self.kv_cache)} "
+            f"+ prefill logits {gib(self.prefill_logits)}"
+        )
 
 
 def serving_need(preset: str, context: int, slots: int, shards: int = 1) -> ServingNeed:

@@ -47,7 +47,7 @@ class SageMakerPaths:
     checkpoint_job: str = ""  # a tuning trial's job name: its checkpoints are checkpoints/jobs/<name>
 
     @classmethod
-    def from_env(cls, environ: os._Environ | dict | None = None) -> "SageMakerPaths":
+    def from_env(cls, environ: os._Environ | dict | None = None) -> SageMakerPaths:
         """Reads the root from `SAGEMAKER_BASE_DIR` (the training toolkit's variable), else `/opt/ml`, and
         with `JAX_LLM_CHECKPOINTS_PER_JOB=true` the job's checkpoint directory from `TRAINING_JOB_NAME`."""
         environ = os.environ if environ is None else environ
@@ -55,8 +55,10 @@ class SageMakerPaths:
         if environ.get(PER_JOB_CHECKPOINTS_ENV, "").lower() in ("1", "true"):
             job = environ.get(JOB_NAME_ENV, "")
             if not job or "/" in job or job.startswith("."):
-                raise ValueError(f"{PER_JOB_CHECKPOINTS_ENV} is set, so checkpoints are kept per job, but "
-                                 f"{JOB_NAME_ENV} is {job!r}, not a training job name")
+                raise ValueError(
+                    f"{PER_JOB_CHECKPOINTS_ENV} is set, so checkpoints are kept per job, but "
+                    f"{JOB_NAME_ENV} is {job!r}, not a training job name"
+                )
         return cls(Path(environ.get(BASE_DIR_VARIABLE) or DEFAULT_ROOT), job)
 
     # Training job: input/config/*.json, input/data/<channel>/, model/, output/, checkpoints/.

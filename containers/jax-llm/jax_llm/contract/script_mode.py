@@ -37,7 +37,9 @@ from jax_llm.contract.requirements import pip_install
 
 PROGRAM = "sagemaker_program"
 SUBMIT_DIRECTORY = "sagemaker_submit_directory"
-CODE_CHANNEL_SOURCE = f"input/data/{CODE_CHANNEL}/{SOURCE_ARCHIVE}"  # where the SDK points it under network isolation
+CODE_CHANNEL_SOURCE = (
+    f"input/data/{CODE_CHANNEL}/{SOURCE_ARCHIVE}"  # where the SDK points it under network isolation
+)
 TAIL_LINES = 40
 
 
@@ -61,14 +63,17 @@ def fetch_source(submit_directory: str, code_dir: Path) -> None:
     from sagemaker_training import files
 
     if not submit_directory.startswith("s3://") and not Path(submit_directory).exists():
-        raise ScriptModeError(f"{SUBMIT_DIRECTORY} {submit_directory!r} does not exist in the container "
-                              f"(with network isolation the SDK sends the source as the `code` channel: "
-                              f"/opt/ml/{CODE_CHANNEL_SOURCE})")
+        raise ScriptModeError(
+            f"{SUBMIT_DIRECTORY} {submit_directory!r} does not exist in the container "
+            f"(with network isolation the SDK sends the source as the `code` channel: "
+            f"/opt/ml/{CODE_CHANNEL_SOURCE})"
+        )
     try:
         files.download_and_extract(submit_directory, str(code_dir))
     except Exception as error:  # noqa: BLE001 - boto3's, tarfile's and shutil's errors alike
-        raise ScriptModeError(f"could not fetch {SUBMIT_DIRECTORY} {submit_directory!r}: "
-                              f"{type(error).__name__}: {error}") from error
+        raise ScriptModeError(
+            f"could not fetch {SUBMIT_DIRECTORY} {submit_directory!r}: {type(error).__name__}: {error}"
+        ) from error
 
 
 def install_requirements(code_dir: Path) -> None:
@@ -77,7 +82,8 @@ def install_requirements(code_dir: Path) -> None:
         raise ScriptModeError(
             f"could not install requirements.txt: {failure}. A training job with network "
             "isolation cannot reach PyPI: ship the wheels in the source directory "
-            "(pip download -r requirements.txt -d src/wheels) and they are installed from there")
+            "(pip download -r requirements.txt -d src/wheels) and they are installed from there"
+        )
 
 
 def command(program: str, code_dir: Path) -> list[str]:
@@ -85,8 +91,10 @@ def command(program: str, code_dir: Path) -> list[str]:
     path = code_dir / program
     if program.endswith(".py"):
         if not path.is_file():
-            raise ScriptModeError(f"{PROGRAM} {program!r} is not in the source directory "
-                                  f"(it holds: {', '.join(sorted(p.name for p in code_dir.iterdir())[:20])})")
+            raise ScriptModeError(
+                f"{PROGRAM} {program!r} is not in the source directory "
+                f"(it holds: {', '.join(sorted(p.name for p in code_dir.iterdir())[:20])})"
+            )
         return [sys.executable, "-u", str(path)]
     if program.endswith(".sh"):
         return ["/bin/bash", str(path)]
@@ -99,8 +107,11 @@ def jax_environment(paths: SageMakerPaths, environ: Mapping[str, str]) -> dict[s
     if spec.process_count == 1:
         return {}
     coordinator = environ.get("JAX_COORDINATOR_ADDRESS") or f"{spec.hosts[0]}:{distributed.COORDINATOR_PORT}"
-    extra = {"JAX_COORDINATOR_ADDRESS": coordinator, "JAX_NUM_PROCESSES": str(spec.process_count),
-             "JAX_PROCESS_ID": str(spec.process_id)}
+    extra = {
+        "JAX_COORDINATOR_ADDRESS": coordinator,
+        "JAX_NUM_PROCESSES": str(spec.process_count),
+        "JAX_PROCESS_ID": str(spec.process_id),
+    }
     if distributed.usable_interface(spec.network_interface):  # SDK v3's local `ethwe` does not exist
         extra[distributed.NCCL_INTERFACE] = spec.network_interface
     return extra
@@ -109,8 +120,16 @@ def jax_environment(paths: SageMakerPaths, environ: Mapping[str, str]) -> dict[s
 def failure_text(tail: list[str], code: int, program: str) -> str:
     """`Type: message` of the script's error first (the last line of its traceback), then its last lines."""
     lines = [line for line in tail if line.strip()]
-    error = next((line for line in reversed(lines) if not line.startswith((" ", "\t"))
-                  and ": " in line and line.split(":", 1)[0].replace(".", "").isidentifier()), None)
+    error = next(
+        (
+            line
+            for line in reversed(lines)
+            if not line.startswith((" ", "\t"))
+            and ": " in line
+            and line.split(":", 1)[0].replace(".", "").isidentifier()
+        ),
+        None,
+    )
     head = f"{error or (lines[-1] if lines else 'no error output')}\n({program} exited with code {code})"
     return f"{head[:FAILURE_REASON_CHARS]}\n\n" + "\n".join(lines)
 
@@ -131,9 +150,13 @@ def run(paths: SageMakerPaths, raw_hyperparameters: Mapping[str, str]) -> int:
         directory.mkdir(parents=True, exist_ok=True)
     os.environ[BASE_DIR_VARIABLE] = str(paths.root)  # the toolkit reads the tree from here too
     toolkit = environment.Environment()
-    env = {**os.environ, **toolkit.to_env_vars(), **jax_environment(paths, os.environ),
-           "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(code_dir), os.environ.get("PYTHONPATH", "")]))}
+    env = {
+        **os.environ,
+        **toolkit.to_env_vars(),
+        **jax_environment(paths, os.environ),
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(code_dir), os.environ.get("PYTHONPATH", "")])),
+    }
     argv = command(program, code_dir) + [str(a) for a in toolkit.to_cmd_args()]
     print(f"script mode: {' '.join(argv)} (in {code_dir})", flush=True)
     process = subprocess.Popen(argv, cwd=code_dir, env=env, stderr=subprocess.PIPE)

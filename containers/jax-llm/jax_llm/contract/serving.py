@@ -94,4 +94,3 @@ def metric_line(event: str, **fields: object) -> str:
     return json.dumps(
         {"event": event, **{k: v for k, v in fields.items() if v is not None}}, separators=(",", ":")
     )
-

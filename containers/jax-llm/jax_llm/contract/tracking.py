@@ -19,8 +19,11 @@ IMAGE_TAG_ENV = "JAX_LLM_IMAGE_TAG"
 DEFAULT_EXPERIMENT = "jax-llm"
 
 # Environment variable -> the run tag it becomes.
-TAG_ENV = {JOB_NAME_ENV: "sagemaker.job_name", PIPELINE_EXECUTION_ENV: "sagemaker.pipeline_execution",
-           IMAGE_TAG_ENV: "image_tag"}
+TAG_ENV = {
+    JOB_NAME_ENV: "sagemaker.job_name",
+    PIPELINE_EXECUTION_ENV: "sagemaker.pipeline_execution",
+    IMAGE_TAG_ENV: "image_tag",
+}
 PARENT_TAG = "jax_llm.parent_key"  # on the parent run: the key its children name
 
 

@@ -19,14 +19,27 @@ import argparse
 import json
 from pathlib import Path
 
-from jax_llm.contract.hyperparameters import MIN_VOCAB_SIZE
 from jax_llm.contract.failure import write_failure, write_message
-from jax_llm.contract.paths import (DATA_CHANNELS, DEFAULT_ROOT, RAW_INPUT, TOKENIZER_CHANNEL, TRAIN_CHANNEL,
-                                    VALIDATION_CHANNEL, SageMakerPaths)
+from jax_llm.contract.hyperparameters import MIN_VOCAB_SIZE
+from jax_llm.contract.paths import (
+    DATA_CHANNELS,
+    DEFAULT_ROOT,
+    RAW_INPUT,
+    TOKENIZER_CHANNEL,
+    TRAIN_CHANNEL,
+    VALIDATION_CHANNEL,
+    SageMakerPaths,
+)
 from jax_llm.data.shards import ShardWriter
 from jax_llm.data.text_corpus import encode_pieces, is_text_file, iter_pieces, iter_texts, list_files
-from jax_llm.data.tokenizer import (TOKENIZER_FILE, eos_id, fingerprint, load_tokenizer, save_tokenizer,
-                                    train_tokenizer)
+from jax_llm.data.tokenizer import (
+    TOKENIZER_FILE,
+    eos_id,
+    fingerprint,
+    load_tokenizer,
+    save_tokenizer,
+    train_tokenizer,
+)
 
 OUTPUTS = DATA_CHANNELS  # one output per channel that `train` reads
 
@@ -57,16 +70,30 @@ def _fraction(value: str) -> float:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """The job's ContainerArguments after `prepare`."""
     parser = _Parser(prog="python -m jax_llm prepare", description=__doc__.splitlines()[0])
-    parser.add_argument("--vocab-size", type=int, default=32768,
-                        help=f"BPE vocabulary size, EOS included (at least {MIN_VOCAB_SIZE}; ignored with a tokenizer input)")
-    parser.add_argument("--validation-fraction", type=_fraction, default=0.02,
-                        help="share of documents held out for validation; 0 writes no validation shards")
-    parser.add_argument("--shard-size-tokens", type=_positive_int, default=1 << 26,
-                        help="tokens per shard file (2 bytes each below 65536 vocab, else 4)")
+    parser.add_argument(
+        "--vocab-size",
+        type=int,
+        default=32768,
+        help=f"BPE vocabulary size, EOS included (at least {MIN_VOCAB_SIZE}; ignored with a tokenizer input)",
+    )
+    parser.add_argument(
+        "--validation-fraction",
+        type=_fraction,
+        default=0.02,
+        help="share of documents held out for validation; 0 writes no validation shards",
+    )
+    parser.add_argument(
+        "--shard-size-tokens",
+        type=_positive_int,
+        default=1 << 26,
+        help="tokens per shard file (2 bytes each below 65536 vocab, else 4)",
+    )
     parser.add_argument("--input-name", default=RAW_INPUT, help="the ProcessingInput holding the raw text")
     args = parser.parse_args(argv)
     if args.vocab_size < MIN_VOCAB_SIZE:
-        parser.error(f"argument --vocab-size: must be at least {MIN_VOCAB_SIZE} (256 bytes + EOS), got {args.vocab_size}")
+        parser.error(
+            f"argument --vocab-size: must be at least {MIN_VOCAB_SIZE} (256 bytes + EOS), got {args.vocab_size}"
+        )
     return args
 
 
@@ -83,14 +110,23 @@ def _local_paths(paths: SageMakerPaths, input_name: str) -> tuple[Path, Path | N
     config = {}
     if paths.processing_job_config.exists():
         config = json.loads(paths.processing_job_config.read_text())
-    inputs = {i["InputName"]: _rebase(i["S3Input"]["LocalPath"], paths)
-              for i in config.get("ProcessingInputs", []) if "S3Input" in i}
-    outputs = {o["OutputName"]: _rebase(o["S3Output"]["LocalPath"], paths)
-               for o in config.get("ProcessingOutputConfig", {}).get("Outputs", []) if "S3Output" in o}
+    inputs = {
+        i["InputName"]: _rebase(i["S3Input"]["LocalPath"], paths)
+        for i in config.get("ProcessingInputs", [])
+        if "S3Input" in i
+    }
+    outputs = {
+        o["OutputName"]: _rebase(o["S3Output"]["LocalPath"], paths)
+        for o in config.get("ProcessingOutputConfig", {}).get("Outputs", [])
+        if "S3Output" in o
+    }
     raw = inputs.get(input_name, paths.processing_input(input_name))
     tokenizer = inputs.get(TOKENIZER_CHANNEL, paths.processing_input(TOKENIZER_CHANNEL))
-    return (raw, tokenizer if tokenizer.is_dir() else None,
-            {name: outputs.get(name, paths.processing_output(name)) for name in OUTPUTS})
+    return (
+        raw,
+        tokenizer if tokenizer.is_dir() else None,
+        {name: outputs.get(name, paths.processing_output(name)) for name in OUTPUTS},
+    )
 
 
 def _host(paths: SageMakerPaths) -> tuple[str, int]:
@@ -109,39 +145,58 @@ def prepare(args: argparse.Namespace, paths: SageMakerPaths) -> dict:
     files = list_files(raw)
     texts = [f for f in files if is_text_file(f)]
     if not texts:
-        raise PrepareError(f"input '{args.input_name}' ({raw}): no .txt or .jsonl file"
-                           + (f" (found {', '.join(f.name for f in files[:5])})" if files else " (empty)"))
+        raise PrepareError(
+            f"input '{args.input_name}' ({raw}): no .txt or .jsonl file"
+            + (f" (found {', '.join(f.name for f in files[:5])})" if files else " (empty)")
+        )
     for name, directory in outputs.items():
         if directory.is_dir() and any(directory.iterdir()):
-            raise PrepareError(f"output '{name}' ({directory}): not empty; refusing to mix with earlier outputs")
+            raise PrepareError(
+                f"output '{name}' ({directory}): not empty; refusing to mix with earlier outputs"
+            )
         directory.mkdir(parents=True, exist_ok=True)
 
     host, hosts = _host(paths)
     if tokenizer_input is not None:
         tokenizer = load_tokenizer(tokenizer_input / TOKENIZER_FILE)
     elif hosts > 1:
-        raise PrepareError(f"{hosts} instances would each train a different tokenizer on their own text: "
-                           f"give a 'tokenizer' input, or run on one instance")
+        raise PrepareError(
+            f"{hosts} instances would each train a different tokenizer on their own text: "
+            f"give a 'tokenizer' input, or run on one instance"
+        )
     else:
         tokenizer = train_tokenizer(iter_texts(texts), args.vocab_size)
     save_tokenizer(tokenizer, outputs[TOKENIZER_CHANNEL] / TOKENIZER_FILE)
 
     suffix = f"-{host}" if hosts > 1 else ""
-    meta = dict(vocab_size=tokenizer.get_vocab_size(), eos_id=eos_id(tokenizer), fingerprint=fingerprint(tokenizer),
-                shard_size=args.shard_size_tokens)
+    meta = dict(
+        vocab_size=tokenizer.get_vocab_size(),
+        eos_id=eos_id(tokenizer),
+        fingerprint=fingerprint(tokenizer),
+        shard_size=args.shard_size_tokens,
+    )
     train = ShardWriter(outputs[TRAIN_CHANNEL], f"{TRAIN_CHANNEL}{suffix}", **meta)
     validation = ShardWriter(outputs[VALIDATION_CHANNEL], f"{VALIDATION_CHANNEL}{suffix}", **meta)
     period = round(1 / args.validation_fraction) if args.validation_fraction > 0 else 0
     with train, validation:
-        documents = encode_pieces(tokenizer, iter_pieces(texts),
-                                  lambda i: validation if period and i % period == period - 1 else train)
+        documents = encode_pieces(
+            tokenizer,
+            iter_pieces(texts),
+            lambda i: validation if period and i % period == period - 1 else train,
+        )
     if period and validation.total_tokens == 0:
-        raise PrepareError(f"--validation-fraction {args.validation_fraction} holds out every {period}th document, "
-                           f"but there are only {documents}: raise it, or pass 0 to let training hold out a slice")
-    return {"documents": documents, "files": len(texts), "vocab_size": tokenizer.get_vocab_size(),
-            "tokenizer_fingerprint": fingerprint(tokenizer),
-            TRAIN_CHANNEL: {"tokens": train.total_tokens, "shards": len(train.paths)},
-            VALIDATION_CHANNEL: {"tokens": validation.total_tokens, "shards": len(validation.paths)}}
+        raise PrepareError(
+            f"--validation-fraction {args.validation_fraction} holds out every {period}th document, "
+            f"but there are only {documents}: raise it, or pass 0 to let training hold out a slice"
+        )
+    return {
+        "documents": documents,
+        "files": len(texts),
+        "vocab_size": tokenizer.get_vocab_size(),
+        "tokenizer_fingerprint": fingerprint(tokenizer),
+        TRAIN_CHANNEL: {"tokens": train.total_tokens, "shards": len(train.paths)},
+        VALIDATION_CHANNEL: {"tokens": validation.total_tokens, "shards": len(validation.paths)},
+    }
 
 
 def main(argv: list[str]) -> int:

@@ -45,15 +45,21 @@ def _header_bytes(header: dict) -> bytes:
 class ShardWriter:
     """Appends token arrays to `<directory>/<prefix>-00000.bin`, starting a new shard every `shard_size` tokens."""
 
-    def __init__(self, directory: Path, prefix: str, *, vocab_size: int, eos_id: int, fingerprint: str, shard_size: int):
+    def __init__(
+        self, directory: Path, prefix: str, *, vocab_size: int, eos_id: int, fingerprint: str, shard_size: int
+    ):
         if shard_size < 1:
             raise ValueError(f"shard_size must be positive, got {shard_size}")
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.prefix = prefix
         self.dtype = token_dtype(vocab_size)
-        self.meta = {"vocab_size": vocab_size, "eos_id": eos_id, "tokenizer_fingerprint": fingerprint,
-                     "dtype": self.dtype.name}
+        self.meta = {
+            "vocab_size": vocab_size,
+            "eos_id": eos_id,
+            "tokenizer_fingerprint": fingerprint,
+            "dtype": self.dtype.name,
+        }
         self.shard_size = shard_size
         self.paths: list[Path] = []
         self.total_tokens = 0
@@ -62,7 +68,7 @@ class ShardWriter:
 
     def _open_next(self) -> None:
         path = self.directory / f"{self.prefix}-{len(self.paths):05d}{SHARD_SUFFIX}"
-        self._file = open(path, "wb")
+        self._file = open(path, "wb")  # noqa: SIM115 - kept open across write() calls until close()
         self._file.write(_header_bytes({**self.meta, "tokens": 0}))  # rewritten with the count on close
         self.paths.append(path)
         self._in_shard = 0
@@ -95,7 +101,7 @@ class ShardWriter:
         self._close_current()
         return self.paths
 
-    def __enter__(self) -> "ShardWriter":
+    def __enter__(self) -> ShardWriter:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -110,7 +116,7 @@ def read_header(path: Path) -> dict:
     if len(raw) < HEADER_SIZE or not raw.startswith(MAGIC):
         raise ShardError(f"{path}: not a token shard (no {MAGIC.decode()} header)")
     try:
-        header = json.loads(raw[len(MAGIC):].decode())
+        header = json.loads(raw[len(MAGIC) :].decode())
         dtype = np.dtype(header["dtype"]).newbyteorder("<")
         tokens = int(header["tokens"])
         header["vocab_size"], header["eos_id"], header["tokenizer_fingerprint"]
@@ -119,7 +125,9 @@ def read_header(path: Path) -> dict:
     expected = HEADER_SIZE + tokens * dtype.itemsize
     actual = path.stat().st_size
     if actual != expected:
-        raise ShardError(f"{path}: {actual} bytes, but its header promises {tokens} tokens ({expected} bytes): truncated?")
+        raise ShardError(
+            f"{path}: {actual} bytes, but its header promises {tokens} tokens ({expected} bytes): truncated?"
+        )
     return header
 
 

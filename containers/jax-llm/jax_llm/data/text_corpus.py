@@ -72,9 +72,11 @@ def _jsonl_pieces(path: Path) -> Iterator[tuple[str, bool]]:
             try:
                 text = json.loads(line)["text"]
             except (json.JSONDecodeError, KeyError, TypeError) as error:
-                raise CorpusError(f"{path}:{number}: not a JSON object with a \"text\" field ({error})") from error
+                raise CorpusError(
+                    f'{path}:{number}: not a JSON object with a "text" field ({error})'
+                ) from error
             if not isinstance(text, str):
-                raise CorpusError(f"{path}:{number}: \"text\" is {type(text).__name__}, not a string")
+                raise CorpusError(f'{path}:{number}: "text" is {type(text).__name__}, not a string')
             if text:
                 yield text, True
 
@@ -107,8 +109,9 @@ def _batched(pieces: Iterator[tuple[str, bool]], size: int) -> Iterator[list[tup
         yield batch
 
 
-def encode_pieces(tokenizer: Tokenizer, pieces: Iterable[tuple[str, bool]],
-                  writer_for: Callable[[int], ShardWriter]) -> int:
+def encode_pieces(
+    tokenizer: Tokenizer, pieces: Iterable[tuple[str, bool]], writer_for: Callable[[int], ShardWriter]
+) -> int:
     """Encodes pieces, an EOS after each document's last piece, into `writer_for(document_index)`.
 
     Returns the number of documents. Every piece of a document goes to the same writer.

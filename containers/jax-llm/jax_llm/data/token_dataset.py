@@ -24,7 +24,9 @@ class TokenStream:
 
     def __init__(self, arrays: Sequence[np.ndarray]):
         self.arrays = [a for a in arrays if len(a)]
-        self.starts = np.cumsum([0] + [len(a) for a in self.arrays]).tolist()  # starts[i]: first token of array i
+        self.starts = np.cumsum(
+            [0] + [len(a) for a in self.arrays]
+        ).tolist()  # starts[i]: first token of array i
 
     def __len__(self) -> int:
         return self.starts[-1]
@@ -39,7 +41,7 @@ class TokenStream:
         while done < length:
             offset = start + done - self.starts[i]
             take = min(length - done, len(self.arrays[i]) - offset)
-            out[done:done + take] = self.arrays[i][offset:offset + take]
+            out[done : done + take] = self.arrays[i][offset : offset + take]
             done += take
             i += 1
         return out
@@ -48,8 +50,16 @@ class TokenStream:
 class TokenDataset:
     """Tokens [start, stop) of a stream, served as seeded per-epoch permutations of windows."""
 
-    def __init__(self, stream: TokenStream, *, seed: int, start: int = 0, stop: int | None = None,
-                 host_sharded: bool = False, name: str = "dataset"):
+    def __init__(
+        self,
+        stream: TokenStream,
+        *,
+        seed: int,
+        start: int = 0,
+        stop: int | None = None,
+        host_sharded: bool = False,
+        name: str = "dataset",
+    ):
         self.stream = stream
         self.seed = seed
         self.start = start
@@ -71,10 +81,14 @@ class TokenDataset:
         if seq_len < 1 or global_batch < 1:
             raise ValueError(f"seq_len and global_batch must be positive, got {seq_len} and {global_batch}")
         if global_batch % process_count or not 0 <= process_index < process_count:
-            raise ValueError(f"global_batch {global_batch} is not split evenly over {process_count} processes "
-                             f"(or process_index {process_index} is out of range)")
+            raise ValueError(
+                f"global_batch {global_batch} is not split evenly over {process_count} processes "
+                f"(or process_index {process_index} is out of range)"
+            )
         if self.num_windows(seq_len) == 0:
-            raise ValueError(f"{self.name}: {self.num_tokens} tokens is fewer than one window of {seq_len + 1}")
+            raise ValueError(
+                f"{self.name}: {self.num_tokens} tokens is fewer than one window of {seq_len + 1}"
+            )
         return global_batch // process_count
 
     def _permutation(self, epoch: int, n_windows: int) -> np.ndarray:
@@ -93,8 +107,9 @@ class TokenDataset:
             rows[i] = self.stream.read(self.start + int(window_ids[i]) * seq_len, seq_len + 1)
         return rows
 
-    def batch(self, step: int, global_batch: int, seq_len: int, process_index: int = 0,
-              process_count: int = 1) -> np.ndarray:
+    def batch(
+        self, step: int, global_batch: int, seq_len: int, process_index: int = 0, process_count: int = 1
+    ) -> np.ndarray:
         """This process's rows of the global batch for `step`: int32 [global_batch // process_count, seq_len + 1]."""
         local = self._check(global_batch, seq_len, process_index, process_count)
         n_windows = self.num_windows(seq_len)
@@ -103,11 +118,19 @@ class TokenDataset:
         else:
             positions = step * global_batch + process_index * local + np.arange(local, dtype=np.int64)
         epochs, offsets = np.divmod(positions, n_windows)
-        window_ids = np.array([self._permutation(int(e), n_windows)[o] for e, o in zip(epochs, offsets)], np.int64)
+        window_ids = np.array(
+            [self._permutation(int(e), n_windows)[o] for e, o in zip(epochs, offsets)], np.int64
+        )
         return self._windows(window_ids, seq_len)
 
-    def eval_batches(self, global_batch: int, seq_len: int, max_batches: int, process_index: int = 0,
-                     process_count: int = 1) -> Iterator[np.ndarray]:
+    def eval_batches(
+        self,
+        global_batch: int,
+        seq_len: int,
+        max_batches: int,
+        process_index: int = 0,
+        process_count: int = 1,
+    ) -> Iterator[np.ndarray]:
         """Exactly `max_batches` batches of consecutive windows in stream order, each int32 [local, seq_len + 1].
 
         The same count on every host whatever its data (so collectives line up); a dataset smaller
@@ -121,14 +144,28 @@ class TokenDataset:
             positions = b * rows_per_batch + first_row + np.arange(local, dtype=np.int64)
             yield self._windows(positions % n_windows, seq_len)
 
-    def split_tail(self, tail_windows: int, seq_len: int) -> tuple["TokenDataset", "TokenDataset"]:
+    def split_tail(self, tail_windows: int, seq_len: int) -> tuple[TokenDataset, TokenDataset]:
         """(head, tail): the last `tail_windows` windows held out; the two share no token."""
         # The tail is the last tail_windows*seq_len + 1 tokens; the head is everything before it.
         boundary = self.stop - (tail_windows * seq_len + 1)
         if tail_windows < 1 or (boundary - self.start - 1) // seq_len < 1:
-            raise ValueError(f"{self.name}: cannot hold out {tail_windows} of {self.num_windows(seq_len)} windows")
-        head = TokenDataset(self.stream, seed=self.seed, start=self.start, stop=boundary,
-                            host_sharded=self.host_sharded, name=self.name)
-        tail = TokenDataset(self.stream, seed=self.seed, start=boundary, stop=self.stop,
-                            host_sharded=self.host_sharded, name=f"{self.name} (held out)")
+            raise ValueError(
+                f"{self.name}: cannot hold out {tail_windows} of {self.num_windows(seq_len)} windows"
+            )
+        head = TokenDataset(
+            self.stream,
+            seed=self.seed,
+            start=self.start,
+            stop=boundary,
+            host_sharded=self.host_sharded,
+            name=self.name,
+        )
+        tail = TokenDataset(
+            self.stream,
+            seed=self.seed,
+            start=boundary,
+            stop=self.stop,
+            host_sharded=self.host_sharded,
+            name=f"{self.name} (held out)",
+        )
         return head, tail

@@ -29,7 +29,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     Deterministic: the same texts in the same order give the same tokenizer on every host.
     """
     if vocab_size < MIN_VOCAB_SIZE:
-        raise ValueError(f"vocab_size must be at least {MIN_VOCAB_SIZE} (256 bytes + {EOS_TOKEN}), got {vocab_size}")
+        raise ValueError(
+            f"vocab_size must be at least {MIN_VOCAB_SIZE} (256 bytes + {EOS_TOKEN}), got {vocab_size}"
+        )
     tokenizer = Tokenizer(models.BPE())
     # add_prefix_space=False keeps the round trip exact (no space is invented before the first word).
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)

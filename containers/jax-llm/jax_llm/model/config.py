@@ -85,7 +85,7 @@ class ModelConfig:
         return 6 * matmul_params + 12 * self.n_layers * self.d_model * seq_len
 
     @classmethod
-    def preset(cls, name: str, **overrides) -> "ModelConfig":
+    def preset(cls, name: str, **overrides) -> ModelConfig:
         """Named sizes: `tiny` for tests, GPT-3-shaped 125m, 350m and 1.3b, Llama-2-shaped 3b, 7b, 13b."""
         try:
             base = PRESETS[name]
@@ -104,12 +104,24 @@ PRESETS: dict[str, ModelConfig] = {
 # have Llama-2's published shapes; 3b has OpenLLaMA-3B's; 7b-gqa is 7b with 8 key/value heads (as
 # Llama-2-70B groups its heads), which cuts the KV cache and k/v weights by 4x.
 _LLAMA = dict(mlp="swiglu", tie_embeddings=False, scan_layers=True, max_seq_len=4096)
-PRESETS.update({
-    "3b": ModelConfig(d_model=3200, n_layers=26, n_heads=32, d_ff=8640, **_LLAMA),
-    "7b": ModelConfig(d_model=4096, n_layers=32, n_heads=32, d_ff=11008, **_LLAMA),
-    "7b-gqa": ModelConfig(d_model=4096, n_layers=32, n_heads=32, n_kv_heads=8, d_ff=11008, **_LLAMA),
-    "13b": ModelConfig(d_model=5120, n_layers=40, n_heads=40, d_ff=13824, **_LLAMA),
-    # A Llama-shaped config small enough for CPU tests: GQA (2 query heads per kv head), SwiGLU, untied.
-    "tiny-llama": ModelConfig(vocab_size=512, d_model=64, n_layers=3, n_heads=4, n_kv_heads=2, d_ff=192,
-                              max_seq_len=128, mlp="swiglu", tie_embeddings=False, scan_layers=True),
-})
+PRESETS.update(
+    {
+        "3b": ModelConfig(d_model=3200, n_layers=26, n_heads=32, d_ff=8640, **_LLAMA),
+        "7b": ModelConfig(d_model=4096, n_layers=32, n_heads=32, d_ff=11008, **_LLAMA),
+        "7b-gqa": ModelConfig(d_model=4096, n_layers=32, n_heads=32, n_kv_heads=8, d_ff=11008, **_LLAMA),
+        "13b": ModelConfig(d_model=5120, n_layers=40, n_heads=40, d_ff=13824, **_LLAMA),
+        # A Llama-shaped config small enough for CPU tests: GQA (2 query heads per kv head), SwiGLU, untied.
+        "tiny-llama": ModelConfig(
+            vocab_size=512,
+            d_model=64,
+            n_layers=3,
+            n_heads=4,
+            n_kv_heads=2,
+            d_ff=192,
+            max_seq_len=128,
+            mlp="swiglu",
+            tie_embeddings=False,
+            scan_layers=True,
+        ),
+    }
+)

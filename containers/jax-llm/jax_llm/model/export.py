@@ -25,10 +25,11 @@ import contextlib
 import dataclasses
 import json
 import shutil
-from collections.abc import Callable
 import zipfile
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, ContextManager
+from typing import Any
 
 import jax
 import numpy as np
@@ -48,8 +49,10 @@ PARAMS_FILE = "params.npz"
 
 def param_arrays(model: GPT) -> list[tuple[str, jax.Array]]:
     """(dotted key, array) of every parameter, in the module tree's order."""
-    return [(".".join(map(str, path)), var.get_value())
-            for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param))]
+    return [
+        (".".join(map(str, path)), var.get_value())
+        for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param))
+    ]
 
 
 class ParamsWriter:
@@ -74,8 +77,13 @@ class ParamsWriter:
         self._zip.close()
 
 
-def write_model_files(model_dir: Path, config: ModelConfig, tokenizer_file: Path,
-                      params_dtype: str = "float32", extra: dict[str, Any] | None = None) -> None:
+def write_model_files(
+    model_dir: Path,
+    config: ModelConfig,
+    tokenizer_file: Path,
+    params_dtype: str = "float32",
+    extra: dict[str, Any] | None = None,
+) -> None:
     """Everything but the parameters and metrics: config.json, tokenizer, chat template."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -118,8 +126,10 @@ def read_model_config(model_dir: Path, **overrides: Any) -> ModelConfig:
     """The exported ModelConfig, with field overrides (e.g. compute_dtype="bfloat16" for serving on GPU)."""
     config = json.loads((Path(model_dir) / CONFIG_FILE).read_text())
     if config.get("format_version") not in (FORMAT_VERSION, BFLOAT16_FORMAT_VERSION):
-        raise ValueError(f"{model_dir / CONFIG_FILE}: format_version {config.get('format_version')!r} is not "
-                         f"{FORMAT_VERSION} or {BFLOAT16_FORMAT_VERSION}")
+        raise ValueError(
+            f"{model_dir / CONFIG_FILE}: format_version {config.get('format_version')!r} is not "
+            f"{FORMAT_VERSION} or {BFLOAT16_FORMAT_VERSION}"
+        )
     stored_dtype = config.get("params_dtype", "float32")
     if stored_dtype == "bfloat16":
         overrides = {"param_dtype": "bfloat16", **overrides}  # served as stored: no float32 copy on device
@@ -127,12 +137,12 @@ def read_model_config(model_dir: Path, **overrides: Any) -> ModelConfig:
 
 
 def stored_params_dtype(model_dir: Path) -> str:
-    """"float32" (format 1) or "bfloat16" (format 2): how params.npz holds the weights."""
+    """ "float32" (format 1) or "bfloat16" (format 2): how params.npz holds the weights."""
     return json.loads((Path(model_dir) / CONFIG_FILE).read_text()).get("params_dtype", "float32")
 
 
 def load_model(
-    model_dir: Path, *, phase: Callable[[str], ContextManager] | None = None, **overrides: Any
+    model_dir: Path, *, phase: Callable[[str], AbstractContextManager] | None = None, **overrides: Any
 ) -> GPT:
     """Rebuilds the GPT from an exported directory. Raises if any parameter is missing or misshapen.
 
@@ -157,7 +167,9 @@ def load_model(
                 value = stored[key]  # the .npz member is read (and decompressed, if it was) only here
                 value = value.view(jax.numpy.bfloat16) if bfloat16 else value
             if value.shape != var.get_value().shape:
-                raise ValueError(f"{model_dir / PARAMS_FILE}: {key} has shape {value.shape}, expected {var.get_value().shape}")
+                raise ValueError(
+                    f"{model_dir / PARAMS_FILE}: {key} has shape {value.shape}, expected {var.get_value().shape}"
+                )
             with phase("device_transfer"):
                 var.set_value(jax.numpy.asarray(value, dtype=var.get_value().dtype).block_until_ready())
         unexpected = set(stored.files) - expected

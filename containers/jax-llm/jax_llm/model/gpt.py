@@ -104,7 +104,9 @@ class Attention(nnx.Module):
         k = apply_rotary(k, positions, cfg.rope_theta)
 
         if cache is None:
-            y = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=cfg.attention_implementation())
+            y = jax.nn.dot_product_attention(
+                q, k, v, is_causal=True, implementation=cfg.attention_implementation()
+            )
         else:
             # Write this step's keys/values at each row's own positions, then attend over the whole
             # cache up to each query's position. Slots past a row's position may hold stale values
@@ -153,10 +155,10 @@ class Block(nnx.Module):
         h, cache = self.attn(self.attn_norm(x), positions, cache, kv_len)
         x = x + h
         y = self.mlp_norm(x)
-        if self.swiglu:
-            hidden = jax.nn.silu(self.mlp_gate(y)) * self.mlp_up(y)  # [B, T, F]
-        else:
-            hidden = jax.nn.gelu(self.mlp_in(y))
+        # [B, T, F]
+        hidden = (
+            jax.nn.silu(self.mlp_gate(y)) * self.mlp_up(y) if self.swiglu else jax.nn.gelu(self.mlp_in(y))
+        )
         return x + self.mlp_out(hidden), cache
 
 
@@ -240,8 +242,11 @@ class GPT(nnx.Module):
             # With a cache the layers stay a Python loop, scanned model or not: the cache is a tuple of
             # per-layer arrays that serving updates in place (donated), which a scan over a stacked
             # [n_layers, ...] cache would rewrite as a whole every step.
-            blocks = self.blocks if not self.config.scan_layers else [
-                _layer(self.layers, i) for i in range(self.config.n_layers)]
+            blocks = (
+                self.blocks
+                if not self.config.scan_layers
+                else [_layer(self.layers, i) for i in range(self.config.n_layers)]
+            )
             for i, block in enumerate(blocks):
                 if cache is not None:
                     x, layer_cache = block(x, positions, cache[i], kv_len)

@@ -8,8 +8,8 @@ import sys
 import uvicorn
 
 from jax_llm.serving.api.app import create_app
-from jax_llm.serving.handler.user_code import user_program
 from jax_llm.serving.handler.app import create_handler_app
+from jax_llm.serving.handler.user_code import user_program
 from jax_llm.serving.settings import ServingSettings, SettingsError
 
 

@@ -86,8 +86,12 @@ class StartupTimes:
             self.seconds["compile"] += compile_s
             log.info(
                 "%s batch %d x length %d: %s in %.2f s, warm-up run %.2f s",
-                program, batch, length, "read from the compilation cache" if spent.hits else "compiled",
-                compile_s, total - compile_s,
+                program,
+                batch,
+                length,
+                "read from the compilation cache" if spent.hits else "compiled",
+                compile_s,
+                total - compile_s,
             )
             self.seconds["warm_up"] += total - compile_s
 

@@ -71,8 +71,12 @@ def writers(flat: dict[str, jax.Array]) -> dict[tuple[str, Bounds], Any]:
 def owned_blocks(flat: dict[str, jax.Array]) -> list[tuple[str, Bounds, Any]]:
     """(name, bounds, shard) of every block that this process writes."""
     chosen = writers(flat)
-    return [(name, b, shard) for name, array in flat.items() for shard in array.addressable_shards
-            if chosen[name, (b := _bounds(shard.index, tuple(array.shape)))] == shard.device]
+    return [
+        (name, b, shard)
+        for name, array in flat.items()
+        for shard in array.addressable_shards
+        if chosen[name, (b := _bounds(shard.index, tuple(array.shape)))] == shard.device
+    ]
 
 
 @dataclasses.dataclass
@@ -88,12 +92,20 @@ class HostBlock:
 def copy_to_host(flat: dict[str, jax.Array]) -> list[HostBlock]:
     """This process's blocks of every array, copied to host memory (a copy: the device buffers are donated
     to the next train step while the blocks are written)."""
-    return [HostBlock(name, tuple(flat[name].shape), bounds, np.array(shard.data, copy=True))
-            for name, bounds, shard in owned_blocks(flat)]
+    return [
+        HostBlock(name, tuple(flat[name].shape), bounds, np.array(shard.data, copy=True))
+        for name, bounds, shard in owned_blocks(flat)
+    ]
 
 
-def write_part(step_dir: Path, step: int, process_index: int, process_count: int, blocks: list[HostBlock],
-               meta: dict[str, Any] | None) -> int:
+def write_part(
+    step_dir: Path,
+    step: int,
+    process_index: int,
+    process_count: int,
+    blocks: list[HostBlock],
+    meta: dict[str, Any] | None,
+) -> int:
     """Writes the data file, syncs it, then the commit file (via a rename); returns the bytes written."""
     step_dir.mkdir(parents=True, exist_ok=True)
     stem = part_stem(process_index, process_count)
@@ -102,14 +114,27 @@ def write_part(step_dir: Path, step: int, process_index: int, process_count: int
         for block in blocks:
             raw = np.ascontiguousarray(block.data)
             data.write(raw.reshape(-1).view(np.uint8))  # bfloat16 has no buffer format of its own
-            entries.append({"name": block.name, "dtype": raw.dtype.name, "shape": list(block.shape),
-                            "bounds": [list(b) for b in block.bounds], "offset": offset,
-                            "nbytes": raw.nbytes})
+            entries.append(
+                {
+                    "name": block.name,
+                    "dtype": raw.dtype.name,
+                    "shape": list(block.shape),
+                    "bounds": [list(b) for b in block.bounds],
+                    "offset": offset,
+                    "nbytes": raw.nbytes,
+                }
+            )
             offset += raw.nbytes
         data.flush()
         os.fsync(data.fileno())
-    commit = {"format": FORMAT, "step": step, "process_index": process_index, "process_count": process_count,
-              "data_bytes": offset, "blocks": entries}
+    commit = {
+        "format": FORMAT,
+        "step": step,
+        "process_index": process_index,
+        "process_count": process_count,
+        "data_bytes": offset,
+        "blocks": entries,
+    }
     if meta is not None:
         commit["meta"] = meta
     pending = step_dir / f".{stem}.json.tmp"
@@ -147,8 +172,11 @@ class StoredStep:
         if len(counts) != 1:
             raise IncompleteStep(f"parts of different host counts: {sorted(p.name for p in commits)}")
         self.process_count = counts.pop()
-        missing = [i for i in range(self.process_count)
-                   if not (step_dir / f"{part_stem(i, self.process_count)}.json").exists()]
+        missing = [
+            i
+            for i in range(self.process_count)
+            if not (step_dir / f"{part_stem(i, self.process_count)}.json").exists()
+        ]
         if missing:
             raise IncompleteStep(f"host(s) {missing} of {self.process_count} never committed their part")
         self.meta: dict[str, Any] = {}
@@ -172,8 +200,10 @@ class StoredStep:
         data = step_dir / f"{stem}.bin"
         size = data.stat().st_size if data.exists() else None
         if size != commit["data_bytes"]:
-            raise IncompleteStep(f"{data.name} holds {'no file' if size is None else f'{size} bytes'}, its "
-                                 f"commit says {commit['data_bytes']} (cut short or missing)")
+            raise IncompleteStep(
+                f"{data.name} holds {'no file' if size is None else f'{size} bytes'}, its "
+                f"commit says {commit['data_bytes']} (cut short or missing)"
+            )
         self.meta.update(commit.get("meta") or {})
         for entry in commit["blocks"]:
             self.arrays.setdefault(entry["name"], (tuple(entry["shape"]), entry["dtype"]))
@@ -191,8 +221,9 @@ class StoredStep:
             if any(lo >= hi for lo, hi in overlap):
                 continue
             extent = tuple(d - c for c, d in block.bounds)
-            stored = np.memmap(block.path, dtype=out.dtype, mode="r", offset=block.offset,
-                               shape=math.prod(extent)).reshape(extent)  # a scalar is one element
+            stored = np.memmap(
+                block.path, dtype=out.dtype, mode="r", offset=block.offset, shape=math.prod(extent)
+            ).reshape(extent)  # a scalar is one element
             source = tuple(slice(lo - c, hi - c) for (lo, hi), (c, _) in zip(overlap, block.bounds))
             target = tuple(slice(lo - a, hi - a) for (lo, hi), (a, _) in zip(overlap, want))
             out[target] = stored[source]
@@ -204,6 +235,8 @@ class StoredStep:
         if shape is None:
             raise IncompleteStep(f"the checkpoint has no array {name}")
         if shape != tuple(like.shape) or jax.numpy.dtype(dtype) != like.dtype:
-            raise IncompleteStep(f"{name} is {dtype}{list(shape)} in the checkpoint, this run expects "
-                                 f"{like.dtype}{list(like.shape)} (another preset or vocabulary?)")
+            raise IncompleteStep(
+                f"{name} is {dtype}{list(shape)} in the checkpoint, this run expects "
+                f"{like.dtype}{list(like.shape)} (another preset or vocabulary?)"
+            )
         return jax.make_array_from_callback(shape, like.sharding, lambda index: self.read(name, index))

@@ -109,15 +109,17 @@ class Checkpointer:
         self._pending = self._writer.submit(self._write, step, blocks, meta)
 
     def _write(self, step: int, blocks: list[parts.HostBlock], meta: dict[str, Any] | None) -> None:
-        self.last_save_bytes = parts.write_part(self.directory / str(step), step, self.process_index,
-                                                self.process_count, blocks, meta)
+        self.last_save_bytes = parts.write_part(
+            self.directory / str(step), step, self.process_index, self.process_count, blocks, meta
+        )
         self._prune()
 
     def _prune(self) -> None:
         """Keeps the newest `keep` steps; a host deletes older step directories in its own local directory."""
-        steps = sorted((int(p.name) for p in self.directory.iterdir() if p.is_dir() and p.name.isdigit()),
-                       reverse=True)
-        for step in steps[self.keep:]:
+        steps = sorted(
+            (int(p.name) for p in self.directory.iterdir() if p.is_dir() and p.name.isdigit()), reverse=True
+        )
+        for step in steps[self.keep :]:
             shutil.rmtree(self.directory / str(step), ignore_errors=True)
 
     def restore_latest(self, abstract_state) -> Restored | None:
@@ -156,9 +158,11 @@ class Checkpointer:
         for step in list(readable):
             failures.append(self._set_aside(step, "not complete on every host"))
         if int(_gathered([int(bool(failures))]).max()):  # all hosts fail together, none starts afresh alone
-            raise CheckpointError(f"no readable checkpoint in {self.directory} (each was set aside under "
-                                  f"{self.directory.parent / DAMAGED_DIR}): "
-                                  + ("; ".join(failures) or "none here; another host's could not be read"))
+            raise CheckpointError(
+                f"no readable checkpoint in {self.directory} (each was set aside under "
+                f"{self.directory.parent / DAMAGED_DIR}): "
+                + ("; ".join(failures) or "none here; another host's could not be read")
+            )
         return None
 
     def _scan(self) -> tuple[dict[int, Any], list[str]]:
@@ -166,8 +170,9 @@ class Checkpointer:
         readable, failures = {}, []
         if not self.directory.is_dir():
             return readable, failures
-        on_disk = sorted((int(p.name) for p in self.directory.iterdir() if p.is_dir() and p.name.isdigit()),
-                         reverse=True)
+        on_disk = sorted(
+            (int(p.name) for p in self.directory.iterdir() if p.is_dir() and p.name.isdigit()), reverse=True
+        )
         for step in on_disk:
             step_dir = self.directory / str(step)
             if parts.is_parts_step(step_dir):
@@ -187,8 +192,9 @@ class Checkpointer:
             return self._read_legacy(step, target)
         if set(stored.arrays) != set(target):
             extra, lacking = set(stored.arrays) - set(target), set(target) - set(stored.arrays)
-            raise parts.IncompleteStep(f"arrays differ from this run's: extra {sorted(extra)[:3]}, "
-                                       f"missing {sorted(lacking)[:3]}")
+            raise parts.IncompleteStep(
+                f"arrays differ from this run's: extra {sorted(extra)[:3]}, missing {sorted(lacking)[:3]}"
+            )
         placed = {name: stored.place(name, like) for name, like in target.items()}
         return placed, dict(stored.meta)
 
@@ -204,10 +210,12 @@ class Checkpointer:
 
     def _legacy_advice(self, readable: dict[int, Any]) -> str:
         newest = max((s for s, v in readable.items() if v == "legacy"), default="?")
-        return (f"checkpoint {newest} in {self.directory} is in the previous format ({LEGACY_FORMAT}), which "
-                f"this job of {self.process_count} hosts cannot read: resume it once on one instance "
-                f"(instance_count 1), which restores it and writes its next checkpoints in the per-host "
-                f"format, or move it out of the checkpoint S3 prefix to start afresh")
+        return (
+            f"checkpoint {newest} in {self.directory} is in the previous format ({LEGACY_FORMAT}), which "
+            f"this job of {self.process_count} hosts cannot read: resume it once on one instance "
+            f"(instance_count 1), which restores it and writes its next checkpoints in the per-host "
+            f"format, or move it out of the checkpoint S3 prefix to start afresh"
+        )
 
     def _set_aside(self, step: int, reason: str) -> str:
         """Moves steps/<step> under damaged/ (kept, never deleted) and says so; returns the reason."""

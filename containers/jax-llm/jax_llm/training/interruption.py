@@ -18,8 +18,10 @@ class Interrupted(Exception):
 
     def __init__(self, step: int, checkpoint_dir: Path):
         self.step = step
-        super().__init__(f"training stopped by SIGTERM after step {step}; checkpoint {step} (this host's part) "
-                         f"saved in {checkpoint_dir}; a restarted job resumes from it")
+        super().__init__(
+            f"training stopped by SIGTERM after step {step}; checkpoint {step} (this host's part) "
+            f"saved in {checkpoint_dir}; a restarted job resumes from it"
+        )
 
 
 class StopFlag:

@@ -41,16 +41,25 @@ def _start_jax(devices: int) -> None:
         import jax
 
         if jax.device_count() < devices:
-            raise RuntimeError(f"JAX already started with {jax.device_count()} devices; the plan needs "
-                               f"{devices}: run `python -m jax_llm plan` in a fresh process")
+            raise RuntimeError(
+                f"JAX already started with {jax.device_count()} devices; the plan needs "
+                f"{devices}: run `python -m jax_llm plan` in a fresh process"
+            )
         return
     flags = os.environ.get("XLA_FLAGS", "")
     os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}".strip()
     os.environ["JAX_PLATFORMS"] = "cpu"
 
 
-def compile_train_step(preset: str, mesh_shape: tuple[int, int], rows_per_device: int, seq_len: int,
-                       remat: bool, fsdp: bool = True, grad_accum_steps: int = 1) -> dict:
+def compile_train_step(
+    preset: str,
+    mesh_shape: tuple[int, int],
+    rows_per_device: int,
+    seq_len: int,
+    remat: bool,
+    fsdp: bool = True,
+    grad_accum_steps: int = 1,
+) -> dict:
     """XLA's per-device memory analysis of the train step (bf16 compute, fp32 master weights and AdamW).
 
     Returns bytes: arguments, outputs, aliased (donated state), temporaries; and compile seconds.
@@ -76,11 +85,15 @@ def compile_train_step(preset: str, mesh_shape: tuple[int, int], rows_per_device
     lowered = make_train_step(state, grad_accum_steps, batch_sharding).lower(state.state, tokens)
     lowered_at = time.perf_counter()
     stats = lowered.compile().memory_analysis()
-    return {"arguments": stats.argument_size_in_bytes, "outputs": stats.output_size_in_bytes,
-            "aliased": stats.alias_size_in_bytes, "temporaries": stats.temp_size_in_bytes,
-            "lower_s": round(lowered_at - started, 1),
-            "compile_s": round(time.perf_counter() - lowered_at, 1),
-            "num_params": model.num_params()}
+    return {
+        "arguments": stats.argument_size_in_bytes,
+        "outputs": stats.output_size_in_bytes,
+        "aliased": stats.alias_size_in_bytes,
+        "temporaries": stats.temp_size_in_bytes,
+        "lower_s": round(lowered_at - started, 1),
+        "compile_s": round(time.perf_counter() - lowered_at, 1),
+        "num_params": model.num_params(),
+    }
 
 
 def fit_row(preset: str, remat: bool) -> dict:
@@ -111,8 +124,14 @@ def preset_facts(preset: str) -> dict:
     from jax_llm.model.config import ModelConfig
 
     c = ModelConfig.preset(preset)
-    return {"num_params": c.num_params(), "n_layers": c.n_layers, "kv_heads": c.kv_heads,
-            "head_dim": c.head_dim, "vocab_size": c.vocab_size, "max_seq_len": c.max_seq_len}
+    return {
+        "num_params": c.num_params(),
+        "n_layers": c.n_layers,
+        "kv_heads": c.kv_heads,
+        "head_dim": c.head_dim,
+        "vocab_size": c.vocab_size,
+        "max_seq_len": c.max_seq_len,
+    }
 
 
 def write_table(presets=TABLE_PRESETS) -> dict:
@@ -123,19 +142,26 @@ def write_table(presets=TABLE_PRESETS) -> dict:
     from jax_llm.contract.memory_plan import TABLE_FILE
 
     rows = json.loads(TABLE_FILE.read_text())["presets"] if TABLE_FILE.exists() else {}
-    about = ("written by `python -m jax_llm plan --write-table`: training temporaries per GPU net of "
-             "gradients, a + c1 m T + c2 m T^2 bytes for m sequences of T tokens per GPU, fitted to XLA's "
-             "memory analysis "
-             f"of the train step (bf16 compute, fp32 AdamW) on a 1x{FIT_FSDP} fsdp mesh of CPU devices, "
-             f"jax {jax.__version__}")
+    about = (
+        "written by `python -m jax_llm plan --write-table`: training temporaries per GPU net of "
+        "gradients, a + c1 m T + c2 m T^2 bytes for m sequences of T tokens per GPU, fitted to XLA's "
+        "memory analysis "
+        f"of the train step (bf16 compute, fp32 AdamW) on a 1x{FIT_FSDP} fsdp mesh of CPU devices, "
+        f"jax {jax.__version__}"
+    )
     data = {}
     for preset in presets:  # the file is rewritten after each row: a long run keeps what it finished
         started = time.perf_counter()
-        rows[preset] = {**preset_facts(preset),
-                        "training": {"remat": fit_row(preset, True), "no_remat": fit_row(preset, False)}}
+        rows[preset] = {
+            **preset_facts(preset),
+            "training": {"remat": fit_row(preset, True), "no_remat": fit_row(preset, False)},
+        }
         print(f"{preset}: {time.perf_counter() - started:.0f} s", flush=True)
-        data = {"about": about, "fit": {"fsdp": FIT_FSDP, "seq_len": FIT_SEQ},
-                "presets": {p: rows[p] for p in TABLE_PRESETS if p in rows}}
+        data = {
+            "about": about,
+            "fit": {"fsdp": FIT_FSDP, "seq_len": FIT_SEQ},
+            "presets": {p: rows[p] for p in TABLE_PRESETS if p in rows},
+        }
         TABLE_FILE.write_text(json.dumps(data, indent=1) + "\n")
     return data
 
@@ -143,67 +169,108 @@ def write_table(presets=TABLE_PRESETS) -> dict:
 def _print_plan(args) -> None:
     from jax_llm.contract.hyperparameters import mesh_shape
     from jax_llm.contract.instances import INSTANCE_TYPES
-    from jax_llm.contract.memory_plan import (gib, grad_accum_that_fits, largest_rows_per_device,
-                                              serving_need, training_need, usable_bytes)
+    from jax_llm.contract.memory_plan import (
+        gib,
+        grad_accum_that_fits,
+        largest_rows_per_device,
+        serving_need,
+        training_need,
+        usable_bytes,
+    )
 
     instance = INSTANCE_TYPES[args.instance_type]
     data, fsdp = mesh_shape(args.mesh, args.instance_count, instance.gpus)
     devices = data * fsdp
     if args.batch_size % (args.grad_accum_steps * devices):
-        raise SystemExit(f"--batch-size {args.batch_size} / --grad-accum-steps {args.grad_accum_steps} must "
-                         f"be a multiple of the {devices} GPUs")
+        raise SystemExit(
+            f"--batch-size {args.batch_size} / --grad-accum-steps {args.grad_accum_steps} must "
+            f"be a multiple of the {devices} GPUs"
+        )
     rows = args.batch_size // args.grad_accum_steps // devices
     _start_jax(devices)
     usable = usable_bytes(instance)
-    print(f"{args.preset} on {args.instance_count} x {instance.name} ({devices} x {instance.gpu.name}, "
-          f"{gib(usable)} usable each), mesh data x fsdp = {data}x{fsdp}, fsdp={not args.no_fsdp}, "
-          f"remat={args.remat}: {rows} sequence(s) of {args.seq_len} tokens per GPU per micro-batch")
-    xla = compile_train_step(args.preset, (data, fsdp), rows, args.seq_len, args.remat, not args.no_fsdp,
-                             args.grad_accum_steps)
+    print(
+        f"{args.preset} on {args.instance_count} x {instance.name} ({devices} x {instance.gpu.name}, "
+        f"{gib(usable)} usable each), mesh data x fsdp = {data}x{fsdp}, fsdp={not args.no_fsdp}, "
+        f"remat={args.remat}: {rows} sequence(s) of {args.seq_len} tokens per GPU per micro-batch"
+    )
+    xla = compile_train_step(
+        args.preset, (data, fsdp), rows, args.seq_len, args.remat, not args.no_fsdp, args.grad_accum_steps
+    )
     n, f = xla["num_params"], (fsdp if not args.no_fsdp else 1)
     gradients = 4 * n // f
     peak = xla["arguments"] + xla["outputs"] - xla["aliased"] + xla["temporaries"]
     print(f"XLA (compiled in {xla['compile_s']} s, lowered in {xla['lower_s']} s), per GPU:")
     print(f"  parameters (fp32)          {gib(4 * n // f):>10}")
-    print(f"  AdamW moments (fp32)       {gib(xla['arguments'] - 4 * n // f):>10}  "
-          f"(arguments {gib(xla['arguments'])}, batch included)")
+    print(
+        f"  AdamW moments (fp32)       {gib(xla['arguments'] - 4 * n // f):>10}  "
+        f"(arguments {gib(xla['arguments'])}, batch included)"
+    )
     print(f"  gradients (fp32)           {gib(gradients):>10}")
     print(f"  activations, temporaries   {gib(xla['temporaries'] - gradients):>10}")
-    print(f"  peak                       {gib(peak):>10}  {'fits' if peak <= usable else 'DOES NOT FIT'} "
-          f"in {gib(usable)}")
+    print(
+        f"  peak                       {gib(peak):>10}  {'fits' if peak <= usable else 'DOES NOT FIT'} "
+        f"in {gib(usable)}"
+    )
     table_need = training_need(args.preset, args.seq_len, args.remat, fsdp, rows, not args.no_fsdp)
     print(f"  table's estimate           {gib(table_need.total):>10}  ({table_need.describe()})")
     most = largest_rows_per_device(args.preset, args.seq_len, args.remat, fsdp, instance, not args.no_fsdp)
     accum = grad_accum_that_fits(args.batch_size, devices, most)
-    print(f"largest micro-batch that fits (table): {most} sequence(s) per GPU = {most * devices} per "
-          f"micro-batch; --batch-size {args.batch_size} fits with --grad-accum-steps {accum or 'none'}")
+    print(
+        f"largest micro-batch that fits (table): {most} sequence(s) per GPU = {most * devices} per "
+        f"micro-batch; --batch-size {args.batch_size} fits with --grad-accum-steps {accum or 'none'}"
+    )
     context = args.context or args.seq_len
     for shards in sorted({1, instance.gpus}):
         need = serving_need(args.preset, context, args.slots, shards)
         fits = "fits" if need.total <= usable else "DOES NOT FIT"
-        print(f"serving on {instance.name}, {args.slots} slots x {context} tokens, model on {shards} GPU(s): "
-              f"{need.describe()}: {fits}")
+        print(
+            f"serving on {instance.name}, {args.slots} slots x {context} tokens, model on {shards} GPU(s): "
+            f"{need.describe()}: {fits}"
+        )
 
 
-DOC_TRAINING_TYPES = ("ml.p4de.24xlarge", "ml.p5.48xlarge", "ml.p5e.48xlarge", "ml.g5.48xlarge",
-                      "ml.g6e.48xlarge")
-DOC_SERVING_TYPES = ("ml.g5.xlarge", "ml.g5.12xlarge", "ml.g5.48xlarge", "ml.g6e.2xlarge", "ml.g6e.12xlarge",
-                     "ml.p4de.24xlarge", "ml.p5.48xlarge", "ml.p5e.48xlarge")
+DOC_TRAINING_TYPES = (
+    "ml.p4de.24xlarge",
+    "ml.p5.48xlarge",
+    "ml.p5e.48xlarge",
+    "ml.g5.48xlarge",
+    "ml.g6e.48xlarge",
+)
+DOC_SERVING_TYPES = (
+    "ml.g5.xlarge",
+    "ml.g5.12xlarge",
+    "ml.g5.48xlarge",
+    "ml.g6e.2xlarge",
+    "ml.g6e.12xlarge",
+    "ml.p4de.24xlarge",
+    "ml.p5.48xlarge",
+    "ml.p5e.48xlarge",
+)
 
 
-def markdown_tables(presets=("1.3b", "7b", "7b-gqa", "13b"), hosts: int = 4, seq_len: int = 2048,
-                    slots: int = 32) -> str:
+def markdown_tables(
+    presets=("1.3b", "7b", "7b-gqa", "13b"), hosts: int = 4, seq_len: int = 2048, slots: int = 32
+) -> str:
     """docs/scale.md's plan tables, from the checked-in table alone (no JAX)."""
     from jax_llm.contract.hyperparameters import default_mesh_shape
     from jax_llm.contract.instances import INSTANCE_TYPES
-    from jax_llm.contract.memory_plan import (gib, largest_rows_per_device, serving_need, training_need,
-                                              usable_bytes)
+    from jax_llm.contract.memory_plan import (
+        gib,
+        largest_rows_per_device,
+        serving_need,
+        training_need,
+        usable_bytes,
+    )
 
-    lines = [f"Training, {hosts} hosts, mesh auto, fsdp=true, remat=true, {seq_len}-token sequences: per "
-             "GPU, parameters + AdamW + gradients (fp32), and the most sequences per GPU per micro-batch that fit "
-             "(activations from XLA's CPU analysis).", "",
-             "| preset | " + " | ".join(DOC_TRAINING_TYPES) + " |",
-             "|---|" + "---|" * len(DOC_TRAINING_TYPES)]
+    lines = [
+        f"Training, {hosts} hosts, mesh auto, fsdp=true, remat=true, {seq_len}-token sequences: per "
+        "GPU, parameters + AdamW + gradients (fp32), and the most sequences per GPU per micro-batch that fit "
+        "(activations from XLA's CPU analysis).",
+        "",
+        "| preset | " + " | ".join(DOC_TRAINING_TYPES) + " |",
+        "|---|" + "---|" * len(DOC_TRAINING_TYPES),
+    ]
     for preset in presets:
         cells = []
         for name in DOC_TRAINING_TYPES:
@@ -211,13 +278,20 @@ def markdown_tables(presets=("1.3b", "7b", "7b-gqa", "13b"), hosts: int = 4, seq
             fsdp = default_mesh_shape(hosts, instance.gpus)[1]
             state = training_need(preset, seq_len, True, fsdp, 0)
             most = largest_rows_per_device(preset, seq_len, True, fsdp, instance)
-            cells.append(f"{gib(state.parameters + state.optimizer + state.gradients)}; "
-                         + (f"{most} seq/GPU" if most else "**does not fit**"))
+            cells.append(
+                f"{gib(state.parameters + state.optimizer + state.gradients)}; "
+                + (f"{most} seq/GPU" if most else "**does not fit**")
+            )
         lines.append(f"| {preset} | " + " | ".join(cells) + " |")
-    lines += ["", f"Serving, {slots} decode slots x {seq_len} tokens: per GPU, weights (fp32 as the server "
-              "loads them today) + KV cache (bf16) + prefill logits, on one GPU / split over the instance's GPUs "
-              "(tensor parallelism, issue 21 item 6), against what a GPU may use.", "",
-              "| preset | " + " | ".join(DOC_SERVING_TYPES) + " |", "|---|" + "---|" * len(DOC_SERVING_TYPES)]
+    lines += [
+        "",
+        f"Serving, {slots} decode slots x {seq_len} tokens: per GPU, weights (fp32 as the server "
+        "loads them today) + KV cache (bf16) + prefill logits, on one GPU / split over the instance's GPUs "
+        "(tensor parallelism, issue 21 item 6), against what a GPU may use.",
+        "",
+        "| preset | " + " | ".join(DOC_SERVING_TYPES) + " |",
+        "|---|" + "---|" * len(DOC_SERVING_TYPES),
+    ]
     for preset in presets:
         cells = []
         for name in DOC_SERVING_TYPES:
@@ -226,7 +300,7 @@ def markdown_tables(presets=("1.3b", "7b", "7b-gqa", "13b"), hosts: int = 4, seq
             one = serving_need(preset, seq_len, slots, 1)
             split = serving_need(preset, seq_len, slots, instance.gpus)
 
-            def mark(need) -> str:
+            def mark(need, usable=usable) -> str:
                 return gib(need.total) + ("" if need.total <= usable else " (no)")
 
             cells.append(mark(one) + ("" if instance.gpus == 1 else f" / {mark(split)}"))

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jax_llm.contract.hyperparameters import default_mesh_shape, mesh_shape  # noqa: F401 (re-exported)
 
@@ -50,8 +51,9 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def _fsdp_spec(shape: tuple[int, ...], n_devices: int, skip_leading: bool = False,
-               axis: str = FSDP_AXIS) -> P:
+def _fsdp_spec(
+    shape: tuple[int, ...], n_devices: int, skip_leading: bool = False, axis: str = FSDP_AXIS
+) -> P:
     """Shards the largest dimension that `n_devices` divides; small or indivisible arrays stay whole.
 
     skip_leading: never dim 0 (a scanned model's layer axis).
@@ -71,7 +73,7 @@ def _is_stacked(path) -> bool:
 
 def state_shardings(abstract_state, mesh: Mesh, fsdp: bool):
     """A sharding for every leaf of a (model, optimizer) state tree of ShapeDtypeStructs."""
-    n = mesh.shape[FSDP_AXIS] if FSDP_AXIS in mesh.shape else mesh.devices.size
+    n = mesh.shape.get(FSDP_AXIS, mesh.devices.size)
 
     def leaf(path, x):
         spec = _fsdp_spec(tuple(x.shape), n, _is_stacked(path)) if fsdp else P()

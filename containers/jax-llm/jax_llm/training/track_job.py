@@ -24,8 +24,13 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from jax_llm.contract.paths import (LOSS_CURVES_JSON, LOSS_CURVES_PNG, METRICS_FILE, MODEL_ARCHIVE,
-                                    OUTPUT_ARCHIVE)
+from jax_llm.contract.paths import (
+    LOSS_CURVES_JSON,
+    LOSS_CURVES_PNG,
+    METRICS_FILE,
+    MODEL_ARCHIVE,
+    OUTPUT_ARCHIVE,
+)
 from jax_llm.contract.tracking import JOB_NAME_ENV, PARENT_ENV, URI_ENV
 from jax_llm.training import tracking
 
@@ -56,8 +61,11 @@ def main(argv: list[str]) -> int:
             jobs = trial_names(_client("sagemaker"), args.tuning_job)
             print(f"tuning job {args.tuning_job}: {len(jobs)} trial(s) to log", flush=True)
             for job in jobs:
-                log_job(f"{args.output_path.rstrip('/')}/{job}/output/{MODEL_ARCHIVE}", job,
-                        parent_key=args.tuning_job)
+                log_job(
+                    f"{args.output_path.rstrip('/')}/{job}/output/{MODEL_ARCHIVE}",
+                    job,
+                    parent_key=args.tuning_job,
+                )
             tracking.finish_parent(os.environ, args.tuning_job)
         else:
             log_job(args.model_uri, args.job_name or Path(args.model_uri).parent.parent.name)
@@ -75,16 +83,21 @@ def _client(service: str):
 def trial_names(sagemaker, tuning_job: str) -> list[str]:
     """The tuning job's training jobs that left a model (Completed, or Stopped by early stopping)."""
     pages = sagemaker.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job").paginate(
-        HyperParameterTuningJobName=tuning_job)
-    return sorted(s["TrainingJobName"] for page in pages for s in page["TrainingJobSummaries"]
-                  if s["TrainingJobStatus"] in ("Completed", "Stopped"))
+        HyperParameterTuningJobName=tuning_job
+    )
+    return sorted(
+        s["TrainingJobName"]
+        for page in pages
+        for s in page["TrainingJobSummaries"]
+        if s["TrainingJobStatus"] in ("Completed", "Stopped")
+    )
 
 
 def _fetch(uri: str, destination: Path) -> Path | None:
     """The file at `uri` (s3:// or a local path) in `destination`, or None when it does not exist."""
     if not uri.startswith("s3://"):
         return Path(uri) if Path(uri).is_file() else None
-    bucket, _, key = uri[len("s3://"):].partition("/")
+    bucket, _, key = uri[len("s3://") :].partition("/")
     target = destination / Path(key).name
     try:
         _client("s3").download_file(bucket, key, str(target))
@@ -118,8 +131,9 @@ def run_record(model_dir: Path, output_dir: Path) -> dict:
     return {"params": {k: str(v) for k, v in params.items()}, "metrics": metrics}
 
 
-def log_job(model_uri: str, job_name: str, *, parent_key: str | None = None,
-            environ: Mapping[str, str] | None = None) -> bool:
+def log_job(
+    model_uri: str, job_name: str, *, parent_key: str | None = None, environ: Mapping[str, str] | None = None
+) -> bool:
     """Logs one finished job as one run (a child of `parent_key`'s run when given); True when it all went."""
     environ = os.environ if environ is None else environ
     with tempfile.TemporaryDirectory(prefix="jax-llm-track-") as scratch:
@@ -130,8 +144,10 @@ def log_job(model_uri: str, job_name: str, *, parent_key: str | None = None,
             return False
         output_uri = model_uri[: -len(MODEL_ARCHIVE)] + OUTPUT_ARCHIVE
         model_dir = _unpack(model_archive, scratch_dir / "model")
-        output_dir = _unpack(_fetch(output_uri, scratch_dir) if model_uri.endswith(MODEL_ARCHIVE) else None,
-                             scratch_dir / "output")
+        output_dir = _unpack(
+            _fetch(output_uri, scratch_dir) if model_uri.endswith(MODEL_ARCHIVE) else None,
+            scratch_dir / "output",
+        )
         record = run_record(model_dir, output_dir)
         tracker = tracking.start({**environ, JOB_NAME_ENV: job_name, PARENT_ENV: parent_key or ""})
         tracker.log_params(record["params"])
@@ -143,6 +159,8 @@ def log_job(model_uri: str, job_name: str, *, parent_key: str | None = None,
         tracker.log_artifacts([d / name for name in ARTIFACTS for d in (output_dir, model_dir)])
         tracker.close("FINISHED")
         ok = not getattr(tracker, "failed", True)
-        print(f"{job_name}: {'logged' if ok else 'not logged'} ({len(record['metrics'])} metric values)",
-              flush=True)
+        print(
+            f"{job_name}: {'logged' if ok else 'not logged'} ({len(record['metrics'])} metric values)",
+            flush=True,
+        )
         return ok

@@ -22,9 +22,18 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from jax_llm.contract.tracking import (ARTIFACT_LOCATION_ENV, DEFAULT_EXPERIMENT, EXPERIMENT_ENV,
-                                       JOB_NAME_ENV, PARENT_ENV, PARENT_TAG, TAG_ENV, URI_ENV,
-                                       experiment_id_of, quiet_arn_plugin)
+from jax_llm.contract.tracking import (
+    ARTIFACT_LOCATION_ENV,
+    DEFAULT_EXPERIMENT,
+    EXPERIMENT_ENV,
+    JOB_NAME_ENV,
+    PARENT_ENV,
+    PARENT_TAG,
+    TAG_ENV,
+    URI_ENV,
+    experiment_id_of,
+    quiet_arn_plugin,
+)
 
 RECORD_FILE = "mlflow_run.json"  # in output/data/: the record a step after the job logs
 # A server that does not answer should cost seconds, not MLflow's default of 7 retries of 120 s each.
@@ -46,8 +55,9 @@ class RunRecord:
         """Parameters, as MLflow stores them (strings)."""
         self.params.update({str(k): str(v) for k, v in params.items()})
 
-    def log_metrics(self, metrics: Mapping[str, float | None], step: int,
-                    timestamp_ms: int | None = None) -> None:
+    def log_metrics(
+        self, metrics: Mapping[str, float | None], step: int, timestamp_ms: int | None = None
+    ) -> None:
         """Metrics at `step`; None values (an unknown MFU) are left out."""
         stamp = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
         self.metrics += [[k, float(v), step, stamp] for k, v in metrics.items() if v is not None]
@@ -66,8 +76,15 @@ class RunRecord:
 class RunTracker(RunRecord):
     """The record, also logged to one MLflow run as it grows, from a background thread; made by `start`."""
 
-    def __init__(self, uri: str, experiment: str, run_name: str | None, tags: dict[str, str],
-                 parent_key: str | None, artifact_location: str | None = None):
+    def __init__(
+        self,
+        uri: str,
+        experiment: str,
+        run_name: str | None,
+        tags: dict[str, str],
+        parent_key: str | None,
+        artifact_location: str | None = None,
+    ):
         super().__init__()
         self.uri, self.experiment, self.run_name = uri, experiment, run_name
         self.tags, self.parent_key, self.artifact_location = tags, parent_key, artifact_location
@@ -91,9 +108,12 @@ class RunTracker(RunRecord):
                 call()
             except Exception as error:  # noqa: BLE001 - tracking must never end the job
                 self.failed = True
-                print(f"MLflow tracking off for this run: {self.uri}: cannot log to it "
-                      f"({type(error).__name__}: {str(error)[:300]}); training goes on",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"MLflow tracking off for this run: {self.uri}: cannot log to it "
+                    f"({type(error).__name__}: {str(error)[:300]}); training goes on",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     def _open(self) -> None:
         for key, value in HTTP_DEFAULTS.items():
@@ -108,8 +128,10 @@ class RunTracker(RunRecord):
             tags["mlflow.parentRunId"] = parent_run_id(self.client, experiment_id, self.parent_key)
         run = self.client.create_run(experiment_id, run_name=self.run_name, tags=tags)
         self.run_id = run.info.run_id
-        print(f"MLflow run {self.run_id} ({run.info.run_name}) in experiment {self.experiment!r} at "
-              f"{self.uri}", flush=True)
+        print(
+            f"MLflow run {self.run_id} ({run.info.run_name}) in experiment {self.experiment!r} at {self.uri}",
+            flush=True,
+        )
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Records and logs parameters."""
@@ -120,11 +142,15 @@ class RunTracker(RunRecord):
             from mlflow.entities import Param
 
             for i in range(0, len(items), BATCH_LIMIT):
-                self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in items[i:i + BATCH_LIMIT]])
+                self.client.log_batch(
+                    self.run_id, params=[Param(k, v) for k, v in items[i : i + BATCH_LIMIT]]
+                )
+
         self._call(call)
 
-    def log_metrics(self, metrics: Mapping[str, float | None], step: int,
-                    timestamp_ms: int | None = None) -> None:
+    def log_metrics(
+        self, metrics: Mapping[str, float | None], step: int, timestamp_ms: int | None = None
+    ) -> None:
         """Records and logs the metrics at `step`."""
         before = len(self.metrics)
         super().log_metrics(metrics, step, timestamp_ms)
@@ -134,6 +160,7 @@ class RunTracker(RunRecord):
             from mlflow.entities import Metric
 
             self.client.log_batch(self.run_id, metrics=[Metric(k, v, stamp, at) for k, v, at, stamp in added])
+
         self._call(call)
 
     def log_artifacts(self, paths: list[Path]) -> None:
@@ -147,8 +174,12 @@ class RunTracker(RunRecord):
         self._calls.put(None)
         self._thread.join(CLOSE_TIMEOUT_S)
         if self._thread.is_alive():
-            print(f"MLflow tracking: {self.uri} did not take the run's last records within "
-                  f"{CLOSE_TIMEOUT_S:.0f} s; they are not logged", file=sys.stderr, flush=True)
+            print(
+                f"MLflow tracking: {self.uri} did not take the run's last records within "
+                f"{CLOSE_TIMEOUT_S:.0f} s; they are not logged",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def parent_run_id(client, experiment_id: str, key: str) -> str:
@@ -157,8 +188,9 @@ def parent_run_id(client, experiment_id: str, key: str) -> str:
     query = f"tags.`{PARENT_TAG}` = '{key}'"
 
     def oldest():
-        runs = client.search_runs([experiment_id], query, order_by=["attributes.start_time ASC"],
-                                  max_results=1)
+        runs = client.search_runs(
+            [experiment_id], query, order_by=["attributes.start_time ASC"], max_results=1
+        )
         return runs[0].info.run_id if runs else None
 
     found = oldest()
@@ -174,8 +206,9 @@ def finish_parent(environ: Mapping[str, str], key: str) -> None:
 
     quiet_arn_plugin(environ[URI_ENV])
     client = MlflowClient(tracking_uri=environ[URI_ENV])
-    experiment_id = experiment_id_of(client, environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT,
-                                     environ.get(ARTIFACT_LOCATION_ENV) or None)
+    experiment_id = experiment_id_of(
+        client, environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT, environ.get(ARTIFACT_LOCATION_ENV) or None
+    )
     client.set_terminated(parent_run_id(client, experiment_id, key), "FINISHED")
 
 
@@ -186,6 +219,11 @@ def start(environ: Mapping[str, str] | None = None, *, first_host: bool = True) 
     if not uri or not first_host:
         return RunRecord()
     tags = {tag: environ[name] for name, tag in TAG_ENV.items() if environ.get(name)}
-    return RunTracker(uri, environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT,
-                      environ.get(JOB_NAME_ENV), tags, environ.get(PARENT_ENV) or None,
-                      environ.get(ARTIFACT_LOCATION_ENV) or None)
+    return RunTracker(
+        uri,
+        environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT,
+        environ.get(JOB_NAME_ENV),
+        tags,
+        environ.get(PARENT_ENV) or None,
+        environ.get(ARTIFACT_LOCATION_ENV) or None,
+    )

@@ -17,11 +17,11 @@ from jax_llm.contract.hyperparameters import TrainConfig, read_hyperparameters, 
 from jax_llm.contract.paths import SageMakerPaths
 from jax_llm.training.interruption import EXIT_INTERRUPTED, Interrupted, StopFlag
 
-
 # What decides a training step's memory, named first in output/failure when the device runs out of it.
 MEMORY_SETTINGS = ("preset", "batch_size", "seq_len", "grad_accum_steps", "remat", "fsdp", "compute_dtype")
-DEFAULTS_SAID = ", ".join(f"{k}={getattr(TrainConfig(), k)}" for k in ("preset", "batch_size", "seq_len",
-                                                                       "max_steps"))
+DEFAULTS_SAID = ", ".join(
+    f"{k}={getattr(TrainConfig(), k)}" for k in ("preset", "batch_size", "seq_len", "max_steps")
+)
 
 
 def main(argv: list[str]) -> int:
@@ -33,8 +33,12 @@ def main(argv: list[str]) -> int:
     config = None
     try:
         if not paths.hyperparameters.exists():  # SageMaker always writes it: the tree is broken
-            print(f"WARNING: {paths.hyperparameters} does not exist (SageMaker always writes it); training "
-                  f"with EVERY DEFAULT hyperparameter: {DEFAULTS_SAID}", file=sys.stderr, flush=True)
+            print(
+                f"WARNING: {paths.hyperparameters} does not exist (SageMaker always writes it); training "
+                f"with EVERY DEFAULT hyperparameter: {DEFAULTS_SAID}",
+                file=sys.stderr,
+                flush=True,
+            )
         raw = read_raw(paths.hyperparameters) if paths.hyperparameters.exists() else {}
         if script_mode.requested(raw):
             return script_mode.run(paths, raw)  # the team's own train.py
@@ -58,6 +62,8 @@ def out_of_memory_headline(error: BaseException, config: TrainConfig | None) -> 
     if config is None or not ("RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower()):
         return None
     settings = ", ".join(f"{key}={getattr(config, key)}" for key in MEMORY_SETTINGS)
-    return (f"OutOfMemoryError: the device ran out of memory. What decides memory: {settings} "
-            "(per device: batch_size / grad_accum_steps / devices sequences of seq_len tokens; remat=true "
-            "and fsdp=true trade compute and communication for memory; a smaller preset needs less)")
+    return (
+        f"OutOfMemoryError: the device ran out of memory. What decides memory: {settings} "
+        "(per device: batch_size / grad_accum_steps / devices sequences of seq_len tokens; remat=true "
+        "and fsdp=true trade compute and communication for memory; a smaller preset needs less)"
+    )

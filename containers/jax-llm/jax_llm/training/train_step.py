@@ -8,7 +8,8 @@ state's buffers are donated (updated in place).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -16,9 +17,9 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
-from jax_llm.training import sharding
-from jax_llm.model.gpt import GPT
 from jax_llm.model.config import ModelConfig
+from jax_llm.model.gpt import GPT
+from jax_llm.training import sharding
 
 
 @dataclasses.dataclass
@@ -35,8 +36,9 @@ class TrainState:
         return model
 
 
-def create_train_state(config: ModelConfig, tx: optax.GradientTransformation, seed: int, mesh: Mesh,
-                       fsdp: bool) -> TrainState:
+def create_train_state(
+    config: ModelConfig, tx: optax.GradientTransformation, seed: int, mesh: Mesh, fsdp: bool
+) -> TrainState:
     """Initialises parameters and optimizer state directly in their shards (no full copy on one device)."""
 
     def init():
@@ -47,8 +49,9 @@ def create_train_state(config: ModelConfig, tx: optax.GradientTransformation, se
     return TrainState(planned.graphdef, state, planned.shardings)
 
 
-def plan_train_state(config: ModelConfig, tx: optax.GradientTransformation, seed: int, mesh: Mesh,
-                     fsdp: bool) -> TrainState:
+def plan_train_state(
+    config: ModelConfig, tx: optax.GradientTransformation, seed: int, mesh: Mesh, fsdp: bool
+) -> TrainState:
     """The train state's structure with nothing allocated: `state` holds ShapeDtypeStructs carrying their
     shardings, so `make_train_step(...).lower(state, batch)` compiles the real step for `mesh` (the
     memory plan compiles a 7b step for 32 devices this way on a CPU)."""
@@ -67,8 +70,11 @@ def _model_and_optimizer(config: ModelConfig, tx, seed: int):
 
 def abstract_state(train_state: TrainState):
     """ShapeDtypeStructs with shardings: the restore target for a checkpoint."""
-    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                        train_state.state, train_state.shardings)
+    return jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+        train_state.state,
+        train_state.shardings,
+    )
 
 
 def _loss(model: GPT, tokens: jax.Array) -> jax.Array:
@@ -106,8 +112,12 @@ def make_train_step(train_state: TrainState, grad_accum_steps: int, batch_shardi
         return nnx.split((model, optimizer))[1], loss_sum / grad_accum_steps
 
     replicated = sharding.replicated(batch_sharding.mesh)
-    return jax.jit(step, in_shardings=(train_state.shardings, batch_sharding),
-                   out_shardings=(train_state.shardings, replicated), donate_argnums=0)
+    return jax.jit(
+        step,
+        in_shardings=(train_state.shardings, batch_sharding),
+        out_shardings=(train_state.shardings, replicated),
+        donate_argnums=0,
+    )
 
 
 def make_eval_step(train_state: TrainState, batch_sharding) -> Callable:
@@ -118,5 +128,8 @@ def make_eval_step(train_state: TrainState, batch_sharding) -> Callable:
         model, _ = nnx.merge(graphdef, state)
         return _loss(model, batch)
 
-    return jax.jit(evaluate, in_shardings=(train_state.shardings, batch_sharding),
-                   out_shardings=sharding.replicated(batch_sharding.mesh))
+    return jax.jit(
+        evaluate,
+        in_shardings=(train_state.shardings, batch_sharding),
+        out_shardings=sharding.replicated(batch_sharding.mesh),
+    )

@@ -49,20 +49,27 @@ class Trainer:
         except ValueError as error:
             raise HyperparameterError("mesh", str(error)) from None
 
-        self.data = load_training_data(paths, vocab_size=config.vocab_size, seq_len=config.seq_len,
-                                       seed=config.seed, work_dir=work_dir)
+        self.data = load_training_data(
+            paths, vocab_size=config.vocab_size, seq_len=config.seq_len, seed=config.seed, work_dir=work_dir
+        )
         on_gpu = jax.default_backend() == "gpu"
-        compute_dtype = config.compute_dtype if config.compute_dtype != "auto" else (
-            "bfloat16" if on_gpu else "float32")
+        compute_dtype = (
+            config.compute_dtype if config.compute_dtype != "auto" else ("bfloat16" if on_gpu else "float32")
+        )
         self.model_config = ModelConfig.preset(
-            config.preset, vocab_size=-(-self.data.vocab_size // 128) * 128,  # round up: tensor-core friendly
-            max_seq_len=config.seq_len, compute_dtype=compute_dtype, remat=config.remat)
+            config.preset,
+            vocab_size=-(-self.data.vocab_size // 128) * 128,  # round up: tensor-core friendly
+            max_seq_len=config.seq_len,
+            compute_dtype=compute_dtype,
+            remat=config.remat,
+        )
 
         self.mesh = sharding.make_mesh(mesh_shape)
         self.batch_sharding = sharding.batch_sharding(self.mesh)
         self.schedule = learning_rate_schedule(config)
-        self.train_state = create_train_state(self.model_config, make_optimizer(config), config.seed,
-                                              self.mesh, config.fsdp)
+        self.train_state = create_train_state(
+            self.model_config, make_optimizer(config), config.seed, self.mesh, config.fsdp
+        )
         self.checkpointer = Checkpointer(paths.checkpoints, keep=config.keep_checkpoints)
         self.history: dict[str, list[list[float]]] = {"train_loss": [], "val_loss": []}
         try:
@@ -74,10 +81,12 @@ class Trainer:
         self.peak, peak_source = device_peak(compute_dtype)
         self.flops_per_token = self.model_config.flops_per_token(config.seq_len)
         peak_text = "n/a" if self.peak is None else f"{self.peak / 1e12:.3f} TFLOP/s"
-        self._log(f"model {config.preset}: {self.model_config.num_params() / 1e6:.1f}M parameters, "
-                  f"vocab {self.model_config.vocab_size}, {compute_dtype}; {self.process_count} process(es), "
-                  f"{self.n_devices} device(s) ({jax.devices()[0].device_kind}) as a data x fsdp mesh of "
-                  f"{dict(self.mesh.shape)}; peak {peak_text} per device ({peak_source})")
+        self._log(
+            f"model {config.preset}: {self.model_config.num_params() / 1e6:.1f}M parameters, "
+            f"vocab {self.model_config.vocab_size}, {compute_dtype}; {self.process_count} process(es), "
+            f"{self.n_devices} device(s) ({jax.devices()[0].device_kind}) as a data x fsdp mesh of "
+            f"{dict(self.mesh.shape)}; peak {peak_text} per device ({peak_source})"
+        )
         started = time.perf_counter()
         example = self._batch(self.start_step)
         step_fn = make_train_step(self.train_state, config.grad_accum_steps, self.batch_sharding)
@@ -85,8 +94,12 @@ class Trainer:
         self.eval_step = make_eval_step(self.train_state, self.batch_sharding)
         self._log(f"train step compiled in {time.perf_counter() - started:.1f} s")
         self.tracker = tracking.start(first_host=self.process_index == 0)
-        self.tracker.log_params({**dataclasses.asdict(config), **{
-            f"model.{k}": v for k, v in dataclasses.asdict(self.model_config).items()}})
+        self.tracker.log_params(
+            {
+                **dataclasses.asdict(config),
+                **{f"model.{k}": v for k, v in dataclasses.asdict(self.model_config).items()},
+            }
+        )
 
     def _log(self, line: str) -> None:
         if self.process_index == 0:
@@ -114,17 +127,23 @@ class Trainer:
         return sharding.global_batch(rows, self.batch_sharding, c.batch_size)
 
     def _checkpoint(self, done: int) -> None:
-        meta = {"seed": self.config.seed, "history": self.history,
-                "hyperparameters": dataclasses.asdict(self.config)}
+        meta = {
+            "seed": self.config.seed,
+            "history": self.history,
+            "hyperparameters": dataclasses.asdict(self.config),
+        }
         self.checkpointer.save(done, self.train_state.state, meta)
 
     def _evaluate(self, done: int) -> float:
         c = self.config
         rows = c.micro_batch_size  # what fits in memory for a forward pass
-        batches = self.data.validation.eval_batches(rows, c.seq_len, c.eval_batches, self.process_index,
-                                                    self.process_count)
-        losses = [self.eval_step(self.train_state.state, sharding.global_batch(b, self.batch_sharding, rows))
-                  for b in batches]
+        batches = self.data.validation.eval_batches(
+            rows, c.seq_len, c.eval_batches, self.process_index, self.process_count
+        )
+        losses = [
+            self.eval_step(self.train_state.state, sharding.global_batch(b, self.batch_sharding, rows))
+            for b in batches
+        ]
         val_loss = float(np.mean(jax.device_get(losses)))
         self.history["val_loss"].append([done, val_loss])
         self._log(format_eval_line(done, c.max_steps, val_loss=val_loss))
@@ -156,12 +175,27 @@ class Trainer:
         mfu = None if self.peak is None else flops_per_sec / (self.peak * self.n_devices)
         self.history["train_loss"].append([done, train_loss])
         learning_rate = float(self.schedule(done - 1))
-        self._log(format_train_line(
-            done, c.max_steps, train_loss=train_loss, learning_rate=learning_rate,
-            tokens_per_sec=tokens_per_sec, mfu=mfu, elapsed_s=now - run_started,
-            eta_s=seconds_per_step * (c.max_steps - done)))
-        self.tracker.log_metrics({"train_loss": train_loss, "learning_rate": learning_rate,
-                                  "tokens_per_sec": tokens_per_sec, "mfu": mfu}, done)
+        self._log(
+            format_train_line(
+                done,
+                c.max_steps,
+                train_loss=train_loss,
+                learning_rate=learning_rate,
+                tokens_per_sec=tokens_per_sec,
+                mfu=mfu,
+                elapsed_s=now - run_started,
+                eta_s=seconds_per_step * (c.max_steps - done),
+            )
+        )
+        self.tracker.log_metrics(
+            {
+                "train_loss": train_loss,
+                "learning_rate": learning_rate,
+                "tokens_per_sec": tokens_per_sec,
+                "mfu": mfu,
+            },
+            done,
+        )
         return train_loss
 
     def train(self) -> dict:
@@ -187,9 +221,13 @@ class Trainer:
             val_loss = self.history["val_loss"][-1][1]
         train_loss = self.history["train_loss"][-1][1] if self.history["train_loss"] else float("nan")
         self.checkpointer.wait()
-        return {"train_loss": train_loss, "val_loss": val_loss, "steps": c.max_steps,
-                "tokens": c.max_steps * c.batch_size * c.seq_len,
-                "train_seconds": time.perf_counter() - run_started}
+        return {
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "steps": c.max_steps,
+            "tokens": c.max_steps * c.batch_size * c.seq_len,
+            "train_seconds": time.perf_counter() - run_started,
+        }
 
     def export(self, metrics: dict) -> None:
         """Writes model/ one parameter at a time: each is gathered to host memory (the only whole array at any
@@ -197,8 +235,13 @@ class Trainer:
         params_dtype = "bfloat16" if self.model_config.compute_dtype == "bfloat16" else "float32"
         writer = None
         if self.process_index == 0:
-            write_model_files(self.paths.model, self.model_config, self.data.tokenizer_file, params_dtype,
-                              extra={"hyperparameters": dataclasses.asdict(self.config)})
+            write_model_files(
+                self.paths.model,
+                self.model_config,
+                self.data.tokenizer_file,
+                params_dtype,
+                extra={"hyperparameters": dataclasses.asdict(self.config)},
+            )
             writer = ParamsWriter(self.paths.model, params_dtype)
         try:
             for key, value in param_arrays(self.train_state.model()):
@@ -215,8 +258,13 @@ class Trainer:
         write_loss_curves(self.paths.output_data, self.history)
         self._log(f"exported model to {self.paths.model} ({params_dtype}): {json.dumps(metrics)}")
         self.tracker.save(self.paths.output_data / tracking.RECORD_FILE)
-        self.tracker.log_artifacts([self.paths.output_data / LOSS_CURVES_PNG, self.paths.output_data / LOSS_CURVES_JSON,
-                                    self.paths.model / METRICS_FILE])
+        self.tracker.log_artifacts(
+            [
+                self.paths.output_data / LOSS_CURVES_PNG,
+                self.paths.output_data / LOSS_CURVES_JSON,
+                self.paths.model / METRICS_FILE,
+            ]
+        )
 
     def close(self) -> None:
         """Releases the checkpointer (after its pending saves)."""
@@ -227,8 +275,10 @@ def _check_batch_layout(config: TrainConfig, n_devices: int, n_processes: int) -
     """Each micro-batch must split evenly over the devices (and so over the hosts)."""
     if config.micro_batch_size % n_devices:
         raise HyperparameterError(
-            "batch_size", f"batch_size / grad_accum_steps = {config.micro_batch_size} must be a multiple "
-            f"of the {n_devices} devices over {n_processes} host(s)")
+            "batch_size",
+            f"batch_size / grad_accum_steps = {config.micro_batch_size} must be a multiple "
+            f"of the {n_devices} devices over {n_processes} host(s)",
+        )
 
 
 def run(config: TrainConfig, paths: SageMakerPaths, stop: StopFlag) -> dict:

@@ -11,8 +11,12 @@ from jax_llm.model.chat_template import CHAT_TEMPLATE_FILE, DEFAULT_CHAT_TEMPLAT
 from jax_llm.serving.api.chat import ChatTemplate
 from jax_llm.serving.engine.types import RequestError
 
-DIALOGUE = [{"role": "system", "content": "You write Python."}, {"role": "user", "content": "A loop?"},
-            {"role": "assistant", "content": "for x in y:"}, {"role": "user", "content": "Shorter?"}]
+DIALOGUE = [
+    {"role": "system", "content": "You write Python."},
+    {"role": "user", "content": "A loop?"},
+    {"role": "assistant", "content": "for x in y:"},
+    {"role": "user", "content": "Shorter?"},
+]
 
 
 def test_the_trained_model_is_exported_with_its_chat_template(tiny_training_run):
@@ -30,8 +34,9 @@ def test_the_default_template_is_a_transcript_ending_with_the_assistant_s_turn(t
 
 def test_the_tokenizer_s_own_template_takes_precedence(tmp_path):
     (tmp_path / CHAT_TEMPLATE_FILE).write_text(DEFAULT_CHAT_TEMPLATE)
-    own = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{{ eos_token }}{% endfor %}"
-           "<|assistant|>")
+    own = (
+        "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{{ eos_token }}{% endfor %}<|assistant|>"
+    )
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"chat_template": own, "eos_token": "</s>"}))
     template = ChatTemplate.from_model_dir(tmp_path, EOS_TOKEN)
     assert template.render(DIALOGUE[1:2]) == "<|user|>A loop?</s><|assistant|>"

@@ -14,15 +14,23 @@ from jax_llm.serving.engine.types import Generation, RequestStats, Token
 
 def samples(metrics: ServingMetrics) -> dict[tuple[str, tuple], float]:
     text = metrics.exposition().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def finished(n_tokens: int, reason: str = "length") -> Generation:
     tokens = tuple(Token(i, "x", -1.0, False) for i in range(n_tokens))
-    stats = RequestStats(prompt_tokens=5, generated_tokens=n_tokens, queue_s=0.002,
-                         ttft_s=0.05 if n_tokens else None, tpot_s=0.01 if n_tokens > 1 else None,
-                         total_s=0.2)
+    stats = RequestStats(
+        prompt_tokens=5,
+        generated_tokens=n_tokens,
+        queue_s=0.002,
+        ttft_s=0.05 if n_tokens else None,
+        tpot_s=0.01 if n_tokens > 1 else None,
+        total_s=0.2,
+    )
     return Generation("x" * n_tokens, tokens, reason, None, stats)
 
 
@@ -56,8 +64,11 @@ def test_the_engine_s_load_is_read_when_scraped_and_reported_as_lines():
     load = {"active": 3, "waiting": 7}
     metrics.watch(lambda: load, slots=4)
     values = samples(metrics)
-    assert (values[("jax_llm_slots_in_use", ())], values[("jax_llm_requests_waiting", ())],
-            values[("jax_llm_slots", ())]) == (3, 7, 4)
+    assert (
+        values[("jax_llm_slots_in_use", ())],
+        values[("jax_llm_requests_waiting", ())],
+        values[("jax_llm_slots", ())],
+    ) == (3, 7, 4)
     reporter = EngineReporter(metrics, lambda: load, interval_s=0.01)
     reporter.start()
     try:

@@ -281,8 +281,11 @@ def _read_response(connection: socket.socket) -> str:
     while True:
         head, ended, body = received.partition(b"\r\n\r\n")
         if ended:
-            lengths = [int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                       if line.lower().startswith(b"content-length:")]
+            lengths = [
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            ]
             if len(body) >= (lengths[0] if lengths else 0):
                 return received.decode()
         chunk = connection.recv(65536)
@@ -430,8 +433,11 @@ def test_huggingface_hub_s_inference_client_reads_tgi_answers_streams_and_detail
 def metric_samples(server) -> dict[tuple[str, tuple], float]:
     response = httpx.get(f"{server.url}/metrics", timeout=10)
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(response.text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
 
 
 def test_metrics_count_what_a_burst_sent_and_the_log_carries_one_line_per_request(server):
@@ -441,8 +447,16 @@ def test_metrics_count_what_a_burst_sent_and_the_log_carries_one_line_per_reques
 
     async def burst() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-            sends = [client.post("/invocations", json={"inputs": f"x{i} = ", "parameters": {
-                "max_new_tokens": 5, "do_sample": True, "seed": i}}) for i in range(12)]
+            sends = [
+                client.post(
+                    "/invocations",
+                    json={
+                        "inputs": f"x{i} = ",
+                        "parameters": {"max_new_tokens": 5, "do_sample": True, "seed": i},
+                    },
+                )
+                for i in range(12)
+            ]
             sends += [client.post("/invocations", json={"inputs": ""}) for _ in range(2)]
             return await asyncio.gather(*sends)
 
@@ -455,8 +469,9 @@ def test_metrics_count_what_a_burst_sent_and_the_log_carries_one_line_per_reques
         key = (name, tuple(sorted(labels.items())))
         return after.get(key, 0.0) - before.get(key, 0.0)
 
-    finished = sum(v - before.get(k, 0.0) for k, v in after.items()
-                   if k[0] == "jax_llm_requests_finished_total")
+    finished = sum(
+        v - before.get(k, 0.0) for k, v in after.items() if k[0] == "jax_llm_requests_finished_total"
+    )
     assert finished == 12
     assert delta("jax_llm_request_generation_tokens_sum") == generated
     assert delta("jax_llm_time_to_first_token_seconds_count") == 12
@@ -467,8 +482,11 @@ def test_metrics_count_what_a_burst_sent_and_the_log_carries_one_line_per_reques
     deadline = time.monotonic() + 5
     while server.log().count('"event":"jax_llm.request"') < lines_before + 12 and time.monotonic() < deadline:
         time.sleep(0.05)
-    lines = [json.loads(line) for line in server.log().splitlines()
-             if line.startswith('{"event":"jax_llm.request"')]
+    lines = [
+        json.loads(line)
+        for line in server.log().splitlines()
+        if line.startswith('{"event":"jax_llm.request"')
+    ]
     assert len(lines) == lines_before + 12
     assert sum(line["generated_tokens"] for line in lines[-12:]) == generated
     assert all(line["ttft_ms"] >= line["queue_ms"] >= 0 for line in lines[-12:])

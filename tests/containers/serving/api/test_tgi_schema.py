@@ -134,7 +134,9 @@ def test_stream_events_are_sse_lines_with_the_text_in_the_last():
 
 
 def test_temperatures_below_the_floor_are_greedy_even_when_sampling_is_asked_for():
-    assert GenerationParams(temperature=GREEDY_BELOW_TEMPERATURE / 10, do_sample=True, top_k=5).sampling is False
+    assert (
+        GenerationParams(temperature=GREEDY_BELOW_TEMPERATURE / 10, do_sample=True, top_k=5).sampling is False
+    )
     assert GenerationParams(temperature=GREEDY_BELOW_TEMPERATURE).sampling is True
     assert GenerationParams(temperature=1e-39).sampling is False  # float32 cannot scale logits by its inverse
 

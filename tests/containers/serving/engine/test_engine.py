@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from jax_llm.serving.engine.engine import Engine
-from jax_llm.serving.engine.types import GenerationParams, GenerateRequest, RequestError
+from jax_llm.serving.engine.types import GenerateRequest, GenerationParams, RequestError
 
 PROMPTS = ["import os\n", "def main(argv):\n", "class Parser(", "return self.", "x = [", "for line in f"]
 
@@ -245,8 +245,13 @@ def test_a_device_fault_fails_every_request_marks_the_engine_failed_and_calls_on
 def test_openai_stop_holds_back_what_may_begin_a_stop_and_ends_before_it(engine):
     free = generate(engine, request("def main(argv):\n", max_new_tokens=24))[0].text
     stop = free[5:8]
-    req = GenerateRequest(("def main(argv):\n",), False, GenerationParams(max_new_tokens=24, stop=(stop,)),
-                          stream=True, keep_stop=False)
+    req = GenerateRequest(
+        ("def main(argv):\n",),
+        False,
+        GenerationParams(max_new_tokens=24, stop=(stop,)),
+        stream=True,
+        keep_stop=False,
+    )
     prompts = engine.prepare(req)
     sink = Collector()
     engine.submit(prompts, time.monotonic() + 30, [sink.sink], stream=True)

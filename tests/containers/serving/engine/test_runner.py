@@ -63,7 +63,9 @@ def test_rows_at_different_positions_decode_as_the_full_forward_pass(
         positions[slot] = len(prompt)
     for step in range(1, steps):
         # Each row is fed the token its slot produced last, which the device keeps.
-        new, logprobs = runner.decode(positions, np.full(runner.slots, step, np.int32), sampling, long + 1).result()
+        new, logprobs = runner.decode(
+            positions, np.full(runner.slots, step, np.int32), sampling, long + 1
+        ).result()
         assert len(new) == (2 if long == 1 else runner.slots)
         for slot in prompts:
             got[slot][0].append(int(new[slot]))

@@ -149,7 +149,8 @@ def test_sagemaker_program_names_another_file_in_code(tmp_path):
         ),
         ("def predict_fn(data, model):\n    return data\n", "inference.py defines no model_fn(model_dir)"),
         (
-            "def model_fn(d):\n    return 1\ndef transform_fn(m, b, c, a):\n    return b\ndef input_fn(b, c):\n    return b\n",
+            "def model_fn(d):\n    return 1\ndef transform_fn(m, b, c, a):\n    return b\n"
+            "def input_fn(b, c):\n    return b\n",
             "defines transform_fn together with input_fn",
         ),
     ],

@@ -17,7 +17,6 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jax_llm.model.chat_template import CHAT_TEMPLATE_FILE, DEFAULT_CHAT_TEMPLATE, TOKENIZER_CONFIG_FILE
 from jax_llm.serving.engine.types import validation_error
 
-
 # What a template raises when the client's messages make it fail (not the template's own refusal).
 _REFUSALS = (jinja2.TemplateError, ArithmeticError, LookupError, TypeError, ValueError, RecursionError)
 

@@ -36,8 +36,10 @@ _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 _TOKEN_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _TOKENS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 # Each event's fields, as the contract's table lists them.
-_FIELDS = {event: {m.field for m in LOG_METRICS if m.event == event}
-           for event in (REQUEST_EVENT, ENGINE_EVENT, STARTUP_EVENT)}
+_FIELDS = {
+    event: {m.field for m in LOG_METRICS if m.event == event}
+    for event in (REQUEST_EVENT, ENGINE_EVENT, STARTUP_EVENT)
+}
 
 
 def _stdout(line: str) -> None:

@@ -71,9 +71,7 @@ async def answer(
             _sse(stream, parsed[0]), media_type="text/event-stream", headers={**headers, **prompt_tokens}
         )
     flat = [prompt for group in prompts for prompt in group]
-    generations = await generate(
-        engine, state.mailbox, flat, deadline, arrived, lambda: client_gone(request)
-    )
+    generations = await generate(engine, state.mailbox, flat, deadline, arrived, lambda: client_gone(request))
     headers = {**headers, **token_headers(generations)}
     answers, done = [], 0
     for req in parsed:

@@ -13,7 +13,13 @@ import re
 import sys
 from typing import Any
 
-from jax_llm.serving.engine.limits import MAX_STOP_CHARS, MAX_STOP_SEQUENCES, MAX_TEMPERATURE, MAX_TOP_K, SEED_BITS
+from jax_llm.serving.engine.limits import (
+    MAX_STOP_CHARS,
+    MAX_STOP_SEQUENCES,
+    MAX_TEMPERATURE,
+    MAX_TOP_K,
+    SEED_BITS,
+)
 from jax_llm.serving.engine.types import (
     GenerateRequest,
     Generation,

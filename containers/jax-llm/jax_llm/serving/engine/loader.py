@@ -12,13 +12,12 @@ import time
 import jax
 
 from jax_llm.contract.serving import COMPILE_CACHE_DIR
+from jax_llm.data.tokenizer import load_tokenizer
 from jax_llm.model.export import TOKENIZER_FILE, load_model, read_model_config
-from jax_llm.serving.engine.engine import Engine
-from jax_llm.serving.engine.engine import tensor_parallel
+from jax_llm.serving.engine.engine import Engine, tensor_parallel
 from jax_llm.serving.engine.runner import ModelRunner
 from jax_llm.serving.settings import ServingSettings
 from jax_llm.serving.startup import StartupTimes
-from jax_llm.data.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +79,17 @@ def load_engine(settings: ServingSettings, observe=None, times: StartupTimes | N
     with times.phase("device_transfer"):  # the KV cache's allocation
         mesh = tensor_parallel.make_mesh(settings.tensor_parallel) if settings.tensor_parallel > 1 else None
         runner = ModelRunner(
-            model, settings.max_batch, buckets, prefill_batch, tokenizer.get_vocab_size(with_added_tokens=True),
+            model,
+            settings.max_batch,
+            buckets,
+            prefill_batch,
+            tokenizer.get_vocab_size(with_added_tokens=True),
             mesh=mesh,
         )
     if mesh is not None:
-        log.info("tensor parallel over %d devices: %s", mesh.devices.size, tensor_parallel.describe(runner.params))
+        log.info(
+            "tensor parallel over %d devices: %s", mesh.devices.size, tensor_parallel.describe(runner.params)
+        )
     runner.warm_up(times.program)
     with times.phase("engine_start"):
         engine = Engine(

@@ -24,7 +24,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import ContextManager
+from contextlib import AbstractContextManager
 
 import jax
 import jax.numpy as jnp
@@ -88,8 +88,20 @@ def _real_vocab(logits: jax.Array, sample_vocab: int) -> jax.Array:
 
 
 def _prefill(
-    graphdef, params, cache: KVCache, last, slots, tokens, lengths, key_data, temperature, top_k, top_p,
-    greedy, *, sample_vocab
+    graphdef,
+    params,
+    cache: KVCache,
+    last,
+    slots,
+    tokens,
+    lengths,
+    key_data,
+    temperature,
+    top_k,
+    top_p,
+    greedy,
+    *,
+    sample_vocab,
 ):
     """slots, lengths: [P]; tokens: [P, L] (padded); last: [S]. Returns (tokens [P], logprobs [P], cache, last).
 
@@ -107,7 +119,7 @@ def _prefill(
     logits, rows = model(tokens, positions, rows)  # [P, L, V]; rows per layer [P, N, L, H]
     for p in range(batch):  # P in-place row writes into the donated cache (a scatter would copy it)
         cache = jax.tree.map(
-            lambda c, r: jax.lax.dynamic_update_slice(c, r[p : p + 1], (slots[p], 0, 0, 0)), cache, rows
+            lambda c, r, p=p: jax.lax.dynamic_update_slice(c, r[p : p + 1], (slots[p], 0, 0, 0)), cache, rows
         )
     final = _real_vocab(jnp.take_along_axis(logits, (lengths - 1)[:, None, None], axis=1)[:, 0], sample_vocab)
     step = jnp.zeros((batch,), jnp.int32)  # the first generated token
@@ -116,8 +128,20 @@ def _prefill(
 
 
 def _decode(
-    graphdef, params, cache: KVCache, last, positions, step, key_data, temperature, top_k, top_p, greedy,
-    *, kv_len, sample_vocab
+    graphdef,
+    params,
+    cache: KVCache,
+    last,
+    positions,
+    step,
+    key_data,
+    temperature,
+    top_k,
+    top_p,
+    greedy,
+    *,
+    kv_len,
+    sample_vocab,
 ):
     """positions, step: [B] for slots 0..B-1, each position < kv_len (static) or idle; last: [S].
 
@@ -164,10 +188,13 @@ class ModelRunner:
         self._cache = init_cache(self.config, slots)  # per layer: [S, N, max_seq_len, H]
         self._last = jnp.zeros(slots, jnp.int32)  # [S]: each slot's latest token, the next decode input
         placed = {}
-        if mesh is not None:  # tensor parallel: outputs keep the inputs' layout, so each program compiles once
+        if (
+            mesh is not None
+        ):  # tensor parallel: outputs keep the inputs' layout, so each program compiles once
             whole = tensor_parallel.replicated(mesh)
-            cache_layout = jax.tree.map(lambda _: tensor_parallel.cache_sharding(mesh, self.config.n_heads),
-                                        self._cache)
+            cache_layout = jax.tree.map(
+                lambda _: tensor_parallel.cache_sharding(mesh, self.config.n_heads), self._cache
+            )
             self._params = tensor_parallel.shard_params(self._params, mesh)
             self._cache = jax.device_put(self._cache, cache_layout)
             self._last = jax.device_put(self._last, whole)
@@ -238,7 +265,9 @@ class ModelRunner:
         kv_len = self.bucket(int(live.max()) + 1 if live.size else 1)
         return self._decode_step(positions[:b].copy(), step[:b].copy(), sampling.first(b), kv_len)
 
-    def _decode_step(self, positions: np.ndarray, step: np.ndarray, sampling: tuple, kv_len: int) -> DecodeStep:
+    def _decode_step(
+        self, positions: np.ndarray, step: np.ndarray, sampling: tuple, kv_len: int
+    ) -> DecodeStep:
         token, logprob, self._cache, self._last = self._decode(
             self._params, self._cache, self._last, positions, step, *sampling, kv_len=kv_len
         )
@@ -246,7 +275,7 @@ class ModelRunner:
             array.copy_to_host_async()  # the copy starts when the step ends, not when the engine asks
         return DecodeStep(token, logprob)
 
-    def warm_up(self, timed: Callable[[str, int, int], ContextManager] | None = None) -> float:
+    def warm_up(self, timed: Callable[[str, int, int], AbstractContextManager] | None = None) -> float:
         """Compiles (or loads from the persistent cache) every program serving will run; returns seconds.
 
         `timed(program, batch, length)`, when given, wraps each program's warm-up call (the start budget)."""

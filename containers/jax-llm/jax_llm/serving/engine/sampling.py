@@ -49,14 +49,19 @@ def _filter_top_k_top_p(scaled: jax.Array, top_k: jax.Array, top_p: jax.Array) -
     # some row asks for its filter (a row with the filter off keeps everything either way).
     kth = jax.lax.cond(
         jnp.any(top_k > 0),
-        lambda: _largest_passing(lambda t: jnp.sum(scaled >= t, axis=-1) >= k, scaled.min(-1), scaled.max(-1)),
+        lambda: _largest_passing(
+            lambda t: jnp.sum(scaled >= t, axis=-1) >= k, scaled.min(-1), scaled.max(-1)
+        ),
         lambda: jnp.full(scaled.shape[:1], -jnp.inf, scaled.dtype),
     )
     scaled = jnp.where(scaled >= kth[:, None], scaled, -jnp.inf)
     probs = jax.nn.softmax(scaled, axis=-1)
+
     # The nucleus is every token at least as likely as the least likely token of the smallest
     # most-likely-first set whose mass reaches top_p: the largest t whose tokens (p >= t) hold top_p.
-    mass_at_least = lambda t: jnp.sum(jnp.where(probs >= t, probs, 0.0), axis=-1) >= top_p
+    def mass_at_least(t):
+        return jnp.sum(jnp.where(probs >= t, probs, 0.0), axis=-1) >= top_p
+
     smallest = jax.lax.cond(
         jnp.any(top_p < 1.0),
         lambda: _largest_passing(mass_at_least, jnp.zeros_like(top_p), probs.max(-1)),

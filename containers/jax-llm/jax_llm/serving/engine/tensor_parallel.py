@@ -69,7 +69,7 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def describe(params) -> str:
-    """"N of M weight bytes split (K weights)": how much of the model each device does not hold whole."""
+    """ "N of M weight bytes split (K weights)": how much of the model each device does not hold whole."""
     leaves = jax.tree.leaves(params)
     split = [x for x in leaves if not x.sharding.is_fully_replicated]
     total = sum(x.nbytes for x in leaves)

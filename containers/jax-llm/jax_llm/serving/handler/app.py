@@ -29,10 +29,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from jax_llm.serving.api.http import echoed_headers, read_body
+from jax_llm.serving.api.tgi_api import error_response
 from jax_llm.serving.api.tgi_schema import shown
 from jax_llm.serving.engine.types import RequestError
 from jax_llm.serving.settings import ServingSettings
-from jax_llm.serving.api.tgi_api import error_response
 
 log = logging.getLogger(__name__)
 
