@@ -44,7 +44,7 @@ from pathlib import Path
 import httpx
 
 from jax_llm.contract.paths import SageMakerPaths
-from jax_llm.contract.serving import MAX_BATCH_VARIABLE, PORT_VARIABLE
+from jax_llm.contract.serving import DECODE_SLOTS_VARIABLE, PORT_VARIABLE
 from local_mode.runner import free_port, host_environment
 
 CORPUS = ("argparse.py", "textwrap.py", "difflib.py", "json/decoder.py")
@@ -112,7 +112,7 @@ def server_env(root: Path, slots: int, cache_dir: Path, max_context: int | None)
     return host_environment(
         SageMakerPaths(root),
         {
-            MAX_BATCH_VARIABLE: str(slots),
+            DECODE_SLOTS_VARIABLE: str(slots),
             "JAX_LLM_MAX_QUEUE": "1024",
             "JAX_LLM_COMPILE_CACHE_DIR": str(cache_dir),
             "JAX_LLM_MAX_CONTEXT": str(max_context or ""),

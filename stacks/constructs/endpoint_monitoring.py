@@ -233,7 +233,8 @@ class EndpointMonitoring(Construct):
             for field in ("slots_in_use", "requests_waiting")
             for statistic in ("Average", "Maximum")
         ]
-        slots = cloudwatch.HorizontalAnnotation(value=settings.slots, label=f"{settings.slots} decode slots")
+        decode_slots = settings.effective_decode_slots
+        slots = cloudwatch.HorizontalAnnotation(value=decode_slots, label=f"{decode_slots} decode slots")
         concurrency = self._metric(
             self._scope.concurrency, "Average", label=f"concurrent requests per {unit}"
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from jax_llm.contract.serving import DEFAULT_MAX_BATCH, MAX_BATCH_VARIABLE
+from jax_llm.contract.serving import DECODE_SLOTS_VARIABLE, DEFAULT_DECODE_SLOTS
 from stacks.settings.context import Context
 from stacks.settings.pipeline import PipelineSettings
 
@@ -144,7 +144,7 @@ class EndpointSettings:
             settings.target_concurrency >= 1,
             "endpointTargetConcurrencyPercent",
             settings.target_concurrency_percent,
-            f"at least one request of the {settings.slots} "
+            f"at least one request of the {settings.effective_decode_slots} "
             "decode slots (endpointDecodeSlots, 0 = the image's default)",
         )
         # The registered model package lists the instance types it may be deployed on.
@@ -176,19 +176,19 @@ class EndpointSettings:
         return self.inference_components and self.autoscaling and self.min_copy_count == 0
 
     @property
-    def slots(self) -> int:
+    def effective_decode_slots(self) -> int:
         """Decode slots of one instance: endpointDecodeSlots, or the image's default when that is 0."""
-        return self.decode_slots or DEFAULT_MAX_BATCH
+        return self.decode_slots or DEFAULT_DECODE_SLOTS
 
     @property
     def container_environment(self) -> dict[str, str]:
         """What the Model sets in the container: the slot count only when it is not the image's default."""
-        return {MAX_BATCH_VARIABLE: str(self.decode_slots)} if self.decode_slots else {}
+        return {DECODE_SLOTS_VARIABLE: str(self.decode_slots)} if self.decode_slots else {}
 
     @property
     def target_concurrency(self) -> float:
         """Concurrent requests per instance (or copy) that autoscaling holds: a share of the decode slots."""
-        return self.slots * self.target_concurrency_percent / 100
+        return self.effective_decode_slots * self.target_concurrency_percent / 100
 
     @property
     def traffic_shifts(self) -> int:

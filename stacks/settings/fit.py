@@ -85,14 +85,15 @@ def check_serving_fits(pipeline: PipelineSettings, endpoint: EndpointSettings) -
     if instance is None or config.preset not in table()["presets"]:
         return
     shards = instance.gpus if SERVING_SHARDS_OVER_GPUS else 1
-    need = serving_need(config.preset, config.seq_len, endpoint.slots, shards)
+    need = serving_need(config.preset, config.seq_len, endpoint.effective_decode_slots, shards)
     usable = usable_bytes(instance)
     if need.total > usable:
         raise SettingsError(
             "endpointInstanceType",
             endpoint.instance_type,
             (
-                f"an instance whose GPU holds preset {config.preset} with {endpoint.slots} decode slots of "
+                f"an instance whose GPU holds preset {config.preset} with "
+                f"{endpoint.effective_decode_slots} decode slots of "
                 f"{config.seq_len} tokens: that needs {need.describe()}, but a {instance.gpu.name} has "
                 f"{gib(usable)} usable (fewer endpointDecodeSlots shrink the KV cache)"
             ),

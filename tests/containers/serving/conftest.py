@@ -38,7 +38,7 @@ def tiny_tokenizer(tiny_training_run):
 @pytest.fixture(scope="session")
 def runner(tiny_model, tiny_training_run) -> ModelRunner:
     """A runner with 4 slots and the server's default prompt buckets, compiled once for the session."""
-    settings = ServingSettings(model_dir=tiny_training_run.model_dir, max_batch=SLOTS)
+    settings = ServingSettings(model_dir=tiny_training_run.model_dir, decode_slots=SLOTS)
     runner = ModelRunner(tiny_model, SLOTS, settings.prompt_buckets(tiny_model.config.max_seq_len))
     runner.warm_up()
     return runner

@@ -31,7 +31,7 @@ def test_sagemaker_and_server_variables_override():
             "JAX_LLM_COMPILE_CACHE_DIR": "/tmp/cc",
         }
     )
-    assert (settings.model_dir, settings.port, settings.max_batch, settings.max_queue) == (
+    assert (settings.model_dir, settings.port, settings.decode_slots, settings.max_queue) == (
         Path("/tmp/ml/model"),
         9000,
         8,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from jax_llm.contract.serving import DEFAULT_MAX_BATCH
+from jax_llm.contract.serving import DEFAULT_DECODE_SLOTS
 from stacks.constructs.endpoint import VARIANT_NAME
 from tests.stacks.endpoint_stack.templates import one_resource, resource_properties
 
@@ -44,12 +44,12 @@ def test_target_tracking_on_concurrent_requests_at_three_quarters_of_the_decode_
     policy = resource_properties(default, "AWS::ApplicationAutoScaling::ScalingPolicy")
     assert policy["PolicyType"] == "TargetTrackingScaling"
     assert policy["ScalingTargetId"] == {"Ref": target_id}
-    # cdk.json: endpointDecodeSlots 0 (the image's DEFAULT_MAX_BATCH), endpointTargetConcurrencyPercent 75.
+    # cdk.json: endpointDecodeSlots 0 (the image's DEFAULT_DECODE_SLOTS), endpointTargetConcurrencyPercent 75.
     assert policy["TargetTrackingScalingPolicyConfiguration"] == {
         "PredefinedMetricSpecification": {
             "PredefinedMetricType": "SageMakerVariantConcurrentRequestsPerModelHighResolution"
         },
-        "TargetValue": DEFAULT_MAX_BATCH * 3 / 4,
+        "TargetValue": DEFAULT_DECODE_SLOTS * 3 / 4,
         "ScaleOutCooldown": settings.endpoint.scale_out_cooldown_seconds,
         "ScaleInCooldown": settings.endpoint.scale_in_cooldown_seconds,
     }

@@ -6,7 +6,7 @@ import json
 
 from aws_cdk.assertions import Template
 
-from jax_llm.contract.serving import DEFAULT_MAX_BATCH
+from jax_llm.contract.serving import DEFAULT_DECODE_SLOTS
 from stacks.constructs.endpoint import VARIANT_NAME
 from tests.stacks.endpoint_stack.templates import resource_properties
 
@@ -133,7 +133,7 @@ def test_token_panels_show_the_server_metrics_percentiles_and_the_slot_and_scali
         "perInstance": ("AWS/SageMaker", "InvocationsPerInstance", "Sum"),
     }
     slots = widgets["Decode slots and queue"]["annotations"]["horizontal"]
-    assert [line["value"] for line in slots] == [DEFAULT_MAX_BATCH]
+    assert [line["value"] for line in slots] == [DEFAULT_DECODE_SLOTS]
     concurrency = widgets["Concurrency (the autoscaling metric)"]
     assert concurrency["metrics"][0][:2] == ["AWS/SageMaker", "ConcurrentRequestsPerModel"]
     assert [line["value"] for line in concurrency["annotations"]["horizontal"]] == [

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from jax_llm.contract.serving import DEFAULT_MAX_BATCH
+from jax_llm.contract.serving import DEFAULT_DECODE_SLOTS
 from stacks.settings import Settings, SettingsError
 from tests.support import REPO
 
@@ -66,7 +66,7 @@ def test_a_scaling_target_under_one_request_is_refused():
 @pytest.mark.parametrize(
     "slots, percent, target, environment",
     [
-        (0, 75, DEFAULT_MAX_BATCH * 0.75, {}),
+        (0, 75, DEFAULT_DECODE_SLOTS * 0.75, {}),
         (48, 75, 36.0, {"JAX_LLM_MAX_BATCH": "48"}),
         (48, 50, 24.0, {"JAX_LLM_MAX_BATCH": "48"}),
         (1, 100, 1.0, {"JAX_LLM_MAX_BATCH": "1"}),

@@ -21,9 +21,9 @@ PORT_VARIABLE = "SAGEMAKER_BIND_TO_PORT"
 PROGRAM_VARIABLE = "SAGEMAKER_PROGRAM"
 
 # Decode slots: requests generating at once (the compiled decode batch), unless the environment variable
-# MAX_BATCH_VARIABLE says otherwise. The endpoint's concurrency autoscaling target is derived from it.
-DEFAULT_MAX_BATCH = 32
-MAX_BATCH_VARIABLE = "JAX_LLM_MAX_BATCH"
+# DECODE_SLOTS_VARIABLE says otherwise. The endpoint's concurrency autoscaling target is derived from it.
+DEFAULT_DECODE_SLOTS = 32
+DECODE_SLOTS_VARIABLE = "JAX_LLM_MAX_BATCH"
 
 # In a model directory: JAX compilation-cache entries of its serving programs (`python -m jax_llm
 # compile-cache`), which the server copies into its local cache at start: a fresh instance need not compile.

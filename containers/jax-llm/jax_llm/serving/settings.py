@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from jax_llm.contract.paths import SageMakerPaths
-from jax_llm.contract.serving import DEFAULT_MAX_BATCH, MAX_BATCH_VARIABLE, PORT_VARIABLE, SERVING_PORT
+from jax_llm.contract.serving import DECODE_SLOTS_VARIABLE, DEFAULT_DECODE_SLOTS, PORT_VARIABLE, SERVING_PORT
 from jax_llm.contract.transform import (
     BATCH_STRATEGY_VARIABLE,
     BATCH_VARIABLE,
@@ -62,7 +62,7 @@ class ServingSettings:
     host: str = "0.0.0.0"
     port: int = SERVING_PORT  # PORT_VARIABLE (multi-container endpoints) overrides
     # Decode slots: requests generating at once (the compiled decode batch).
-    max_batch: int = DEFAULT_MAX_BATCH
+    decode_slots: int = DEFAULT_DECODE_SLOTS
     max_queue: int = 256  # requests waiting for a slot before /invocations answers 429
     # Waiting prompts prefilled in one call (compiled as 1, 2, 4, ... up to it). None: 8 on GPU, where a short
     # prefill is far from compute-bound; 1 on CPU, where batching them was measured to cost TTFT and start-up.
@@ -90,7 +90,7 @@ class ServingSettings:
         """Reads SageMaker's variables (SAGEMAKER_*) and the server's own (JAX_LLM_*)."""
         env = os.environ if environ is None else environ
         batch = env.get(BATCH_VARIABLE, "").lower() == "true"
-        max_batch = _int(env, MAX_BATCH_VARIABLE, cls.max_batch, 1)
+        decode_slots = _int(env, DECODE_SLOTS_VARIABLE, cls.decode_slots, 1)
         payload_mb = _int(env, MAX_PAYLOAD_VARIABLE, ONLINE_PAYLOAD_MB if not batch else 100, 1)
         raw_strategy = env.get(BATCH_STRATEGY_VARIABLE, "") or cls.batch_strategy
         strategy = _STRATEGIES.get(raw_strategy.upper().replace("_", ""))
@@ -101,7 +101,7 @@ class ServingSettings:
         return cls(
             model_dir=SageMakerPaths.from_env(env).model,
             port=_int(env, PORT_VARIABLE, cls.port, 1),
-            max_batch=max_batch,
+            decode_slots=decode_slots,
             max_queue=_int(env, "JAX_LLM_MAX_QUEUE", cls.max_queue, 0),
             max_prefill_batch=_int(env, "JAX_LLM_MAX_PREFILL_BATCH", 0, 1) or None,
             min_prompt_bucket=_int(env, "JAX_LLM_MIN_PROMPT_BUCKET", cls.min_prompt_bucket, 1),
@@ -117,7 +117,7 @@ class ServingSettings:
             body_timeout_s=_float(env, "JAX_LLM_BODY_TIMEOUT_S", cls.body_timeout_s),
             batch_transform=batch,
             batch_strategy=strategy,
-            max_concurrent_transforms=_int(env, MAX_CONCURRENT_VARIABLE, max_batch, 1),
+            max_concurrent_transforms=_int(env, MAX_CONCURRENT_VARIABLE, decode_slots, 1),
             model_name=env.get("JAX_LLM_MODEL_NAME") or cls.model_name,
             tensor_parallel=_int(env, "JAX_LLM_TENSOR_PARALLEL", cls.tensor_parallel, 1),
         )

@@ -80,7 +80,7 @@ def load_engine(settings: ServingSettings, observe=None, times: StartupTimes | N
         mesh = tensor_parallel.make_mesh(settings.tensor_parallel) if settings.tensor_parallel > 1 else None
         runner = ModelRunner(
             model,
-            settings.max_batch,
+            settings.decode_slots,
             buckets,
             prefill_batch,
             tokenizer.get_vocab_size(with_added_tokens=True),
@@ -101,7 +101,7 @@ def load_engine(settings: ServingSettings, observe=None, times: StartupTimes | N
         settings.model_dir,
         time.perf_counter() - start,
         jax.devices()[0].device_kind,
-        settings.max_batch,
+        settings.decode_slots,
         model.config.max_seq_len,
         buckets,
     )

@@ -3,7 +3,7 @@
 Same contract as the built-in GPT's app: the socket listens at once; the handler is imported and its
 `model_fn` runs in a background thread, /ping answering 503 meanwhile, 200 once the model is loaded and
 500 naming the error if loading failed (whatever it raised, `sys.exit()` included, also in the log). Each
-request runs on the handler's own pool of `max_batch` threads, so /ping stays fast while a handler
+request runs on the handler's own pool of `decode_slots` threads, so /ping stays fast while a handler
 computes, under the built-in server's deadline (`request_timeout_s`): a call past it is answered 504 (its
 thread runs on until the handler returns; Python cannot stop it), and a request that finds every thread
 busy is answered 503 at once rather than queued behind them. Every failure is a JSON error for that
@@ -172,7 +172,7 @@ def create_handler_app(settings: ServingSettings, program: Path) -> Starlette:
     async def lifespan(app: Starlette):
         app.state.settings = settings
         app.state.loaded, app.state.load_error, app.state.handler, app.state.model = False, None, None, None
-        app.state.pool = HandlerPool(settings.max_batch)
+        app.state.pool = HandlerPool(settings.decode_slots)
 
         def load() -> None:
             from jax_llm.serving.handler.user_code import load_handler
