@@ -14,7 +14,8 @@ import jax
 from jax_llm.contract.serving import COMPILE_CACHE_DIR
 from jax_llm.data.tokenizer import load_tokenizer
 from jax_llm.model.export import TOKENIZER_FILE, load_model, read_model_config
-from jax_llm.serving.engine.engine import Engine, tensor_parallel
+from jax_llm.serving.engine import tensor_parallel
+from jax_llm.serving.engine.engine import Engine
 from jax_llm.serving.engine.runner import ModelRunner
 from jax_llm.serving.settings import ServingSettings
 from jax_llm.serving.startup import StartupTimes

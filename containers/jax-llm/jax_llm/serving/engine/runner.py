@@ -32,7 +32,7 @@ import numpy as np
 from flax import nnx
 
 from jax_llm.model.gpt import GPT, KVCache, init_cache
-from jax_llm.serving.engine.engine import tensor_parallel
+from jax_llm.serving.engine import tensor_parallel
 from jax_llm.serving.engine.sampling import choose_tokens
 
 log = logging.getLogger(__name__)
