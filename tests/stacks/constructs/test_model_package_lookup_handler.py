@@ -18,9 +18,7 @@ from moto import mock_aws
 
 from stacks.constructs.model_package_lookup import DESCRIBE_ACTION, LOOKUP_ACTION
 from stacks.constructs.model_package_lookup_handler import index as lookup
-
-GROUP = "jax-llm-gpt"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jax-llm:abc"
+from tests.stacks.constructs.model_packages import GROUP, PREFIX, register
 
 
 class _ResponseCollector(BaseHTTPRequestHandler):
@@ -65,15 +63,7 @@ def sagemaker(monkeypatch: pytest.MonkeyPatch) -> Iterator:
 
 
 def _register(client, status: str) -> str:
-    return client.create_model_package(
-        ModelPackageGroupName=GROUP,
-        ModelApprovalStatus=status,
-        InferenceSpecification={
-            "Containers": [{"Image": IMAGE, "ModelDataUrl": "s3://b/model.tar.gz"}],
-            "SupportedContentTypes": ["application/json"],
-            "SupportedResponseMIMETypes": ["application/json"],
-        },
-    )["ModelPackageArn"]
+    return register(client, status)
 
 
 def _event(request_type: str, url: str, **extra) -> dict:
@@ -191,26 +181,7 @@ def test_an_uncompressed_version_is_found_and_requested_like_a_tar_gz_one(sagema
     model.tar.gz: the lookup names versions, not their data, so both serve."""
     url, responses = response_url
     tar_gz = _register(sagemaker, "Approved")
-    uncompressed = sagemaker.create_model_package(
-        ModelPackageGroupName=GROUP,
-        ModelApprovalStatus="Approved",
-        InferenceSpecification={
-            "Containers": [
-                {
-                    "Image": IMAGE,
-                    "ModelDataSource": {
-                        "S3DataSource": {
-                            "S3Uri": "s3://b/training/j2/output/model/",
-                            "S3DataType": "S3Prefix",
-                            "CompressionType": "None",
-                        }
-                    },
-                }
-            ],
-            "SupportedContentTypes": ["application/json"],
-            "SupportedResponseMIMETypes": ["application/json"],
-        },
-    )["ModelPackageArn"]
+    uncompressed = register(sagemaker, "Approved", PREFIX)
     lookup.handler(_event("Create", url), CONTEXT)
     event = _event("Update", url, PhysicalResourceId=uncompressed)
     event["ResourceProperties"]["Requested"] = tar_gz  # a rollback to the tar.gz version

@@ -19,9 +19,8 @@ from moto import mock_aws
 from stacks.constructs.release_automation import PARAMETER_ID, RELEASE_ACTIONS
 from stacks.constructs.release_handler import index as release
 from stacks.names import COMPONENT_OUTPUT
+from tests.stacks.constructs.model_packages import GROUP, PREFIX, register
 
-GROUP = "jax-llm-gpt"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/jax-llm:abc"
 STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/EndpointStack/0b5a2c10-aaaa-bbbb-cccc"
 NOW = 1_764_500_000
 
@@ -60,15 +59,7 @@ def cloudformation(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
 
 
 def _register(client, status: str = "PendingManualApproval") -> str:
-    return client.create_model_package(
-        ModelPackageGroupName=GROUP,
-        ModelApprovalStatus=status,
-        InferenceSpecification={
-            "Containers": [{"Image": IMAGE, "ModelDataUrl": "s3://b/model.tar.gz"}],
-            "SupportedContentTypes": ["application/json"],
-            "SupportedResponseMIMETypes": ["application/json"],
-        },
-    )["ModelPackageArn"]
+    return register(client, status)
 
 
 def _approve(client, arn: str) -> dict:
@@ -312,26 +303,7 @@ def test_in_inference_components_mode_an_approval_updates_the_stack_the_same_way
     copy batch by copy batch under the same alarms; the function's request is the variant mode's. The newer
     version is registered uncompressed (ModelDataSource): the function reads no model data either way."""
     serving = _register(sagemaker, "Approved")
-    newer = sagemaker.create_model_package(
-        ModelPackageGroupName=GROUP,
-        ModelApprovalStatus="PendingManualApproval",
-        InferenceSpecification={
-            "Containers": [
-                {
-                    "Image": IMAGE,
-                    "ModelDataSource": {
-                        "S3DataSource": {
-                            "S3Uri": "s3://b/training/j2/output/model/",
-                            "S3DataType": "S3Prefix",
-                            "CompressionType": "None",
-                        }
-                    },
-                }
-            ],
-            "SupportedContentTypes": ["application/json"],
-            "SupportedResponseMIMETypes": ["application/json"],
-        },
-    )["ModelPackageArn"]
+    newer = register(sagemaker, "PendingManualApproval", PREFIX)
     _expect_describe(cloudformation, "UPDATE_COMPLETE", serving, component="jax-llm-endpoint-model")
     _expect_update(cloudformation, newer)
     outcome = release.handler(_approve(sagemaker, newer), CONTEXT)
