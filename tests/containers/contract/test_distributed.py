@@ -10,9 +10,7 @@ import pytest
 from jax_llm.contract import distributed, script_mode
 from jax_llm.contract.distributed import LauncherError, join_cluster, plan_join, read_cluster_spec
 from jax_llm.contract.paths import SageMakerPaths
-from local_mode.runner import free_port
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.support import CONTAINER_SRC, REPO, free_port
 
 
 def test_hosts_keep_sagemakers_order_and_current_host_sets_the_process_id(tmp_path):
@@ -135,7 +133,7 @@ def test_two_processes_join_from_sdk_v3_variables(tmp_path):
     port = free_port()
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([REPO, os.path.join(REPO, "containers", "jax-llm")]),
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(CONTAINER_SRC)]),
         "SAGEMAKER_BASE_DIR": str(tmp_path),
         "JAX_PLATFORMS": "cpu",
         "SM_HOST_COUNT": "2",

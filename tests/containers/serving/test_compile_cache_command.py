@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
+from tests.support import REPO
 
 
 def compile_cache(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess:

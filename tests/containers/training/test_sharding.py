@@ -5,6 +5,7 @@ from jax.sharding import PartitionSpec as P
 
 from jax_llm.contract.hyperparameters import HyperparameterError, parse_hyperparameters
 from jax_llm.training.sharding import _fsdp_spec, default_mesh_shape, mesh_shape
+from tests.support import REPO
 
 
 def test_largest_divisible_dimension_is_sharded():
@@ -44,7 +45,6 @@ def test_a_malformed_mesh_hyperparameter_names_the_key(value):
 
 def test_docs_table_of_the_7b_shardings_is_what_the_code_does():
     """docs/scale.md's per-weight table for 7b on fsdp=8 against `describe_shardings` (shapes only, no memory)."""
-    from pathlib import Path
 
     from flax import nnx
 
@@ -54,7 +54,7 @@ def test_docs_table_of_the_7b_shardings_is_what_the_code_does():
 
     config = ModelConfig.preset("7b")
     params = nnx.state(nnx.eval_shape(lambda: GPT(config, rngs=nnx.Rngs(0))), nnx.Param)
-    docs = (Path(__file__).resolve().parents[2] / "docs" / "scale.md").read_text()
+    docs = (REPO / "docs" / "scale.md").read_text()
     for name, shape, spec in describe_shardings(params, 8):
         split = [i for i, axis in enumerate(spec) if axis == "fsdp"]
         shard = [n // 8 if i in split else n for i, n in enumerate(shape)]
