@@ -105,7 +105,9 @@ class Checkpointer:
         if (step_dir / f"{self._stem()}.json").exists():
             return  # already saved at this step (SIGTERM right after a periodic save)
         blocks = parts.copy_to_host(flatten(state))  # this host's own blocks, nothing more
-        meta = {**meta, "step": step} if self.process_index == 0 else None
+        # A snapshot, taken now: the metadata is written in the background, while the caller goes on appending
+        # to the same loss history (an evaluation after this step must not land in this step's checkpoint).
+        meta = {**json.loads(json.dumps(meta)), "step": step} if self.process_index == 0 else None
         self._pending = self._writer.submit(self._write, step, blocks, meta)
 
     def _write(self, step: int, blocks: list[parts.HostBlock], meta: dict[str, Any] | None) -> None:

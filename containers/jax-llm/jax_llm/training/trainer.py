@@ -215,7 +215,9 @@ class Trainer:
                 interval_started += time.perf_counter() - eval_started  # tokens/s counts training only
             if c.checkpoint_every and done % c.checkpoint_every == 0:
                 self._checkpoint(done)
-        if self.start_step < c.max_steps or not self.history["val_loss"]:
+        # The final evaluation, unless the restored history has it already: a job restarted after its last
+        # checkpoint (step max_steps, saved before that evaluation) evaluates the same weights again.
+        if not self.history["val_loss"] or self.history["val_loss"][-1][0] != c.max_steps:
             val_loss = self._evaluate(c.max_steps)
         else:
             val_loss = self.history["val_loss"][-1][1]
