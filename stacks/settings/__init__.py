@@ -84,15 +84,6 @@ class Settings:
             endpoint=EndpointSettings.from_context(ctx, pipeline),
             tracking=TrackingSettings.from_context(ctx),
         )
-        # The Track step reads a job's model.tar.gz and the output.tar.gz beside it
-        # (jax_llm.training.track_job); an uncompressed model is a prefix it cannot read yet.
-        ctx.require(
-            not settings.pipeline.uncompressed_model or settings.tracking.mode == "none",
-            "modelDataCompression",
-            settings.pipeline.model_data_compression,
-            "gzip while runs are tracked in MLflow (trackingServer is "
-            f"{settings.tracking.mode!r}; none allows modelDataCompression=none)",
-        )
         if not settings.script.enabled:  # the team's own train.py: its model's size is unknown here
             check_training_fits(settings.pipeline)
             check_serving_fits(settings.pipeline, settings.endpoint)

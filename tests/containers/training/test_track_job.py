@@ -106,6 +106,40 @@ def test_a_training_job_is_logged_from_its_outputs_with_the_trainers_record(
     }
 
 
+def _upload_uncompressed_job(run_root: Path, prefix: str, job: str) -> str:
+    """The job's outputs as SageMaker uploads them with CompressionType NONE: each file of model/ under
+    <prefix>/<job>/output/model/, each of output/data/ under <prefix>/<job>/output/data/."""
+    s3 = boto3.client("s3")
+    for name, directory in (("model", run_root / "model"), ("data", run_root / "output" / "data")):
+        for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+            s3.upload_file(str(path), BUCKET, f"{prefix}/{job}/output/{name}/{path.relative_to(directory)}")
+    return f"s3://{BUCKET}/{prefix}/{job}/output/model/"
+
+
+def test_a_job_written_uncompressed_is_logged_like_one_written_as_archives(
+    tiny_training_run, mlflow_server, s3_env, tmp_path, monkeypatch
+):
+    """modelDataCompression=none: S3ModelArtifacts is the model/ prefix, and nothing is tarred."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "jax-llm-uncompressed")
+    uncompressed = _upload_uncompressed_job(tiny_training_run.root, "training", "job-flat")
+    archived = _upload_job(tiny_training_run.root, "training", "job-tarred", tmp_path)
+    assert track_job.main(["--model-uri", uncompressed]) == 0
+    assert track_job.main(["--model-uri", archived]) == 0
+
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name("jax-llm-uncompressed")
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    assert set(runs) == {"job-flat", "job-tarred"}  # the job's name read from the prefix's key, too
+    flat, tarred = runs["job-flat"], runs["job-tarred"]
+    assert flat.data.params == tarred.data.params and flat.data.metrics == tarred.data.metrics
+    for name in ("train_loss", "val_loss"):
+        history = [(m.step, m.value) for m in client.get_metric_history(flat.info.run_id, name)]
+        assert history == [(m.step, m.value) for m in client.get_metric_history(tarred.info.run_id, name)]
+    artifacts = {a.path for a in client.list_artifacts(flat.info.run_id)}
+    assert artifacts == {"loss_curves.png", "loss_curves.json", "metrics.json"}
+
+
 def test_a_tuning_jobs_trials_are_child_runs_of_its_run(
     tiny_training_run, mlflow_server, s3_env, tmp_path, monkeypatch
 ):

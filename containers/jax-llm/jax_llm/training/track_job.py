@@ -3,10 +3,13 @@
 The pipelines' training jobs run with network isolation, so nothing in them reaches a tracking server.
 A step after training runs this instead (a processing job on the same image, with network): for each job
 it reads `model.tar.gz` and the `output.tar.gz` beside it (the trainer's run record `mlflow_run.json`, the
-loss curves) and logs one run with what the trainer would have logged live: its parameters, the metric
-history step by step, the loss plot, curves and `metrics.json`, tagged from the environment.
+loss curves), or, for a job that wrote its outputs uncompressed, the few files it needs from the `model/`
+and `data/` prefixes beside each other, and logs one run with what the trainer would have logged live: its
+parameters, the metric history step by step, the loss plot, curves and `metrics.json`, tagged from the
+environment.
 
     track --model-uri s3://.../<job>/output/model.tar.gz --job-name <job>   one training job
+    track --model-uri s3://.../<job>/output/model/ --job-name <job>         one, written uncompressed
     track --tuning-job <name> --output-path s3://<bucket>/tuning            every trial, as child runs
     track --model-uri model.tar.gz [--job-name N]                           archives on disk (local mode)
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tarfile
 import tempfile
@@ -29,19 +33,25 @@ from jax_llm.contract.paths import (
     LOSS_CURVES_PNG,
     METRICS_FILE,
     MODEL_ARCHIVE,
+    MODEL_PREFIX,
     OUTPUT_ARCHIVE,
+    OUTPUT_DATA_PREFIX,
 )
 from jax_llm.contract.tracking import JOB_NAME_ENV, PARENT_ENV, URI_ENV
 from jax_llm.training import tracking
 
 ARTIFACTS = (LOSS_CURVES_PNG, LOSS_CURVES_JSON, METRICS_FILE)  # from the loss curves and model/
+MODEL_CONFIG = "config.json"  # model/'s description of the model, which the run's parameters fall back on
 
 
 def parser() -> argparse.ArgumentParser:
     """The command line."""
     top = argparse.ArgumentParser(prog="python -m jax_llm track", description=__doc__.splitlines()[0])
     source = top.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model-uri", help="a job's model.tar.gz (s3:// or a path); output.tar.gz beside it")
+    source.add_argument(
+        "--model-uri",
+        help="a job's model.tar.gz (s3:// or a path; output.tar.gz beside it), or its uncompressed model/ prefix",
+    )
     source.add_argument("--tuning-job", help="a tuning job: every trial is logged")
     top.add_argument("--job-name", help="the training job's name (with --model-uri)")
     top.add_argument("--output-path", help="the tuning job's S3OutputPath (with --tuning-job)")
@@ -108,6 +118,38 @@ def _fetch(uri: str, destination: Path) -> Path | None:
     return target
 
 
+def _fetch_into(uri: str, directory: Path) -> Path | None:
+    """The file at `uri` copied into `directory`, or None when it does not exist."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if uri.startswith("s3://"):
+        return _fetch(uri, directory)
+    if not Path(uri).is_file():
+        return None
+    return Path(shutil.copy(uri, directory))
+
+
+def job_outputs(model_uri: str, scratch: Path) -> tuple[Path, Path] | None:
+    """(model/, output/data/) of a finished job in `scratch`, or None when it left no model. From
+    `model.tar.gz` and the `output.tar.gz` beside it; where there is no archive (a job written uncompressed,
+    CompressionType NONE), from the `model/` and `data/` prefixes beside each other, only the files a run
+    record needs (never the weights)."""
+    if model_uri.endswith(MODEL_ARCHIVE):
+        archive = _fetch(model_uri, scratch)
+        if archive is not None:
+            output = _fetch(model_uri[: -len(MODEL_ARCHIVE)] + OUTPUT_ARCHIVE, scratch)
+            return _unpack(archive, scratch / "model"), _unpack(output, scratch / "output")
+        model_uri = model_uri[: -len(MODEL_ARCHIVE)] + MODEL_PREFIX  # a tuning trial written uncompressed
+    model_prefix = model_uri.rstrip("/")
+    data_prefix = f"{model_prefix.rsplit('/', 1)[0]}/{OUTPUT_DATA_PREFIX}"
+    model_dir, output_dir = scratch / "model", scratch / "output"
+    if _fetch_into(f"{model_prefix}/{MODEL_CONFIG}", model_dir) is None:
+        return None
+    _fetch_into(f"{model_prefix}/{METRICS_FILE}", model_dir)
+    for name in (tracking.RECORD_FILE, LOSS_CURVES_JSON, LOSS_CURVES_PNG):
+        _fetch_into(f"{data_prefix}/{name}", output_dir)
+    return model_dir, output_dir
+
+
 def _unpack(archive: Path | None, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     if archive is not None:
@@ -122,7 +164,7 @@ def run_record(model_dir: Path, output_dir: Path) -> dict:
     recorded = output_dir / tracking.RECORD_FILE
     if recorded.is_file():
         return json.loads(recorded.read_text())
-    config = json.loads((model_dir / "config.json").read_text())
+    config = json.loads((model_dir / MODEL_CONFIG).read_text())
     params = {**config.get("hyperparameters", {}), **{f"model.{k}": v for k, v in config["model"].items()}}
     metrics_file = model_dir / METRICS_FILE
     final = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
@@ -138,16 +180,11 @@ def log_job(
     environ = os.environ if environ is None else environ
     with tempfile.TemporaryDirectory(prefix="jax-llm-track-") as scratch:
         scratch_dir = Path(scratch)
-        model_archive = _fetch(model_uri, scratch_dir)
-        if model_archive is None:
+        outputs = job_outputs(model_uri, scratch_dir)
+        if outputs is None:
             print(f"{job_name}: no {model_uri}; not logged", file=sys.stderr, flush=True)
             return False
-        output_uri = model_uri[: -len(MODEL_ARCHIVE)] + OUTPUT_ARCHIVE
-        model_dir = _unpack(model_archive, scratch_dir / "model")
-        output_dir = _unpack(
-            _fetch(output_uri, scratch_dir) if model_uri.endswith(MODEL_ARCHIVE) else None,
-            scratch_dir / "output",
-        )
+        model_dir, output_dir = outputs
         record = run_record(model_dir, output_dir)
         tracker = tracking.start({**environ, JOB_NAME_ENV: job_name, PARENT_ENV: parent_key or ""})
         tracker.log_params(record["params"])
