@@ -18,7 +18,7 @@ from moto import mock_aws
 
 from stacks.constructs.model_package_lookup import DESCRIBE_ACTION, LOOKUP_ACTION
 from stacks.constructs.model_package_lookup_handler import index as lookup
-from tests.stacks.constructs.model_packages import GROUP, PREFIX, register
+from tests.stacks.constructs.model_packages import FAKE_AWS_ENV, GROUP, PREFIX, register
 
 
 class _ResponseCollector(BaseHTTPRequestHandler):
@@ -50,10 +50,7 @@ def response_url() -> Iterator[tuple[str, list]]:
 def sagemaker(monkeypatch: pytest.MonkeyPatch) -> Iterator:
     """moto's SageMaker in-process, with fake credentials and a region as the Lambda runtime provides."""
     for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
+        **FAKE_AWS_ENV,
     }.items():
         monkeypatch.setenv(name, value)
     with mock_aws():

@@ -19,7 +19,7 @@ from moto import mock_aws
 from stacks.constructs.release_automation import PARAMETER_ID, RELEASE_ACTIONS
 from stacks.constructs.release_handler import index as release
 from stacks.names import COMPONENT_OUTPUT
-from tests.stacks.constructs.model_packages import GROUP, PREFIX, register
+from tests.stacks.constructs.model_packages import FAKE_AWS_ENV, GROUP, PREFIX, register
 
 STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/EndpointStack/0b5a2c10-aaaa-bbbb-cccc"
 NOW = 1_764_500_000
@@ -29,10 +29,7 @@ NOW = 1_764_500_000
 def sagemaker(monkeypatch: pytest.MonkeyPatch) -> Iterator:
     """moto's SageMaker with the group created, and the environment the function gets from its stack."""
     for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
+        **FAKE_AWS_ENV,
         "MODEL_PACKAGE_GROUP_NAME": GROUP,
         "STACK_ID": STACK_ID,
     }.items():

@@ -249,6 +249,11 @@ DOC_SERVING_TYPES = (
 )
 
 
+def _table_head(instance_types) -> list[str]:
+    """A Markdown table's header and rule: one row per preset, one column per instance type."""
+    return ["| preset | " + " | ".join(instance_types) + " |", "|---|" + "---|" * len(instance_types)]
+
+
 def markdown_tables(
     presets=("1.3b", "7b", "7b-gqa", "13b"), hosts: int = 4, seq_len: int = 2048, slots: int = 32
 ) -> str:
@@ -268,8 +273,7 @@ def markdown_tables(
         "GPU, parameters + AdamW + gradients (fp32), and the most sequences per GPU per micro-batch that fit "
         "(activations from XLA's CPU analysis).",
         "",
-        "| preset | " + " | ".join(DOC_TRAINING_TYPES) + " |",
-        "|---|" + "---|" * len(DOC_TRAINING_TYPES),
+        *_table_head(DOC_TRAINING_TYPES),
     ]
     for preset in presets:
         cells = []
@@ -287,10 +291,9 @@ def markdown_tables(
         "",
         f"Serving, {slots} decode slots x {seq_len} tokens: per GPU, weights (fp32 as the server "
         "loads them today) + KV cache (bf16) + prefill logits, on one GPU / split over the instance's GPUs "
-        "(tensor parallelism, issue 21 item 6), against what a GPU may use.",
+        "(tensor parallelism), against what a GPU may use.",
         "",
-        "| preset | " + " | ".join(DOC_SERVING_TYPES) + " |",
-        "|---|" + "---|" * len(DOC_SERVING_TYPES),
+        *_table_head(DOC_SERVING_TYPES),
     ]
     for preset in presets:
         cells = []
