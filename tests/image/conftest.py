@@ -81,10 +81,11 @@ def corpus(tmp_path_factory) -> Path:
 
 @dataclasses.dataclass(frozen=True)
 class ImageJob:
-    """A finished job and everything it printed."""
+    """A finished job, everything it printed, and its checkpoint store (the S3 prefix) if it had one."""
 
     result: JobResult
     lines: list[str]
+    checkpoints: Path | None = None
 
     @property
     def log(self) -> str:
@@ -96,7 +97,7 @@ def train_in_image(image: ContainerEngine, workdir: Path, job_name: str, **kwarg
     lines: list[str] = []
     kwargs.setdefault("hyperparameters", HYPERPARAMETERS)
     result = run_training(workdir, job_name, engine=image, log=lines.append, **kwargs)
-    return ImageJob(result, lines)
+    return ImageJob(result, lines, kwargs.get("checkpoints"))
 
 
 @pytest.fixture(scope="session")

@@ -10,14 +10,41 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from jax_llm.contract.metrics import METRIC_DEFINITIONS
 from local_mode.container_engine import container_name
-from tests.image.conftest import HYPERPARAMETERS, train_in_image
+from tests.image.conftest import HYPERPARAMETERS, ImageJob, train_in_image
 
 
 def _curves(tree_root: Path) -> dict:
     return json.loads((tree_root / "output" / "data" / "loss_curves.json").read_text())
+
+
+def _close(a: dict, b: dict, rel: float = 1e-5) -> None:
+    """The same steps' losses, each within `rel` of the other run's (float rounding of another layout)."""
+    for name in ("train_loss", "val_loss"):
+        assert [s for s, _ in a[name]] == [s for s, _ in b[name]], name
+        for (step, x), (_, y) in zip(a[name], b[name], strict=True):
+            assert abs(x - y) <= rel * abs(y), (name, step, x, y)
+
+
+@pytest.fixture(scope="module")
+def two_hosts(image, corpus, tmp_path_factory) -> ImageJob:
+    """The shared job's twin on two containers, synced to a checkpoint store (the S3 prefix both hosts
+    share): compared with one host, restarted on two, and resumed on one."""
+    workdir = tmp_path_factory.mktemp("image-two-hosts")
+    job = train_in_image(
+        image,
+        workdir,
+        "image-two-hosts",
+        channels={"train": corpus},
+        hosts=2,
+        checkpoints=workdir / "checkpoint-store",
+    )
+    if not job.result.ok:
+        pytest.fail(f"training on two containers failed: {job.result.failure_reason}\n{job.log[-3000:]}")
+    return job
 
 
 def test_one_host_trains_logs_metrics_and_exports_what_sagemaker_uploads(trained_in_image) -> None:
@@ -59,21 +86,17 @@ def test_a_misspelt_hyperparameter_fails_the_job_with_its_name_in_output_failure
     assert "did you mean 'learning_rate'?" in failure.splitlines()[0]
 
 
-def test_two_hosts_find_each_other_by_name_and_match_one_host(image, corpus, tmp_path, trained_in_image):
-    store = tmp_path / "checkpoint-store"  # the S3 prefix both hosts sync with
-    job = train_in_image(
-        image, tmp_path, "image-two-hosts", channels={"train": corpus}, hosts=2, checkpoints=store
-    )
+def test_two_hosts_find_each_other_by_name_and_match_one_host(
+    image, corpus, tmp_path, trained_in_image, two_hosts
+):
+    job, store = two_hosts, two_hosts.checkpoints  # store: the S3 prefix both hosts sync with
     assert job.result.exit_codes == {"algo-1": 0, "algo-2": 0}, job.log[-3000:]
     assert "[algo-1] " in job.log and "2 process(es), 2 device(s)" in job.log
     single, multi = (
         _curves(trained_in_image.result.trees["algo-1"].root),
         _curves(job.result.trees["algo-1"].root),
     )
-    for name in ("train_loss", "val_loss"):
-        assert [s for s, _ in multi[name]] == [s for s, _ in single[name]]
-        for (_, a), (_, b) in zip(multi[name], single[name], strict=True):
-            assert abs(a - b) <= 1e-5 * abs(b), (name, multi[name], single[name])
+    _close(multi, single)
     assert not any(job.result.trees["algo-2"].model.iterdir())  # the model comes from one host only
     # Each container wrote only its own part of every checkpoint, about half of the state each.
     parts = {}
