@@ -1,4 +1,5 @@
-"""Training jobs in containers of the image: the contract, two hosts on one network, stop and resume."""
+"""Training jobs in containers of the image: the contract, two hosts on one network, stop and resume, and
+resume on another number of containers."""
 
 from __future__ import annotations
 
@@ -119,6 +120,44 @@ def test_two_hosts_find_each_other_by_name_and_match_one_host(
     assert again.result.exit_codes == {"algo-1": 0, "algo-2": 0}, again.log[-3000:]
     assert "restored checkpoint 80" in again.log
     assert _curves(again.result.trees["algo-1"].root) == multi
+
+
+def _store_at(job: ImageJob, step: int, into: Path) -> Path:
+    """The job's checkpoint store as it stood when `step` was the newest: every host's synced checkpoints
+    merged (as the S3 prefix holds them), the steps after `step` left out."""
+    for tree in job.result.trees.values():
+        shutil.copytree(tree.checkpoints, into, dirs_exist_ok=True)
+    for newer in (p for p in (into / "steps").iterdir() if int(p.name) > step):
+        shutil.rmtree(newer)
+    return into
+
+
+@pytest.mark.parametrize(("written_by", "resumed_on"), [("two_hosts", 1), ("trained_in_image", 2)])
+def test_a_checkpoint_resumes_on_another_number_of_containers_as_if_trained_there(
+    written_by, resumed_on, image, corpus, tmp_path, trained_in_image, request
+) -> None:
+    """Elastic resume: the store of a job on 2 containers (or 1) as it stood at step 72, resumed on 1 (or 2):
+    steps 73 to 80 match the uninterrupted run at the new size (one host's, which the two-host job matches)."""
+    store = _store_at(request.getfixturevalue(written_by), 72, tmp_path / "checkpoint-store")
+    job = train_in_image(
+        image,
+        tmp_path,
+        f"image-elastic-{resumed_on}",
+        channels={"train": corpus},
+        hosts=resumed_on,
+        checkpoints=store,
+    )
+    hosts = [f"algo-{i + 1}" for i in range(resumed_on)]
+    assert job.result.exit_codes == dict.fromkeys(hosts, 0), job.log[-3000:]
+    assert "restored checkpoint 72" in job.log and f"{resumed_on} process(es)" in job.log
+    resumed = _curves(job.result.trees["algo-1"].root)
+    assert [s for s, _ in resumed["train_loss"]] == list(range(1, 81))
+    _close(resumed, _curves(trained_in_image.result.trees["algo-1"].root))
+    # Its own checkpoints are in the new size's parts, so the next job resumes from them on this size.
+    for i, host in enumerate(hosts):
+        stem = f"part-{i:05d}-of-{resumed_on:05d}"
+        step_dir = job.result.trees[host].checkpoints / "steps" / "80"
+        assert sorted(p.name for p in step_dir.iterdir()) == [f"{stem}.bin", f"{stem}.json"]
 
 
 def test_stop_checkpoints_exits_143_and_the_next_job_resumes_with_identical_losses(
