@@ -1,6 +1,7 @@
 """An endpoint in a container of the image: model.tar.gz unpacked, `serve` on 8080 published, SageMaker's
-calls; and a batch transform job over the same model, uncompressed and with its compiled programs added by
-the image's compile-cache job, in a second container, answering as the endpoint does."""
+calls; the same model split over a container's 4 devices, answering as the endpoint does; and a batch
+transform job over the same model, uncompressed and with its compiled programs added by the image's
+compile-cache job, in another container, answering as the endpoint does."""
 
 from __future__ import annotations
 
@@ -155,6 +156,46 @@ def test_token_metrics_leave_the_container_on_metrics_and_stdout(endpoint) -> No
     while not any(line.startswith('[serve] {"event":"jax_llm.request"') for line in served.lines):
         assert time.monotonic() < deadline, "no metric line on the container's stdout"
         time.sleep(0.1)
+
+
+def _greedy(url: str, prompt: str) -> list[int]:
+    """The token ids of a greedy answer (`details`), which two servers must agree on one for one."""
+    payload = {"inputs": prompt, "parameters": {"max_new_tokens": 24, "details": True}}
+    answer = httpx.post(f"{url}/invocations", json=payload, timeout=120)
+    assert answer.status_code == 200, answer.text
+    return [token["id"] for token in answer.json()[0]["details"]["tokens"]]
+
+
+def test_tensor_parallel_over_four_devices_of_a_container_answers_token_for_token_like_one(
+    endpoint, image, trained_in_image, tmp_path
+) -> None:
+    """The endpoint's container given 4 CPU devices and JAX_LLM_TENSOR_PARALLEL=4 (the container's own
+    variables, as a SageMaker Model's Environment sets them) splits the model and answers the same tokens."""
+    served, _ = endpoint
+    prompts = ["def main(", "import os\n", "class Parser:\n    def __init__(self", "    return "]
+    expected = [_greedy(served.url, prompt) for prompt in prompts]
+    environment = {
+        "JAX_LLM_TENSOR_PARALLEL": "4",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        # One slot: the batch-1 programs these one-at-a-time requests run, compiled in a third of the time.
+        "JAX_LLM_MAX_BATCH": "1",
+    }
+    with LocalEndpoint(
+        trained_in_image.result.model_archive,
+        tmp_path / "split",
+        engine=image,
+        environment=environment,
+        log=lambda line: None,
+    ) as split:
+        split.wait_until_healthy(timeout_s=300)
+        got = [_greedy(split.url, prompt) for prompt in prompts]
+    log = "\n".join(split.lines)
+    assert split.process.returncode == 0, log[-3000:]  # SIGTERM: drained, exit 0
+    assert "tensor parallel over 4 devices: " in log, log[-3000:]
+    said = log.split("tensor parallel over 4 devices: ")[1].split(" weight bytes split")[0]
+    split_bytes, total = (int(x) for x in said.split(" of "))
+    assert split_bytes > total / 2  # the matrices of every block, not only a token gesture
+    assert got == expected and all(expected)
 
 
 def test_a_transform_job_over_an_uncompressed_model_answers_each_line_as_the_endpoint_does(
