@@ -188,3 +188,19 @@ def test_serving_runner_decodes_a_scanned_gqa_model_as_greedy(model):
         padded[0, : len(tokens)] = tokens
         tokens.append(int(jnp.argmax(full(model, padded)[0, len(tokens) - 1])))
     assert got == tokens[len(prompt) :]
+
+
+def test_a_model_loaded_with_its_q_k_v_columns_grouped_per_device_computes_the_same(tmp_path, model):
+    """What a tensor-parallel server loads (`qkv_groups`, one [q, k, v] block per device) is the same model."""
+    tokenizer = tmp_path / "tokenizer.json"
+    tokenizer.write_text("{}")
+    save_model(tmp_path / "model", model, tokenizer)
+    tokens = _tokens(2, 12)
+    grouped = load_model(tmp_path / "model", qkv_groups=2)  # per group: 2 query heads, 1 key/value head
+    assert grouped.config.qkv_groups == 2
+    stored = _flat(nnx.state(model, nnx.Param))["layers.attn.qkv.kernel"]
+    loaded = _flat(nnx.state(grouped, nnx.Param))["layers.attn.qkv.kernel"]
+    assert not np.array_equal(stored, loaded)  # the columns moved; the model computes the same
+    np.testing.assert_allclose(forward(grouped, tokens)[0], forward(model, tokens)[0], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="qkv_groups=4 must divide n_heads=4 and kv_heads=2"):
+        load_model(tmp_path / "model", qkv_groups=4)

@@ -38,6 +38,10 @@ class ModelConfig:
     mlp: Mlp = "gelu"  # "gelu": x -> W2 gelu(W1 x); "swiglu": x -> W2 (silu(Wg x) * Wu x) (Llama)
     tie_embeddings: bool = True  # output projection = the input embedding's transpose; False: own matrix
     scan_layers: bool = False  # one block compiled and scanned over stacked weights [n_layers, ...]
+    # Column groups of the fused q/k/v projection: with G groups its output is G blocks of [q, k, v], each
+    # block n_heads / G query heads and kv_heads / G key/value heads, so that G tensor-parallel devices each
+    # hold whole heads. 1 (training, exports): [all q, all k, all v]. Set only by a server (`group_qkv_columns`).
+    qkv_groups: int = 1
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
@@ -46,6 +50,10 @@ class ModelConfig:
             raise ValueError("head_dim must be even for rotary embeddings")
         if self.n_kv_heads is not None and (self.n_kv_heads < 1 or self.n_heads % self.n_kv_heads):
             raise ValueError(f"n_kv_heads={self.n_kv_heads} must divide n_heads={self.n_heads}")
+        if self.qkv_groups < 1 or self.n_heads % self.qkv_groups or self.kv_heads % self.qkv_groups:
+            raise ValueError(
+                f"qkv_groups={self.qkv_groups} must divide n_heads={self.n_heads} and kv_heads={self.kv_heads}"
+            )
         if self.mlp not in ("gelu", "swiglu"):
             raise ValueError(f"mlp={self.mlp!r}: expected 'gelu' or 'swiglu'")
 

@@ -38,7 +38,7 @@ from flax import nnx
 from jax_llm.contract.paths import METRICS_FILE
 from jax_llm.model.chat_template import write_chat_template
 from jax_llm.model.config import ModelConfig
-from jax_llm.model.gpt import GPT
+from jax_llm.model.gpt import GPT, group_qkv_columns
 
 FORMAT_VERSION = 1  # float32 parameters
 BFLOAT16_FORMAT_VERSION = 2  # bfloat16 parameters stored as uint16 bit patterns
@@ -142,13 +142,20 @@ def stored_params_dtype(model_dir: Path) -> str:
 
 
 def load_model(
-    model_dir: Path, *, phase: Callable[[str], AbstractContextManager] | None = None, **overrides: Any
+    model_dir: Path,
+    *,
+    phase: Callable[[str], AbstractContextManager] | None = None,
+    place: Callable[[str, np.ndarray], jax.Array] | None = None,
+    **overrides: Any,
 ) -> GPT:
     """Rebuilds the GPT from an exported directory. Raises if any parameter is missing or misshapen.
 
     `phase(name)`, when given, wraps the reading ("model_read") and the device placement ("device_transfer")
     of each parameter: the server's start budget. Parameters are read one at a time, so host memory holds
-    one parameter beside the placed model, never a second copy of the whole."""
+    one parameter beside the placed model, never a second copy of the whole. Each is cast to the model's
+    param_dtype on the host, then handed to `place(name, array)` (default: the default device), which may
+    split it over several devices. A `qkv_groups` override regroups the fused q/k/v kernels as it loads."""
+    place = place or (lambda name, value: jax.device_put(value))
     phase = phase or (lambda name: contextlib.nullcontext())
     model_dir = Path(model_dir)
     with phase("model_read"):
@@ -170,8 +177,10 @@ def load_model(
                 raise ValueError(
                     f"{model_dir / PARAMS_FILE}: {key} has shape {value.shape}, expected {var.get_value().shape}"
                 )
+            if config.qkv_groups > 1 and key.endswith("attn.qkv.kernel"):
+                value = group_qkv_columns(value, config, config.qkv_groups)
             with phase("device_transfer"):
-                var.set_value(jax.numpy.asarray(value, dtype=var.get_value().dtype).block_until_ready())
+                var.set_value(place(key, value.astype(var.get_value().dtype)).block_until_ready())
         unexpected = set(stored.files) - expected
         if unexpected:
             raise ValueError(f"{model_dir / PARAMS_FILE}: unexpected parameters {sorted(unexpected)[:5]}")

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jax_llm.model.config import ModelConfig
@@ -76,6 +77,21 @@ def _rms_norm(config: ModelConfig, rngs: nnx.Rngs) -> nnx.RMSNorm:
     )
 
 
+def group_qkv_columns(kernel, config: ModelConfig, groups: int):
+    """The fused projection's kernel [..., D, (N + 2K) H] from [all q, all k, all v] (as trained and
+    exported) to `groups` blocks of [q, k, v] (`ModelConfig.qkv_groups`); head order is kept, so a model
+    with qkv_groups=groups computes exactly what the ungrouped one does. Works on numpy or JAX arrays."""
+    n, kv, h = config.n_heads, config.kv_heads, config.head_dim
+    xp = jnp if isinstance(kernel, jax.Array) else np
+    q, k, v = xp.split(kernel, [n * h, (n + kv) * h], axis=-1)
+    blocks = []
+    for i in range(groups):
+        for part, heads in ((q, n), (k, kv), (v, kv)):
+            width = heads // groups * h
+            blocks.append(part[..., i * width : (i + 1) * width])
+    return xp.concatenate(blocks, axis=-1)
+
+
 class Attention(nnx.Module):
     """Causal self-attention with rotary positions: multi-head, or grouped-query when kv_heads < n_heads.
 
@@ -96,8 +112,10 @@ class Attention(nnx.Module):
         """kv_len (static): attend over only the cache's first kv_len positions (default: all of them)."""
         cfg = self.config
         batch, seq, _ = x.shape
-        n, kv, h = cfg.n_heads, cfg.kv_heads, cfg.head_dim
-        q, k, v = jnp.split(self.qkv(x), [n * h, (n + kv) * h], axis=-1)
+        n, kv, h, g = cfg.n_heads, cfg.kv_heads, cfg.head_dim, cfg.qkv_groups
+        # [B, T, G, (N + 2K) H / G]: per group its query heads, then its key and value heads.
+        grouped_qkv = self.qkv(x).reshape(batch, seq, g, (n + 2 * kv) * h // g)
+        q, k, v = jnp.split(grouped_qkv, [n // g * h, (n + kv) // g * h], axis=-1)
         q = q.reshape(batch, seq, n, h)  # [B, T, N, H]
         k, v = k.reshape(batch, seq, kv, h), v.reshape(batch, seq, kv, h)  # [B, T, K, H]
         q = apply_rotary(q, positions, cfg.rope_theta)
