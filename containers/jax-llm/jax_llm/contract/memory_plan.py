@@ -8,10 +8,14 @@ stdlib, so `cdk synth` can refuse a setting that cannot fit without importing JA
 Training, per GPU, for `m` sequences of `T` tokens per micro-batch on that GPU and an `fsdp`-way split:
     parameters 4 N / F + AdamW moments 8 N / F + gradients 4 N / F      (fp32; N parameters, F = fsdp)
     + activations and other temporaries: a + c1 m T + c2 m T^2          (fitted to XLA's temp bytes)
-Serving, per GPU, over the `shards` GPUs the model is split across (1: one GPU holds it all):
-    weights N x SERVING_WEIGHT_BYTES + KV cache slots x context x 2 x layers x kv_heads x head_dim x 2 (bf16)
-    + prefill logits prefill_rows x context x vocab x 4 (f32), all / shards (the logits are not split)
-A GPU may use `MEMORY_FRACTION` of its memory (XLA_PYTHON_CLIENT_MEM_FRACTION in cdk.json).
+Serving, per GPU, over the `shards` GPUs tensor parallelism splits the model across (1: one GPU holds it):
+    weights: every split matrix / shards + what stays whole (embeddings, norms), at the served dtype's bytes
+    + KV cache slots x context x 2 x layers x kv_heads x head_dim x 2 (bf16) / shards (split over the heads)
+    + prefill logits prefill_rows x context x vocab x 4 (f32, not split)
+`plan_serving` is the server's own choice of shards and decode slots (serving/engine/loader.py) and the one
+synth checks an endpoint with: the fewest shards at which every requested slot fits, the KV cache sized from
+what the weights leave. A GPU may use `MEMORY_FRACTION` of its memory (XLA_PYTHON_CLIENT_MEM_FRACTION: set in
+cdk.json's trainingEnvironment for training, and by the server itself when its environment does not).
 """
 
 from __future__ import annotations
@@ -26,10 +30,6 @@ from jax_llm.contract.instances import InstanceType
 TABLE_FILE = Path(__file__).with_name("memory_plan.json")
 MEMORY_FRACTION = 0.90  # of a GPU's memory XLA may take: trainingEnvironment's XLA_PYTHON_CLIENT_MEM_FRACTION
 SERVING_PREFILL_ROWS = 8  # prompts prefilled at once on a GPU (serving's max_prefill_batch default there)
-# Today's loader keeps the exported float32 weights on one GPU; issue 21 items 5 and 6 (bf16 weights,
-# tensor parallelism over an instance's GPUs) change these two facts, and with them every serving check.
-SERVING_WEIGHT_BYTES = 4
-SERVING_SHARDS_OVER_GPUS = False
 GIB = 1024**3
 
 
@@ -120,10 +120,85 @@ class ServingNeed:
         )
 
 
-def serving_need(preset: str, context: int, slots: int, shards: int = 1) -> ServingNeed:
-    """Per-GPU bytes of the server with `slots` decode slots of `context` tokens, split over `shards` GPUs."""
-    entry = table()["presets"][preset]
-    kv_per_token = 2 * entry["n_layers"] * entry["kv_heads"] * entry["head_dim"] * 2  # k and v, bf16
-    logits = SERVING_PREFILL_ROWS * context * entry["vocab_size"] * 4
-    weights = SERVING_WEIGHT_BYTES * entry["num_params"] // shards
-    return ServingNeed(weights, slots * context * kv_per_token // shards, logits)
+@dataclasses.dataclass(frozen=True)
+class ServedModel:
+    """What a server's memory depends on: the model's sizes and the bytes of one weight and one cache entry."""
+
+    num_params: int
+    whole_params: int  # parameters every GPU keeps whole under tensor parallelism (embeddings, norms)
+    n_layers: int
+    n_heads: int
+    kv_heads: int
+    head_dim: int
+    vocab_size: int
+    weight_bytes: int = 2  # the server holds weights in its compute dtype: bfloat16 on GPU
+    cache_bytes: int = 2  # the KV cache is in the compute dtype too
+
+    @classmethod
+    def from_table(cls, preset: str, dtype_bytes: int = 2) -> ServedModel:
+        entry = table()["presets"][preset]
+        fields = ("num_params", "whole_params", "n_layers", "n_heads", "kv_heads", "head_dim", "vocab_size")
+        return cls(**{f: entry[f] for f in fields}, weight_bytes=dtype_bytes, cache_bytes=dtype_bytes)
+
+    def splits_over(self, shards: int) -> bool:
+        """Whether `shards` GPUs each take whole heads (query and key/value): how tensor parallelism splits."""
+        return self.n_heads % shards == 0 and self.kv_heads % shards == 0
+
+    def slot_bytes(self, context: int, shards: int = 1) -> int:
+        """One decode slot's keys and values for `context` positions, per GPU."""
+        return context * 2 * self.n_layers * self.kv_heads * self.head_dim * self.cache_bytes // shards
+
+    def need(
+        self, context: int, slots: int, shards: int = 1, prefill_rows: int = SERVING_PREFILL_ROWS
+    ) -> ServingNeed:
+        split = self.num_params - self.whole_params
+        weights = self.weight_bytes * (self.whole_params + split // shards)
+        logits = prefill_rows * context * self.vocab_size * 4
+        return ServingNeed(weights, slots * self.slot_bytes(context, shards), logits)
+
+
+class DoesNotFit(ValueError):
+    """Not even one decode slot fits beside the weights; the message names the bytes."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingSplit:
+    """How one server runs: the model over `shards` GPUs, `slots` decode slots, and what that takes per GPU."""
+
+    shards: int
+    slots: int
+    need: ServingNeed
+    usable: int  # bytes a GPU may use
+
+    def describe(self) -> str:
+        return f"{self.shards} GPU(s), {self.slots} decode slots: {self.need.describe()}, of {gib(self.usable)} usable"
+
+
+def plan_serving(
+    model: ServedModel,
+    context: int,
+    slots: int,
+    devices: int,
+    usable: int,
+    tensor_parallel: int | None = None,
+    prefill_rows: int = SERVING_PREFILL_ROWS,
+) -> ServingSplit:
+    """The server's split: `tensor_parallel` GPUs when given, else the fewest of the `devices` (a divisor that
+    splits whole heads) at which all `slots` fit in `usable` bytes per GPU, else all of them. The KV cache
+    gets what the weights and the prefill logits leave, up to `slots`; raises DoesNotFit below one slot."""
+    if tensor_parallel is None:
+        choices = [s for s in range(1, devices + 1) if devices % s == 0 and model.splits_over(s)]
+        fitting = [s for s in choices if model.need(context, slots, s, prefill_rows).total <= usable]
+        shards = fitting[0] if fitting else choices[-1]
+    else:
+        shards = tensor_parallel
+    fixed = model.need(context, 0, shards, prefill_rows).total
+    fit = max(0, usable - fixed) // max(1, model.slot_bytes(context, shards))
+    if fit < 1:
+        raise DoesNotFit(
+            f"{model.need(context, 1, shards, prefill_rows).describe()} with one decode slot of {context} "
+            f"tokens over {shards} GPU(s), but each has {gib(usable)} usable: more GPUs, GPUs with more "
+            "memory, or a shorter context"
+        )
+    chosen = min(slots, fit)
+    return ServingSplit(shards, chosen, model.need(context, chosen, shards, prefill_rows), usable)

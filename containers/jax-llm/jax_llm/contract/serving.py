@@ -24,6 +24,8 @@ PROGRAM_VARIABLE = "SAGEMAKER_PROGRAM"
 # DECODE_SLOTS_VARIABLE says otherwise. The endpoint's concurrency autoscaling target is derived from it.
 DEFAULT_DECODE_SLOTS = 32
 DECODE_SLOTS_VARIABLE = "JAX_LLM_MAX_BATCH"
+# GPUs one model is split over (tensor parallelism): a count, or "auto" (unset): as few as hold it.
+TENSOR_PARALLEL_VARIABLE = "JAX_LLM_TENSOR_PARALLEL"
 
 # In a model directory: JAX compilation-cache entries of its serving programs (`python -m jax_llm
 # compile-cache`), which the server copies into its local cache at start: a fresh instance need not compile.

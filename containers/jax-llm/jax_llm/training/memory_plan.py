@@ -121,12 +121,17 @@ def compile_num_params(preset: str) -> int:
 
 
 def preset_facts(preset: str) -> dict:
+    """A table row's sizes: what training's and serving's arithmetic need besides the fitted temporaries."""
     from jax_llm.model.config import ModelConfig
+    from jax_llm.serving.engine.tensor_parallel import served_model
 
     c = ModelConfig.preset(preset)
+    served = served_model(c)
     return {
         "num_params": c.num_params(),
+        "whole_params": served.whole_params,  # what tensor parallelism leaves whole on every GPU
         "n_layers": c.n_layers,
+        "n_heads": c.n_heads,
         "kv_heads": c.kv_heads,
         "head_dim": c.head_dim,
         "vocab_size": c.vocab_size,
@@ -170,10 +175,13 @@ def _print_plan(args) -> None:
     from jax_llm.contract.hyperparameters import mesh_shape
     from jax_llm.contract.instances import INSTANCE_TYPES
     from jax_llm.contract.memory_plan import (
+        DoesNotFit,
+        ServedModel,
         gib,
         grad_accum_that_fits,
         largest_rows_per_device,
-        serving_need,
+        plan_serving,
+        table,
         training_need,
         usable_bytes,
     )
@@ -221,13 +229,15 @@ def _print_plan(args) -> None:
         f"micro-batch; --batch-size {args.batch_size} fits with --grad-accum-steps {accum or 'none'}"
     )
     context = args.context or args.seq_len
-    for shards in sorted({1, instance.gpus}):
-        need = serving_need(args.preset, context, args.slots, shards)
-        fits = "fits" if need.total <= usable else "DOES NOT FIT"
-        print(
-            f"serving on {instance.name}, {args.slots} slots x {context} tokens, model on {shards} GPU(s): "
-            f"{need.describe()}: {fits}"
-        )
+    served = ServedModel.from_table(args.preset) if args.preset in table()["presets"] else None
+    try:
+        split = served and plan_serving(served, context, args.slots, instance.gpus, usable)
+        said = split.describe() if split else f"no row for {args.preset} in the table"
+    except DoesNotFit as error:
+        said = f"DOES NOT FIT: {error}"
+    print(
+        f"serving on {instance.name}, {args.slots} slots x {context} tokens (bf16), the server's split: {said}"
+    )
 
 
 DOC_TRAINING_TYPES = (
@@ -261,9 +271,11 @@ def markdown_tables(
     from jax_llm.contract.hyperparameters import default_mesh_shape
     from jax_llm.contract.instances import INSTANCE_TYPES
     from jax_llm.contract.memory_plan import (
+        DoesNotFit,
+        ServedModel,
         gib,
         largest_rows_per_device,
-        serving_need,
+        plan_serving,
         training_need,
         usable_bytes,
     )
@@ -289,24 +301,25 @@ def markdown_tables(
         lines.append(f"| {preset} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        f"Serving, {slots} decode slots x {seq_len} tokens: per GPU, weights (fp32 as the server "
-        "loads them today) + KV cache (bf16) + prefill logits, on one GPU / split over the instance's GPUs "
-        "(tensor parallelism), against what a GPU may use.",
+        f"Serving, {slots} decode slots x {seq_len} tokens, weights and KV cache in bf16: the GPUs the server "
+        "splits the model over (the fewest that hold it: tensor parallelism) and what each then holds, "
+        "or the most slots that fit when fewer than asked.",
         "",
         *_table_head(DOC_SERVING_TYPES),
     ]
     for preset in presets:
+        served = ServedModel.from_table(preset)
         cells = []
         for name in DOC_SERVING_TYPES:
             instance = INSTANCE_TYPES[name]
-            usable = usable_bytes(instance)
-            one = serving_need(preset, seq_len, slots, 1)
-            split = serving_need(preset, seq_len, slots, instance.gpus)
-
-            def mark(need, usable=usable) -> str:
-                return gib(need.total) + ("" if need.total <= usable else " (no)")
-
-            cells.append(mark(one) + ("" if instance.gpus == 1 else f" / {mark(split)}"))
+            try:
+                split = plan_serving(served, seq_len, slots, instance.gpus, usable_bytes(instance))
+            except DoesNotFit:
+                cells.append("**does not fit**")
+                continue
+            short = "" if split.slots == slots else f", **{split.slots} slots**"
+            gpus = f"{split.shards} GPU" + ("s" if split.shards > 1 else "")
+            cells.append(f"{gpus}: {gib(split.need.total)}{short}")
         lines.append(f"| {preset} | " + " | ".join(cells) + " |")
     usable_row = " | ".join(gib(usable_bytes(INSTANCE_TYPES[n])) for n in DOC_SERVING_TYPES)
     lines.append(f"| usable per GPU | {usable_row} |")
