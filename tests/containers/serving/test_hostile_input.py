@@ -281,7 +281,7 @@ from jax_llm.serving.engine.engine import Engine
 
 class BrokenDevice:  # a runner whose device fails on the first prefill
     config = types.SimpleNamespace(max_seq_len=64)
-    slots, idle_position = 1, 64
+    slots, idle_position, shards = 1, 64, 1
 
     def prefill_batch(self, waiting):
         return 1

@@ -9,7 +9,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from jax_llm.contract.paths import SageMakerPaths
-from jax_llm.contract.serving import DECODE_SLOTS_VARIABLE, DEFAULT_DECODE_SLOTS, PORT_VARIABLE, SERVING_PORT
+from jax_llm.contract.serving import (
+    DECODE_SLOTS_VARIABLE,
+    DEFAULT_DECODE_SLOTS,
+    PORT_VARIABLE,
+    SERVING_PORT,
+    TENSOR_PARALLEL_VARIABLE,
+)
 from jax_llm.contract.transform import (
     BATCH_STRATEGY_VARIABLE,
     BATCH_VARIABLE,
@@ -39,6 +45,11 @@ def _int(env: Mapping[str, str], key: str, default: int, minimum: int) -> int:
     if value < minimum:
         raise SettingsError(f"{key}={value} must be at least {minimum}")
     return value
+
+
+def _auto_int(env: Mapping[str, str], key: str) -> int | None:
+    """A positive integer, or None for "auto" (and unset)."""
+    return None if env.get(key, "").lower() in ("", "auto") else _int(env, key, 1, 1)
 
 
 def _float(env: Mapping[str, str], key: str, default: float) -> float:
@@ -83,7 +94,11 @@ class ServingSettings:
     batch_strategy: str = "SINGLE_RECORD"
     max_concurrent_transforms: int = 32
     model_name: str = "jax-llm"  # the model's id in OpenAI's API (/v1/models, `model` of every answer)
-    tensor_parallel: int = 1  # devices one model is split over (heads and MLP; serving/tensor_parallel.py)
+    # Devices one model is split over (heads and MLP; engine/tensor_parallel.py). None ("auto"): as few as hold
+    # the weights and every decode slot's KV cache (contract/memory_plan.py's plan_serving).
+    tensor_parallel: int | None = None
+    # Bytes of each device the memory plan may use; None: XLA's limit on a GPU, no plan on the CPU.
+    device_memory_bytes: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingSettings:
@@ -119,7 +134,8 @@ class ServingSettings:
             batch_strategy=strategy,
             max_concurrent_transforms=_int(env, MAX_CONCURRENT_VARIABLE, decode_slots, 1),
             model_name=env.get("JAX_LLM_MODEL_NAME") or cls.model_name,
-            tensor_parallel=_int(env, "JAX_LLM_TENSOR_PARALLEL", cls.tensor_parallel, 1),
+            tensor_parallel=_auto_int(env, TENSOR_PARALLEL_VARIABLE),
+            device_memory_bytes=_int(env, "JAX_LLM_DEVICE_MEMORY_BYTES", 0, 1) or None,
         )
 
     def context(self, model_max_seq_len: int) -> int:

@@ -210,7 +210,7 @@ def create_app(
                 engine.on_fatal = on_fatal or (lambda: os.kill(os.getpid(), signal.SIGTERM))
                 with times.phase("engine_start"):
                     app.state.chat_template = ChatTemplate.from_model_dir(settings.model_dir, EOS_TOKEN)
-                    app.state.metrics.watch(engine.load, engine.runner.slots)
+                    app.state.metrics.watch(engine.load, engine.runner.slots, engine.runner.shards)
                     reporter = EngineReporter(app.state.metrics, engine.load)
                     reporter.start()
                 times.ready()

@@ -97,6 +97,9 @@ class ServingMetrics:
         self.slots = Gauge(
             "jax_llm_slots", "Decode slots: requests the engine generates at once.", registry=r
         )
+        self.tensor_parallel = Gauge(
+            "jax_llm_tensor_parallel", "Devices the model is split over (tensor parallelism).", registry=r
+        )
         self.startup_phase = Gauge(
             "jax_llm_startup_phase_seconds",
             "Seconds each phase of the server's start took (they add up to the time to ready).",
@@ -142,9 +145,10 @@ class ServingMetrics:
         """One generation request answered over HTTP (any status, refusals included)."""
         self.http.labels(api, str(status)).inc()
 
-    def watch(self, load: Callable[[], dict[str, int]], slots: int) -> None:
-        """Reads the engine's load when scraped (`load` as `Engine.load`)."""
+    def watch(self, load: Callable[[], dict[str, int]], slots: int, shards: int = 1) -> None:
+        """Reads the engine's load when scraped (`load` as `Engine.load`); `shards`: tensor parallelism."""
         self.slots.set(slots)
+        self.tensor_parallel.set(shards)
         self.slots_in_use.set_function(lambda: load()["active"])
         self.requests_waiting.set_function(lambda: load()["waiting"])
 

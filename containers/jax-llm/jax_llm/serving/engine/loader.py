@@ -6,13 +6,16 @@ Runs in a background thread while the HTTP server already answers /ping with 503
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 
 import jax
 
-from jax_llm.contract.serving import COMPILE_CACHE_DIR
+from jax_llm.contract.memory_plan import MEMORY_FRACTION, ServingSplit, plan_serving
+from jax_llm.contract.serving import COMPILE_CACHE_DIR, DECODE_SLOTS_VARIABLE
 from jax_llm.data.tokenizer import load_tokenizer
+from jax_llm.model.config import ModelConfig
 from jax_llm.model.export import TOKENIZER_FILE, load_model, read_model_config
 from jax_llm.serving.engine import tensor_parallel
 from jax_llm.serving.engine.engine import Engine
@@ -59,33 +62,88 @@ def enable_compilation_cache(settings: ServingSettings) -> None:
     jax.config.update("jax_persistent_cache_enable_xla_caches", "")
 
 
+def device_memory(settings: ServingSettings) -> int | None:
+    """Bytes one device may use: JAX_LLM_DEVICE_MEMORY_BYTES, else XLA's limit for the first device (a GPU's
+    memory x XLA_PYTHON_CLIENT_MEM_FRACTION); None where XLA keeps no such limit (the CPU)."""
+    if settings.device_memory_bytes:
+        return settings.device_memory_bytes
+    stats = jax.local_devices()[0].memory_stats() or {}
+    return stats.get("bytes_limit")
+
+
+def plan_split(settings: ServingSettings, config: ModelConfig, prefill_batch: int) -> ServingSplit | None:
+    """How this server splits the model and how many decode slots its KV cache gets (`plan_serving`), from
+    what a device may use; None where that is unknown (then JAX_LLM_TENSOR_PARALLEL or 1, and every slot)."""
+    devices = len(jax.local_devices())
+    if settings.tensor_parallel and settings.tensor_parallel > devices:
+        raise ValueError(
+            f"JAX_LLM_TENSOR_PARALLEL={settings.tensor_parallel}: this instance has {devices} device(s)"
+        )
+    usable = device_memory(settings)
+    if usable is None:
+        return None
+    model = tensor_parallel.served_model(config)
+    return plan_serving(
+        model,
+        config.max_seq_len,
+        settings.decode_slots,
+        devices,
+        usable,
+        settings.tensor_parallel,
+        prefill_batch,
+    )
+
+
 def load_engine(settings: ServingSettings, observe=None, times: StartupTimes | None = None) -> Engine:
     """Loads model and tokenizer from `settings.model_dir`, compiles prefill and decode, starts the engine.
     `observe`: called with every finished generation (the server's metrics); `times`: the start budget,
-    filled phase by phase (model_read, device_transfer, compile and warm_up per program, engine_start)."""
+    filled phase by phase (model_read, device_transfer, compile and warm_up per program, engine_start).
+
+    The model is split over as many of the instance's devices as it needs (`plan_split`), each weight going
+    straight to its devices, and the KV cache gets the decode slots that fit in what the weights leave."""
     times = times or StartupTimes()
     start = time.perf_counter()
     with times.phase("import"):  # JAX's backend comes up on its first use, here
+        # The share of a GPU the memory plan counts on (cdk.json's trainingEnvironment sets it for training).
+        os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{MEMORY_FRACTION:.2f}")
         enable_compilation_cache(settings)
         jax.devices()
-    overrides = {"compute_dtype": settings.compute_dtype} if settings.compute_dtype else {}
     with times.phase("model_read"):
         seed_compilation_cache(settings)
+        config = read_model_config(settings.model_dir)
+        # Weights in the compute dtype: a float32 export served in bfloat16 takes half the memory, and gives
+        # the same answers (the matmuls cast the weights to the compute dtype anyway).
+        compute_dtype = settings.compute_dtype or config.compute_dtype
         # Rotary positions have no table to cut: a shorter context is a shorter KV cache and fewer buckets.
-        overrides["max_seq_len"] = settings.context(read_model_config(settings.model_dir).max_seq_len)
+        overrides = {
+            "compute_dtype": compute_dtype,
+            "param_dtype": compute_dtype,
+            "max_seq_len": settings.context(config.max_seq_len),
+        }
+        prefill_batch = settings.max_prefill_batch or (8 if jax.default_backend() == "gpu" else 1)
+        split = plan_split(settings, read_model_config(settings.model_dir, **overrides), prefill_batch)
+        shards = split.shards if split else settings.tensor_parallel or 1
+        slots = min(split.slots, settings.decode_slots) if split else settings.decode_slots
+        mesh = tensor_parallel.make_mesh(shards) if shards > 1 else None
+        if mesh is not None and config.n_heads % shards == 0 and config.kv_heads % shards == 0:
+            overrides["qkv_groups"] = shards  # each device's heads side by side in the fused projection
         tokenizer = load_tokenizer(settings.model_dir / TOKENIZER_FILE)
-    model = load_model(settings.model_dir, phase=times.phase, **overrides)
+    if split is not None:
+        log.info("serving plan: %s", split.describe())
+        if split.slots < settings.decode_slots:
+            log.warning(
+                "%d of the %d decode slots asked for (%s) fit beside the weights: serving with %d",
+                split.slots,
+                settings.decode_slots,
+                DECODE_SLOTS_VARIABLE,
+                split.slots,
+            )
+    place = tensor_parallel.placer(mesh) if mesh is not None else None
+    model = load_model(settings.model_dir, phase=times.phase, place=place, **overrides)
     buckets = settings.prompt_buckets(model.config.max_seq_len)
-    prefill_batch = settings.max_prefill_batch or (8 if jax.default_backend() == "gpu" else 1)
     with times.phase("device_transfer"):  # the KV cache's allocation
-        mesh = tensor_parallel.make_mesh(settings.tensor_parallel) if settings.tensor_parallel > 1 else None
         runner = ModelRunner(
-            model,
-            settings.decode_slots,
-            buckets,
-            prefill_batch,
-            tokenizer.get_vocab_size(with_added_tokens=True),
-            mesh=mesh,
+            model, slots, buckets, prefill_batch, tokenizer.get_vocab_size(with_added_tokens=True), mesh=mesh
         )
     if mesh is not None:
         log.info(
@@ -102,7 +160,7 @@ def load_engine(settings: ServingSettings, observe=None, times: StartupTimes | N
         settings.model_dir,
         time.perf_counter() - start,
         jax.devices()[0].device_kind,
-        settings.decode_slots,
+        slots,
         model.config.max_seq_len,
         buckets,
     )

@@ -184,21 +184,21 @@ class ModelRunner:
         self.buckets = sorted(buckets)
         self.batch_buckets = _doubling(slots)
         self.prefill_buckets = _doubling(min(max_prefill_batch, slots))
+        self.shards = 1 if mesh is None else mesh.devices.size  # devices the model is split over
         graphdef, self._params = nnx.split(model)
-        self._cache = init_cache(self.config, slots)  # per layer: [S, N, max_seq_len, H]
-        self._last = jnp.zeros(slots, jnp.int32)  # [S]: each slot's latest token, the next decode input
         placed = {}
-        if (
-            mesh is not None
-        ):  # tensor parallel: outputs keep the inputs' layout, so each program compiles once
+        if mesh is None:
+            self._cache = init_cache(self.config, slots)  # per layer: [S, K, max_seq_len, H]
+            self._last = jnp.zeros(slots, jnp.int32)  # [S]: each slot's latest token, the next decode input
+        else:  # tensor parallel: outputs keep the inputs' layout, so each program compiles once
             whole = tensor_parallel.replicated(mesh)
-            cache_layout = jax.tree.map(
-                lambda _: tensor_parallel.cache_sharding(mesh, self.config.n_heads), self._cache
-            )
+            cache_layout = tensor_parallel.cache_sharding(mesh, self.config.kv_heads)
             self._params = tensor_parallel.shard_params(self._params, mesh)
-            self._cache = jax.device_put(self._cache, cache_layout)
-            self._last = jax.device_put(self._last, whole)
-            placed = {"out_shardings": (whole, whole, cache_layout, whole)}
+            # Each device allocates only its own heads of the cache.
+            self._cache = jax.jit(lambda: init_cache(self.config, slots), out_shardings=cache_layout)()
+            self._last = jnp.zeros(slots, jnp.int32, device=whole)
+            cache_layouts = jax.tree.map(lambda _: cache_layout, self._cache)
+            placed = {"out_shardings": (whole, whole, cache_layouts, whole)}
         jax.block_until_ready((self._cache, self._last))  # allocated now, not within the first compile's time
         # The cache and the tokens are donated: XLA updates them in place instead of copying them every step.
         vocab = self.sample_vocab

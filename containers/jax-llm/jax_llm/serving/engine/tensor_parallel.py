@@ -1,23 +1,30 @@
 """Tensor parallelism for serving: one model's weights and KV cache split over the devices of one instance.
 
-Megatron-style, by name: the matrices that fan out (attention's q/k/v projection, the MLP's input and
-gate) are split along their output dimension, the ones that fan back in (attention's output
-projection, the MLP's output) along their input dimension, so each device computes its heads and its
-slice of the MLP and XLA adds one reduction per block; the KV cache is split over its heads. The
-embedding and the norms stay whole on every device. A dimension that the device count does not divide
-stays whole (correct, only less split). `JAX_LLM_TENSOR_PARALLEL=N` asks for it (serving/settings.py).
+Megatron-style, by module: the matrices that fan out (attention's fused q/k/v projection, the MLP's input,
+or SwiGLU's gate and up) are split along their output dimension, the ones that fan back in (attention's
+output projection, the MLP's output) along their input dimension, so each device computes its own heads
+and its own slice of the MLP, and XLA adds one all-reduce per attention and one per MLP. For the fused
+projection to split on head boundaries, the server loads it grouped per device (`qkv_groups`,
+`model/gpt.py`): device i's query, key and value heads side by side. The KV cache is split over its heads.
+The embeddings and the norms stay whole on every device. A model whose heads the device count does not
+divide is not split (`ServedModel.splits_over`); `plan_serving` (`contract/memory_plan.py`) picks the count.
 """
 
 from __future__ import annotations
 
 import jax
 import numpy as np
+from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jax_llm.contract.memory_plan import ServedModel
+from jax_llm.model.config import ModelConfig
+from jax_llm.model.gpt import GPT
+
 MODEL_AXIS = "model"
-FAN_OUT = ("qkv", "mlp_in", "gate", "up", "query", "key_value")  # split the last (output) dimension
-FAN_IN = ("attn.out", "mlp_out", "down")  # split the input dimension (second to last)
+FAN_OUT = ("qkv", "mlp_in", "mlp_gate", "mlp_up")  # modules whose kernel splits on its last (output) dim
+FAN_IN = ("out", "mlp_out")  # modules whose kernel splits on its input dim (second to last)
 
 
 def make_mesh(devices: int) -> Mesh:
@@ -28,25 +35,61 @@ def make_mesh(devices: int) -> Mesh:
     return Mesh(np.array(local[:devices]), (MODEL_AXIS,))
 
 
-def _split(shape: tuple[int, ...], dim: int, n: int) -> P:
-    if len(shape) < 2 or shape[dim] % n:
+def _module(name: str) -> str | None:
+    """The module a kernel belongs to ("blocks.0.attn.qkv.kernel" -> "qkv"); None for other weights."""
+    parts = name.split(".")
+    return parts[-2] if len(parts) >= 2 and parts[-1] == "kernel" else None
+
+
+def splits(name: str) -> bool:
+    """Whether tensor parallelism splits the weight `name` (its dotted path) at all."""
+    return _module(name) in FAN_OUT + FAN_IN
+
+
+def weight_spec(name: str, shape: tuple[int, ...], n: int) -> P:
+    """How the weight `name` of `shape` is split over `n` devices (a dimension `n` does not divide: whole)."""
+    module = _module(name)
+    dim = len(shape) - 1 if module in FAN_OUT else len(shape) - 2 if module in FAN_IN else None
+    if dim is None or len(shape) < 2 or shape[dim] % n:
         return P()
     spec = [None] * len(shape)
     spec[dim] = MODEL_AXIS
     return P(*spec)
 
 
-def weight_spec(name: str, shape: tuple[int, ...], n: int) -> P:
-    """How the weight `name` (its dotted path) of `shape` is split over `n` devices."""
-    if name.endswith("kernel") and any(f".{part}." in f".{name}" for part in FAN_OUT):
-        return _split(shape, len(shape) - 1, n)
-    if name.endswith("kernel") and any(f".{part}." in f".{name}" for part in FAN_IN):
-        return _split(shape, len(shape) - 2, n)
-    return P()
+def served_model(config: ModelConfig) -> ServedModel:
+    """The memory plan's view of `config` as the server holds it (weights and cache in the compute dtype),
+    from the model's abstract structure: nothing is allocated."""
+    abstract = nnx.state(nnx.eval_shape(lambda: GPT(config, rngs=nnx.Rngs(0))), nnx.Param)
+    sizes = {".".join(map(str, path)): var.get_value().size for path, var in nnx.to_flat_state(abstract)}
+    dtype_bytes = np.dtype(jax.numpy.dtype(config.compute_dtype)).itemsize
+    return ServedModel(
+        num_params=sum(sizes.values()),
+        whole_params=sum(size for name, size in sizes.items() if not splits(name)),
+        n_layers=config.n_layers,
+        n_heads=config.n_heads,
+        kv_heads=config.kv_heads,
+        head_dim=config.head_dim,
+        vocab_size=config.vocab_size,
+        weight_bytes=dtype_bytes,
+        cache_bytes=dtype_bytes,
+    )
+
+
+def placer(mesh: Mesh):
+    """`place(name, host_array)` for `load_model`: each weight goes straight to its split over `mesh`, one
+    device's part per device, so no device ever holds a whole split weight."""
+    n = mesh.devices.size
+
+    def place(name: str, value: np.ndarray) -> jax.Array:
+        return jax.device_put(value, NamedSharding(mesh, weight_spec(name, value.shape, n)))
+
+    return place
 
 
 def shard_params(params, mesh: Mesh):
-    """The model's state (nnx.State of arrays) placed over `mesh`, each weight split by `weight_spec`."""
+    """The model's state (nnx.State of arrays) placed over `mesh`, each weight split by `weight_spec`
+    (a no-op for weights `placer` already put there)."""
     n = mesh.devices.size
 
     def place(path, x):
@@ -57,10 +100,10 @@ def shard_params(params, mesh: Mesh):
     return jax.tree_util.tree_map_with_path(place, params)
 
 
-def cache_sharding(mesh: Mesh, n_heads: int) -> NamedSharding:
-    """A layer's keys or values [slots, heads, positions, head_dim], split over the heads."""
+def cache_sharding(mesh: Mesh, kv_heads: int) -> NamedSharding:
+    """A layer's keys or values [slots, kv_heads, positions, head_dim], split over the heads."""
     n = mesh.devices.size
-    return NamedSharding(mesh, P(None, MODEL_AXIS, None, None) if n_heads % n == 0 else P())
+    return NamedSharding(mesh, P(None, MODEL_AXIS, None, None) if kv_heads % n == 0 else P())
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
