@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from jax_llm.contract.serving import DECODE_SLOTS_VARIABLE, DEFAULT_DECODE_SLOTS
+from jax_llm.contract.serving import DECODE_SLOTS_VARIABLE, DEFAULT_DECODE_SLOTS, TENSOR_PARALLEL_VARIABLE
 from stacks.settings.context import Context
 from stacks.settings.pipeline import PipelineSettings
 
@@ -36,6 +36,7 @@ class EndpointSettings:
     min_instance_count: int  # endpointMinInstanceCount: autoscaling floor (0 only with inference-components)
     max_instance_count: int  # endpointMaxInstanceCount: autoscaling ceiling
     decode_slots: int  # endpointDecodeSlots: requests one instance generates at once; 0 = the image's default
+    tensor_parallel: int  # endpointTensorParallel: GPUs the model is split over; 0 = the fewest that hold it
     target_concurrency_percent: int  # endpointTargetConcurrencyPercent: scaling target, % of the decode slots
     scale_out_cooldown_seconds: int  # endpointScaleOutCooldownSeconds
     scale_in_cooldown_seconds: int  # endpointScaleInCooldownSeconds
@@ -79,6 +80,7 @@ class EndpointSettings:
             min_instance_count=ctx.integer("endpointMinInstanceCount", minimum=0, maximum=100),
             max_instance_count=ctx.integer("endpointMaxInstanceCount", minimum=1, maximum=100),
             decode_slots=ctx.integer("endpointDecodeSlots", minimum=0, maximum=1024),
+            tensor_parallel=ctx.integer("endpointTensorParallel", minimum=0, maximum=16),
             target_concurrency_percent=ctx.integer(
                 "endpointTargetConcurrencyPercent", minimum=10, maximum=100
             ),
@@ -182,8 +184,11 @@ class EndpointSettings:
 
     @property
     def container_environment(self) -> dict[str, str]:
-        """What the Model sets in the container: the slot count only when it is not the image's default."""
-        return {DECODE_SLOTS_VARIABLE: str(self.decode_slots)} if self.decode_slots else {}
+        """What the Model sets in the container: the slot count and the split only when not the image's default."""
+        environment = {DECODE_SLOTS_VARIABLE: str(self.decode_slots)} if self.decode_slots else {}
+        if self.tensor_parallel:
+            environment[TENSOR_PARALLEL_VARIABLE] = str(self.tensor_parallel)
+        return environment
 
     @property
     def target_concurrency(self) -> float:

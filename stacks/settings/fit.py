@@ -11,11 +11,12 @@ from __future__ import annotations
 from jax_llm.contract.hyperparameters import mesh_shape, parse_hyperparameters
 from jax_llm.contract.instances import instance_type
 from jax_llm.contract.memory_plan import (
-    SERVING_SHARDS_OVER_GPUS,
+    DoesNotFit,
+    ServedModel,
     gib,
     grad_accum_that_fits,
     largest_rows_per_device,
-    serving_need,
+    plan_serving,
     table,
     training_need,
     usable_bytes,
@@ -79,22 +80,43 @@ def check_training_fits(pipeline: PipelineSettings) -> None:
 
 
 def check_serving_fits(pipeline: PipelineSettings, endpoint: EndpointSettings) -> None:
-    """Raises SettingsError on endpointInstanceType when its GPU(s) cannot hold the model and its KV cache."""
+    """Raises SettingsError when the server (`plan_serving`, as it decides at start) cannot hold the model and
+    every decode slot's KV cache on the GPUs it gets: the instance's, or one copy's in inference-components
+    mode."""
     instance = instance_type(endpoint.instance_type)
     config = parse_hyperparameters(pipeline.hyperparameters)
     if instance is None or config.preset not in table()["presets"]:
         return
-    shards = instance.gpus if SERVING_SHARDS_OVER_GPUS else 1
-    need = serving_need(config.preset, config.seq_len, endpoint.effective_decode_slots, shards)
-    usable = usable_bytes(instance)
-    if need.total > usable:
+    if endpoint.inference_components:
+        if not 1 <= endpoint.copy_accelerators <= instance.gpus:
+            raise SettingsError(
+                "endpointCopyAccelerators",
+                endpoint.copy_accelerators,
+                f"between 1 and the {instance.gpus} GPU(s) of a {instance.name}",
+            )
+        gpus, where = endpoint.copy_accelerators, f"the {endpoint.copy_accelerators} GPU(s) one copy reserves"
+    else:
+        gpus, where = instance.gpus, f"the {instance.gpus} GPU(s) of a {instance.name}"
+    if endpoint.tensor_parallel > gpus:
+        raise SettingsError("endpointTensorParallel", endpoint.tensor_parallel, f"at most {gpus}: {where}")
+    # The server computes in the exported model's dtype: bfloat16 unless training asked for float32.
+    served = ServedModel.from_table(config.preset, 4 if config.compute_dtype == "float32" else 2)
+    slots = endpoint.effective_decode_slots
+    try:
+        split = plan_serving(
+            served, config.seq_len, slots, gpus, usable_bytes(instance), endpoint.tensor_parallel or None
+        )
+        problem = f"{split.slots} fit beside the weights over {split.shards} GPU(s): {split.need.describe()}"
+    except DoesNotFit as error:
+        split, problem = None, str(error)
+    if split is None or split.slots < slots:
+        more_gpus = endpoint.inference_components and gpus < instance.gpus
         raise SettingsError(
-            "endpointInstanceType",
-            endpoint.instance_type,
+            "endpointCopyAccelerators" if more_gpus else "endpointInstanceType",
+            endpoint.copy_accelerators if more_gpus else endpoint.instance_type,
             (
-                f"an instance whose GPU holds preset {config.preset} with "
-                f"{endpoint.effective_decode_slots} decode slots of "
-                f"{config.seq_len} tokens: that needs {need.describe()}, but a {instance.gpu.name} has "
-                f"{gib(usable)} usable (fewer endpointDecodeSlots shrink the KV cache)"
+                f"GPUs that hold preset {config.preset} with {slots} decode slots of {config.seq_len} tokens on "
+                f"{where}, split as the server splits it: {problem} (fewer endpointDecodeSlots shrink the KV "
+                "cache; python -m jax_llm plan prints the detail)"
             ),
         )

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from jax_llm.contract.instances import INSTANCE_TYPES
-from jax_llm.contract.memory_plan import serving_need, training_need, usable_bytes
+from jax_llm.contract.memory_plan import ServedModel, plan_serving, training_need, usable_bytes
 from stacks.settings import Settings, SettingsError
 from tests.support import REPO
 
@@ -75,7 +75,54 @@ def test_an_endpoint_too_small_for_the_model_and_its_cache_is_refused():
     with pytest.raises(SettingsError) as raised:
         settings_with({"preset": "7b", "seq_len": 2048, "remat": True}, endpointInstanceType="ml.g5.xlarge")
     assert raised.value.key == "endpointInstanceType"
-    need = serving_need("7b", 2048, 32)
-    assert f"weights {need.weights / 2**30:.1f} GiB + KV cache {need.kv_cache / 2**30:.1f} GiB" in str(
+    # What the server itself would do on that GPU: bf16 weights, and only 5 of the 32 slots' KV cache beside.
+    split = plan_serving(
+        ServedModel.from_table("7b"), 2048, 32, 1, usable_bytes(INSTANCE_TYPES["ml.g5.xlarge"])
+    )
+    assert split.slots == 5
+    assert f"5 fit beside the weights over 1 GPU(s): {split.need.describe()}" in str(raised.value)
+    assert "weights 12.6 GiB" in str(raised.value)
+
+
+def test_a_7b_endpoint_on_four_a10gs_is_split_over_them_as_the_server_splits_it():
+    hyperparameters = {"preset": "7b", "seq_len": 2048, "remat": True}
+    settings = settings_with(
+        hyperparameters, endpointInstanceType="ml.g5.12xlarge"
+    )  # the server splits it 4 ways
+    assert settings.endpoint.container_environment == {}  # auto: nothing to set
+    with pytest.raises(SettingsError) as raised:  # but not when one GPU is asked for
+        settings_with(hyperparameters, endpointInstanceType="ml.g5.12xlarge", endpointTensorParallel=1)
+    assert raised.value.key == "endpointInstanceType" and "over 1 GPU(s)" in str(raised.value)
+    pinned = settings_with(hyperparameters, endpointInstanceType="ml.g5.12xlarge", endpointTensorParallel=4)
+    assert pinned.endpoint.container_environment == {"JAX_LLM_TENSOR_PARALLEL": "4"}
+    with pytest.raises(SettingsError) as raised:
+        settings_with(hyperparameters, endpointInstanceType="ml.g5.12xlarge", endpointTensorParallel=8)
+    assert raised.value.key == "endpointTensorParallel" and "at most 4" in str(raised.value)
+
+
+def test_an_inference_component_gets_only_the_gpus_one_copy_reserves():
+    ic = {"endpointMode": "inference-components", "endpointMinInstanceCount": 0}
+    hyperparameters = {"preset": "7b", "seq_len": 2048, "remat": True}
+    with pytest.raises(SettingsError) as raised:  # one A10G per copy cannot hold 7b's 32 slots
+        settings_with(
+            hyperparameters, endpointInstanceType="ml.g5.12xlarge", endpointCopyAccelerators=1, **ic
+        )
+    assert raised.value.key == "endpointCopyAccelerators" and "one copy reserves" in str(raised.value)
+    settings_with(hyperparameters, endpointInstanceType="ml.g5.12xlarge", endpointCopyAccelerators=4, **ic)
+    with pytest.raises(SettingsError) as raised:
+        settings_with(
+            hyperparameters, endpointInstanceType="ml.g5.12xlarge", endpointCopyAccelerators=5, **ic
+        )
+    assert raised.value.key == "endpointCopyAccelerators" and "between 1 and the 4 GPU(s)" in str(
         raised.value
     )
+
+
+def test_a_float32_run_is_served_in_float32_and_needs_twice_the_weight_bytes():
+    endpoint = {"endpointInstanceType": "ml.g5.xlarge", "endpointDecodeSlots": 4}
+    settings_with({"preset": "7b", "seq_len": 2048, "remat": True}, **endpoint)  # bf16: 12.6 GiB of weights
+    with pytest.raises(SettingsError) as raised:
+        settings_with(
+            {"preset": "7b", "seq_len": 2048, "remat": True, "compute_dtype": "float32"}, **endpoint
+        )
+    assert raised.value.key == "endpointInstanceType" and "weights 25.1 GiB" in str(raised.value)
