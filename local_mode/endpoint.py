@@ -87,10 +87,16 @@ class LocalEndpoint:
                 with urllib.request.urlopen(f"{self.url}/ping", timeout=2) as response:
                     if response.status == 200:
                         return time.monotonic() - start
+            except urllib.error.HTTPError as answer:
+                if answer.code != 503:  # 503: still loading; 500: the load failed and says why
+                    raise EndpointError(
+                        f"serve answered /ping {answer.code}: {answer.read().decode()}"
+                    ) from None
             except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass  # not listening yet, or 503 while the model loads
+                pass  # not listening yet
             time.sleep(0.5)
-        raise EndpointError(f"serve did not answer /ping with 200 within {timeout_s:.0f} s")
+        tail = "\n".join(self.lines[-20:])
+        raise EndpointError(f"serve did not answer /ping with 200 within {timeout_s:.0f} s:\n{tail}")
 
     def invoke(self, prompt: str, **parameters: Any) -> Any:
         """POST /invocations in TGI's schema; returns the decoded JSON body; EndpointError on 4xx/5xx."""

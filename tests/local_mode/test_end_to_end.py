@@ -75,6 +75,16 @@ def test_two_hosts_train_package_serve_and_invoke(tmp_path: Path, prepared: dict
         assert endpoint.invoke("x = ", max_new_tokens=4)  # still serving after a bad request
     assert endpoint.process.poll() is not None  # stopped with the context
 
+    # A model its devices cannot hold fails the wait at once, with the server's reason, not at the timeout.
+    too_small = {"JAX_LLM_DEVICE_MEMORY_BYTES": "100000"}
+    with (
+        LocalEndpoint(
+            trained.model_archive, tmp_path / "small", environment=too_small, log=lambda line: None
+        ) as small,
+        pytest.raises(EndpointError, match="answered /ping 500: .*with one decode slot.*usable"),
+    ):
+        small.wait_until_healthy(timeout_s=240)
+
 
 def test_an_unknown_hyperparameter_fails_with_the_containers_message(
     tmp_path: Path, prepared: dict[str, Path]
