@@ -17,9 +17,12 @@ matmul peak on CPU).
 
 Serving: the server's `ModelRunner` (continuous-batching slots, bucketed prefill, decode steps with the
 next launched before the last is read, as the engine drives it) with the weights as the server loads
-them (fp32 master weights, bf16 compute on GPU), random init. For c concurrent requests of a 128-token
+them (in the compute dtype: bf16 on GPU), random init. For c concurrent requests of a 128-token
 prompt generating `--new-tokens`: c prompts prefilled, then decode steps over c rows; tokens/s =
 c x new tokens / wall time from the first prefill to the last token. One untimed round compiles first.
+Each serving line also gives the server's memory plan for its slots (`planned_bytes`, and its weights and
+cache alone) and what XLA holds with the runner alive (`bytes_in_use`, GPU only): how far the plan is from
+what a GPU really holds.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from jax_llm.contract.hyperparameters import TrainConfig
 from jax_llm.model.config import ModelConfig
 from jax_llm.model.gpt import GPT
 from jax_llm.serving.engine.runner import ModelRunner, SlotParams
+from jax_llm.serving.engine.tensor_parallel import served_model
 from jax_llm.training import sharding
 from jax_llm.training.optimizer import make_optimizer
 from jax_llm.training.peak_flops import device_peak
@@ -123,11 +127,15 @@ def train_figures(preset: str, seq: int, steps: int, compute_dtype: str, remat: 
 def serve_figures(
     preset: str, concurrency: list[int], prompt_len: int, new_tokens: int, compute_dtype: str, context: int
 ) -> list[dict]:
-    config = ModelConfig.preset(preset, max_seq_len=context, compute_dtype=compute_dtype)
-    model = GPT(config, rngs=nnx.Rngs(0))  # fp32 master weights, as the server's loader keeps them
+    config = ModelConfig.preset(
+        preset, max_seq_len=context, compute_dtype=compute_dtype, param_dtype=compute_dtype
+    )
+    model = GPT(config, rngs=nnx.Rngs(0))  # weights in the compute dtype, as the server's loader keeps them
     slots = max(concurrency)
     buckets = [b for b in (128, 256, 512, 1024, 2048, 4096) if b < context] + [context]
-    runner = ModelRunner(model, slots, buckets, max_prefill_batch=8 if jax.default_backend() == "gpu" else 1)
+    prefill_rows = 8 if jax.default_backend() == "gpu" else 1
+    runner = ModelRunner(model, slots, buckets, max_prefill_batch=prefill_rows)
+    planned = served_model(config).need(context, slots, 1, prefill_rows)
     rng = np.random.default_rng(1)
     figures = []
     for c in concurrency:
@@ -160,6 +168,11 @@ def serve_figures(
                 "per_request_tokens_per_s": round(new_tokens / elapsed, 1),
                 "time_to_first_token_s": round(prefilled - started, 3),
                 "compute_dtype": compute_dtype,
+                # The server's memory plan for these slots on one device, against what XLA holds with the runner
+                # alive (weights and cache; temporaries such as the prefill logits come and go): calibration.
+                "planned_bytes": planned.total,
+                "planned_weights_and_cache": planned.weights + planned.kv_cache,
+                "bytes_in_use": (jax.devices()[0].memory_stats() or {}).get("bytes_in_use"),
             }
         )
     return figures
