@@ -160,6 +160,24 @@ def test_a_checkpoint_resumes_on_another_number_of_containers_as_if_trained_ther
         assert sorted(p.name for p in step_dir.iterdir()) == [f"{stem}.bin", f"{stem}.json"]
 
 
+def test_a_step_whose_part_from_one_container_was_cut_is_set_aside_on_both_and_the_one_before_restored(
+    image, corpus, tmp_path, two_hosts, trained_in_image
+) -> None:
+    """A host killed mid-upload: its part of the newest step (76) is cut short in the store. Both containers of
+    the next job set that step aside and restore 72; the losses go on as if nothing had happened."""
+    store = _store_at(two_hosts, 76, tmp_path / "checkpoint-store")
+    part = store / "steps" / "76" / "part-00001-of-00002.bin"
+    part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
+    job = train_in_image(
+        image, tmp_path, "image-cut-part", channels={"train": corpus}, hosts=2, checkpoints=store
+    )
+    assert job.result.exit_codes == {"algo-1": 0, "algo-2": 0}, job.log[-3000:]
+    for host in ("algo-1", "algo-2"):
+        assert f"[{host}] skipping damaged checkpoint 76: incomplete: " in job.log
+    assert "restored checkpoint 72" in job.log
+    _close(_curves(job.result.trees["algo-1"].root), _curves(trained_in_image.result.trees["algo-1"].root))
+
+
 def test_stop_checkpoints_exits_143_and_the_next_job_resumes_with_identical_losses(
     image, corpus, tmp_path, trained_in_image
 ) -> None:
