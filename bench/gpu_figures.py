@@ -143,8 +143,9 @@ def serve_figures(
         for _ in range(2):  # the first round compiles every program it touches; the second is timed
             sampling = SlotParams(slots)  # greedy
             started = time.perf_counter()
-            for first in range(0, c, runner.prefill_buckets[-1]):
-                chunk = list(range(first, min(c, first + runner.prefill_buckets[-1])))
+            per_call = runner.rows_at(runner.bucket(prompt_len))
+            for first in range(0, c, per_call):
+                chunk = list(range(first, min(c, first + per_call)))
                 runner.prefill(chunk, [prompts[i] for i in chunk], sampling)
             prefilled = time.perf_counter()
             positions = np.full(slots, runner.idle_position, np.int32)

@@ -46,7 +46,6 @@ def test_the_kv_cache_gets_what_the_weights_leave_when_not_every_slot_fits():
 def test_a_count_that_does_not_split_whole_heads_is_never_chosen():
     model = ServedModel(**{**MODEL.__dict__, "n_heads": 12, "kv_heads": 12})  # 12 heads: not 8 ways
     usable = model.need(CONTEXT, 2, 4).total
-    assert model.need(CONTEXT, 8, 8).total <= usable  # every slot would fit over 8 GPUs
     assert not model.splits_over(8) and model.splits_over(4)
     split = plan_serving(model, CONTEXT, 8, devices=8, usable=usable)
     assert (split.shards, split.slots) == (4, 2)

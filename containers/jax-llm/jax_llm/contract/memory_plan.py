@@ -11,7 +11,10 @@ Training, per GPU, for `m` sequences of `T` tokens per micro-batch on that GPU a
 Serving, per GPU, over the `shards` GPUs tensor parallelism splits the model across (1: one GPU holds it):
     weights: every split matrix / shards + what stays whole (embeddings, norms), at the served dtype's bytes
     + KV cache slots x context x 2 x layers x kv_heads x head_dim x 2 (bf16) / shards (split over the heads)
-    + prefill logits prefill_rows x context x vocab x 4 (f32, not split)
+    + the largest prefill call's temporaries, over the padded lengths L up to the context at P rows each (at most
+      prefill_rows, fewer for long L: P x L within the prefill token budget, `contract/serving.py`): its logits
+      P x L x vocab x 4 (f32, not split) and PREFILL_SCORE_BUFFERS f32 attention-score buffers P x heads x L^2 x 4
+      / shards (one layer's scores, masked scores and softmax, which XLA's analysis of the prefill holds at once)
 `plan_serving` is the server's own choice of shards and decode slots (serving/engine/loader.py) and the one
 synth checks an endpoint with: the fewest shards at which every requested slot fits, the KV cache sized from
 what the weights leave. A GPU may use `MEMORY_FRACTION` of its memory (XLA_PYTHON_CLIENT_MEM_FRACTION: set in
@@ -26,10 +29,14 @@ from functools import lru_cache
 from pathlib import Path
 
 from jax_llm.contract.instances import InstanceType
+from jax_llm.contract.serving import DEFAULT_PREFILL_TOKENS, prefill_rows_at
 
 TABLE_FILE = Path(__file__).with_name("memory_plan.json")
 MEMORY_FRACTION = 0.90  # of a GPU's memory XLA may take: trainingEnvironment's XLA_PYTHON_CLIENT_MEM_FRACTION
 SERVING_PREFILL_ROWS = 8  # prompts prefilled at once on a GPU (serving's max_prefill_batch default there)
+PREFILL_SCORE_BUFFERS = (
+    3  # score-sized f32 buffers live at once in a prefill (serving/engine/memory_analysis.py)
+)
 GIB = 1024**3
 
 
@@ -107,16 +114,16 @@ class ServingNeed:
 
     weights: int
     kv_cache: int
-    prefill_logits: int
+    prefill: int  # the largest prefill's temporaries: logits and one layer's attention scores
 
     @property
     def total(self) -> int:
-        return self.weights + self.kv_cache + self.prefill_logits
+        return self.weights + self.kv_cache + self.prefill
 
     def describe(self) -> str:
         return (
             f"{gib(self.total)} per GPU = weights {gib(self.weights)} + KV cache {gib(self.kv_cache)} "
-            f"+ prefill logits {gib(self.prefill_logits)}"
+            f"+ prefill temporaries {gib(self.prefill)}"
         )
 
 
@@ -146,15 +153,33 @@ class ServedModel:
 
     def slot_bytes(self, context: int, shards: int = 1) -> int:
         """One decode slot's keys and values for `context` positions, per GPU."""
-        return context * 2 * self.n_layers * self.kv_heads * self.head_dim * self.cache_bytes // shards
+        split = shards if self.kv_heads % shards == 0 else 1  # a cache whose heads do not divide stays whole
+        return context * 2 * self.n_layers * self.kv_heads * self.head_dim * self.cache_bytes // split
+
+    def prefill_bytes(self, rows: int, length: int, shards: int = 1) -> int:
+        """One prefill call's temporaries per GPU: `rows` prompts padded to `length`."""
+        logits = rows * length * self.vocab_size * 4
+        heads = self.n_heads // shards if self.splits_over(shards) else self.n_heads
+        return logits + PREFILL_SCORE_BUFFERS * rows * heads * length**2 * 4
 
     def need(
-        self, context: int, slots: int, shards: int = 1, prefill_rows: int = SERVING_PREFILL_ROWS
+        self,
+        context: int,
+        slots: int,
+        shards: int = 1,
+        prefill_rows: int = SERVING_PREFILL_ROWS,
+        prefill_tokens: int = DEFAULT_PREFILL_TOKENS,
     ) -> ServingNeed:
+        """Per-GPU bytes with `slots` decode slots of `context` tokens; the prefill term is the largest call
+        the server makes (any padded length up to the context, at `prefill_rows_at` rows)."""
         split = self.num_params - self.whole_params
         weights = self.weight_bytes * (self.whole_params + split // shards)
-        logits = prefill_rows * context * self.vocab_size * 4
-        return ServingNeed(weights, slots * self.slot_bytes(context, shards), logits)
+        lengths = [1 << i for i in range(context.bit_length()) if 1 << i < context] + [context]
+        prefill = max(
+            self.prefill_bytes(prefill_rows_at(length, prefill_rows, prefill_tokens), length, shards)
+            for length in lengths
+        )
+        return ServingNeed(weights, slots * self.slot_bytes(context, shards), prefill)
 
 
 class DoesNotFit(ValueError):
@@ -182,23 +207,28 @@ def plan_serving(
     usable: int,
     tensor_parallel: int | None = None,
     prefill_rows: int = SERVING_PREFILL_ROWS,
+    prefill_tokens: int = DEFAULT_PREFILL_TOKENS,
 ) -> ServingSplit:
     """The server's split: `tensor_parallel` GPUs when given, else the fewest of the `devices` (a divisor that
     splits whole heads) at which all `slots` fit in `usable` bytes per GPU, else all of them. The KV cache
-    gets what the weights and the prefill logits leave, up to `slots`; raises DoesNotFit below one slot."""
+    gets what the weights and the prefill's temporaries leave, up to `slots`; raises DoesNotFit below one slot."""
     if tensor_parallel is None:
         choices = [s for s in range(1, devices + 1) if devices % s == 0 and model.splits_over(s)]
-        fitting = [s for s in choices if model.need(context, slots, s, prefill_rows).total <= usable]
+        fitting = [
+            s for s in choices if model.need(context, slots, s, prefill_rows, prefill_tokens).total <= usable
+        ]
         shards = fitting[0] if fitting else choices[-1]
     else:
         shards = tensor_parallel
-    fixed = model.need(context, 0, shards, prefill_rows).total
+    fixed = model.need(context, 0, shards, prefill_rows, prefill_tokens).total
     fit = max(0, usable - fixed) // max(1, model.slot_bytes(context, shards))
     if fit < 1:
         raise DoesNotFit(
-            f"{model.need(context, 1, shards, prefill_rows).describe()} with one decode slot of {context} "
-            f"tokens over {shards} GPU(s), but each has {gib(usable)} usable: more GPUs, GPUs with more "
+            f"{model.need(context, 1, shards, prefill_rows, prefill_tokens).describe()} with one decode slot of "
+            f"{context} tokens over {shards} GPU(s), but each has {gib(usable)} usable: more GPUs, GPUs with more "
             "memory, or a shorter context"
         )
     chosen = min(slots, fit)
-    return ServingSplit(shards, chosen, model.need(context, chosen, shards, prefill_rows), usable)
+    return ServingSplit(
+        shards, chosen, model.need(context, chosen, shards, prefill_rows, prefill_tokens), usable
+    )

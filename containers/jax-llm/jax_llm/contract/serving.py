@@ -26,6 +26,22 @@ DEFAULT_DECODE_SLOTS = 32
 DECODE_SLOTS_VARIABLE = "JAX_LLM_MAX_BATCH"
 # GPUs one model is split over (tensor parallelism): a count, or "auto" (unset): as few as hold it.
 TENSOR_PARALLEL_VARIABLE = "JAX_LLM_TENSOR_PARALLEL"
+# Prompt tokens one prefill call computes at most (rows x padded length; vLLM's max_num_batched_tokens): long
+# prompts are prefilled fewer at a time, so that a prefill's logits and attention scores stay bounded. 4096
+# tokens already keep a GPU's matmuls busy; more rows would only add memory.
+DEFAULT_PREFILL_TOKENS = 4096
+
+
+def doubling(top: int) -> list[int]:
+    """1, 2, 4, ... below `top`, then `top`: the batch sizes the server compiles for up to `top` rows."""
+    return [1 << i for i in range(top.bit_length()) if 1 << i < top] + [top]
+
+
+def prefill_rows_at(length: int, max_rows: int, max_tokens: int) -> int:
+    """Prompts one prefill call takes when padded to `length`: the largest compiled batch size up to
+    `max_rows` whose rows x length stays within `max_tokens`; always at least one."""
+    return max([rows for rows in doubling(max_rows) if rows * length <= max_tokens], default=1)
+
 
 # In a model directory: JAX compilation-cache entries of its serving programs (`python -m jax_llm
 # compile-cache`), which the server copies into its local cache at start: a fresh instance need not compile.

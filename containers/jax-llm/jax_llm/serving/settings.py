@@ -12,6 +12,7 @@ from jax_llm.contract.paths import SageMakerPaths
 from jax_llm.contract.serving import (
     DECODE_SLOTS_VARIABLE,
     DEFAULT_DECODE_SLOTS,
+    DEFAULT_PREFILL_TOKENS,
     PORT_VARIABLE,
     SERVING_PORT,
     TENSOR_PARALLEL_VARIABLE,
@@ -79,6 +80,8 @@ class ServingSettings:
     # prefill is far from compute-bound; 1 on CPU, where batching them was measured to cost TTFT and start-up.
     max_prefill_batch: int | None = None
     min_prompt_bucket: int = 16  # prompts are padded to 16, 32, 64, ... up to the context length
+    # Prompt tokens (rows x padded length) one prefill call computes at most: long prompts go fewer at a time.
+    max_prefill_tokens: int = DEFAULT_PREFILL_TOKENS
     max_context: int | None = None  # at most this many positions (prompt + generated); None: the model's
     default_max_new_tokens: int = 64  # when a request gives no max_new_tokens
     request_timeout_s: float = ONLINE_TIMEOUT_S  # generation stops here and returns what it has
@@ -120,6 +123,7 @@ class ServingSettings:
             max_queue=_int(env, "JAX_LLM_MAX_QUEUE", cls.max_queue, 0),
             max_prefill_batch=_int(env, "JAX_LLM_MAX_PREFILL_BATCH", 0, 1) or None,
             min_prompt_bucket=_int(env, "JAX_LLM_MIN_PROMPT_BUCKET", cls.min_prompt_bucket, 1),
+            max_prefill_tokens=_int(env, "JAX_LLM_MAX_PREFILL_TOKENS", cls.max_prefill_tokens, 1),
             max_context=_int(env, "JAX_LLM_MAX_CONTEXT", 0, 2) or None,
             default_max_new_tokens=_int(env, "JAX_LLM_DEFAULT_MAX_NEW_TOKENS", cls.default_max_new_tokens, 1),
             request_timeout_s=_float(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jax_llm.serving.engine.runner import SlotParams
+from jax_llm.serving.engine.runner import ModelRunner, SlotParams
 from jax_llm.serving.engine.sampling import seed_key_data
 
 
@@ -150,3 +150,23 @@ def test_ids_past_the_tokenizer_s_vocabulary_are_never_sampled(tiny_model):
         drawn.add(token)
         assert np.isfinite(logprob)
     assert drawn and max(drawn) < 40 and len(drawn) > 3
+
+
+def test_long_prompts_are_prefilled_fewer_at_a_time_each_as_it_would_be_alone(tiny_model, tiny_tokenizer):
+    """A prefill call computes at most `max_prefill_tokens` (prompts x padded length): its logits and attention
+    scores stay bounded however long the prompts (the memory plan counts on it)."""
+    context = tiny_model.config.max_seq_len
+    runner = ModelRunner(tiny_model, 4, [16, 32, context], max_prefill_batch=4, max_prefill_tokens=64)
+    assert [runner.rows_at(bucket) for bucket in (16, 32, context)] == [4, 2, max(1, 64 // context)]
+    assert runner.prefill_batch([5, 5, 5, 5]) == 4  # lengths shortest first, as the engine passes them
+    assert runner.prefill_batch([5, 5, 20, 20]) == 2  # the third would pad the call to 32: 3 x 32 > 64
+    assert runner.prefill_batch([context, context]) == 1
+    texts = ("def parse(argv, options):\n    return argv" * 3, "import sys\nimport os\n" * 6)
+    prompts = [tiny_tokenizer.encode(text).ids[:20] for text in texts]
+    assert [len(prompt) for prompt in prompts] == [20, 20]  # both padded to 32
+    with pytest.raises(ValueError, match="more than one prefill call takes"):
+        runner.prefill([0, 1, 2], prompts + prompts[:1], SlotParams(4))
+    together = runner.prefill([0, 1], prompts, SlotParams(4))
+    alone = [runner.prefill([slot], [prompt], SlotParams(4))[0] for slot, prompt in enumerate(prompts)]
+    assert [t for t, _ in together] == [t for t, _ in alone]
+    np.testing.assert_allclose([lp for _, lp in together], [lp for _, lp in alone], rtol=1e-4, atol=1e-5)

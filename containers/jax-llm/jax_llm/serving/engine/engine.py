@@ -178,7 +178,7 @@ class Engine:
         # Shortest first, so that each call pads its prompts to a bucket close to all of them.
         ready.sort(key=lambda slot: len(self.scheduler.slots[slot].prompt.ids))
         while ready:
-            take = self.runner.prefill_batch(len(ready))
+            take = self.runner.prefill_batch([len(self.scheduler.slots[slot].prompt.ids) for slot in ready])
             group, ready = ready[:take], ready[take:]
             prompts = [self.scheduler.slots[slot].prompt.ids for slot in group]
             firsts = self.runner.prefill(group, prompts, self._sampling)

@@ -91,6 +91,7 @@ def plan_split(settings: ServingSettings, config: ModelConfig, prefill_batch: in
         usable,
         settings.tensor_parallel,
         prefill_batch,
+        settings.max_prefill_tokens,
     )
 
 
@@ -143,7 +144,13 @@ def load_engine(settings: ServingSettings, observe=None, times: StartupTimes | N
     buckets = settings.prompt_buckets(model.config.max_seq_len)
     with times.phase("device_transfer"):  # the KV cache's allocation
         runner = ModelRunner(
-            model, slots, buckets, prefill_batch, tokenizer.get_vocab_size(with_added_tokens=True), mesh=mesh
+            model,
+            slots,
+            buckets,
+            prefill_batch,
+            tokenizer.get_vocab_size(with_added_tokens=True),
+            mesh=mesh,
+            max_prefill_tokens=settings.max_prefill_tokens,
         )
     if mesh is not None:
         log.info(

@@ -31,6 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jax_llm.contract.serving import DEFAULT_PREFILL_TOKENS, doubling, prefill_rows_at
+from jax_llm.model.config import ModelConfig
 from jax_llm.model.gpt import GPT, KVCache, init_cache
 from jax_llm.serving.engine import tensor_parallel
 from jax_llm.serving.engine.sampling import choose_tokens
@@ -158,9 +160,26 @@ def _decode(
     return token, logprob, cache, jax.lax.dynamic_update_slice(last, token, (0,))
 
 
-def _doubling(top: int) -> list[int]:
-    """1, 2, 4, ... below `top`, then `top`: the batch sizes compiled for up to `top` rows."""
-    return [1 << i for i in range(top.bit_length()) if 1 << i < top] + [top]
+def programs(graphdef, config: ModelConfig, sample_vocab: int, mesh=None) -> tuple[Callable, Callable]:
+    """The prefill and decode programs as the runner runs them: the cache and the latest tokens donated, so
+    XLA updates them in place instead of copying them every step; over a tensor-parallel `mesh`, outputs keep
+    the inputs' layout, so each program compiles once."""
+    placed = {}
+    if mesh is not None:
+        whole = tensor_parallel.replicated(mesh)
+        placed = {
+            "out_shardings": (whole, whole, tensor_parallel.cache_sharding(mesh, config.kv_heads), whole)
+        }
+    prefill = jax.jit(
+        functools.partial(_prefill, graphdef, sample_vocab=sample_vocab), donate_argnums=(1, 2), **placed
+    )
+    decode = jax.jit(
+        functools.partial(_decode, graphdef, sample_vocab=sample_vocab),
+        donate_argnums=(1, 2),
+        static_argnames=("kv_len",),
+        **placed,
+    )
+    return prefill, decode
 
 
 class ModelRunner:
@@ -174,43 +193,32 @@ class ModelRunner:
         max_prefill_batch: int = 8,
         sample_vocab: int | None = None,
         mesh=None,
+        max_prefill_tokens: int = DEFAULT_PREFILL_TOKENS,
     ):
         """`sample_vocab`: the tokenizer's vocabulary size; ids from it up to the model's (padded) vocabulary
         are never sampled. None: the model's whole vocabulary. `mesh`: a `tensor_parallel` mesh to split the
-        weights and the cache over (None: one device)."""
+        weights and the cache over (None: one device). `max_prefill_tokens`: rows x padded length of one
+        prefill call at most (long prompts are prefilled fewer at a time)."""
         self.config = model.config
         self.sample_vocab = sample_vocab or model.config.vocab_size
         self.slots = slots
         self.buckets = sorted(buckets)
-        self.batch_buckets = _doubling(slots)
-        self.prefill_buckets = _doubling(min(max_prefill_batch, slots))
+        self.batch_buckets = doubling(slots)
+        self.prefill_buckets = doubling(min(max_prefill_batch, slots))
+        self.max_prefill_tokens = max_prefill_tokens
         self.shards = 1 if mesh is None else mesh.devices.size  # devices the model is split over
         graphdef, self._params = nnx.split(model)
-        placed = {}
         if mesh is None:
             self._cache = init_cache(self.config, slots)  # per layer: [S, K, max_seq_len, H]
             self._last = jnp.zeros(slots, jnp.int32)  # [S]: each slot's latest token, the next decode input
-        else:  # tensor parallel: outputs keep the inputs' layout, so each program compiles once
-            whole = tensor_parallel.replicated(mesh)
-            cache_layout = tensor_parallel.cache_sharding(mesh, self.config.kv_heads)
+        else:
             self._params = tensor_parallel.shard_params(self._params, mesh)
             # Each device allocates only its own heads of the cache.
+            cache_layout = tensor_parallel.cache_sharding(mesh, self.config.kv_heads)
             self._cache = jax.jit(lambda: init_cache(self.config, slots), out_shardings=cache_layout)()
-            self._last = jnp.zeros(slots, jnp.int32, device=whole)
-            cache_layouts = jax.tree.map(lambda _: cache_layout, self._cache)
-            placed = {"out_shardings": (whole, whole, cache_layouts, whole)}
+            self._last = jnp.zeros(slots, jnp.int32, device=tensor_parallel.replicated(mesh))
         jax.block_until_ready((self._cache, self._last))  # allocated now, not within the first compile's time
-        # The cache and the tokens are donated: XLA updates them in place instead of copying them every step.
-        vocab = self.sample_vocab
-        self._prefill = jax.jit(
-            functools.partial(_prefill, graphdef, sample_vocab=vocab), donate_argnums=(1, 2), **placed
-        )
-        self._decode = jax.jit(
-            functools.partial(_decode, graphdef, sample_vocab=vocab),
-            donate_argnums=(1, 2),
-            static_argnames=("kv_len",),
-            **placed,
-        )
+        self._prefill, self._decode = programs(graphdef, self.config, self.sample_vocab, mesh)
         self.idle_position = self.config.max_seq_len  # out of range: an idle slot's cache write is dropped
 
     @property
@@ -222,18 +230,28 @@ class ModelRunner:
         """The padded length a prompt of `length` tokens is prefilled at (and the decode key-length bound)."""
         return self.buckets[bisect.bisect_left(self.buckets, length)]
 
-    def prefill_batch(self, waiting: int) -> int:
-        """How many of `waiting` prompts the next prefill call takes: all that fit in the largest bucket."""
-        return min(waiting, self.prefill_buckets[-1])
+    def rows_at(self, bucket: int) -> int:
+        """Prompts one prefill call takes when padded to `bucket` (`prefill_rows_at`)."""
+        return prefill_rows_at(bucket, self.prefill_buckets[-1], self.max_prefill_tokens)
+
+    def prefill_batch(self, lengths: list[int]) -> int:
+        """How many of the waiting prompts (their `lengths`, shortest first) the next prefill call takes: as
+        many as the bucket of the longest of them allows, at least one."""
+        take = 1
+        while take < len(lengths) and take + 1 <= self.rows_at(self.bucket(lengths[take])):
+            take += 1
+        return take
 
     def prefill(
         self, slots: list[int], prompts: list[list[int]], sampling: SlotParams
     ) -> list[tuple[int, float]]:
         """Writes prompts[i] into cache row slots[i] in one call; returns each first token and its logprob.
 
-        At most `prefill_buckets[-1]` prompts; they are padded to the bucket of the longest, and the
+        At most `rows_at` the bucket of the longest prompt; they are padded to that bucket, and the
         batch to a prefill bucket by repeating the last prompt (same slot, same values written twice).
         """
+        if len(prompts) > self.rows_at(self.bucket(max(map(len, prompts)))):
+            raise ValueError(f"{len(prompts)} prompts are more than one prefill call takes (prefill_batch)")
         p = self.prefill_buckets[bisect.bisect_left(self.prefill_buckets, len(prompts))]
         order = list(range(len(prompts))) + [len(prompts) - 1] * (p - len(prompts))
         padded = np.zeros((p, self.bucket(max(map(len, prompts)))), np.int32)  # [P, L]
@@ -283,7 +301,7 @@ class ModelRunner:
         start = time.perf_counter()
         sampling = SlotParams(self.slots)
         for bucket in self.buckets:  # every prompt into slot 0: warm-up leaves only junk the mask hides
-            for batch in self.prefill_buckets:
+            for batch in (b for b in self.prefill_buckets if b <= self.rows_at(bucket)):
                 with timed("prefill", batch, bucket):
                     self.prefill([0] * batch, [[0] * bucket] * batch, sampling)
         idle = np.full(self.slots, self.idle_position, np.int32)  # writes dropped: the cache is unchanged
@@ -293,13 +311,15 @@ class ModelRunner:
                 with timed("decode", rows, kv_len):
                     self._decode_step(idle[:rows], zeros[:rows], sampling.first(rows), kv_len).result()
         elapsed = time.perf_counter() - start
+        prefills = sum(b <= self.rows_at(bucket) for bucket in self.buckets for b in self.prefill_buckets)
         log.info(
-            "compiled prefill for prefill batch buckets %s and decode for batch buckets %s, each x "
-            "prompt/key-length buckets %s (%d programs) in %.1f s",
+            "compiled prefill for prefill batch buckets %s (up to %d prompt tokens a call) and decode for batch "
+            "buckets %s, each x prompt/key-length buckets %s (%d programs) in %.1f s",
             self.prefill_buckets,
+            self.max_prefill_tokens,
             self.batch_buckets,
             self.buckets,
-            len(self.buckets) * (len(self.prefill_buckets) + len(self.batch_buckets)),
+            prefills + len(self.buckets) * len(self.batch_buckets),
             elapsed,
         )
         return elapsed

@@ -93,11 +93,15 @@ def shard_params(params, mesh: Mesh):
     n = mesh.devices.size
 
     def place(path, x):
-        name = ".".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
-        name = name.removesuffix(".value").removesuffix(".raw_value")
-        return jax.device_put(x, NamedSharding(mesh, weight_spec(name, tuple(x.shape), n)))
+        return jax.device_put(x, NamedSharding(mesh, weight_spec(dotted(path), tuple(x.shape), n)))
 
     return jax.tree_util.tree_map_with_path(place, params)
+
+
+def dotted(path) -> str:
+    """A weight's dotted name ("blocks.0.attn.qkv.kernel") from its key path in an nnx.State."""
+    name = ".".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+    return name.removesuffix(".value").removesuffix(".raw_value")
 
 
 def cache_sharding(mesh: Mesh, kv_heads: int) -> NamedSharding:
