@@ -150,9 +150,7 @@ def test_devices_too_small_for_one_slot_fail_the_start_naming_the_bytes(
         failed = httpx.get(f"{url}/ping", timeout=2)
         assert failed.status_code == 500 and failed.json()["error_type"] == "load_failed"
         said = failed.json()["error"]
-        assert (
-            "with one decode slot" in said and "but each has 0.0 GiB usable" in said and "weights " in said
-        )
+        assert "with one decode slot" in said and "but each has 0.0 GiB usable" in said and "weights " in said
     finally:
         process.kill()
         process.wait()
