@@ -8,7 +8,6 @@ installs Podman before the tests.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections.abc import Iterator
@@ -18,37 +17,9 @@ import pytest
 
 from local_mode import container_engine
 from local_mode.container_engine import ContainerEngine
-from local_mode.runner import JobResult, run_training
 from tests.image import sdk
+from tests.image.support import NOT_RUN, ImageJob, SdkClient, train_in_image
 from tests.support import write_stdlib_corpus
-
-# The SDK's own values: local mode's tree JSON-encodes them as the estimators do ("tiny" -> "\"tiny\"").
-# Per-step losses and a checkpoint every 4 steps, so that a stopped job and its resumption can be compared
-# with one uninterrupted run step by step.
-HYPERPARAMETERS = {
-    "preset": "tiny",
-    "max_steps": 80,
-    "batch_size": 8,
-    "seq_len": 64,
-    "learning_rate": 0.003,
-    "warmup_steps": 4,
-    "vocab_size": 512,
-    "log_every": 1,
-    "eval_every": 40,
-    "eval_batches": 1,
-    "checkpoint_every": 4,
-    "seed": 7,
-    # What the SDK and the tuner add, which the trainer must ignore.
-    "sagemaker_region": "us-east-1",
-    "sagemaker_container_log_level": 20,
-    "_tuning_objective_metric": "val_loss",
-}
-
-# The same job for the SDK tests, whose losses must equal the shared job's: checkpoints do not change the
-# training, and none (instead of one every 4 steps) saves most of a job's time.
-SDK_HYPERPARAMETERS = {**HYPERPARAMETERS, "checkpoint_every": 0}  # 0: only on SIGTERM
-
-_NOT_RUN: list[str] = []
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +33,7 @@ def image() -> ContainerEngine:
         )
         if os.environ.get("CI"):
             pytest.fail(f"{message}. CI must run them: .ci/run installs Podman first.")
-        _NOT_RUN.append(message)
+        NOT_RUN.append(message)
         pytest.skip(message)
     # CPU: tests never have a GPU. JAX_LLM_TEST_IMAGE names another tag, so that two checkouts testing at
     # once on one machine do not replace each other's image.
@@ -79,27 +50,6 @@ def corpus(tmp_path_factory) -> Path:
     return write_stdlib_corpus(tmp_path_factory.mktemp("image-corpus") / "train" / "train.txt").parent
 
 
-@dataclasses.dataclass(frozen=True)
-class ImageJob:
-    """A finished job, everything it printed, and its checkpoint store (the S3 prefix) if it had one."""
-
-    result: JobResult
-    lines: list[str]
-    checkpoints: Path | None = None
-
-    @property
-    def log(self) -> str:
-        return "\n".join(self.lines)
-
-
-def train_in_image(image: ContainerEngine, workdir: Path, job_name: str, **kwargs) -> ImageJob:
-    """A training job in containers of the test image (local mode's runner, as `--docker` runs it)."""
-    lines: list[str] = []
-    kwargs.setdefault("hyperparameters", HYPERPARAMETERS)
-    result = run_training(workdir, job_name, engine=image, log=lines.append, **kwargs)
-    return ImageJob(result, lines, kwargs.get("checkpoints"))
-
-
 @pytest.fixture(scope="session")
 def trained_in_image(image, corpus, tmp_path_factory) -> ImageJob:
     """One host, 80 tiny steps, in a container with no network: shared by training and serving tests."""
@@ -111,14 +61,6 @@ def trained_in_image(image, corpus, tmp_path_factory) -> ImageJob:
     return job
 
 
-@dataclasses.dataclass(frozen=True)
-class SdkClient:
-    """What an SDK test needs: the environment its SDK process runs in, and the engine's name."""
-
-    env: dict[str, str]
-    engine: str
-
-
 @pytest.fixture(scope="session")
 def sdk_client(image, tmp_path_factory) -> Iterator[SdkClient]:
     """The engine's Docker API (Podman's service, started here and stopped at the end) for the SDK's local
@@ -128,7 +70,7 @@ def sdk_client(image, tmp_path_factory) -> Iterator[SdkClient]:
         message = "NO COMPOSE TOOL: the SageMaker SDK tests did not run (apt-get install docker-compose)"
         if os.environ.get("CI"):
             pytest.fail(f"{message}. CI must run them: .ci/install-container-engine installs it.")
-        _NOT_RUN.append(message)
+        NOT_RUN.append(message)
         pytest.skip(message)
     directory = tmp_path_factory.mktemp("sdk")
     with sdk.docker_api(image.name, directory) as docker_host:
@@ -137,6 +79,6 @@ def sdk_client(image, tmp_path_factory) -> Iterator[SdkClient]:
 
 def pytest_terminal_summary(terminalreporter) -> None:
     """Says it at the end too, where nobody misses it, when the image tests did not run."""
-    if _NOT_RUN:
+    if NOT_RUN:
         terminalreporter.write_sep("!", "IMAGE TESTS NOT RUN", red=True, bold=True)
-        terminalreporter.write_line(_NOT_RUN[0], red=True)
+        terminalreporter.write_line(NOT_RUN[0], red=True)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.image.conftest import ImageJob, train_in_image
+from tests.image.support import ImageJob, train_in_image
 from tests.support import REPO
 
 EXAMPLE = REPO / "examples" / "script_mode" / "src"

@@ -21,7 +21,7 @@ import pytest
 
 from local_mode.runner import free_port
 from tests.image import sdk
-from tests.image.conftest import _NOT_RUN, SDK_HYPERPARAMETERS
+from tests.image.support import NOT_RUN, SDK_HYPERPARAMETERS
 
 DRIVER = Path(__file__).resolve().parent / "sdk_v2_driver.py"
 
@@ -33,7 +33,7 @@ def v2_run(sdk_client, image, corpus, trained_in_image, tmp_path_factory) -> dic
         message = f"NO SDK v2 VENV: the SDK v2 tests did not run ({sdk.V2_PYTHON}: make setup makes it)"
         if os.environ.get("CI"):
             pytest.fail(message)
-        _NOT_RUN.append(message)
+        NOT_RUN.append(message)
         pytest.skip(message)
     work = tmp_path_factory.mktemp("sdk-v2")
     # A copy in a folder of its own: v2's local mode unpacks a local model.tar.gz beside itself and mounts

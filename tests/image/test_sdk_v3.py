@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.image import sdk
-from tests.image.conftest import HYPERPARAMETERS, SDK_HYPERPARAMETERS
+from tests.image.support import HYPERPARAMETERS, SDK_HYPERPARAMETERS
 
 
 def run_v3(sdk_client, script: str, workdir: Path, corpus: Path, image, *extra: str) -> tuple[Path, str]:

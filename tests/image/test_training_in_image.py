@@ -15,7 +15,7 @@ import pytest
 
 from jax_llm.contract.metrics import METRIC_DEFINITIONS
 from local_mode.container_engine import container_name
-from tests.image.conftest import HYPERPARAMETERS, ImageJob, train_in_image
+from tests.image.support import HYPERPARAMETERS, ImageJob, train_in_image
 
 
 def _curves(tree_root: Path) -> dict:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.containers.serving.conftest import QUEUE, SLOTS, Server
+from tests.containers.serving.support import QUEUE, SLOTS, Server
 
 pytestmark = pytest.mark.slow
 
@@ -309,7 +309,7 @@ def test_a_device_fault_fails_the_request_then_ping_says_so_and_the_server_exits
     import sys
 
     from local_mode.runner import free_port
-    from tests.containers.serving.conftest import REPO
+    from tests.support import REPO
 
     (tmp_path / "ml" / "model").mkdir(parents=True)
     script = tmp_path / "broken.py"

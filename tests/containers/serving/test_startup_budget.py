@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from jax_llm.contract.serving import COMPILE_CACHE_DIR, STARTUP_EVENT, STARTUP_METRICS, STARTUP_PHASES
 from jax_llm.serving.startup import StartupTimes
-from tests.containers.serving.conftest import running_server
+from tests.containers.serving.support import running_server
 
 pytestmark = pytest.mark.slow
 

@@ -18,8 +18,8 @@ from jax_llm.contract.serving import LOG_METRICS, NAMESPACE
 from stacks.constructs.serving_metrics import ServingMetrics
 from stacks.settings import Settings
 from tests.stacks.cfn_values import TemplateValues, resources_of_type
-from tests.stacks.conftest import cdk_json_context
 from tests.stacks.iam_evaluation import RolePolicies
+from tests.stacks.support import cdk_json_context
 
 # What CloudWatch accepts as a namespace (AWS::Logs::MetricFilter's MetricNamespace pattern).
 CLOUDWATCH_NAMESPACE = re.compile(r"^[0-9a-zA-Z.\-_/#]{1,256}$")

@@ -20,7 +20,7 @@ from stacks.constructs.inference_component import inference_component_name
 from stacks.constructs.serving_metrics import component_log_group_name
 from stacks.settings import Settings, SettingsError
 from tests.stacks.cfn_values import TemplateValues
-from tests.stacks.conftest import cdk_json_context
+from tests.stacks.support import cdk_json_context
 
 MODE = {"endpointMode": "inference-components"}
 EXECUTION_ROLE = "arn:aws:iam::123456789012:role/jax-llm-execution"

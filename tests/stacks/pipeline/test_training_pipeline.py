@@ -18,7 +18,7 @@ from jax_llm.contract.paths import PER_JOB_CHECKPOINTS_ENV
 from stacks.constructs.training_trigger import definition_digest
 from stacks.settings import Settings, SettingsError
 from tests.stacks.cfn_values import TemplateValues, resources_of_type, walk_steps
-from tests.stacks.conftest import cdk_json_context
+from tests.stacks.support import cdk_json_context
 
 STEP_NAME = re.compile(r"^[A-Za-z0-9\-_]{1,64}$")
 # The step-name suffixes of the four copies of the job steps (spot or not x prepared here or not).

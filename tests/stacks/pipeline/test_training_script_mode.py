@@ -11,8 +11,8 @@ import pytest
 from stacks.constructs.training_code import reproducible_tar_gz
 from stacks.settings import REPO, Settings, SettingsError
 from tests.stacks.cfn_values import pipeline_definitions
-from tests.stacks.conftest import cdk_json_context
 from tests.stacks.pipeline.test_pipeline_botocore import OPERATIONS, Substitution, job_steps
+from tests.stacks.support import cdk_json_context
 
 SCRIPT = {
     "trainingSourceDir": "examples/script_mode/src",

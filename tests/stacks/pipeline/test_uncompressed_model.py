@@ -13,8 +13,8 @@ from botocore.validate import ParamValidator
 from stacks.pipeline.definition import training_definition, tuning_definition
 from stacks.pipeline.resources import PipelineResources
 from stacks.settings import Settings, SettingsError
-from tests.stacks.conftest import cdk_json_context
 from tests.stacks.pipeline.test_pipeline_botocore import OPERATIONS, Substitution, job_steps
+from tests.stacks.support import cdk_json_context
 
 UNCOMPRESSED = {"modelDataCompression": "none", "trackingServer": "none", "trackingServerArn": ""}
 RESOURCES = PipelineResources(

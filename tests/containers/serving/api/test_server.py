@@ -19,7 +19,7 @@ from huggingface_hub import InferenceClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from jax_llm.model.export import read_model_config
-from tests.containers.serving.conftest import (
+from tests.containers.serving.support import (
     BODY_TIMEOUT_S,
     QUEUE,
     SLOTS,

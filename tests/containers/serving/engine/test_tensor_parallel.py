@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from jax_llm.model.export import read_model_config
 from jax_llm.serving.engine.tensor_parallel import MODEL_AXIS, served_model, weight_spec
-from tests.containers.serving.conftest import SLOTS, ping_until, running_server, start_server
+from tests.containers.serving.support import SLOTS, ping_until, running_server, start_server
 from tests.support import CONTAINER_SRC
 
 PROMPTS = ["def main(", "import os\n", "class Parser:\n    def __init__(self", "    return "]
