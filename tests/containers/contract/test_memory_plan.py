@@ -16,6 +16,7 @@ MODEL = ServedModel(
     kv_heads=8,
     head_dim=128,
     vocab_size=32000,
+    d_ff=11008,
 )
 CONTEXT = 4096
 

@@ -119,7 +119,7 @@ def test_an_inference_component_gets_only_the_gpus_one_copy_reserves():
 
 
 def test_a_float32_run_is_served_in_float32_and_needs_twice_the_weight_bytes():
-    endpoint = {"endpointInstanceType": "ml.g5.xlarge", "endpointDecodeSlots": 4}
+    endpoint = {"endpointInstanceType": "ml.g5.xlarge", "endpointDecodeSlots": 2}
     settings_with({"preset": "7b", "seq_len": 2048, "remat": True}, **endpoint)  # bf16: 12.6 GiB of weights
     with pytest.raises(SettingsError) as raised:
         settings_with(

@@ -13,8 +13,9 @@ Serving, per GPU, over the `shards` GPUs tensor parallelism splits the model acr
     + KV cache slots x context x 2 x layers x kv_heads x head_dim x 2 (bf16) / shards (split over the heads)
     + the largest prefill call's temporaries, over the padded lengths L up to the context at P rows each (at most
       prefill_rows, fewer for long L: P x L within the prefill token budget, `contract/serving.py`): its logits
-      P x L x vocab x 4 (f32, not split) and PREFILL_SCORE_BUFFERS f32 attention-score buffers P x heads x L^2 x 4
-      / shards (one layer's scores, masked scores and softmax, which XLA's analysis of the prefill holds at once)
+      P x vocab x 4 (f32, each prompt's last token only; not split) and PREFILL_SCORE_BUFFERS f32 attention-score
+      buffers P x heads x L^2 x 4 / shards (one layer's scores, masked scores and softmax, which XLA's analysis of
+      the prefill holds at once), and one layer's activations P x L x (2 d_ff + q/k/v width) / shards + 3 d_model
 `plan_serving` is the server's own choice of shards and decode slots (serving/engine/loader.py) and the one
 synth checks an endpoint with: the fewest shards at which every requested slot fits, the KV cache sized from
 what the weights leave. A GPU may use `MEMORY_FRACTION` of its memory (XLA_PYTHON_CLIENT_MEM_FRACTION: set in
@@ -138,13 +139,23 @@ class ServedModel:
     kv_heads: int
     head_dim: int
     vocab_size: int
+    d_ff: int  # the MLP's hidden width
     weight_bytes: int = 2  # the server holds weights in its compute dtype: bfloat16 on GPU
     cache_bytes: int = 2  # the KV cache is in the compute dtype too
 
     @classmethod
     def from_table(cls, preset: str, dtype_bytes: int = 2) -> ServedModel:
         entry = table()["presets"][preset]
-        fields = ("num_params", "whole_params", "n_layers", "n_heads", "kv_heads", "head_dim", "vocab_size")
+        fields = (
+            "num_params",
+            "whole_params",
+            "n_layers",
+            "n_heads",
+            "kv_heads",
+            "head_dim",
+            "vocab_size",
+            "d_ff",
+        )
         return cls(**{f: entry[f] for f in fields}, weight_bytes=dtype_bytes, cache_bytes=dtype_bytes)
 
     def splits_over(self, shards: int) -> bool:
@@ -158,9 +169,15 @@ class ServedModel:
 
     def prefill_bytes(self, rows: int, length: int, shards: int = 1) -> int:
         """One prefill call's temporaries per GPU: `rows` prompts padded to `length`."""
-        logits = rows * length * self.vocab_size * 4
-        heads = self.n_heads // shards if self.splits_over(shards) else self.n_heads
-        return logits + PREFILL_SCORE_BUFFERS * rows * heads * length**2 * 4
+        logits = rows * self.vocab_size * 4  # the last prompt token's only
+        split = shards if self.splits_over(shards) else 1
+        heads = self.n_heads // split
+        scores = PREFILL_SCORE_BUFFERS * rows * heads * length**2 * 4
+        # One layer's per-token activations (f32, the safe side of bf16): the MLP's two hidden halves and the
+        # projected heads (split), three residual-width buffers (whole on every GPU).
+        width = 2 * self.d_ff // split + (self.n_heads + 2 * self.kv_heads) * self.head_dim // split
+        activations = rows * length * 4 * (width + 3 * self.n_heads * self.head_dim)
+        return logits + scores + activations
 
     def need(
         self,

@@ -244,11 +244,14 @@ class GPT(nnx.Module):
         cache: KVCache | None = None,
         *,
         kv_len: int | None = None,
+        logits_at: jax.Array | None = None,
     ) -> tuple[jax.Array, KVCache | None]:
         """tokens: [B, T] int32; positions: [B, T] (default 0..T-1). Returns ([B, T, vocab] f32, cache).
 
         kv_len (static, with a cache): every query position is below it, so attention reads only the
-        cache's first kv_len positions; default the whole cache.
+        cache's first kv_len positions; default the whole cache. logits_at: [B] the one position of each row
+        whose logits are wanted (a server's prefill: the prompt's last token); then the logits are [B, vocab]
+        and the output projection runs on B positions instead of B x T.
         """
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
@@ -273,6 +276,8 @@ class GPT(nnx.Module):
                     x = _remat_block_forward(block, x, positions)
                 else:
                     x = _block_forward(block, x, positions)
+        if logits_at is not None:
+            x = jnp.take_along_axis(x, logits_at[:, None, None], axis=1)[:, 0]  # [B, D]
         x = self.final_norm(x)
         # Output projection: the input embedding's transpose (tied) or a matrix of its own [D, V].
         logits = (self.embed.attend(x) if self.config.tie_embeddings else self.lm_head(x)).astype(jnp.float32)

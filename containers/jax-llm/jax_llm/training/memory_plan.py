@@ -135,6 +135,7 @@ def preset_facts(preset: str) -> dict:
         "kv_heads": c.kv_heads,
         "head_dim": c.head_dim,
         "vocab_size": c.vocab_size,
+        "d_ff": c.d_ff,
         "max_seq_len": c.max_seq_len,
     }
 

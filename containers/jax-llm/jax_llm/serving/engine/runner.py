@@ -118,12 +118,13 @@ def _prefill(
     positions = jnp.broadcast_to(jnp.arange(length)[None, :], (batch, length))  # [P, L]
     # Padding positions >= lengths[p] write junk keys into the row; decode overwrites each position before
     # any query can attend to it (the mask stops at the query's own position), so the junk is never read.
-    logits, rows = model(tokens, positions, rows)  # [P, L, V]; rows per layer [P, N, L, H]
+    # Logits of each prompt's last token only ([P, V]): the L x V others would be computed and thrown away.
+    logits, rows = model(tokens, positions, rows, logits_at=lengths - 1)  # rows per layer [P, K, L, H]
     for p in range(batch):  # P in-place row writes into the donated cache (a scatter would copy it)
         cache = jax.tree.map(
             lambda c, r, p=p: jax.lax.dynamic_update_slice(c, r[p : p + 1], (slots[p], 0, 0, 0)), cache, rows
         )
-    final = _real_vocab(jnp.take_along_axis(logits, (lengths - 1)[:, None, None], axis=1)[:, 0], sample_vocab)
+    final = _real_vocab(logits, sample_vocab)
     step = jnp.zeros((batch,), jnp.int32)  # the first generated token
     token, logprob = choose_tokens(final, key_data, step, temperature, top_k, top_p, greedy)
     return token, logprob, cache, last.at[slots].set(token)  # each slot's next decode input

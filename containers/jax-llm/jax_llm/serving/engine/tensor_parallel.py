@@ -71,6 +71,7 @@ def served_model(config: ModelConfig) -> ServedModel:
         kv_heads=config.kv_heads,
         head_dim=config.head_dim,
         vocab_size=config.vocab_size,
+        d_ff=config.d_ff,
         weight_bytes=dtype_bytes,
         cache_bytes=dtype_bytes,
     )
