@@ -107,9 +107,17 @@ class Attention(nnx.Module):
         self.out = _linear(d, d, config, 0.02 / math.sqrt(2 * config.n_layers), rngs)
 
     def __call__(
-        self, x: jax.Array, positions: jax.Array, cache: LayerCache | None, kv_len: int | None = None
+        self,
+        x: jax.Array,
+        positions: jax.Array,
+        cache: LayerCache | None,
+        kv_len: int | None = None,
+        fresh: bool = False,
     ) -> tuple[jax.Array, LayerCache | None]:
-        """kv_len (static): attend over only the cache's first kv_len positions (default: all of them)."""
+        """kv_len (static): attend over only the cache's first kv_len positions (default: all of them).
+        fresh (static): the tokens are a whole prompt at positions 0..T-1 and `cache` only the rows to fill
+        ([B, K, T, H]): attention is causal over the tokens themselves, by the fused kernel training uses
+        (cuDNN flash attention on GPU: no [T, T] scores in memory), and their keys and values become the rows."""
         cfg = self.config
         batch, seq, _ = x.shape
         n, kv, h, g = cfg.n_heads, cfg.kv_heads, cfg.head_dim, cfg.qkv_groups
@@ -121,10 +129,14 @@ class Attention(nnx.Module):
         q = apply_rotary(q, positions, cfg.rope_theta)
         k = apply_rotary(k, positions, cfg.rope_theta)
 
-        if cache is None:
+        if cache is None or fresh:
             y = jax.nn.dot_product_attention(
                 q, k, v, is_causal=True, implementation=cfg.attention_implementation()
             )
+            if fresh:
+                cache = LayerCache(
+                    k.swapaxes(1, 2).astype(cache.k.dtype), v.swapaxes(1, 2).astype(cache.v.dtype)
+                )
         else:
             # Write this step's keys/values at each row's own positions, then attend over the whole
             # cache up to each query's position. Slots past a row's position may hold stale values
@@ -168,9 +180,14 @@ class Block(nnx.Module):
         self.mlp_out = _linear(f, d, config, 0.02 / math.sqrt(2 * config.n_layers), rngs)
 
     def __call__(
-        self, x: jax.Array, positions: jax.Array, cache: LayerCache | None, kv_len: int | None = None
+        self,
+        x: jax.Array,
+        positions: jax.Array,
+        cache: LayerCache | None,
+        kv_len: int | None = None,
+        fresh: bool = False,
     ) -> tuple[jax.Array, LayerCache | None]:
-        h, cache = self.attn(self.attn_norm(x), positions, cache, kv_len)
+        h, cache = self.attn(self.attn_norm(x), positions, cache, kv_len, fresh)
         x = x + h
         y = self.mlp_norm(x)
         # [B, T, F]
@@ -245,13 +262,15 @@ class GPT(nnx.Module):
         *,
         kv_len: int | None = None,
         logits_at: jax.Array | None = None,
+        fresh: bool = False,
     ) -> tuple[jax.Array, KVCache | None]:
         """tokens: [B, T] int32; positions: [B, T] (default 0..T-1). Returns ([B, T, vocab] f32, cache).
 
         kv_len (static, with a cache): every query position is below it, so attention reads only the
         cache's first kv_len positions; default the whole cache. logits_at: [B] the one position of each row
         whose logits are wanted (a server's prefill: the prompt's last token); then the logits are [B, vocab]
-        and the output projection runs on B positions instead of B x T.
+        and the output projection runs on B positions instead of B x T. fresh (with a cache of exactly T
+        positions): a server's prefill, see `Attention`.
         """
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
@@ -270,7 +289,7 @@ class GPT(nnx.Module):
             )
             for i, block in enumerate(blocks):
                 if cache is not None:
-                    x, layer_cache = block(x, positions, cache[i], kv_len)
+                    x, layer_cache = block(x, positions, cache[i], kv_len, fresh)
                     new_cache.append(layer_cache)
                 elif self.config.remat:
                     x = _remat_block_forward(block, x, positions)

@@ -118,8 +118,10 @@ def _prefill(
     positions = jnp.broadcast_to(jnp.arange(length)[None, :], (batch, length))  # [P, L]
     # Padding positions >= lengths[p] write junk keys into the row; decode overwrites each position before
     # any query can attend to it (the mask stops at the query's own position), so the junk is never read.
-    # Logits of each prompt's last token only ([P, V]): the L x V others would be computed and thrown away.
-    logits, rows = model(tokens, positions, rows, logits_at=lengths - 1)  # rows per layer [P, K, L, H]
+    # Fresh rows: each prompt attends to itself by the fused causal kernel, and its keys and values become
+    # its rows (per layer [P, K, L, H]). Logits of each prompt's last token only ([P, V]): the L x V others
+    # would be thrown away.
+    logits, rows = model(tokens, positions, rows, logits_at=lengths - 1, fresh=True)
     for p in range(batch):  # P in-place row writes into the donated cache (a scatter would copy it)
         cache = jax.tree.map(
             lambda c, r, p=p: jax.lax.dynamic_update_slice(c, r[p : p + 1], (slots[p], 0, 0, 0)), cache, rows
