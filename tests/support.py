@@ -24,6 +24,7 @@ __all__ = [
     "TINY_HYPERPARAMETERS",
     "TrainingRun",
     "free_port",
+    "run_on_cpu_devices",
     "run_training",
     "start_training",
     "train_command_env",
@@ -113,6 +114,22 @@ def train_command_env(root: Path, **extra: str) -> dict[str, str]:
     env = {**os.environ, "SAGEMAKER_BASE_DIR": str(root), "JAX_PLATFORMS": "cpu", **extra}
     env["PYTHONPATH"] = os.pathsep.join([str(CONTAINER_SRC), env.get("PYTHONPATH", "")])
     return env
+
+
+def run_on_cpu_devices(script: str, devices: int, *args: str, timeout: float = 600):
+    """`python -c script *args` in a process of its own whose JAX has `devices` CPU devices (a mesh, a
+    split, a compile for several devices); the last line it prints, parsed as JSON."""
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        "PYTHONPATH": str(CONTAINER_SRC),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def start_training(root: Path, log_file: Path, **env: str) -> subprocess.Popen:

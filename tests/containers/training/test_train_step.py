@@ -1,12 +1,7 @@
 """The train step on 8 CPU devices: flat FSDP with accumulation, and a 2 x 4 hybrid (data x fsdp) mesh,
 give plain data parallel's losses and weights, on the scanned Llama-shaped tiny model."""
 
-import json
-import os
-import subprocess
-import sys
-
-from tests.support import CONTAINER_SRC
+from tests.support import run_on_cpu_devices
 
 # Runs in a child process: the device count is fixed when JAX starts.
 SCRIPT = r"""
@@ -43,15 +38,7 @@ print(json.dumps({"devices": jax.device_count(), "results": results}))
 
 
 def test_fsdp_hybrid_mesh_and_accumulation_reproduce_plain_data_parallel():
-    env = {
-        **os.environ,
-        "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-        "PYTHONPATH": str(CONTAINER_SRC),
-    }
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+    report = run_on_cpu_devices(SCRIPT, 8)
     assert report["devices"] == 8
     runs = report["results"]
     base, flat, hybrid = runs["1x8-False-1"], runs["1x8-True-2"], runs["2x4-True-1"]

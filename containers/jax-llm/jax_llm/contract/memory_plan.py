@@ -30,7 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from jax_llm.contract.instances import InstanceType
-from jax_llm.contract.serving import DEFAULT_PREFILL_TOKENS, prefill_rows_at
+from jax_llm.contract.serving import DEFAULT_PREFILL_TOKENS, doubling, prefill_rows_at
 
 TABLE_FILE = Path(__file__).with_name("memory_plan.json")
 MEMORY_FRACTION = 0.90  # of a GPU's memory XLA may take: trainingEnvironment's XLA_PYTHON_CLIENT_MEM_FRACTION
@@ -191,10 +191,9 @@ class ServedModel:
         the server makes (any padded length up to the context, at `prefill_rows_at` rows)."""
         split = self.num_params - self.whole_params
         weights = self.weight_bytes * (self.whole_params + split // shards)
-        lengths = [1 << i for i in range(context.bit_length()) if 1 << i < context] + [context]
-        prefill = max(
+        prefill = max(  # every padded length up to the context: 1, 2, 4, ..., context
             self.prefill_bytes(prefill_rows_at(length, prefill_rows, prefill_tokens), length, shards)
-            for length in lengths
+            for length in doubling(context)
         )
         return ServingNeed(weights, slots * self.slot_bytes(context, shards), prefill)
 

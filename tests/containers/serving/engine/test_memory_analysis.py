@@ -8,13 +8,10 @@ has no bfloat16 matmul), temporaries a GPU never makes; in float32 the CPU's pro
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.support import CONTAINER_SRC
+from tests.support import run_on_cpu_devices
 
 # In a process of its own with 4 CPU devices.
 ANALYZE = """
@@ -42,21 +39,7 @@ CASES = [  # preset, shards, slots, context, prefill rows
 
 @pytest.fixture(scope="module")
 def analyses() -> list[dict]:
-    env = {
-        **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-        "JAX_PLATFORMS": "cpu",
-        "PYTHONPATH": str(CONTAINER_SRC),
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", ANALYZE, json.dumps(CASES)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.splitlines()[-1])
+    return run_on_cpu_devices(ANALYZE, 4, json.dumps(CASES))
 
 
 def test_every_device_holds_exactly_the_weights_and_cache_the_plan_counts(analyses):

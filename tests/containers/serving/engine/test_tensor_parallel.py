@@ -5,11 +5,6 @@ greedy requests token for token like the unsharded session server."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import httpx
 import pytest
 from jax.sharding import PartitionSpec as P
@@ -18,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from jax_llm.model.export import read_model_config
 from jax_llm.serving.engine.tensor_parallel import MODEL_AXIS, served_model, weight_spec
 from tests.containers.serving.support import SLOTS, ping_until, running_server, start_server
-from tests.support import CONTAINER_SRC
+from tests.support import run_on_cpu_devices
 
 PROMPTS = ["def main(", "import os\n", "class Parser:\n    def __init__(self", "    return "]
 
@@ -78,17 +73,7 @@ print(json.dumps(out))
 
 
 def test_a_split_decode_step_communicates_one_all_reduce_per_attention_and_per_mlp():
-    env = {
-        **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-        "JAX_PLATFORMS": "cpu",
-        "PYTHONPATH": str(CONTAINER_SRC),
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", COLLECTIVES], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    counts = json.loads(done.stdout.splitlines()[-1])
+    counts = run_on_cpu_devices(COLLECTIVES, 4)
     nothing_else = {"all-gather": 0, "all-to-all": 0, "collective-permute": 0, "reduce-scatter": 0}
     assert counts["tiny 2"] == {"all-reduce": 2 * 2, **nothing_else}  # 2 layers, each attention and MLP
     assert counts["tiny-llama 2"] == {"all-reduce": 2 * 3, **nothing_else}
@@ -119,8 +104,8 @@ def test_a_model_too_big_for_one_device_is_split_by_itself_and_gets_the_slots_th
     expected = [_greedy(server.url, prompt) for prompt in PROMPTS]
     # Devices of a size that hold the model only split 4 ways, and then one slot fewer than asked for:
     # the server works out both from the model's sizes, as on a GPU from XLA's memory limit.
-    model = served_model(read_model_config(tiny_training_run.root / "model"))
-    context = read_model_config(tiny_training_run.root / "model").max_seq_len
+    config = read_model_config(tiny_training_run.root / "model")
+    model, context = served_model(config), config.max_seq_len
     memory = model.need(context, SLOTS - 1, 4, prefill_rows=1).total + model.slot_bytes(context, 4) // 2
     assert model.need(context, SLOTS, 2, prefill_rows=1).total > memory  # 2 devices would not do
     env = {

@@ -5,6 +5,7 @@ Runs in a background thread while the HTTP server already answers /ping with 503
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -12,10 +13,9 @@ import time
 
 import jax
 
-from jax_llm.contract.memory_plan import MEMORY_FRACTION, ServingSplit, plan_serving
+from jax_llm.contract.memory_plan import MEMORY_FRACTION, ServedModel, ServingSplit, plan_serving
 from jax_llm.contract.serving import COMPILE_CACHE_DIR, DECODE_SLOTS_VARIABLE
 from jax_llm.data.tokenizer import load_tokenizer
-from jax_llm.model.config import ModelConfig
 from jax_llm.model.export import TOKENIZER_FILE, load_model, read_model_config
 from jax_llm.serving.engine import tensor_parallel
 from jax_llm.serving.engine.engine import Engine
@@ -71,23 +71,21 @@ def device_memory(settings: ServingSettings) -> int | None:
     return stats.get("bytes_limit")
 
 
-def plan_split(settings: ServingSettings, config: ModelConfig, prefill_batch: int) -> ServingSplit | None:
+def plan_split(
+    settings: ServingSettings, model: ServedModel, context: int, prefill_batch: int
+) -> ServingSplit | None:
     """How this server splits the model and how many decode slots its KV cache gets (`plan_serving`), from
     what a device may use; None where that is unknown (then JAX_LLM_TENSOR_PARALLEL or 1, and every slot)."""
-    devices = len(jax.local_devices())
-    if settings.tensor_parallel and settings.tensor_parallel > devices:
-        raise ValueError(
-            f"JAX_LLM_TENSOR_PARALLEL={settings.tensor_parallel}: this instance has {devices} device(s)"
-        )
+    if settings.tensor_parallel:
+        tensor_parallel.devices_for(settings.tensor_parallel)  # raises, naming what this instance has
     usable = device_memory(settings)
     if usable is None:
         return None
-    model = tensor_parallel.served_model(config)
     return plan_serving(
         model,
-        config.max_seq_len,
+        context,
         settings.decode_slots,
-        devices,
+        len(jax.local_devices()),
         usable,
         settings.tensor_parallel,
         prefill_batch,
@@ -121,12 +119,13 @@ def load_engine(settings: ServingSettings, observe=None, times: StartupTimes | N
             "param_dtype": compute_dtype,
             "max_seq_len": settings.context(config.max_seq_len),
         }
+        served = tensor_parallel.served_model(dataclasses.replace(config, **overrides))
         prefill_batch = settings.max_prefill_batch or (8 if jax.default_backend() == "gpu" else 1)
-        split = plan_split(settings, read_model_config(settings.model_dir, **overrides), prefill_batch)
+        split = plan_split(settings, served, overrides["max_seq_len"], prefill_batch)
         shards = split.shards if split else settings.tensor_parallel or 1
         slots = min(split.slots, settings.decode_slots) if split else settings.decode_slots
         mesh = tensor_parallel.make_mesh(shards) if shards > 1 else None
-        if mesh is not None and config.n_heads % shards == 0 and config.kv_heads % shards == 0:
+        if mesh is not None and served.splits_over(shards):
             overrides["qkv_groups"] = shards  # each device's heads side by side in the fused projection
         tokenizer = load_tokenizer(settings.model_dir / TOKENIZER_FILE)
     if split is not None:

@@ -27,12 +27,17 @@ FAN_OUT = ("qkv", "mlp_in", "mlp_gate", "mlp_up")  # modules whose kernel splits
 FAN_IN = ("out", "mlp_out")  # modules whose kernel splits on its input dim (second to last)
 
 
-def make_mesh(devices: int) -> Mesh:
-    """The first `devices` local devices as one `model` axis; raises naming what there is."""
+def devices_for(count: int) -> list:
+    """The first `count` local devices; raises naming how many this instance has."""
     local = jax.local_devices()
-    if not 1 <= devices <= len(local):
-        raise ValueError(f"JAX_LLM_TENSOR_PARALLEL={devices}: this instance has {len(local)} device(s)")
-    return Mesh(np.array(local[:devices]), (MODEL_AXIS,))
+    if not 1 <= count <= len(local):
+        raise ValueError(f"JAX_LLM_TENSOR_PARALLEL={count}: this instance has {len(local)} device(s)")
+    return local[:count]
+
+
+def make_mesh(devices: int) -> Mesh:
+    """The first `devices` local devices as one `model` axis."""
+    return Mesh(np.array(devices_for(devices)), (MODEL_AXIS,))
 
 
 def _module(name: str) -> str | None:
